@@ -1,0 +1,246 @@
+//! `AzureAppRegistration`: one Entra ID application, its service principal, its admin consent and
+//! its client secret, kept in a Kubernetes Secret and rotated before it expires.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{ClientSecretSpec, Cloud, Permission};
+
+/// Desired state of an Entra ID application registration and its client secret.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "connectemail.dev",
+    version = "v1alpha1",
+    kind = "AzureAppRegistration",
+    namespaced,
+    status = "AzureAppRegistrationStatus",
+    shortname = "azapp",
+    category = "connectemail",
+    doc = "An Entra ID (Azure AD) application registration whose client secret the operator keeps in a Secret and rotates before it expires.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "App ID", type_ = "string", json_path = ".status.appId"),
+    printcolumn(
+        name = "Secret",
+        type_ = "string",
+        json_path = ".spec.clientSecret.secretName"
+    ),
+    printcolumn(
+        name = "Secret Expiry",
+        type_ = "date",
+        json_path = ".status.credential.notAfter"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(oldSelf.adopt) || (has(self.adopt) && self.adopt.appId == oldSelf.adopt.appId)",
+     "message": "adopt.appId is immutable once set: create a new resource to manage another application"},
+    {"rule": "has(oldSelf.adopt) || !has(self.adopt)",
+     "message": "adopt can only be set when the resource is created; the operator already manages an application of its own"}
+]))]
+pub struct AzureAppRegistrationSpec {
+    /// Directory (tenant) ID of the Entra tenant, a GUID (Entra admin center → Overview). Immutable.
+    #[schemars(length(max = 36))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.matches('^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')",
+         "message": "tenantId must be the tenant's GUID, e.g. 72f988bf-86f1-41af-91ab-2d7cd011db47 (Entra admin center → Overview → Tenant ID)"},
+        {"rule": "self == oldSelf", "message": "tenantId is immutable: create a new resource for another tenant"}
+    ]))]
+    pub tenant_id: String,
+    /// Microsoft cloud: AzurePublic (default), AzureUSGovernment or AzureChina.
+    #[serde(default)]
+    pub cloud: Cloud,
+    /// Display name of the application in Entra ID.
+    #[schemars(length(min = 1, max = 120))]
+    pub display_name: String,
+    /// Who may sign in: AzureADMyOrg (single tenant, default), AzureADMultipleOrgs,
+    /// AzureADandPersonalMicrosoftAccount or PersonalMicrosoftAccount.
+    #[serde(default)]
+    pub sign_in_audience: SignInAudience,
+    /// Web platform redirect URIs (https, at most 256 characters each), e.g. the Webex Connect
+    /// callback URL. The list replaces what is in Entra ID.
+    #[serde(default)]
+    #[schemars(length(max = 256), inner(length(min = 1, max = 256)))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(u, u.startsWith('https://'))",
+         "message": "redirectUris must use https:// (Entra ID rejects other schemes for web apps)"}
+    ]))]
+    pub redirect_uris: Vec<String>,
+    /// Implicit grant settings of the web platform ("Access tokens" / "ID tokens" checkboxes).
+    #[serde(default)]
+    pub implicit_grant: ImplicitGrant,
+    /// API permissions, named as in the portal and resolved against the tenant at reconcile time.
+    #[serde(default)]
+    #[schemars(length(max = 32))]
+    pub permissions: Vec<Permission>,
+    /// Grant admin consent for `permissions` (app role assignments for application permissions,
+    /// an AllPrincipals grant for delegated ones), as "Grant admin consent" in the portal.
+    #[serde(default = "default_true")]
+    pub admin_consent: bool,
+    /// Client secret issuance and rotation.
+    pub client_secret: ClientSecretSpec,
+    /// Take over an existing application instead of creating one. Passwords the operator did not
+    /// create are never modified or removed. Can only be set at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<Adopt>,
+    /// What happens to the Entra application when this resource is deleted: Delete (default;
+    /// soft-deleted, restorable for 30 days) or Orphan (left as is, operator passwords removed).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Supported account types of the application.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SignInAudience {
+    #[default]
+    AzureADMyOrg,
+    AzureADMultipleOrgs,
+    AzureADandPersonalMicrosoftAccount,
+    PersonalMicrosoftAccount,
+}
+
+impl SignInAudience {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AzureADMyOrg => "AzureADMyOrg",
+            Self::AzureADMultipleOrgs => "AzureADMultipleOrgs",
+            Self::AzureADandPersonalMicrosoftAccount => "AzureADandPersonalMicrosoftAccount",
+            Self::PersonalMicrosoftAccount => "PersonalMicrosoftAccount",
+        }
+    }
+}
+
+/// Implicit grant flags of the web platform.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImplicitGrant {
+    /// Issue access tokens through the implicit flow (the TAC guide turns this on).
+    #[serde(default)]
+    pub access_tokens: bool,
+    /// Issue ID tokens through the implicit flow.
+    #[serde(default)]
+    pub id_tokens: bool,
+}
+
+/// An existing application to take over.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Adopt {
+    /// Application (client) ID of the existing registration, a GUID.
+    #[schemars(length(max = 36))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.matches('^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')",
+         "message": "adopt.appId must be the application (client) ID GUID shown on the app's Overview page"}
+    ]))]
+    pub app_id: String,
+}
+
+/// What deleting the resource does to the external application.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Delete,
+    Orphan,
+}
+
+/// Observed state of the application and its credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AzureAppRegistrationStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, CredentialReady, ConsentGranted, Rotating.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The application's uniqueName in Entra ID (derived from this resource's UID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_name: Option<String>,
+    /// Application (client) ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    /// Object ID of the application.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<String>,
+    /// Object ID of the application's service principal in the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_principal_id: Option<String>,
+    /// The current client secret (never its value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialStatus>,
+    /// Earlier secrets still valid, waiting to be revoked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_credentials: Vec<PreviousCredential>,
+    /// A rotation recorded before calling addPassword, so a crash between issuing the secret and
+    /// storing it is detected and cleaned up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_rotation: Option<PendingRotation>,
+    /// Permissions granted by admin consent, as resolved names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted_permissions: Vec<Permission>,
+    /// Value of the `connectemail.dev/rotate` annotation already acted upon.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotate_request: Option<String>,
+}
+
+/// The current client secret's metadata.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialStatus {
+    /// keyId of the password credential in Entra ID.
+    pub key_id: String,
+    /// First characters of the secret as Entra ID shows them (not the secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// Start of validity.
+    pub not_before: Time,
+    /// Expiry.
+    pub not_after: Time,
+    /// When the operator will rotate it.
+    pub renewal_time: Time,
+}
+
+/// A previous secret kept valid for consumers until it is revoked.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousCredential {
+    /// keyId of the password credential in Entra ID.
+    pub key_id: String,
+    /// Expiry.
+    pub not_after: Time,
+    /// Earliest revocation time (verified successor + revokeAfter); unset until the successor is verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_at: Option<Time>,
+}
+
+/// Intent recorded before a password is added.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRotation {
+    /// Display name the new password carries in Entra ID; identifies it after a crash.
+    pub marker: String,
+    /// When the intent was recorded.
+    pub requested_at: Time,
+    /// Why: Initial, Renewal, Forced, Expired, Invalid.
+    pub reason: String,
+}

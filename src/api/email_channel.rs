@@ -1,0 +1,338 @@
+//! `EmailChannel`: the whole "Webex Connect Email app with Office 365 OAuth" procedure for one
+//! mailbox. It owns a child `AzureAppRegistration` (or uses an existing one) whose redirect URI is
+//! the Connect callback URL, configures the Exchange Online mailbox and keeps the Connect asset in sync.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    ClientSecretSpec, Cloud, LocalObjectReference, Permission, SecretKeyReference,
+};
+
+/// Desired state of one Webex Connect email channel backed by an Office 365 mailbox.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "connectemail.dev",
+    version = "v1alpha1",
+    kind = "EmailChannel",
+    namespaced,
+    status = "EmailChannelStatus",
+    shortname = "emailch",
+    category = "connectemail",
+    doc = "A Webex Connect email channel using Office 365 OAuth: Entra ID app and rotated secret, Exchange Online mailbox settings and the Connect email asset.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Mailbox", type_ = "string", json_path = ".spec.mailbox"),
+    printcolumn(name = "App ID", type_ = "string", json_path = ".status.appId"),
+    printcolumn(
+        name = "Secret Expiry",
+        type_ = "date",
+        json_path = ".status.secretNotAfter"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailChannelSpec {
+    /// The mailbox (Email ID in Connect, the user principal name in Microsoft 365) that sends and
+    /// receives the channel's mail, e.g. `support@contoso.com`.
+    #[schemars(length(min = 3, max = 254))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.matches('^[^@ ]+@[^@ ]+[.][^@ ]+$')",
+         "message": "mailbox must be an email address such as support@contoso.com"}
+    ]))]
+    pub mailbox: String,
+    /// The Entra ID side: a tenant to create a child AzureAppRegistration in, or a reference to
+    /// an existing AzureAppRegistration in this namespace.
+    pub azure: AzureSettings,
+    /// Exchange Online mailbox settings (SMTP AUTH and forwarding to Connect).
+    #[serde(default)]
+    pub exchange: ExchangeSettings,
+    /// Webex Connect email asset.
+    pub connect: ConnectSettings,
+    /// SMTP settings entered in the Connect asset; Office 365 defaults.
+    #[serde(default)]
+    pub smtp: SmtpSettings,
+}
+
+/// Which Entra ID application the channel uses.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.tenantId) != has(self.appRegistrationRef)",
+     "message": "set exactly one of azure.tenantId (the operator creates the app registration) and azure.appRegistrationRef (use an existing AzureAppRegistration)"},
+    {"rule": "!has(self.appRegistrationRef) || !(has(self.displayName) || has(self.permissions) || has(self.clientSecret) || has(self.cloud))",
+     "message": "azure.displayName, cloud, permissions and clientSecret apply to the child app registration only; with azure.appRegistrationRef set them on the referenced AzureAppRegistration"},
+    {"rule": "!has(oldSelf.tenantId) || (has(self.tenantId) && self.tenantId == oldSelf.tenantId)",
+     "message": "azure.tenantId is immutable: create a new EmailChannel for another tenant"}
+]))]
+pub struct AzureSettings {
+    /// Directory (tenant) ID, a GUID. The operator creates a child AzureAppRegistration there. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 36))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.matches('^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')",
+         "message": "azure.tenantId must be the tenant's GUID, e.g. 72f988bf-86f1-41af-91ab-2d7cd011db47 (Entra admin center → Overview → Tenant ID)"}
+    ]))]
+    pub tenant_id: Option<String>,
+    /// Use this existing AzureAppRegistration (same namespace) instead of creating one; it must
+    /// list the Connect callback URL among its redirectUris.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_registration_ref: Option<LocalObjectReference>,
+    /// Microsoft cloud of the child app registration (default AzurePublic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<Cloud>,
+    /// Display name of the child application (default: `Webex Connect <mailbox>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 120))]
+    pub display_name: Option<String>,
+    /// Permissions of the child application. Default: delegated `SMTP.Send` on Office 365 Exchange
+    /// Online and `offline_access` on Microsoft Graph, admin-consented, which is what Connect's
+    /// token flow uses. See deploy/examples for the TAC guide's application `Mail.Send`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub permissions: Option<Vec<Permission>>,
+    /// Client secret policy of the child application (default: Secret `<channel>-azure`, 4320h
+    /// lifetime, renewed at two thirds, previous secret revoked 1h after Connect holds the new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<ClientSecretSpec>,
+}
+
+/// Exchange Online mailbox settings.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExchangeSettings {
+    /// Configure the mailbox through Exchange Online (needs the operator's Exchange.ManageAsApp
+    /// role). When false the operator only reports what it observes.
+    #[serde(default = "default_true")]
+    pub manage: bool,
+    /// Enable authenticated SMTP (SMTP AUTH) for this mailbox, which Connect uses to send.
+    #[serde(default = "default_true")]
+    pub smtp_auth: bool,
+    /// Forward incoming mail to the Connect forwarding address.
+    #[serde(default)]
+    pub forwarding: ForwardingSettings,
+}
+
+impl Default for ExchangeSettings {
+    fn default() -> Self {
+        Self {
+            manage: true,
+            smtp_auth: true,
+            forwarding: ForwardingSettings::default(),
+        }
+    }
+}
+
+/// Mailbox forwarding to Connect.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardingSettings {
+    /// Forward all incoming mail to the Connect forwarding address.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Keep a copy of forwarded mail in the mailbox.
+    #[serde(default = "default_true")]
+    pub keep_copy: bool,
+}
+
+impl Default for ForwardingSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            keep_copy: true,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The Webex Connect side.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.mode != 'Manual' || has(self.forwardingAddress)",
+     "message": "connect.forwardingAddress is required in Manual mode: copy it from Webex Connect → Assets → Apps → your email app"},
+    {"rule": "self.mode != 'Api' || (has(self.organizationId) && has(self.credentialsSecretRef))",
+     "message": "connect.organizationId and connect.credentialsSecretRef are required in Api mode"}
+]))]
+pub struct ConnectSettings {
+    /// Manual (default): the operator computes the values a person enters in the Connect email
+    /// form and waits for the `connectemail.dev/connect-secret-applied` annotation after each
+    /// rotation. Api: the operator manages the asset through the Digital Asset API.
+    #[serde(default)]
+    pub mode: ConnectMode,
+    /// Webex Connect region of the tenant: us, eu, uk, ca, au, sg or in (Japan uses au).
+    pub region: ConnectRegion,
+    /// Host name of the Connect tenant, e.g. `acme.us.webexconnect.io`; the callback URL is
+    /// `https://<tenantHost>/callback`.
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)+$')",
+         "message": "connect.tenantHost must be a host name such as acme.us.webexconnect.io (no scheme, no path)"}
+    ]))]
+    pub tenant_host: String,
+    /// Name of the email app (asset) in Connect.
+    #[schemars(length(min = 1, max = 100))]
+    pub asset_name: String,
+    /// Manual mode: the forwarding address Connect shows for the app, `<hex>@mail-<region>.imiconnect.io`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 254))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.matches('^[^@ ]+@[^@ ]+[.][^@ ]+$')",
+         "message": "connect.forwardingAddress must be an email address such as 1a2b3c@mail-us.imiconnect.io"}
+    ]))]
+    pub forwarding_address: Option<String>,
+    /// Api mode: the Webex organization ID (x-organization-id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub organization_id: Option<String>,
+    /// Api mode: Secret key holding the Webex access token for the Digital Asset API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretKeyReference>,
+}
+
+/// How the Connect asset is managed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ConnectMode {
+    #[default]
+    Manual,
+    Api,
+}
+
+/// Webex Connect regions.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectRegion {
+    Us,
+    Eu,
+    Uk,
+    Ca,
+    Au,
+    Sg,
+    In,
+}
+
+impl ConnectRegion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Us => "us",
+            Self::Eu => "eu",
+            Self::Uk => "uk",
+            Self::Ca => "ca",
+            Self::Au => "au",
+            Self::Sg => "sg",
+            Self::In => "in",
+        }
+    }
+}
+
+/// SMTP settings of the Connect asset.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmtpSettings {
+    /// SMTP server host.
+    #[serde(default = "default_smtp_server")]
+    #[schemars(length(min = 1, max = 253))]
+    pub server: String,
+    /// SMTP port.
+    #[serde(default = "default_smtp_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Transport security: STARTTLS (default, port 587), SSL or None.
+    #[serde(default)]
+    pub security: SmtpSecurity,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            server: default_smtp_server(),
+            port: default_smtp_port(),
+            security: SmtpSecurity::default(),
+        }
+    }
+}
+
+fn default_smtp_server() -> String {
+    "smtp.office365.com".into()
+}
+fn default_smtp_port() -> i32 {
+    587
+}
+
+/// SMTP transport security.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SmtpSecurity {
+    #[default]
+    #[serde(rename = "STARTTLS")]
+    StartTls,
+    #[serde(rename = "SSL")]
+    Ssl,
+    None,
+}
+
+/// Observed state of the channel.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailChannelStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// AppRegistrationReady, MailboxConfigured, OutboundForwardingAllowed, ConnectAssetSynced,
+    /// ConnectAuthorized, Ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Name of the AzureAppRegistration in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_registration: Option<String>,
+    /// Application (client) ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    /// Secret holding client-id / client-secret / tenant-id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// Expiry of the current client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_not_after: Option<Time>,
+    /// The Connect callback URL registered as redirect URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// The Connect forwarding address the mailbox forwards to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding_address: Option<String>,
+    /// The Connect asset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<ConnectStatus>,
+}
+
+/// Observed state of the Connect asset.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectStatus {
+    /// Asset ID (Api mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asset_id: Option<String>,
+    /// keyId of the client secret Connect holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_key_id: Option<String>,
+    /// Where a person signs in once ("Generate Token") when Connect has no refresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
+}

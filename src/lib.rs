@@ -1,0 +1,8 @@
+//! connect-email-operator: a Kubernetes operator that automates "configure a Webex Connect Email
+//! app with Office 365 OAuth". See README.md and DESIGN.md for the architecture.
+
+pub mod api;
+
+/// The Kubernetes API version the types are generated for (k8s-openapi feature); the supported
+/// cluster range is stated in README.md.
+pub const KUBERNETES_API: &str = "v1.35";
