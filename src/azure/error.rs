@@ -1,0 +1,193 @@
+//! Errors of the Microsoft layer (token endpoint and Graph), typed so callers branch on the
+//! service's codes (Graph `error.code` / `details[].code`, AADSTS numbers), never on messages.
+
+use std::time::Duration;
+
+use crate::http::{Response, TransportError, retry_after};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AzureError {
+    /// Graph answered with an error body.
+    #[error("Microsoft Graph {operation}: HTTP {status} {code}: {message}{}", request_id.as_deref().map(|r| format!(" (request-id {r})")).unwrap_or_default())]
+    Graph {
+        operation: &'static str,
+        status: u16,
+        code: String,
+        details: Vec<String>,
+        message: String,
+        request_id: Option<String>,
+        retry_after: Option<Duration>,
+    },
+    /// The token endpoint refused a client-credentials request.
+    #[error("token endpoint: {error} (AADSTS{}): {description}", codes.iter().map(u32::to_string).collect::<Vec<_>>().join(", AADSTS"))]
+    Token {
+        status: u16,
+        error: String,
+        codes: Vec<u32>,
+        description: String,
+        trace_id: Option<String>,
+    },
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A response we could not understand.
+    #[error("{context}: unexpected response: {message}")]
+    Decode {
+        context: &'static str,
+        message: String,
+    },
+    /// The operator's own credential could not be used (e.g. the federated token file is missing).
+    #[error("operator credential: {0}")]
+    Credential(String),
+}
+
+/// AADSTS codes the operator branches on.
+pub mod aadsts {
+    /// Invalid client secret (often the secret ID pasted instead of its value; also a brand-new
+    /// secret not replicated yet).
+    pub const INVALID_SECRET: u32 = 7000215;
+    /// The client secret has expired.
+    pub const EXPIRED_SECRET: u32 = 7000222;
+    /// Application not found in the tenant (or not replicated yet).
+    pub const APP_NOT_FOUND: u32 = 700016;
+    /// Invalid scope.
+    pub const INVALID_SCOPE: u32 = 70011;
+    /// No matching federated identity credential.
+    pub const NO_MATCHING_FEDERATED_CREDENTIAL: u32 = 70021;
+}
+
+impl AzureError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Graph { status, .. } | Self::Token { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Graph { status: 404, .. })
+    }
+
+    /// Graph `error.code` or any `details[].code` equals `code`.
+    pub fn has_graph_code(&self, code: &str) -> bool {
+        matches!(self, Self::Graph { code: c, details, .. } if c == code || details.iter().any(|d| d == code))
+    }
+
+    pub fn has_aadsts(&self, code: u32) -> bool {
+        matches!(self, Self::Token { codes, .. } if codes.contains(&code))
+    }
+
+    pub fn is_throttled(&self) -> bool {
+        self.status() == Some(429)
+    }
+
+    /// Worth retrying later without a spec change.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Transport(_) => true,
+            Self::Graph { status, .. } | Self::Token { status, .. } => {
+                matches!(status, 408 | 429 | 500..=599)
+            }
+            Self::Decode { .. } | Self::Credential(_) => false,
+        }
+    }
+
+    /// 401/403: the operator's own identity lacks a permission or role.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(
+            self,
+            Self::Graph {
+                status: 401 | 403,
+                ..
+            }
+        )
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Graph { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Maps a Graph error response.
+    pub fn from_graph(operation: &'static str, response: &Response) -> Self {
+        #[derive(serde::Deserialize, Default)]
+        struct Body {
+            #[serde(default)]
+            error: Inner,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Inner {
+            #[serde(default)]
+            code: String,
+            #[serde(default)]
+            message: String,
+            #[serde(default)]
+            details: Vec<Detail>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Detail {
+            #[serde(default)]
+            code: String,
+        }
+        let body: Body = serde_json::from_slice(&response.body).unwrap_or_default();
+        let request_id = response
+            .headers
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Self::Graph {
+            operation,
+            status: response.status.as_u16(),
+            code: if body.error.code.is_empty() {
+                "UnknownError".into()
+            } else {
+                body.error.code
+            },
+            details: body.error.details.into_iter().map(|d| d.code).collect(),
+            message: truncate(&body.error.message, 300),
+            request_id,
+            retry_after: retry_after(&response.headers),
+        }
+    }
+
+    /// Maps a token endpoint error response (OAuth2 error body with AADSTS codes).
+    pub fn from_token(response: &Response) -> Self {
+        #[derive(serde::Deserialize, Default)]
+        struct Body {
+            #[serde(default)]
+            error: String,
+            #[serde(default)]
+            error_description: String,
+            #[serde(default)]
+            error_codes: Vec<u32>,
+            #[serde(default)]
+            trace_id: Option<String>,
+        }
+        let body: Body = serde_json::from_slice(&response.body).unwrap_or_default();
+        // The description repeats trace and correlation IDs on later lines; the first line is the cause.
+        let description = body.error_description.lines().next().unwrap_or_default();
+        Self::Token {
+            status: response.status.as_u16(),
+            error: if body.error.is_empty() {
+                format!("http_{}", response.status.as_u16())
+            } else {
+                body.error
+            },
+            codes: body.error_codes,
+            description: truncate(description, 300),
+            trace_id: body.trace_id,
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}

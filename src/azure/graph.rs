@@ -1,0 +1,786 @@
+//! Microsoft Graph v1.0 behind the [`Directory`] trait. The controller never builds Graph URLs or
+//! bodies; this module is the whole wire mapping.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::model::*;
+use super::{AzureError, Endpoints, TokenProvider};
+use crate::http::{HttpClient, Response};
+
+/// What the controllers need from Entra ID. 404 on delete/remove counts as done.
+#[async_trait::async_trait]
+pub trait Directory: Send + Sync {
+    async fn app_by_unique_name(
+        &self,
+        tenant: &str,
+        unique_name: &str,
+    ) -> Result<Option<Application>, AzureError>;
+    async fn app_by_app_id(
+        &self,
+        tenant: &str,
+        app_id: &str,
+    ) -> Result<Option<Application>, AzureError>;
+    /// Creates the application with this uniqueName or updates it (idempotent).
+    async fn upsert_app(
+        &self,
+        tenant: &str,
+        unique_name: &str,
+        update: &ApplicationUpdate,
+    ) -> Result<Application, AzureError>;
+    async fn update_app(
+        &self,
+        tenant: &str,
+        object_id: &str,
+        update: &ApplicationUpdate,
+    ) -> Result<(), AzureError>;
+    async fn delete_app(&self, tenant: &str, object_id: &str) -> Result<(), AzureError>;
+    async fn add_password(
+        &self,
+        tenant: &str,
+        object_id: &str,
+        display_name: &str,
+        end: Timestamp,
+    ) -> Result<NewPassword, AzureError>;
+    async fn remove_password(
+        &self,
+        tenant: &str,
+        object_id: &str,
+        key_id: &str,
+    ) -> Result<(), AzureError>;
+    async fn ensure_service_principal(
+        &self,
+        tenant: &str,
+        app_id: &str,
+    ) -> Result<ServicePrincipal, AzureError>;
+    async fn service_principal(
+        &self,
+        tenant: &str,
+        app_id: &str,
+    ) -> Result<Option<ServicePrincipal>, AzureError>;
+    /// A resource API's service principal by appId (GUID) or display name.
+    async fn resource_service_principal(
+        &self,
+        tenant: &str,
+        resource: &str,
+    ) -> Result<Option<ServicePrincipal>, AzureError>;
+    async fn app_role_assignments(
+        &self,
+        tenant: &str,
+        principal_id: &str,
+    ) -> Result<Vec<AppRoleAssignment>, AzureError>;
+    async fn assign_app_role(
+        &self,
+        tenant: &str,
+        principal_id: &str,
+        resource_id: &str,
+        app_role_id: &str,
+    ) -> Result<(), AzureError>;
+    async fn unassign_app_role(
+        &self,
+        tenant: &str,
+        principal_id: &str,
+        assignment_id: &str,
+    ) -> Result<(), AzureError>;
+    async fn delegated_grants(
+        &self,
+        tenant: &str,
+        client_id: &str,
+    ) -> Result<Vec<OAuth2PermissionGrant>, AzureError>;
+    async fn create_delegated_grant(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        resource_id: &str,
+        scope: &str,
+    ) -> Result<(), AzureError>;
+    async fn update_delegated_grant(
+        &self,
+        tenant: &str,
+        grant_id: &str,
+        scope: &str,
+    ) -> Result<(), AzureError>;
+    async fn delete_delegated_grant(&self, tenant: &str, grant_id: &str) -> Result<(), AzureError>;
+    /// The tenant's maximum password lifetime, when an app management policy sets one.
+    async fn password_lifetime_cap(
+        &self,
+        tenant: &str,
+    ) -> Result<Option<jiff::SignedDuration>, AzureError>;
+}
+
+/// Retries for Graph's documented replication lag (writes right after a create).
+#[derive(Clone, Debug)]
+pub struct LagRetry {
+    pub attempts: u32,
+    pub delay: Duration,
+}
+
+impl Default for LagRetry {
+    fn default() -> Self {
+        Self {
+            attempts: 6,
+            delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Graph v1.0 over HTTPS.
+#[derive(Clone)]
+pub struct GraphClient {
+    http: HttpClient,
+    endpoints: Endpoints,
+    tokens: Arc<TokenProvider>,
+    lag: LagRetry,
+}
+
+enum Body<'a> {
+    None,
+    Json(&'a (dyn erased::Json + Sync)),
+}
+
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> serde_json::Value {
+            serde_json::to_value(self).expect("request bodies serialize")
+        }
+    }
+}
+
+impl GraphClient {
+    pub fn new(http: HttpClient, endpoints: Endpoints, tokens: Arc<TokenProvider>) -> Self {
+        Self {
+            http,
+            endpoints,
+            tokens,
+            lag: LagRetry::default(),
+        }
+    }
+
+    pub fn with_lag_retry(mut self, lag: LagRetry) -> Self {
+        self.lag = lag;
+        self
+    }
+
+    pub fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
+    fn url(&self, path: &str) -> String {
+        let base = self.endpoints.graph.as_str().trim_end_matches('/');
+        format!("{base}/v1.0/{path}")
+    }
+
+    async fn request(
+        &self,
+        operation: &'static str,
+        tenant: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Body<'_>,
+        create_if_missing: bool,
+    ) -> Result<Response, AzureError> {
+        let token = self
+            .tokens
+            .token(tenant, &self.endpoints.graph_scope)
+            .await?;
+        let url = self.url(path);
+        let json = match body {
+            Body::None => None,
+            Body::Json(b) => Some(b.to_json()),
+        };
+        let response = self
+            .http
+            .send(operation, |c| {
+                use secrecy::ExposeSecret;
+                let mut req = c
+                    .request(method.clone(), &url)
+                    .bearer_auth(token.expose_secret())
+                    // Background work: let Graph shed us first under load.
+                    .header("x-ms-throttle-priority", "Low");
+                if create_if_missing {
+                    req = req.header("Prefer", "create-if-missing");
+                }
+                if let Some(j) = &json {
+                    req = req.json(j);
+                }
+                req
+            })
+            .await?;
+        if response.status.is_success() {
+            Ok(response)
+        } else {
+            Err(AzureError::from_graph(operation, &response))
+        }
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        tenant: &str,
+        path: &str,
+    ) -> Result<T, AzureError> {
+        let response = self
+            .request(
+                operation,
+                tenant,
+                reqwest::Method::GET,
+                path,
+                Body::None,
+                false,
+            )
+            .await?;
+        decode(operation, &response)
+    }
+
+    async fn get_optional<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        tenant: &str,
+        path: &str,
+    ) -> Result<Option<T>, AzureError> {
+        match self.get_json(operation, tenant, path).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Follows `@odata.nextLink` until the collection is complete.
+    async fn list<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        tenant: &str,
+        path: &str,
+    ) -> Result<Vec<T>, AzureError> {
+        #[derive(serde::Deserialize)]
+        struct Page<T> {
+            value: Vec<T>,
+            #[serde(rename = "@odata.nextLink")]
+            next: Option<String>,
+        }
+        let mut items = Vec::new();
+        let mut next = Some(path.to_string());
+        let prefix = self.url("");
+        while let Some(path) = next.take() {
+            let relative = path
+                .strip_prefix(&prefix)
+                .map(str::to_string)
+                .unwrap_or(path);
+            let page: Page<T> = self.get_json(operation, tenant, &relative).await?;
+            items.extend(page.value);
+            next = page.next;
+        }
+        Ok(items)
+    }
+
+    /// Runs a write, retrying the documented replication-lag answers for a bounded time.
+    async fn write_with_lag_retry<F, Fut, T>(&self, mut write: F) -> Result<T, AzureError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, AzureError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match write().await {
+                Err(e) if is_replication_lag(&e) && attempt < self.lag.attempts => {
+                    tracing::debug!(error = %e, attempt, "Graph replication lag, retrying");
+                    tokio::time::sleep(self.lag.delay * attempt).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn is_replication_lag(e: &AzureError) -> bool {
+    (e.is_not_found() && e.has_graph_code("Request_ResourceNotFound"))
+        || e.has_graph_code("NoBackingApplicationObject")
+}
+
+fn decode<T: DeserializeOwned>(
+    operation: &'static str,
+    response: &Response,
+) -> Result<T, AzureError> {
+    serde_json::from_slice(&response.body).map_err(|e| AzureError::Decode {
+        context: operation,
+        message: e.to_string(),
+    })
+}
+
+/// OData string literal: single quotes doubled, then percent-encoded for the path.
+fn odata(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.replace('\'', "''").as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+fn is_guid(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok()
+}
+
+fn ok_if_not_found(result: Result<Response, AzureError>) -> Result<(), AzureError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[async_trait::async_trait]
+impl Directory for GraphClient {
+    async fn app_by_unique_name(
+        &self,
+        tenant: &str,
+        unique_name: &str,
+    ) -> Result<Option<Application>, AzureError> {
+        self.get_optional(
+            "getApplication",
+            tenant,
+            &format!("applications(uniqueName='{}')", odata(unique_name)),
+        )
+        .await
+    }
+
+    async fn app_by_app_id(
+        &self,
+        tenant: &str,
+        app_id: &str,
+    ) -> Result<Option<Application>, AzureError> {
+        self.get_optional(
+            "getApplication",
+            tenant,
+            &format!("applications(appId='{}')", odata(app_id)),
+        )
+        .await
+    }
+
+    async fn upsert_app(
+        &self,
+        tenant: &str,
+        unique_name: &str,
+        update: &ApplicationUpdate,
+    ) -> Result<Application, AzureError> {
+        let path = format!("applications(uniqueName='{}')", odata(unique_name));
+        let mut body = update.clone();
+        body.unique_name = None; // the key carries it; sending it again is rejected as a change
+        let response = self
+            .request(
+                "upsertApplication",
+                tenant,
+                reqwest::Method::PATCH,
+                &path,
+                Body::Json(&body),
+                true,
+            )
+            .await?;
+        if response.status == reqwest::StatusCode::CREATED {
+            return decode("upsertApplication", &response);
+        }
+        // 204: it existed and was updated; Graph sends no body, so read it back.
+        self.write_with_lag_retry(|| async {
+            self.get_optional::<Application>("getApplication", tenant, &path)
+                .await?
+                .ok_or_else(|| AzureError::Graph {
+                    operation: "getApplication",
+                    status: 404,
+                    code: "Request_ResourceNotFound".into(),
+                    details: vec![],
+                    message: "application not readable after upsert".into(),
+                    request_id: None,
+                    retry_after: None,
+                })
+        })
+        .await
+    }
+
+    async fn update_app(
+        &self,
+        tenant: &str,
+        object_id: &str,
+        update: &ApplicationUpdate,
+    ) -> Result<(), AzureError> {
+        let path = format!("applications/{object_id}");
+        self.write_with_lag_retry(|| {
+            self.request(
+                "updateApplication",
+                tenant,
+                reqwest::Method::PATCH,
+                &path,
+                Body::Json(update),
+                false,
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn delete_app(&self, tenant: &str, object_id: &str) -> Result<(), AzureError> {
+        let path = format!("applications/{object_id}");
+        ok_if_not_found(
+            self.request(
+                "deleteApplication",
+                tenant,
+                reqwest::Method::DELETE,
+                &path,
+                Body::None,
+                false,
+            )
+            .await,
+        )
+    }
+
+    async fn add_password(
+        &self,
+        tenant: &str,
+        object_id: &str,
+        display_name: &str,
+        end: Timestamp,
+    ) -> Result<NewPassword, AzureError> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Request<'a> {
+            password_credential: Credential<'a>,
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Credential<'a> {
+            display_name: &'a str,
+            end_date_time: Timestamp,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Answer {
+            key_id: String,
+            secret_text: String,
+            #[serde(default)]
+            hint: Option<String>,
+            #[serde(default)]
+            display_name: Option<String>,
+            start_date_time: Timestamp,
+            end_date_time: Timestamp,
+        }
+        let body = Request {
+            password_credential: Credential {
+                display_name,
+                end_date_time: end,
+            },
+        };
+        let path = format!("applications/{object_id}/addPassword");
+        let response = self
+            .write_with_lag_retry(|| {
+                self.request(
+                    "addPassword",
+                    tenant,
+                    reqwest::Method::POST,
+                    &path,
+                    Body::Json(&body),
+                    false,
+                )
+            })
+            .await?;
+        let answer: Answer = decode("addPassword", &response)?;
+        Ok(NewPassword {
+            key_id: answer.key_id,
+            secret_text: answer.secret_text.into(),
+            hint: answer.hint,
+            display_name: answer
+                .display_name
+                .unwrap_or_else(|| display_name.to_string()),
+            start: answer.start_date_time,
+            end: answer.end_date_time,
+        })
+    }
+
+    async fn remove_password(
+        &self,
+        tenant: &str,
+        object_id: &str,
+        key_id: &str,
+    ) -> Result<(), AzureError> {
+        let body = serde_json::json!({ "keyId": key_id });
+        let path = format!("applications/{object_id}/removePassword");
+        match self
+            .request(
+                "removePassword",
+                tenant,
+                reqwest::Method::POST,
+                &path,
+                Body::Json(&body),
+                false,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already gone: removal is idempotent.
+            Err(e) if e.is_not_found() || e.has_graph_code("NoSuchKey") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn ensure_service_principal(
+        &self,
+        tenant: &str,
+        app_id: &str,
+    ) -> Result<ServicePrincipal, AzureError> {
+        let path = format!("servicePrincipals(appId='{}')", odata(app_id));
+        let body = serde_json::json!({});
+        let response = self
+            .write_with_lag_retry(|| {
+                self.request(
+                    "upsertServicePrincipal",
+                    tenant,
+                    reqwest::Method::PATCH,
+                    &path,
+                    Body::Json(&body),
+                    true,
+                )
+            })
+            .await?;
+        if response.status == reqwest::StatusCode::CREATED {
+            return decode("upsertServicePrincipal", &response);
+        }
+        self.get_json("getServicePrincipal", tenant, &path).await
+    }
+
+    async fn service_principal(
+        &self,
+        tenant: &str,
+        app_id: &str,
+    ) -> Result<Option<ServicePrincipal>, AzureError> {
+        self.get_optional(
+            "getServicePrincipal",
+            tenant,
+            &format!("servicePrincipals(appId='{}')", odata(app_id)),
+        )
+        .await
+    }
+
+    async fn resource_service_principal(
+        &self,
+        tenant: &str,
+        resource: &str,
+    ) -> Result<Option<ServicePrincipal>, AzureError> {
+        if is_guid(resource) {
+            return self.service_principal(tenant, resource).await;
+        }
+        let path = format!(
+            "servicePrincipals?$filter=displayName%20eq%20'{}'",
+            odata(resource)
+        );
+        let found: Vec<ServicePrincipal> = self.list("findServicePrincipal", tenant, &path).await?;
+        Ok(found.into_iter().next())
+    }
+
+    async fn app_role_assignments(
+        &self,
+        tenant: &str,
+        principal_id: &str,
+    ) -> Result<Vec<AppRoleAssignment>, AzureError> {
+        self.list(
+            "listAppRoleAssignments",
+            tenant,
+            &format!("servicePrincipals/{principal_id}/appRoleAssignments"),
+        )
+        .await
+    }
+
+    async fn assign_app_role(
+        &self,
+        tenant: &str,
+        principal_id: &str,
+        resource_id: &str,
+        app_role_id: &str,
+    ) -> Result<(), AzureError> {
+        let body = serde_json::json!({"principalId": principal_id, "resourceId": resource_id, "appRoleId": app_role_id});
+        let path = format!("servicePrincipals/{resource_id}/appRoleAssignedTo");
+        self.write_with_lag_retry(|| {
+            self.request(
+                "assignAppRole",
+                tenant,
+                reqwest::Method::POST,
+                &path,
+                Body::Json(&body),
+                false,
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn unassign_app_role(
+        &self,
+        tenant: &str,
+        principal_id: &str,
+        assignment_id: &str,
+    ) -> Result<(), AzureError> {
+        let path = format!("servicePrincipals/{principal_id}/appRoleAssignments/{assignment_id}");
+        ok_if_not_found(
+            self.request(
+                "unassignAppRole",
+                tenant,
+                reqwest::Method::DELETE,
+                &path,
+                Body::None,
+                false,
+            )
+            .await,
+        )
+    }
+
+    async fn delegated_grants(
+        &self,
+        tenant: &str,
+        client_id: &str,
+    ) -> Result<Vec<OAuth2PermissionGrant>, AzureError> {
+        let path = format!(
+            "oauth2PermissionGrants?$filter=clientId%20eq%20'{}'",
+            odata(client_id)
+        );
+        self.list("listDelegatedGrants", tenant, &path).await
+    }
+
+    async fn create_delegated_grant(
+        &self,
+        tenant: &str,
+        client_id: &str,
+        resource_id: &str,
+        scope: &str,
+    ) -> Result<(), AzureError> {
+        let body = serde_json::json!({
+            "clientId": client_id, "consentType": "AllPrincipals", "resourceId": resource_id, "scope": scope
+        });
+        self.write_with_lag_retry(|| {
+            self.request(
+                "createDelegatedGrant",
+                tenant,
+                reqwest::Method::POST,
+                "oauth2PermissionGrants",
+                Body::Json(&body),
+                false,
+            )
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn update_delegated_grant(
+        &self,
+        tenant: &str,
+        grant_id: &str,
+        scope: &str,
+    ) -> Result<(), AzureError> {
+        let body = serde_json::json!({ "scope": scope });
+        let path = format!("oauth2PermissionGrants/{grant_id}");
+        self.request(
+            "updateDelegatedGrant",
+            tenant,
+            reqwest::Method::PATCH,
+            &path,
+            Body::Json(&body),
+            false,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn delete_delegated_grant(&self, tenant: &str, grant_id: &str) -> Result<(), AzureError> {
+        let path = format!("oauth2PermissionGrants/{grant_id}");
+        ok_if_not_found(
+            self.request(
+                "deleteDelegatedGrant",
+                tenant,
+                reqwest::Method::DELETE,
+                &path,
+                Body::None,
+                false,
+            )
+            .await,
+        )
+    }
+
+    async fn password_lifetime_cap(
+        &self,
+        tenant: &str,
+    ) -> Result<Option<jiff::SignedDuration>, AzureError> {
+        let policy: serde_json::Value = match self
+            .get_json(
+                "getAppManagementPolicy",
+                tenant,
+                "policies/defaultAppManagementPolicy",
+            )
+            .await
+        {
+            Ok(p) => p,
+            // Reading the policy needs Policy.Read.All, which is optional: no cap known.
+            Err(e) if e.is_permission_denied() || e.is_not_found() => return Ok(None),
+            Err(e) => Err(e)?,
+        };
+        Ok(password_lifetime_from_policy(&policy))
+    }
+}
+
+/// The smallest enabled `passwordLifetime` restriction of a tenant app management policy.
+pub fn password_lifetime_from_policy(policy: &serde_json::Value) -> Option<jiff::SignedDuration> {
+    if policy.get("isEnabled").and_then(|v| v.as_bool()) == Some(false) {
+        return None;
+    }
+    let restrictions = ["applicationRestrictions", "servicePrincipalRestrictions"];
+    restrictions
+        .iter()
+        .filter_map(|r| policy.get(r)?.get("passwordCredentials")?.as_array())
+        .flatten()
+        .filter(|c| c.get("restrictionType").and_then(|t| t.as_str()) == Some("passwordLifetime"))
+        .filter(|c| c.get("state").and_then(|s| s.as_str()) != Some("disabled"))
+        .filter_map(|c| c.get("maxLifetime")?.as_str())
+        .filter_map(|iso| iso.parse::<jiff::Span>().ok())
+        .filter_map(|span| {
+            jiff::SignedDuration::try_from(
+                span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+                    .ok()?,
+            )
+            .ok()
+        })
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odata_literals_escape_quotes_and_spaces() {
+        assert_eq!(
+            odata("Office 365 Exchange Online"),
+            "Office%20365%20Exchange%20Online"
+        );
+        assert_eq!(odata("O'Brien"), "O%27%27Brien");
+    }
+
+    #[test]
+    fn policy_lifetime_is_the_smallest_enabled_password_lifetime() {
+        let policy = serde_json::json!({
+            "isEnabled": true,
+            "applicationRestrictions": {"passwordCredentials": [
+                {"restrictionType": "passwordAddition", "maxLifetime": null},
+                {"restrictionType": "passwordLifetime", "maxLifetime": "P90D"},
+                {"restrictionType": "passwordLifetime", "maxLifetime": "P30D", "state": "disabled"}
+            ]}
+        });
+        assert_eq!(
+            password_lifetime_from_policy(&policy),
+            Some(jiff::SignedDuration::from_hours(90 * 24))
+        );
+        assert_eq!(
+            password_lifetime_from_policy(&serde_json::json!({"isEnabled": false})),
+            None
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! The one HTTP request path every external client uses: timeouts, bounded retries on 408, 429,
+//! 5xx and connection errors, waiting the larger of `Retry-After` and exponential backoff with
+//! jitter (capped), and counters per external system. Callers map the final response to their own
+//! typed errors; bodies are never logged (they can carry secrets).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{RequestBuilder, StatusCode};
+
+/// Connection settings shared by the clients of one external system.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Extra trusted CA (PEM), e.g. a simulator's test CA. Verification is never turned off.
+    pub extra_ca_pem: Option<String>,
+    pub retry: RetryPolicy,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            extra_ca_pem: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Bounded retries with exponential backoff.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Total attempts including the first.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Backoff before attempt `attempt + 1` (attempt counts from 1): base·2^(attempt-1) with ±20%
+    /// jitter, capped; a larger `Retry-After` wins (also capped, so one bad header cannot stall us).
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+        let jitter = rand::rng().random_range(0.8..1.2);
+        let backoff = exp.mul_f64(jitter).min(self.max_delay);
+        retry_after.map_or(backoff, |ra| ra.min(self.max_delay).max(backoff))
+    }
+}
+
+/// Whether a status is worth another attempt.
+pub fn is_retryable_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// Parses `Retry-After` in its delta-seconds form (what Microsoft sends).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// A complete response: status, headers and body bytes.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// The request could not be completed (no HTTP response after all attempts).
+#[derive(Debug, thiserror::Error)]
+#[error("{system}: {operation}: no response after {attempts} attempt(s): {message}")]
+pub struct TransportError {
+    pub system: &'static str,
+    pub operation: &'static str,
+    pub attempts: u32,
+    pub message: String,
+}
+
+/// Counters per external system, read by metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct RequestCounters {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub throttled: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// HTTP client for one external system.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: reqwest::Client,
+    system: &'static str,
+    retry: RetryPolicy,
+    counters: Arc<RequestCounters>,
+}
+
+impl HttpClient {
+    pub fn new(system: &'static str, settings: &HttpSettings) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.connect_timeout)
+            .user_agent(concat!(
+                "connect-email-operator/",
+                env!("CARGO_PKG_VERSION")
+            ));
+        if let Some(pem) = &settings.extra_ca_pem {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+        }
+        Ok(Self {
+            inner: builder.build()?,
+            system,
+            retry: settings.retry.clone(),
+            counters: Arc::default(),
+        })
+    }
+
+    pub fn reqwest(&self) -> &reqwest::Client {
+        &self.inner
+    }
+
+    pub fn counters(&self) -> &RequestCounters {
+        &self.counters
+    }
+
+    /// Sends the request built by `build` (called again for each attempt), retrying transient
+    /// failures. Returns the last response, whatever its status: the caller maps errors.
+    pub async fn send(
+        &self,
+        operation: &'static str,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, TransportError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let outcome = match build(&self.inner).send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    match resp.bytes().await {
+                        Ok(body) => Ok(Response {
+                            status,
+                            headers,
+                            body,
+                        }),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(response)
+                    if is_retryable_status(response.status)
+                        && attempt < self.retry.max_attempts =>
+                {
+                    if response.status == StatusCode::TOO_MANY_REQUESTS {
+                        self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let wait = self.retry.delay(attempt, retry_after(&response.headers));
+                    tracing::debug!(system = self.system, operation, status = %response.status, attempt, ?wait, "retrying");
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(response) => {
+                    if response.status == StatusCode::TOO_MANY_REQUESTS {
+                        self.counters.throttled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if !response.status.is_success() {
+                        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(response);
+                }
+                // URLs are dropped from messages: query strings can carry user data.
+                Err(e) if attempt < self.retry.max_attempts => {
+                    let e = e.without_url();
+                    let wait = self.retry.delay(attempt, None);
+                    tracing::debug!(system = self.system, operation, error = %e, attempt, ?wait, "retrying after transport error");
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => {
+                    self.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    return Err(TransportError {
+                        system: self.system,
+                        operation,
+                        attempts: attempt,
+                        message: e.without_url().to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_wins_when_larger_than_backoff() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(30),
+        };
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        let d = policy.delay(1, None);
+        assert!(
+            d >= Duration::from_millis(80) && d <= Duration::from_millis(120),
+            "{d:?}"
+        );
+        // Retry-After is capped too.
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(3600))),
+            Duration::from_secs(30)
+        );
+        // Backoff grows and is capped.
+        assert!(policy.delay(4, None) >= Duration::from_millis(640));
+        assert!(policy.delay(30, None) <= Duration::from_secs(30));
+    }
+}
