@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod azure;
+pub mod controller;
 pub mod http;
 
 /// The Kubernetes API version the types are generated for (k8s-openapi feature); the supported

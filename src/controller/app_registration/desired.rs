@@ -1,0 +1,463 @@
+//! Desired state of the Entra application and its consent, computed from the spec and the
+//! resource service principals read from the tenant. Pure: no I/O.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::api::Permission;
+use crate::api::app_registration::AzureAppRegistrationSpec;
+use crate::azure::model::*;
+
+/// A `permissions` entry resolved against its resource service principal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedPermission {
+    /// The resource as written in the spec.
+    pub resource: String,
+    pub resource_sp_id: String,
+    pub resource_app_id: String,
+    /// (value, app role id) of application permissions.
+    pub roles: Vec<(String, String)>,
+    /// (value, scope id) of delegated permissions.
+    pub scopes: Vec<(String, String)>,
+}
+
+/// Resolves permission names against the resource service principals found in the tenant
+/// (`resources` maps each spec resource to its service principal, `None` when not found).
+/// Errors list every problem with the valid names, so one message tells the user all fixes.
+pub fn resolve_permissions(
+    permissions: &[Permission],
+    resources: &BTreeMap<String, Option<ServicePrincipal>>,
+) -> Result<Vec<ResolvedPermission>, String> {
+    let mut problems = Vec::new();
+    let mut resolved: Vec<ResolvedPermission> = Vec::new();
+    for permission in permissions {
+        let Some(Some(sp)) = resources.get(&permission.resource) else {
+            problems.push(format!(
+                "resource {:?} has no service principal in the tenant (use its display name as in Enterprise applications, or its appId)",
+                permission.resource
+            ));
+            continue;
+        };
+        let entry = match resolved.iter_mut().position(|r| r.resource_sp_id == sp.id) {
+            Some(i) => &mut resolved[i],
+            None => {
+                resolved.push(ResolvedPermission {
+                    resource: permission.resource.clone(),
+                    resource_sp_id: sp.id.clone(),
+                    resource_app_id: sp.app_id.clone(),
+                    roles: vec![],
+                    scopes: vec![],
+                });
+                resolved.last_mut().expect("just pushed")
+            }
+        };
+        let roles: Vec<(&str, &str)> = sp
+            .app_roles
+            .iter()
+            .filter(|r| {
+                r.is_enabled
+                    && (r.allowed_member_types.is_empty()
+                        || r.allowed_member_types.iter().any(|t| t == "Application"))
+            })
+            .filter_map(|r| Some((r.value.as_deref()?, r.id.as_str())))
+            .collect();
+        let scopes: Vec<(&str, &str)> = sp
+            .oauth2_permission_scopes
+            .iter()
+            .filter(|s| s.is_enabled)
+            .filter_map(|s| Some((s.value.as_deref()?, s.id.as_str())))
+            .collect();
+        for (names, available, kind, out) in [
+            (
+                &permission.application,
+                &roles,
+                "an application permission",
+                &mut entry.roles,
+            ),
+            (
+                &permission.delegated,
+                &scopes,
+                "a delegated permission",
+                &mut entry.scopes,
+            ),
+        ] {
+            for name in names {
+                match available.iter().find(|(value, _)| value == name) {
+                    Some((value, id)) => {
+                        if !out.iter().any(|(_, existing)| existing == id) {
+                            out.push((value.to_string(), id.to_string()));
+                        }
+                    }
+                    None => problems.push(format!(
+                        "{name:?} is not {kind} of {}; valid: {}",
+                        permission.resource,
+                        valid_names(available)
+                    )),
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+fn valid_names(available: &[(&str, &str)]) -> String {
+    let mut names: Vec<&str> = available.iter().map(|(v, _)| *v).collect();
+    names.sort_unstable();
+    names.dedup();
+    let shown = names
+        .iter()
+        .take(25)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > 25 {
+        format!("{shown}, … ({} in all)", names.len())
+    } else {
+        shown
+    }
+}
+
+/// The full application body the operator keeps in Entra ID.
+pub fn desired_application(
+    spec: &AzureAppRegistrationSpec,
+    resolved: &[ResolvedPermission],
+    notes: String,
+) -> ApplicationUpdate {
+    let mut required: Vec<RequiredResourceAccess> = resolved
+        .iter()
+        .map(|r| {
+            let mut access: Vec<ResourceAccess> = r
+                .roles
+                .iter()
+                .map(|(_, id)| ResourceAccess {
+                    id: id.clone(),
+                    kind: "Role".into(),
+                })
+                .chain(r.scopes.iter().map(|(_, id)| ResourceAccess {
+                    id: id.clone(),
+                    kind: "Scope".into(),
+                }))
+                .collect();
+            access.sort();
+            RequiredResourceAccess {
+                resource_app_id: r.resource_app_id.clone(),
+                resource_access: access,
+            }
+        })
+        .collect();
+    required.sort();
+    ApplicationUpdate {
+        unique_name: None,
+        display_name: spec.display_name.clone(),
+        sign_in_audience: spec.sign_in_audience.as_str().to_string(),
+        web: Web {
+            redirect_uris: spec.redirect_uris.clone(),
+            implicit_grant_settings: ImplicitGrantSettings {
+                enable_access_token_issuance: spec.implicit_grant.access_tokens,
+                enable_id_token_issuance: spec.implicit_grant.id_tokens,
+            },
+        },
+        required_resource_access: required,
+        notes: Some(notes),
+    }
+}
+
+/// Fields where the application differs from the desired body (empty: nothing to do). Order of
+/// redirect URIs and permissions is ignored so that Graph's own ordering never causes churn.
+pub fn application_drift(observed: &Application, desired: &ApplicationUpdate) -> Vec<&'static str> {
+    let mut drift = Vec::new();
+    if observed.display_name.as_deref() != Some(desired.display_name.as_str()) {
+        drift.push("displayName");
+    }
+    if observed.sign_in_audience.as_deref() != Some(desired.sign_in_audience.as_str()) {
+        drift.push("signInAudience");
+    }
+    let web = observed.web.clone().unwrap_or_default();
+    let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<_>>();
+    if set(&web.redirect_uris) != set(&desired.web.redirect_uris) {
+        drift.push("web.redirectUris");
+    }
+    if web.implicit_grant_settings != desired.web.implicit_grant_settings {
+        drift.push("web.implicitGrantSettings");
+    }
+    let normalize = |v: &[RequiredResourceAccess]| {
+        v.iter()
+            .filter(|r| !r.resource_access.is_empty())
+            .map(|r| {
+                (
+                    r.resource_app_id.clone(),
+                    r.resource_access.iter().cloned().collect::<BTreeSet<_>>(),
+                )
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    if normalize(&observed.required_resource_access) != normalize(&desired.required_resource_access)
+    {
+        drift.push("requiredResourceAccess");
+    }
+    drift
+}
+
+/// Changes to admin consent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConsentPlan {
+    /// (resource SP id, app role id, "Resource/Value")
+    pub assign: Vec<(String, String, String)>,
+    /// (assignment id, description)
+    pub unassign: Vec<(String, String)>,
+    /// (resource SP id, scope string)
+    pub create_grants: Vec<(String, String)>,
+    /// (grant id, scope string)
+    pub update_grants: Vec<(String, String)>,
+    pub delete_grants: Vec<String>,
+}
+
+impl ConsentPlan {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// Compares desired consent with the app role assignments and AllPrincipals grants of the
+/// client service principal. `may_remove(resource_sp_id)` says whether consent on a resource not
+/// in the spec may be withdrawn (always for apps the operator created; for adopted apps only
+/// what it granted itself).
+pub fn consent_plan(
+    resolved: &[ResolvedPermission],
+    assignments: &[AppRoleAssignment],
+    grants: &[OAuth2PermissionGrant],
+    may_remove: impl Fn(&str) -> bool,
+) -> ConsentPlan {
+    let mut plan = ConsentPlan::default();
+    let desired_roles: BTreeSet<(&str, &str)> = resolved
+        .iter()
+        .flat_map(|r| {
+            r.roles
+                .iter()
+                .map(move |(_, id)| (r.resource_sp_id.as_str(), id.as_str()))
+        })
+        .collect();
+    for r in resolved {
+        for (value, id) in &r.roles {
+            if !assignments
+                .iter()
+                .any(|a| a.resource_id == r.resource_sp_id && &a.app_role_id == id)
+            {
+                plan.assign.push((
+                    r.resource_sp_id.clone(),
+                    id.clone(),
+                    format!("{}/{value}", r.resource),
+                ));
+            }
+        }
+    }
+    for a in assignments {
+        if !desired_roles.contains(&(a.resource_id.as_str(), a.app_role_id.as_str()))
+            && may_remove(&a.resource_id)
+        {
+            plan.unassign.push((
+                a.id.clone(),
+                format!("role {} on {}", a.app_role_id, a.resource_id),
+            ));
+        }
+    }
+    let tenant_wide =
+        |g: &&OAuth2PermissionGrant| g.consent_type.as_deref() == Some("AllPrincipals");
+    for r in resolved.iter().filter(|r| !r.scopes.is_empty()) {
+        let want: BTreeSet<String> = r.scopes.iter().map(|(v, _)| v.clone()).collect();
+        let scope = want.iter().cloned().collect::<Vec<_>>().join(" ");
+        match grants
+            .iter()
+            .filter(tenant_wide)
+            .find(|g| g.resource_id == r.resource_sp_id)
+        {
+            None => plan.create_grants.push((r.resource_sp_id.clone(), scope)),
+            Some(g) if g.scopes() != want => plan.update_grants.push((g.id.clone(), scope)),
+            Some(_) => {}
+        }
+    }
+    for g in grants.iter().filter(tenant_wide) {
+        let desired = resolved
+            .iter()
+            .any(|r| r.resource_sp_id == g.resource_id && !r.scopes.is_empty());
+        if !desired && may_remove(&g.resource_id) {
+            plan.delete_grants.push(g.id.clone());
+        }
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange() -> ServicePrincipal {
+        ServicePrincipal {
+            id: "sp-exo".into(),
+            app_id: "00000002-0000-0ff1-ce00-000000000000".into(),
+            display_name: Some("Office 365 Exchange Online".into()),
+            app_roles: vec![
+                AppRole {
+                    id: "role-mail-send".into(),
+                    value: Some("Mail.Send".into()),
+                    is_enabled: true,
+                    allowed_member_types: vec!["Application".into()],
+                },
+                AppRole {
+                    id: "role-smtp-app".into(),
+                    value: Some("SMTP.SendAsApp".into()),
+                    is_enabled: true,
+                    allowed_member_types: vec!["Application".into()],
+                },
+            ],
+            oauth2_permission_scopes: vec![PermissionScope {
+                id: "scope-smtp".into(),
+                value: Some("SMTP.Send".into()),
+                is_enabled: true,
+            }],
+        }
+    }
+
+    fn resources() -> BTreeMap<String, Option<ServicePrincipal>> {
+        BTreeMap::from([
+            ("Office 365 Exchange Online".to_string(), Some(exchange())),
+            ("Nope".to_string(), None),
+        ])
+    }
+
+    fn permission(resource: &str, application: &[&str], delegated: &[&str]) -> Permission {
+        Permission {
+            resource: resource.into(),
+            application: application.iter().map(|s| s.to_string()).collect(),
+            delegated: delegated.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn permissions_resolve_by_name_to_the_tenant_ids() {
+        let resolved = resolve_permissions(
+            &[permission(
+                "Office 365 Exchange Online",
+                &["Mail.Send"],
+                &["SMTP.Send"],
+            )],
+            &resources(),
+        )
+        .unwrap();
+        assert_eq!(
+            resolved[0].roles,
+            vec![("Mail.Send".to_string(), "role-mail-send".to_string())]
+        );
+        assert_eq!(
+            resolved[0].scopes,
+            vec![("SMTP.Send".to_string(), "scope-smtp".to_string())]
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_reported_with_the_valid_ones() {
+        let err = resolve_permissions(
+            &[
+                permission("Office 365 Exchange Online", &["Mail.Sendd"], &[]),
+                permission("Nope", &["X"], &[]),
+            ],
+            &resources(),
+        )
+        .unwrap_err();
+        assert!(err.contains("\"Mail.Sendd\" is not an application permission of Office 365 Exchange Online; valid: Mail.Send, SMTP.SendAsApp"), "{err}");
+        assert!(
+            err.contains("resource \"Nope\" has no service principal"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn consent_adds_what_is_missing_and_removes_only_what_may_be_removed() {
+        let resolved = resolve_permissions(
+            &[permission(
+                "Office 365 Exchange Online",
+                &["Mail.Send"],
+                &["SMTP.Send"],
+            )],
+            &resources(),
+        )
+        .unwrap();
+        let assignments = vec![AppRoleAssignment {
+            id: "a-old".into(),
+            principal_id: "client".into(),
+            resource_id: "sp-exo".into(),
+            app_role_id: "role-smtp-app".into(),
+        }];
+        let grants = vec![OAuth2PermissionGrant {
+            id: "g1".into(),
+            client_id: "client".into(),
+            resource_id: "sp-exo".into(),
+            consent_type: Some("AllPrincipals".into()),
+            scope: Some("SMTP.Send offline_access".into()),
+        }];
+        let plan = consent_plan(&resolved, &assignments, &grants, |_| true);
+        assert_eq!(
+            plan.assign,
+            vec![(
+                "sp-exo".into(),
+                "role-mail-send".into(),
+                "Office 365 Exchange Online/Mail.Send".into()
+            )]
+        );
+        assert_eq!(plan.unassign.len(), 1);
+        assert_eq!(plan.update_grants, vec![("g1".into(), "SMTP.Send".into())]);
+        let adopted = consent_plan(&resolved, &assignments, &grants, |_| false);
+        assert!(adopted.unassign.is_empty());
+        let converged = consent_plan(
+            &resolved,
+            &[AppRoleAssignment {
+                id: "a".into(),
+                principal_id: "client".into(),
+                resource_id: "sp-exo".into(),
+                app_role_id: "role-mail-send".into(),
+            }],
+            &[OAuth2PermissionGrant {
+                scope: Some(" SMTP.Send ".into()),
+                ..grants[0].clone()
+            }],
+            |_| true,
+        );
+        assert!(converged.is_empty(), "{converged:?}");
+    }
+
+    #[test]
+    fn drift_ignores_ordering_but_sees_real_changes() {
+        let spec: AzureAppRegistrationSpec = serde_json::from_value(serde_json::json!({
+            "tenantId": "11111111-2222-3333-4444-555555555555", "displayName": "A",
+            "redirectUris": ["https://a/callback", "https://b/callback"],
+            "implicitGrant": {"accessTokens": true},
+            "clientSecret": {"secretName": "s"}
+        }))
+        .unwrap();
+        let desired = desired_application(&spec, &[], "n".into());
+        let mut observed = Application {
+            id: "o".into(),
+            app_id: "a".into(),
+            display_name: Some("A".into()),
+            sign_in_audience: Some("AzureADMyOrg".into()),
+            web: Some(Web {
+                redirect_uris: vec!["https://b/callback".into(), "https://a/callback".into()],
+                implicit_grant_settings: ImplicitGrantSettings {
+                    enable_access_token_issuance: true,
+                    enable_id_token_issuance: false,
+                },
+            }),
+            ..Default::default()
+        };
+        assert!(application_drift(&observed, &desired).is_empty());
+        observed.web.as_mut().unwrap().redirect_uris.pop();
+        observed.display_name = Some("B".into());
+        assert_eq!(
+            application_drift(&observed, &desired),
+            vec!["displayName", "web.redirectUris"]
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! The AzureAppRegistration controller: observe (Graph, the Secret) → plan (pure: [`desired`],
+//! [`rotation`]) → act (Graph writes, Secret, status).
+pub mod desired;
+pub mod rotation;

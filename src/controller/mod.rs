@@ -1,0 +1,2 @@
+//! Controllers, one module per resource.
+pub mod app_registration;
