@@ -124,10 +124,7 @@ impl HttpClient {
         let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.connect_timeout)
-            .user_agent(concat!(
-                "connect-email-operator/",
-                env!("CARGO_PKG_VERSION")
-            ));
+            .user_agent(concat!("connect-email-operator/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &settings.extra_ca_pem {
             builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
         }
@@ -163,21 +160,14 @@ impl HttpClient {
                     let status = resp.status();
                     let headers = resp.headers().clone();
                     match resp.bytes().await {
-                        Ok(body) => Ok(Response {
-                            status,
-                            headers,
-                            body,
-                        }),
+                        Ok(body) => Ok(Response { status, headers, body }),
                         Err(e) => Err(e),
                     }
                 }
                 Err(e) => Err(e),
             };
             match outcome {
-                Ok(response)
-                    if is_retryable_status(response.status)
-                        && attempt < self.retry.max_attempts =>
-                {
+                Ok(response) if is_retryable_status(response.status) && attempt < self.retry.max_attempts => {
                     if response.status == StatusCode::TOO_MANY_REQUESTS {
                         self.counters.throttled.fetch_add(1, Ordering::Relaxed);
                     }
@@ -228,10 +218,7 @@ mod tests {
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(30),
         };
-        assert_eq!(
-            policy.delay(1, Some(Duration::from_secs(7))),
-            Duration::from_secs(7)
-        );
+        assert_eq!(policy.delay(1, Some(Duration::from_secs(7))), Duration::from_secs(7));
         let d = policy.delay(1, None);
         assert!(
             d >= Duration::from_millis(80) && d <= Duration::from_millis(120),

@@ -36,23 +36,19 @@ fn main() -> anyhow::Result<()> {
                 print!("---\n{}", api::crd_yaml(&crd));
             }
         }
-        Command::Crds {
-            output_dir: Some(dir),
-        } => {
+        Command::Crds { output_dir: Some(dir) } => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             for crd in api::crds() {
                 let path = dir.join(api::crd_file_name(&crd));
-                std::fs::write(&path, api::crd_yaml(&crd))
-                    .with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, api::crd_yaml(&crd)).with_context(|| format!("writing {}", path.display()))?;
                 println!("wrote {}", path.display());
             }
         }
         Command::Version => {
             println!("connect-email-operator {}", env!("CARGO_PKG_VERSION"));
             println!(
-                "kubernetes api {} (k8s-openapi {})",
-                connect_email_operator::KUBERNETES_API,
-                "0.29"
+                "kubernetes api {} (k8s-openapi 0.29)",
+                connect_email_operator::KUBERNETES_API
             );
         }
     }

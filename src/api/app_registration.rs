@@ -1,5 +1,7 @@
 //! `AzureAppRegistration`: one Entra ID application, its service principal, its admin consent and
 //! its client secret, kept in a Kubernetes Secret and rotated before it expires.
+// kube-derive's repeated `printcolumn(...)` attributes trip this lint; they are distinct columns.
+#![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
@@ -25,27 +27,15 @@ use super::common::{ClientSecretSpec, Cloud, Permission};
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
     printcolumn(name = "App ID", type_ = "string", json_path = ".status.appId"),
-    printcolumn(
-        name = "Secret",
-        type_ = "string",
-        json_path = ".spec.clientSecret.secretName"
-    ),
-    printcolumn(
-        name = "Secret Expiry",
-        type_ = "date",
-        json_path = ".status.credential.notAfter"
-    ),
+    printcolumn(name = "Secret", type_ = "string", json_path = ".spec.clientSecret.secretName"),
+    printcolumn(name = "Secret Expiry", type_ = "date", json_path = ".status.credential.notAfter"),
     printcolumn(
         name = "Reason",
         type_ = "string",
         priority = 1,
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [

@@ -35,9 +35,7 @@ pub fn parse_duration(input: &str) -> Result<SignedDuration, DurationError> {
             return Err(err("expected a number"));
         }
         let (number, after) = rest.split_at(number_len);
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(after.len());
+        let unit_len = after.find(|c: char| c.is_ascii_digit()).unwrap_or(after.len());
         let (unit, after) = after.split_at(unit_len);
         let unit_nanos: i128 = match unit {
             "h" => 3_600_000_000_000,
@@ -48,10 +46,7 @@ pub fn parse_duration(input: &str) -> Result<SignedDuration, DurationError> {
             _ => return Err(err("unknown unit (use h, m, s or ms)")),
         };
         let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty()
-            || number.matches('.').count() > 1
-            || (number.contains('.') && fraction.is_empty())
-        {
+        if whole.is_empty() || number.matches('.').count() > 1 || (number.contains('.') && fraction.is_empty()) {
             return Err(err("malformed number"));
         }
         let whole: i128 = whole.parse().map_err(|_| err("number too large"))?;
@@ -65,10 +60,7 @@ pub fn parse_duration(input: &str) -> Result<SignedDuration, DurationError> {
         rest = after;
     }
     let secs = i64::try_from(total_nanos / 1_000_000_000).map_err(|_| err("too large"))?;
-    Ok(SignedDuration::new(
-        secs,
-        (total_nanos % 1_000_000_000) as i32,
-    ))
+    Ok(SignedDuration::new(secs, (total_nanos % 1_000_000_000) as i32))
 }
 
 /// Formats a duration the way Go prints it (`2160h0m0s`), used in status and messages.
@@ -90,27 +82,12 @@ mod tests {
 
     #[test]
     fn parses_the_forms_cert_manager_users_write() {
-        assert_eq!(
-            parse_duration("2160h").unwrap(),
-            SignedDuration::from_hours(2160)
-        );
-        assert_eq!(
-            parse_duration("1h30m").unwrap(),
-            SignedDuration::from_mins(90)
-        );
-        assert_eq!(
-            parse_duration("2160h0m0s").unwrap(),
-            SignedDuration::from_hours(2160)
-        );
+        assert_eq!(parse_duration("2160h").unwrap(), SignedDuration::from_hours(2160));
+        assert_eq!(parse_duration("1h30m").unwrap(), SignedDuration::from_mins(90));
+        assert_eq!(parse_duration("2160h0m0s").unwrap(), SignedDuration::from_hours(2160));
         assert_eq!(parse_duration("0s").unwrap(), SignedDuration::ZERO);
-        assert_eq!(
-            parse_duration("1.5h").unwrap(),
-            SignedDuration::from_mins(90)
-        );
-        assert_eq!(
-            parse_duration("250ms").unwrap(),
-            SignedDuration::from_millis(250)
-        );
+        assert_eq!(parse_duration("1.5h").unwrap(), SignedDuration::from_mins(90));
+        assert_eq!(parse_duration("250ms").unwrap(), SignedDuration::from_millis(250));
     }
 
     #[test]
@@ -122,10 +99,7 @@ mod tests {
 
     #[test]
     fn formats_like_go() {
-        assert_eq!(
-            format_duration(SignedDuration::from_hours(2160)),
-            "2160h0m0s"
-        );
+        assert_eq!(format_duration(SignedDuration::from_hours(2160)), "2160h0m0s");
         assert_eq!(format_duration(SignedDuration::from_secs(90)), "1m30s");
         assert_eq!(format_duration(SignedDuration::ZERO), "0s");
     }

@@ -18,9 +18,7 @@ pub mod email_channel;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-pub use app_registration::{
-    AzureAppRegistration, AzureAppRegistrationSpec, AzureAppRegistrationStatus,
-};
+pub use app_registration::{AzureAppRegistration, AzureAppRegistrationSpec, AzureAppRegistrationStatus};
 pub use common::{ClientSecretSpec, Cloud, Permission};
 pub use email_channel::{EmailChannel, EmailChannelSpec, EmailChannelStatus};
 

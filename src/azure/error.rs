@@ -5,39 +5,67 @@ use std::time::Duration;
 
 use crate::http::{Response, TransportError, retry_after};
 
+/// A Graph error response.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("Microsoft Graph {operation}: HTTP {status} {code}: {message}{}", request_id.as_deref().map(|r| format!(" (request-id {r})")).unwrap_or_default())]
+pub struct GraphError {
+    pub operation: &'static str,
+    pub status: u16,
+    pub code: String,
+    pub details: Vec<String>,
+    pub message: String,
+    pub request_id: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
+/// A token endpoint error response.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("token endpoint: {error} (AADSTS{}): {description}", codes.iter().map(u32::to_string).collect::<Vec<_>>().join(", AADSTS"))]
+pub struct TokenError {
+    pub status: u16,
+    pub error: String,
+    pub codes: Vec<u32>,
+    pub description: String,
+    pub trace_id: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AzureError {
     /// Graph answered with an error body.
-    #[error("Microsoft Graph {operation}: HTTP {status} {code}: {message}{}", request_id.as_deref().map(|r| format!(" (request-id {r})")).unwrap_or_default())]
-    Graph {
-        operation: &'static str,
-        status: u16,
-        code: String,
-        details: Vec<String>,
-        message: String,
-        request_id: Option<String>,
-        retry_after: Option<Duration>,
-    },
-    /// The token endpoint refused a client-credentials request.
-    #[error("token endpoint: {error} (AADSTS{}): {description}", codes.iter().map(u32::to_string).collect::<Vec<_>>().join(", AADSTS"))]
-    Token {
-        status: u16,
-        error: String,
-        codes: Vec<u32>,
-        description: String,
-        trace_id: Option<String>,
-    },
     #[error(transparent)]
-    Transport(#[from] TransportError),
+    Graph(Box<GraphError>),
+    /// The token endpoint refused a client-credentials request.
+    #[error(transparent)]
+    Token(Box<TokenError>),
+    #[error(transparent)]
+    Transport(Box<TransportError>),
     /// A response we could not understand.
     #[error("{context}: unexpected response: {message}")]
-    Decode {
-        context: &'static str,
-        message: String,
-    },
+    Decode { context: &'static str, message: String },
     /// The operator's own credential could not be used (e.g. the federated token file is missing).
     #[error("operator credential: {0}")]
     Credential(String),
+}
+
+impl From<TransportError> for AzureError {
+    fn from(e: TransportError) -> Self {
+        Self::Transport(Box::new(e))
+    }
+}
+
+impl AzureError {
+    /// A Graph error built by hand (e.g. an object not readable right after a write).
+    pub fn graph(operation: &'static str, status: u16, code: &str, message: &str) -> Self {
+        Self::Graph(Box::new(GraphError {
+            operation,
+            status,
+            code: code.into(),
+            details: vec![],
+            message: message.into(),
+            request_id: None,
+            retry_after: None,
+        }))
+    }
 }
 
 /// AADSTS codes the operator branches on.
@@ -58,22 +86,23 @@ pub mod aadsts {
 impl AzureError {
     pub fn status(&self) -> Option<u16> {
         match self {
-            Self::Graph { status, .. } | Self::Token { status, .. } => Some(*status),
+            Self::Graph(g) => Some(g.status),
+            Self::Token(t) => Some(t.status),
             _ => None,
         }
     }
 
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::Graph { status: 404, .. })
+        matches!(self, Self::Graph(g) if g.status == 404)
     }
 
     /// Graph `error.code` or any `details[].code` equals `code`.
     pub fn has_graph_code(&self, code: &str) -> bool {
-        matches!(self, Self::Graph { code: c, details, .. } if c == code || details.iter().any(|d| d == code))
+        matches!(self, Self::Graph(g) if g.code == code || g.details.iter().any(|d| d == code))
     }
 
     pub fn has_aadsts(&self, code: u32) -> bool {
-        matches!(self, Self::Token { codes, .. } if codes.contains(&code))
+        matches!(self, Self::Token(t) if t.codes.contains(&code))
     }
 
     pub fn is_throttled(&self) -> bool {
@@ -84,27 +113,19 @@ impl AzureError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Transport(_) => true,
-            Self::Graph { status, .. } | Self::Token { status, .. } => {
-                matches!(status, 408 | 429 | 500..=599)
-            }
+            Self::Graph(_) | Self::Token(_) => matches!(self.status(), Some(408 | 429 | 500..=599)),
             Self::Decode { .. } | Self::Credential(_) => false,
         }
     }
 
     /// 401/403: the operator's own identity lacks a permission or role.
     pub fn is_permission_denied(&self) -> bool {
-        matches!(
-            self,
-            Self::Graph {
-                status: 401 | 403,
-                ..
-            }
-        )
+        matches!(self, Self::Graph(g) if matches!(g.status, 401 | 403))
     }
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::Graph { retry_after, .. } => *retry_after,
+            Self::Graph(g) => g.retry_after,
             _ => None,
         }
     }
@@ -136,7 +157,7 @@ impl AzureError {
             .get("request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        Self::Graph {
+        Self::Graph(Box::new(GraphError {
             operation,
             status: response.status.as_u16(),
             code: if body.error.code.is_empty() {
@@ -148,7 +169,7 @@ impl AzureError {
             message: truncate(&body.error.message, 300),
             request_id,
             retry_after: retry_after(&response.headers),
-        }
+        }))
     }
 
     /// Maps a token endpoint error response (OAuth2 error body with AADSTS codes).
@@ -167,7 +188,7 @@ impl AzureError {
         let body: Body = serde_json::from_slice(&response.body).unwrap_or_default();
         // The description repeats trace and correlation IDs on later lines; the first line is the cause.
         let description = body.error_description.lines().next().unwrap_or_default();
-        Self::Token {
+        Self::Token(Box::new(TokenError {
             status: response.status.as_u16(),
             error: if body.error.is_empty() {
                 format!("http_{}", response.status.as_u16())
@@ -177,7 +198,7 @@ impl AzureError {
             codes: body.error_codes,
             description: truncate(description, 300),
             trace_id: body.trace_id,
-        }
+        }))
     }
 }
 

@@ -15,16 +15,8 @@ use crate::http::{HttpClient, Response};
 /// What the controllers need from Entra ID. 404 on delete/remove counts as done.
 #[async_trait::async_trait]
 pub trait Directory: Send + Sync {
-    async fn app_by_unique_name(
-        &self,
-        tenant: &str,
-        unique_name: &str,
-    ) -> Result<Option<Application>, AzureError>;
-    async fn app_by_app_id(
-        &self,
-        tenant: &str,
-        app_id: &str,
-    ) -> Result<Option<Application>, AzureError>;
+    async fn app_by_unique_name(&self, tenant: &str, unique_name: &str) -> Result<Option<Application>, AzureError>;
+    async fn app_by_app_id(&self, tenant: &str, app_id: &str) -> Result<Option<Application>, AzureError>;
     /// Creates the application with this uniqueName or updates it (idempotent).
     async fn upsert_app(
         &self,
@@ -32,12 +24,7 @@ pub trait Directory: Send + Sync {
         unique_name: &str,
         update: &ApplicationUpdate,
     ) -> Result<Application, AzureError>;
-    async fn update_app(
-        &self,
-        tenant: &str,
-        object_id: &str,
-        update: &ApplicationUpdate,
-    ) -> Result<(), AzureError>;
+    async fn update_app(&self, tenant: &str, object_id: &str, update: &ApplicationUpdate) -> Result<(), AzureError>;
     async fn delete_app(&self, tenant: &str, object_id: &str) -> Result<(), AzureError>;
     async fn add_password(
         &self,
@@ -46,22 +33,9 @@ pub trait Directory: Send + Sync {
         display_name: &str,
         end: Timestamp,
     ) -> Result<NewPassword, AzureError>;
-    async fn remove_password(
-        &self,
-        tenant: &str,
-        object_id: &str,
-        key_id: &str,
-    ) -> Result<(), AzureError>;
-    async fn ensure_service_principal(
-        &self,
-        tenant: &str,
-        app_id: &str,
-    ) -> Result<ServicePrincipal, AzureError>;
-    async fn service_principal(
-        &self,
-        tenant: &str,
-        app_id: &str,
-    ) -> Result<Option<ServicePrincipal>, AzureError>;
+    async fn remove_password(&self, tenant: &str, object_id: &str, key_id: &str) -> Result<(), AzureError>;
+    async fn ensure_service_principal(&self, tenant: &str, app_id: &str) -> Result<ServicePrincipal, AzureError>;
+    async fn service_principal(&self, tenant: &str, app_id: &str) -> Result<Option<ServicePrincipal>, AzureError>;
     /// A resource API's service principal by appId (GUID) or display name.
     async fn resource_service_principal(
         &self,
@@ -80,17 +54,8 @@ pub trait Directory: Send + Sync {
         resource_id: &str,
         app_role_id: &str,
     ) -> Result<(), AzureError>;
-    async fn unassign_app_role(
-        &self,
-        tenant: &str,
-        principal_id: &str,
-        assignment_id: &str,
-    ) -> Result<(), AzureError>;
-    async fn delegated_grants(
-        &self,
-        tenant: &str,
-        client_id: &str,
-    ) -> Result<Vec<OAuth2PermissionGrant>, AzureError>;
+    async fn unassign_app_role(&self, tenant: &str, principal_id: &str, assignment_id: &str) -> Result<(), AzureError>;
+    async fn delegated_grants(&self, tenant: &str, client_id: &str) -> Result<Vec<OAuth2PermissionGrant>, AzureError>;
     async fn create_delegated_grant(
         &self,
         tenant: &str,
@@ -98,18 +63,10 @@ pub trait Directory: Send + Sync {
         resource_id: &str,
         scope: &str,
     ) -> Result<(), AzureError>;
-    async fn update_delegated_grant(
-        &self,
-        tenant: &str,
-        grant_id: &str,
-        scope: &str,
-    ) -> Result<(), AzureError>;
+    async fn update_delegated_grant(&self, tenant: &str, grant_id: &str, scope: &str) -> Result<(), AzureError>;
     async fn delete_delegated_grant(&self, tenant: &str, grant_id: &str) -> Result<(), AzureError>;
     /// The tenant's maximum password lifetime, when an app management policy sets one.
-    async fn password_lifetime_cap(
-        &self,
-        tenant: &str,
-    ) -> Result<Option<jiff::SignedDuration>, AzureError>;
+    async fn password_lifetime_cap(&self, tenant: &str) -> Result<Option<jiff::SignedDuration>, AzureError>;
 }
 
 /// Retries for Graph's documented replication lag (writes right after a create).
@@ -186,10 +143,7 @@ impl GraphClient {
         body: Body<'_>,
         create_if_missing: bool,
     ) -> Result<Response, AzureError> {
-        let token = self
-            .tokens
-            .token(tenant, &self.endpoints.graph_scope)
-            .await?;
+        let token = self.tokens.token(tenant, &self.endpoints.graph_scope).await?;
         let url = self.url(path);
         let json = match body {
             Body::None => None,
@@ -227,14 +181,7 @@ impl GraphClient {
         path: &str,
     ) -> Result<T, AzureError> {
         let response = self
-            .request(
-                operation,
-                tenant,
-                reqwest::Method::GET,
-                path,
-                Body::None,
-                false,
-            )
+            .request(operation, tenant, reqwest::Method::GET, path, Body::None, false)
             .await?;
         decode(operation, &response)
     }
@@ -269,10 +216,7 @@ impl GraphClient {
         let mut next = Some(path.to_string());
         let prefix = self.url("");
         while let Some(path) = next.take() {
-            let relative = path
-                .strip_prefix(&prefix)
-                .map(str::to_string)
-                .unwrap_or(path);
+            let relative = path.strip_prefix(&prefix).map(str::to_string).unwrap_or(path);
             let page: Page<T> = self.get_json(operation, tenant, &relative).await?;
             items.extend(page.value);
             next = page.next;
@@ -301,14 +245,10 @@ impl GraphClient {
 }
 
 fn is_replication_lag(e: &AzureError) -> bool {
-    (e.is_not_found() && e.has_graph_code("Request_ResourceNotFound"))
-        || e.has_graph_code("NoBackingApplicationObject")
+    (e.is_not_found() && e.has_graph_code("Request_ResourceNotFound")) || e.has_graph_code("NoBackingApplicationObject")
 }
 
-fn decode<T: DeserializeOwned>(
-    operation: &'static str,
-    response: &Response,
-) -> Result<T, AzureError> {
+fn decode<T: DeserializeOwned>(operation: &'static str, response: &Response) -> Result<T, AzureError> {
     serde_json::from_slice(&response.body).map_err(|e| AzureError::Decode {
         context: operation,
         message: e.to_string(),
@@ -336,11 +276,7 @@ fn ok_if_not_found(result: Result<Response, AzureError>) -> Result<(), AzureErro
 
 #[async_trait::async_trait]
 impl Directory for GraphClient {
-    async fn app_by_unique_name(
-        &self,
-        tenant: &str,
-        unique_name: &str,
-    ) -> Result<Option<Application>, AzureError> {
+    async fn app_by_unique_name(&self, tenant: &str, unique_name: &str) -> Result<Option<Application>, AzureError> {
         self.get_optional(
             "getApplication",
             tenant,
@@ -349,11 +285,7 @@ impl Directory for GraphClient {
         .await
     }
 
-    async fn app_by_app_id(
-        &self,
-        tenant: &str,
-        app_id: &str,
-    ) -> Result<Option<Application>, AzureError> {
+    async fn app_by_app_id(&self, tenant: &str, app_id: &str) -> Result<Option<Application>, AzureError> {
         self.get_optional(
             "getApplication",
             tenant,
@@ -388,25 +320,19 @@ impl Directory for GraphClient {
         self.write_with_lag_retry(|| async {
             self.get_optional::<Application>("getApplication", tenant, &path)
                 .await?
-                .ok_or_else(|| AzureError::Graph {
-                    operation: "getApplication",
-                    status: 404,
-                    code: "Request_ResourceNotFound".into(),
-                    details: vec![],
-                    message: "application not readable after upsert".into(),
-                    request_id: None,
-                    retry_after: None,
+                .ok_or_else(|| {
+                    AzureError::graph(
+                        "getApplication",
+                        404,
+                        "Request_ResourceNotFound",
+                        "application not readable after upsert",
+                    )
                 })
         })
         .await
     }
 
-    async fn update_app(
-        &self,
-        tenant: &str,
-        object_id: &str,
-        update: &ApplicationUpdate,
-    ) -> Result<(), AzureError> {
+    async fn update_app(&self, tenant: &str, object_id: &str, update: &ApplicationUpdate) -> Result<(), AzureError> {
         let path = format!("applications/{object_id}");
         self.write_with_lag_retry(|| {
             self.request(
@@ -491,20 +417,13 @@ impl Directory for GraphClient {
             key_id: answer.key_id,
             secret_text: answer.secret_text.into(),
             hint: answer.hint,
-            display_name: answer
-                .display_name
-                .unwrap_or_else(|| display_name.to_string()),
+            display_name: answer.display_name.unwrap_or_else(|| display_name.to_string()),
             start: answer.start_date_time,
             end: answer.end_date_time,
         })
     }
 
-    async fn remove_password(
-        &self,
-        tenant: &str,
-        object_id: &str,
-        key_id: &str,
-    ) -> Result<(), AzureError> {
+    async fn remove_password(&self, tenant: &str, object_id: &str, key_id: &str) -> Result<(), AzureError> {
         let body = serde_json::json!({ "keyId": key_id });
         let path = format!("applications/{object_id}/removePassword");
         match self
@@ -525,11 +444,7 @@ impl Directory for GraphClient {
         }
     }
 
-    async fn ensure_service_principal(
-        &self,
-        tenant: &str,
-        app_id: &str,
-    ) -> Result<ServicePrincipal, AzureError> {
+    async fn ensure_service_principal(&self, tenant: &str, app_id: &str) -> Result<ServicePrincipal, AzureError> {
         let path = format!("servicePrincipals(appId='{}')", odata(app_id));
         let body = serde_json::json!({});
         let response = self
@@ -550,11 +465,7 @@ impl Directory for GraphClient {
         self.get_json("getServicePrincipal", tenant, &path).await
     }
 
-    async fn service_principal(
-        &self,
-        tenant: &str,
-        app_id: &str,
-    ) -> Result<Option<ServicePrincipal>, AzureError> {
+    async fn service_principal(&self, tenant: &str, app_id: &str) -> Result<Option<ServicePrincipal>, AzureError> {
         self.get_optional(
             "getServicePrincipal",
             tenant,
@@ -571,10 +482,7 @@ impl Directory for GraphClient {
         if is_guid(resource) {
             return self.service_principal(tenant, resource).await;
         }
-        let path = format!(
-            "servicePrincipals?$filter=displayName%20eq%20'{}'",
-            odata(resource)
-        );
+        let path = format!("servicePrincipals?$filter=displayName%20eq%20'{}'", odata(resource));
         let found: Vec<ServicePrincipal> = self.list("findServicePrincipal", tenant, &path).await?;
         Ok(found.into_iter().next())
     }
@@ -599,7 +507,8 @@ impl Directory for GraphClient {
         resource_id: &str,
         app_role_id: &str,
     ) -> Result<(), AzureError> {
-        let body = serde_json::json!({"principalId": principal_id, "resourceId": resource_id, "appRoleId": app_role_id});
+        let body =
+            serde_json::json!({"principalId": principal_id, "resourceId": resource_id, "appRoleId": app_role_id});
         let path = format!("servicePrincipals/{resource_id}/appRoleAssignedTo");
         self.write_with_lag_retry(|| {
             self.request(
@@ -615,12 +524,7 @@ impl Directory for GraphClient {
         .map(drop)
     }
 
-    async fn unassign_app_role(
-        &self,
-        tenant: &str,
-        principal_id: &str,
-        assignment_id: &str,
-    ) -> Result<(), AzureError> {
+    async fn unassign_app_role(&self, tenant: &str, principal_id: &str, assignment_id: &str) -> Result<(), AzureError> {
         let path = format!("servicePrincipals/{principal_id}/appRoleAssignments/{assignment_id}");
         ok_if_not_found(
             self.request(
@@ -635,15 +539,8 @@ impl Directory for GraphClient {
         )
     }
 
-    async fn delegated_grants(
-        &self,
-        tenant: &str,
-        client_id: &str,
-    ) -> Result<Vec<OAuth2PermissionGrant>, AzureError> {
-        let path = format!(
-            "oauth2PermissionGrants?$filter=clientId%20eq%20'{}'",
-            odata(client_id)
-        );
+    async fn delegated_grants(&self, tenant: &str, client_id: &str) -> Result<Vec<OAuth2PermissionGrant>, AzureError> {
+        let path = format!("oauth2PermissionGrants?$filter=clientId%20eq%20'{}'", odata(client_id));
         self.list("listDelegatedGrants", tenant, &path).await
     }
 
@@ -671,12 +568,7 @@ impl Directory for GraphClient {
         .map(drop)
     }
 
-    async fn update_delegated_grant(
-        &self,
-        tenant: &str,
-        grant_id: &str,
-        scope: &str,
-    ) -> Result<(), AzureError> {
+    async fn update_delegated_grant(&self, tenant: &str, grant_id: &str, scope: &str) -> Result<(), AzureError> {
         let body = serde_json::json!({ "scope": scope });
         let path = format!("oauth2PermissionGrants/{grant_id}");
         self.request(
@@ -706,16 +598,9 @@ impl Directory for GraphClient {
         )
     }
 
-    async fn password_lifetime_cap(
-        &self,
-        tenant: &str,
-    ) -> Result<Option<jiff::SignedDuration>, AzureError> {
+    async fn password_lifetime_cap(&self, tenant: &str) -> Result<Option<jiff::SignedDuration>, AzureError> {
         let policy: serde_json::Value = match self
-            .get_json(
-                "getAppManagementPolicy",
-                tenant,
-                "policies/defaultAppManagementPolicy",
-            )
+            .get_json("getAppManagementPolicy", tenant, "policies/defaultAppManagementPolicy")
             .await
         {
             Ok(p) => p,
@@ -741,13 +626,7 @@ pub fn password_lifetime_from_policy(policy: &serde_json::Value) -> Option<jiff:
         .filter(|c| c.get("state").and_then(|s| s.as_str()) != Some("disabled"))
         .filter_map(|c| c.get("maxLifetime")?.as_str())
         .filter_map(|iso| iso.parse::<jiff::Span>().ok())
-        .filter_map(|span| {
-            jiff::SignedDuration::try_from(
-                span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
-                    .ok()?,
-            )
-            .ok()
-        })
+        .filter_map(|span| span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()).ok())
         .min()
 }
 
@@ -757,10 +636,7 @@ mod tests {
 
     #[test]
     fn odata_literals_escape_quotes_and_spaces() {
-        assert_eq!(
-            odata("Office 365 Exchange Online"),
-            "Office%20365%20Exchange%20Online"
-        );
+        assert_eq!(odata("Office 365 Exchange Online"), "Office%20365%20Exchange%20Online");
         assert_eq!(odata("O'Brien"), "O%27%27Brien");
     }
 

@@ -111,57 +111,35 @@ impl EndpointOverrides {
     }
 }
 
-/// The Microsoft clients for every cloud, built once at start-up.
+/// The Microsoft clients of one cloud.
+#[derive(Clone)]
+pub struct CloudClients {
+    pub cloud: Cloud,
+    pub endpoints: Endpoints,
+    pub directory: Arc<dyn Directory>,
+    pub verifier: Arc<dyn SecretVerifier>,
+}
+
+/// The Microsoft clients for every configured cloud, built once at start-up.
 #[derive(Clone)]
 pub struct AzureClients {
-    pub(crate) by_cloud: Arc<
-        Vec<(
-            Cloud,
-            Endpoints,
-            Arc<dyn Directory>,
-            Arc<dyn SecretVerifier>,
-        )>,
-    >,
+    by_cloud: Arc<Vec<CloudClients>>,
 }
 
 impl AzureClients {
-    pub fn new(
-        entries: Vec<(
-            Cloud,
-            Endpoints,
-            Arc<dyn Directory>,
-            Arc<dyn SecretVerifier>,
-        )>,
-    ) -> Self {
+    /// `entries` must not be empty; a resource in a cloud without an entry uses the first one.
+    pub fn new(entries: Vec<CloudClients>) -> Self {
+        assert!(!entries.is_empty(), "AzureClients needs at least one cloud");
         Self {
             by_cloud: Arc::new(entries),
         }
     }
 
-    fn entry(
-        &self,
-        cloud: Cloud,
-    ) -> &(
-        Cloud,
-        Endpoints,
-        Arc<dyn Directory>,
-        Arc<dyn SecretVerifier>,
-    ) {
+    pub fn for_cloud(&self, cloud: Cloud) -> &CloudClients {
         self.by_cloud
             .iter()
-            .find(|e| e.0 == cloud)
-            .or_else(|| self.by_cloud.first())
-            .expect("AzureClients has at least one cloud")
-    }
-
-    pub fn endpoints(&self, cloud: Cloud) -> &Endpoints {
-        &self.entry(cloud).1
-    }
-    pub fn directory(&self, cloud: Cloud) -> Arc<dyn Directory> {
-        self.entry(cloud).2.clone()
-    }
-    pub fn verifier(&self, cloud: Cloud) -> Arc<dyn SecretVerifier> {
-        self.entry(cloud).3.clone()
+            .find(|e| e.cloud == cloud)
+            .unwrap_or(&self.by_cloud[0])
     }
 }
 
@@ -188,10 +166,7 @@ mod tests {
             exchange: None,
         }
         .apply(public);
-        assert_eq!(
-            sim.token_url("t1"),
-            "https://127.0.0.1:8443/t1/oauth2/v2.0/token"
-        );
+        assert_eq!(sim.token_url("t1"), "https://127.0.0.1:8443/t1/oauth2/v2.0/token");
         assert_eq!(sim.graph_scope, "https://graph.microsoft.com/.default");
     }
 }

@@ -19,15 +19,9 @@ use crate::http::HttpClient;
 pub enum OperatorCredential {
     /// Workload identity federation: the projected service-account token is the client assertion.
     /// The file is re-read on every request because the kubelet rotates it.
-    Federated {
-        client_id: String,
-        token_file: PathBuf,
-    },
+    Federated { client_id: String, token_file: PathBuf },
     /// A client secret of the operator's own application.
-    ClientSecret {
-        client_id: String,
-        secret: SecretString,
-    },
+    ClientSecret { client_id: String, secret: SecretString },
     /// A certificate of the operator's own application: a PS256 JWT assertion with `x5t#S256`.
     Certificate {
         client_id: String,
@@ -38,10 +32,7 @@ pub enum OperatorCredential {
 impl std::fmt::Debug for OperatorCredential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Federated {
-                client_id,
-                token_file,
-            } => {
+            Self::Federated { client_id, token_file } => {
                 write!(f, "Federated({client_id}, {})", token_file.display())
             }
             Self::ClientSecret { client_id, .. } => write!(f, "ClientSecret({client_id})"),
@@ -64,8 +55,8 @@ impl OperatorCredential {
     /// `AZURE_CLIENT_CERTIFICATE_PATH` (PEM with certificate and PKCS#8 key).
     pub fn from_env() -> Result<Self, AzureError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let client_id = var("AZURE_CLIENT_ID")
-            .ok_or_else(|| AzureError::Credential("AZURE_CLIENT_ID is not set".into()))?;
+        let client_id =
+            var("AZURE_CLIENT_ID").ok_or_else(|| AzureError::Credential("AZURE_CLIENT_ID is not set".into()))?;
         if let Some(file) = var("AZURE_FEDERATED_TOKEN_FILE") {
             return Ok(Self::Federated {
                 client_id,
@@ -79,16 +70,16 @@ impl OperatorCredential {
             });
         }
         if let Some(path) = var("AZURE_CLIENT_CERTIFICATE_PATH") {
-            let pem = std::fs::read(&path).map_err(|e| {
-                AzureError::Credential(format!("reading AZURE_CLIENT_CERTIFICATE_PATH {path}: {e}"))
-            })?;
+            let pem = std::fs::read(&path)
+                .map_err(|e| AzureError::Credential(format!("reading AZURE_CLIENT_CERTIFICATE_PATH {path}: {e}")))?;
             return Ok(Self::Certificate {
                 client_id,
                 signer: Arc::new(CertificateSigner::from_pem(&pem)?),
             });
         }
         Err(AzureError::Credential(
-            "set AZURE_FEDERATED_TOKEN_FILE (workload identity), AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH".into(),
+            "set AZURE_FEDERATED_TOKEN_FILE (workload identity), AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH"
+                .into(),
         ))
     }
 }
@@ -110,9 +101,8 @@ impl CertificateSigner {
             .ok_or_else(|| AzureError::Credential("no certificate in the PEM".into()))?;
         let key = PrivatePkcs8KeyDer::from_pem_slice(pem)
             .map_err(|_| AzureError::Credential("no PKCS#8 private key in the PEM".into()))?;
-        let key = ring::signature::RsaKeyPair::from_pkcs8(key.secret_pkcs8_der()).map_err(|e| {
-            AzureError::Credential(format!("the private key is not a usable RSA key: {e}"))
-        })?;
+        let key = ring::signature::RsaKeyPair::from_pkcs8(key.secret_pkcs8_der())
+            .map_err(|e| AzureError::Credential(format!("the private key is not a usable RSA key: {e}")))?;
         let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
         Ok(Self {
             key,
@@ -141,10 +131,7 @@ impl CertificateSigner {
                 &mut signature,
             )
             .map_err(|_| AzureError::Credential("signing the client assertion failed".into()))?;
-        Ok(format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature)
-        ))
+        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 }
 
@@ -199,10 +186,7 @@ impl TokenClient {
                 form.push(("client_assertion", assertion.expose_secret()));
             }
         }
-        let response = self
-            .http
-            .send("token", |c| c.post(&url).form(&form))
-            .await?;
+        let response = self.http.send("token", |c| c.post(&url).form(&form)).await?;
         if !response.status.is_success() {
             return Err(AzureError::from_token(&response));
         }
@@ -212,11 +196,10 @@ impl TokenClient {
             #[serde(default)]
             expires_in: u64,
         }
-        let body: Body =
-            serde_json::from_slice(&response.body).map_err(|e| AzureError::Decode {
-                context: "token endpoint",
-                message: e.to_string(),
-            })?;
+        let body: Body = serde_json::from_slice(&response.body).map_err(|e| AzureError::Decode {
+            context: "token endpoint",
+            message: e.to_string(),
+        })?;
         Ok(AccessToken {
             token: body.access_token.into(),
             expires_in: Duration::from_secs(body.expires_in.max(60)),
@@ -267,18 +250,9 @@ impl TokenProvider {
                     .into(),
             ),
         };
-        let token = self
-            .client
-            .client_credentials(tenant, client_id, auth, scope)
-            .await?;
+        let token = self.client.client_credentials(tenant, client_id, auth, scope).await?;
         let margin = Duration::from_secs(300).min(token.expires_in / 2);
-        cache.insert(
-            key,
-            (
-                token.token.clone(),
-                Instant::now() + token.expires_in - margin,
-            ),
-        );
+        cache.insert(key, (token.token.clone(), Instant::now() + token.expires_in - margin));
         Ok(token.token)
     }
 }
@@ -287,22 +261,12 @@ impl TokenProvider {
 #[async_trait::async_trait]
 pub trait SecretVerifier: Send + Sync {
     /// Ok when the token endpoint issues a client-credentials token for `client_id` with `secret`.
-    async fn verify(
-        &self,
-        tenant: &str,
-        client_id: &str,
-        secret: &SecretString,
-    ) -> Result<(), AzureError>;
+    async fn verify(&self, tenant: &str, client_id: &str, secret: &SecretString) -> Result<(), AzureError>;
 }
 
 #[async_trait::async_trait]
 impl SecretVerifier for TokenClient {
-    async fn verify(
-        &self,
-        tenant: &str,
-        client_id: &str,
-        secret: &SecretString,
-    ) -> Result<(), AzureError> {
+    async fn verify(&self, tenant: &str, client_id: &str, secret: &SecretString) -> Result<(), AzureError> {
         // Graph's .default needs no permission to be issued, so it proves the secret alone.
         let scope = self.endpoints.graph_scope.clone();
         self.client_credentials(tenant, client_id, ClientAuth::Secret(secret), &scope)

@@ -55,8 +55,7 @@ pub fn resolve_permissions(
             .iter()
             .filter(|r| {
                 r.is_enabled
-                    && (r.allowed_member_types.is_empty()
-                        || r.allowed_member_types.iter().any(|t| t == "Application"))
+                    && (r.allowed_member_types.is_empty() || r.allowed_member_types.iter().any(|t| t == "Application"))
             })
             .filter_map(|r| Some((r.value.as_deref()?, r.id.as_str())))
             .collect();
@@ -107,12 +106,7 @@ fn valid_names(available: &[(&str, &str)]) -> String {
     let mut names: Vec<&str> = available.iter().map(|(v, _)| *v).collect();
     names.sort_unstable();
     names.dedup();
-    let shown = names
-        .iter()
-        .take(25)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let shown = names.iter().take(25).copied().collect::<Vec<_>>().join(", ");
     if names.len() > 25 {
         format!("{shown}, … ({} in all)", names.len())
     } else {
@@ -194,8 +188,7 @@ pub fn application_drift(observed: &Application, desired: &ApplicationUpdate) ->
             })
             .collect::<BTreeMap<_, _>>()
     };
-    if normalize(&observed.required_resource_access) != normalize(&desired.required_resource_access)
-    {
+    if normalize(&observed.required_resource_access) != normalize(&desired.required_resource_access) {
         drift.push("requiredResourceAccess");
     }
     drift
@@ -246,26 +239,18 @@ pub fn consent_plan(
                 .iter()
                 .any(|a| a.resource_id == r.resource_sp_id && &a.app_role_id == id)
             {
-                plan.assign.push((
-                    r.resource_sp_id.clone(),
-                    id.clone(),
-                    format!("{}/{value}", r.resource),
-                ));
+                plan.assign
+                    .push((r.resource_sp_id.clone(), id.clone(), format!("{}/{value}", r.resource)));
             }
         }
     }
     for a in assignments {
-        if !desired_roles.contains(&(a.resource_id.as_str(), a.app_role_id.as_str()))
-            && may_remove(&a.resource_id)
-        {
-            plan.unassign.push((
-                a.id.clone(),
-                format!("role {} on {}", a.app_role_id, a.resource_id),
-            ));
+        if !desired_roles.contains(&(a.resource_id.as_str(), a.app_role_id.as_str())) && may_remove(&a.resource_id) {
+            plan.unassign
+                .push((a.id.clone(), format!("role {} on {}", a.app_role_id, a.resource_id)));
         }
     }
-    let tenant_wide =
-        |g: &&OAuth2PermissionGrant| g.consent_type.as_deref() == Some("AllPrincipals");
+    let tenant_wide = |g: &&OAuth2PermissionGrant| g.consent_type.as_deref() == Some("AllPrincipals");
     for r in resolved.iter().filter(|r| !r.scopes.is_empty()) {
         let want: BTreeSet<String> = r.scopes.iter().map(|(v, _)| v.clone()).collect();
         let scope = want.iter().cloned().collect::<Vec<_>>().join(" ");
@@ -339,11 +324,7 @@ mod tests {
     #[test]
     fn permissions_resolve_by_name_to_the_tenant_ids() {
         let resolved = resolve_permissions(
-            &[permission(
-                "Office 365 Exchange Online",
-                &["Mail.Send"],
-                &["SMTP.Send"],
-            )],
+            &[permission("Office 365 Exchange Online", &["Mail.Send"], &["SMTP.Send"])],
             &resources(),
         )
         .unwrap();
@@ -368,20 +349,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("\"Mail.Sendd\" is not an application permission of Office 365 Exchange Online; valid: Mail.Send, SMTP.SendAsApp"), "{err}");
-        assert!(
-            err.contains("resource \"Nope\" has no service principal"),
-            "{err}"
-        );
+        assert!(err.contains("resource \"Nope\" has no service principal"), "{err}");
     }
 
     #[test]
     fn consent_adds_what_is_missing_and_removes_only_what_may_be_removed() {
         let resolved = resolve_permissions(
-            &[permission(
-                "Office 365 Exchange Online",
-                &["Mail.Send"],
-                &["SMTP.Send"],
-            )],
+            &[permission("Office 365 Exchange Online", &["Mail.Send"], &["SMTP.Send"])],
             &resources(),
         )
         .unwrap();

@@ -32,17 +32,15 @@ impl SecretPolicy {
     /// Parses the spec; admission already validated it, so an error here means the CRD schema and
     /// this parser disagree (reported as an invalid spec, not a panic).
     pub fn from_spec(spec: &ClientSecretSpec) -> Result<Self, String> {
-        let duration =
-            parse_duration(&spec.duration).map_err(|e| format!("clientSecret.duration: {e}"))?;
+        let duration = parse_duration(&spec.duration).map_err(|e| format!("clientSecret.duration: {e}"))?;
         let renew_before = match (&spec.renew_before, spec.renew_before_percentage) {
-            (Some(r), _) => RenewBefore::Fixed(
-                parse_duration(r).map_err(|e| format!("clientSecret.renewBefore: {e}"))?,
-            ),
+            (Some(r), _) => {
+                RenewBefore::Fixed(parse_duration(r).map_err(|e| format!("clientSecret.renewBefore: {e}"))?)
+            }
             (None, Some(p)) => RenewBefore::Percentage(p.clamp(1, 99)),
             (None, None) => RenewBefore::Default,
         };
-        let revoke_after = parse_duration(&spec.revoke_after)
-            .map_err(|e| format!("clientSecret.revokeAfter: {e}"))?;
+        let revoke_after = parse_duration(&spec.revoke_after).map_err(|e| format!("clientSecret.revokeAfter: {e}"))?;
         Ok(Self {
             duration,
             renew_before,
@@ -152,11 +150,7 @@ const ISSUE_POLICY_CHAIN: &[PolicyFn] = &[
             .is_some_and(|c| i.now >= c.not_after)
             .then_some(IssueReason::Expired)
     },
-    |i| {
-        i.current
-            .is_some_and(|c| c.rejected)
-            .then_some(IssueReason::Rejected)
-    },
+    |i| i.current.is_some_and(|c| c.rejected).then_some(IssueReason::Rejected),
     |i| match i.rotate_annotation {
         Some(value) if Some(value) != i.last_rotate_request => Some(IssueReason::Forced),
         _ => None,
@@ -176,10 +170,7 @@ pub fn issue_reason(input: &IssueInput<'_>) -> Option<IssueReason> {
 /// Display name of an operator-created password: the description, then a tag naming the resource
 /// UID and the intent time, so that after a crash the password is recognised as ours.
 pub fn password_marker(description: &str, resource_uid: &str, requested_at: Timestamp) -> String {
-    format!(
-        "{description} [cem {resource_uid} {}]",
-        requested_at.as_second()
-    )
+    format!("{description} [cem {resource_uid} {}]", requested_at.as_second())
 }
 
 /// Whether a password display name carries this resource's tag. Passwords without it (created by
@@ -205,19 +196,12 @@ pub fn recover_pending(
     app_passwords: &[(String, Option<String>)],
     secret_key_id: Option<&str>,
 ) -> PendingRecovery {
-    match app_passwords
-        .iter()
-        .find(|(_, name)| name.as_deref() == Some(marker))
-    {
+    match app_passwords.iter().find(|(_, name)| name.as_deref() == Some(marker)) {
         None => PendingRecovery::IssueNow,
         Some((key_id, _)) if Some(key_id.as_str()) == secret_key_id => {
-            PendingRecovery::AdoptStored {
-                key_id: key_id.clone(),
-            }
+            PendingRecovery::AdoptStored { key_id: key_id.clone() }
         }
-        Some((key_id, _)) => PendingRecovery::RemoveAndReissue {
-            key_id: key_id.clone(),
-        },
+        Some((key_id, _)) => PendingRecovery::RemoveAndReissue { key_id: key_id.clone() },
     }
 }
 
@@ -261,11 +245,7 @@ pub fn revocation(
         return Revocation::WaitingForAcknowledgement;
     }
     let at = verified_at + policy.revoke_after;
-    if now >= at {
-        Revocation::Now
-    } else {
-        Revocation::At(at)
-    }
+    if now >= at { Revocation::Now } else { Revocation::At(at) }
 }
 
 /// Operator-created passwords on the application that are neither current, previous nor pending:
@@ -379,8 +359,7 @@ mod tests {
 
     #[test]
     fn default_renewal_is_at_two_thirds_of_the_lifetime() {
-        let g = Given::policy("900h", None, None)
-            .with_secret("2026-01-01T00:00:00Z", "2026-02-07T12:00:00Z");
+        let g = Given::policy("900h", None, None).with_secret("2026-01-01T00:00:00Z", "2026-02-07T12:00:00Z");
         // 900h lifetime: renew at 600h = 2026-01-26T00:00:00Z.
         assert_eq!(g.at("2026-01-25T23:59:59Z"), None);
         assert_eq!(g.at("2026-01-26T00:00:00Z"), Some(IssueReason::Renewal));
@@ -388,12 +367,11 @@ mod tests {
 
     #[test]
     fn renew_before_and_percentage_move_the_renewal_time() {
-        let fixed = Given::policy("900h", Some("100h"), None)
-            .with_secret("2026-01-01T00:00:00Z", "2026-02-07T12:00:00Z");
+        let fixed =
+            Given::policy("900h", Some("100h"), None).with_secret("2026-01-01T00:00:00Z", "2026-02-07T12:00:00Z");
         assert_eq!(fixed.at("2026-02-03T07:59:59Z"), None);
         assert_eq!(fixed.at("2026-02-03T08:00:00Z"), Some(IssueReason::Renewal));
-        let pct = Given::policy("900h", None, Some(10))
-            .with_secret("2026-01-01T00:00:00Z", "2026-02-07T12:00:00Z");
+        let pct = Given::policy("900h", None, Some(10)).with_secret("2026-01-01T00:00:00Z", "2026-02-07T12:00:00Z");
         // 10% of 900h = 90h before expiry.
         assert_eq!(pct.at("2026-02-03T17:59:59Z"), None);
         assert_eq!(pct.at("2026-02-03T18:00:00Z"), Some(IssueReason::Renewal));
@@ -410,37 +388,23 @@ mod tests {
 
     #[test]
     fn problems_with_the_current_secret_trigger_reissue_in_priority_order() {
-        let base = || {
-            Given::policy("4320h", None, None)
-                .with_secret("2026-01-01T00:00:00Z", "2026-07-01T00:00:00Z")
-        };
+        let base = || Given::policy("4320h", None, None).with_secret("2026-01-01T00:00:00Z", "2026-07-01T00:00:00Z");
         assert_eq!(
-            base()
-                .tweak(|c| c.in_secret = false)
-                .at("2026-01-02T00:00:00Z"),
+            base().tweak(|c| c.in_secret = false).at("2026-01-02T00:00:00Z"),
             Some(IssueReason::SecretMissing)
         );
         assert_eq!(
-            base()
-                .tweak(|c| c.in_application = false)
-                .at("2026-01-02T00:00:00Z"),
+            base().tweak(|c| c.in_application = false).at("2026-01-02T00:00:00Z"),
             Some(IssueReason::RemovedExternally)
         );
+        assert_eq!(base().at("2026-07-01T00:00:00Z"), Some(IssueReason::Expired));
         assert_eq!(
-            base().at("2026-07-01T00:00:00Z"),
-            Some(IssueReason::Expired)
-        );
-        assert_eq!(
-            base()
-                .tweak(|c| c.rejected = true)
-                .at("2026-01-02T00:00:00Z"),
+            base().tweak(|c| c.rejected = true).at("2026-01-02T00:00:00Z"),
             Some(IssueReason::Rejected)
         );
         // The Secret missing wins over expiry: the more specific cause is reported.
         assert_eq!(
-            base()
-                .tweak(|c| c.in_secret = false)
-                .at("2026-08-01T00:00:00Z"),
+            base().tweak(|c| c.in_secret = false).at("2026-08-01T00:00:00Z"),
             Some(IssueReason::SecretMissing)
         );
         assert_eq!(base().at("2026-01-02T00:00:00Z"), None);
@@ -448,8 +412,7 @@ mod tests {
 
     #[test]
     fn a_new_rotate_annotation_value_forces_one_rotation() {
-        let mut g = Given::policy("4320h", None, None)
-            .with_secret("2026-01-01T00:00:00Z", "2026-07-01T00:00:00Z");
+        let mut g = Given::policy("4320h", None, None).with_secret("2026-01-01T00:00:00Z", "2026-07-01T00:00:00Z");
         g.rotate = Some("2026-01-05");
         assert_eq!(g.at("2026-01-05T00:00:00Z"), Some(IssueReason::Forced));
         g.last_rotate = Some("2026-01-05");
@@ -496,23 +459,11 @@ mod tests {
             Revocation::WaitingForVerification
         );
         assert_eq!(
-            revocation(
-                now,
-                &policy,
-                &prev,
-                &current(Some("2026-01-01T04:30:00Z")),
-                None
-            ),
+            revocation(now, &policy, &prev, &current(Some("2026-01-01T04:30:00Z")), None),
             Revocation::At(at("2026-01-01T05:30:00Z"))
         );
         assert_eq!(
-            revocation(
-                now,
-                &policy,
-                &prev,
-                &current(Some("2026-01-01T04:00:00Z")),
-                None
-            ),
+            revocation(now, &policy, &prev, &current(Some("2026-01-01T04:00:00Z")), None),
             Revocation::Now
         );
     }
@@ -536,19 +487,10 @@ mod tests {
             revocation(now, &policy, &prev, &cur, Some("old")),
             Revocation::WaitingForAcknowledgement
         );
-        assert_eq!(
-            revocation(now, &policy, &prev, &cur, Some("new")),
-            Revocation::Now
-        );
+        assert_eq!(revocation(now, &policy, &prev, &cur, Some("new")), Revocation::Now);
         // An expired previous secret goes regardless.
         assert_eq!(
-            revocation(
-                at("2026-03-01T00:00:00Z"),
-                &policy,
-                &prev,
-                &current(None),
-                None
-            ),
+            revocation(at("2026-03-01T00:00:00Z"), &policy, &prev, &current(None), None),
             Revocation::Now
         );
     }
@@ -566,15 +508,11 @@ mod tests {
         );
         assert_eq!(
             recover_pending(&marker, &passwords, Some("k-new")),
-            PendingRecovery::AdoptStored {
-                key_id: "k-new".into()
-            }
+            PendingRecovery::AdoptStored { key_id: "k-new".into() }
         );
         assert_eq!(
             recover_pending(&marker, &passwords, Some("k-old")),
-            PendingRecovery::RemoveAndReissue {
-                key_id: "k-new".into()
-            }
+            PendingRecovery::RemoveAndReissue { key_id: "k-new".into() }
         );
     }
 
