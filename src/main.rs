@@ -1,10 +1,15 @@
 //! Command-line wiring only; everything else lives in the library.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use connect_email_operator::api;
+use connect_email_operator::azure::OperatorCredential;
+use connect_email_operator::config::{MicrosoftConfig, azure_clients};
+use connect_email_operator::controller::{self, Context, Settings, SystemClock};
 
 #[derive(Parser)]
 #[command(
@@ -19,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controllers (uses the in-cluster config or KUBECONFIG).
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
     Crds {
         /// Directory to write `<plural>.<group>.yaml` files into (created if missing).
@@ -29,8 +36,84 @@ enum Command {
     Version,
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Login host for every cloud (default per cloud; AZURE_AUTHORITY_HOST is honoured).
+    #[arg(long, env = "CEO_AUTHORITY_HOST")]
+    authority_host: Option<url::Url>,
+    /// Microsoft Graph base URL for every cloud (default per cloud).
+    #[arg(long, env = "CEO_GRAPH_ENDPOINT")]
+    graph_endpoint: Option<url::Url>,
+    /// Extra CA certificate (PEM) to trust for Microsoft and Webex endpoints, e.g. a simulator's.
+    #[arg(long, env = "CEO_EXTRA_CA_FILE")]
+    extra_ca_file: Option<PathBuf>,
+    /// Periodic re-check of external state, e.g. 10m.
+    #[arg(long, env = "CEO_RESYNC", default_value = "10m", value_parser = parse_duration)]
+    resync: Duration,
+    /// Log as JSON lines.
+    #[arg(long, env = "CEO_LOG_JSON")]
+    log_json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = api::duration::parse_duration(s).map_err(|e| e.to_string())?;
+    Duration::try_from(d).map_err(|e| e.to_string())
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_json);
+    let mut microsoft = MicrosoftConfig::default();
+    microsoft.overrides.authority_host = args.authority_host;
+    microsoft.overrides.graph = args.graph_endpoint;
+    microsoft.authority_from_env()?;
+    if let Some(path) = &args.extra_ca_file {
+        microsoft.extra_ca_pem =
+            Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?);
+    }
+    let credential = OperatorCredential::from_env()?;
+    tracing::info!(credential = ?credential, "starting connect-email-operator");
+    let azure = azure_clients(&microsoft, credential)?;
+    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let settings = Settings {
+        resync: args.resync,
+        ..Settings::default()
+    };
+    let ctx = Arc::new(Context::new(client, azure, Arc::new(SystemClock), settings));
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("shutting down");
+    };
+    controller::run::run(ctx, args.namespace, shutdown).await;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Run(args) => {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(run(args))?;
+        }
         Command::Crds { output_dir: None } => {
             for crd in api::crds() {
                 print!("---\n{}", api::crd_yaml(&crd));

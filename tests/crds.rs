@@ -6,9 +6,7 @@ mod support;
 use std::time::Duration;
 
 use connect_email_operator::api;
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::*;
 
@@ -33,9 +31,7 @@ fn every_example_parses_as_the_typed_resources() {
         let value: Value = serde_yaml::from_str(&text).unwrap();
         let parsed = match value["kind"].as_str() {
             Some("EmailChannel") => serde_json::from_value::<api::EmailChannel>(value).map(drop),
-            Some("AzureAppRegistration") => {
-                serde_json::from_value::<api::AzureAppRegistration>(value).map(drop)
-            }
+            Some("AzureAppRegistration") => serde_json::from_value::<api::AzureAppRegistration>(value).map(drop),
             other => panic!("{}: unexpected kind {other:?}", path.display()),
         };
         parsed.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -82,23 +78,13 @@ fn email_channel() -> Value {
 
 fn set(object: &mut Value, pointer: &str, value: Value) {
     let (parent, key) = pointer.rsplit_once('/').unwrap();
-    let parent = object
-        .pointer_mut(parent)
-        .unwrap_or_else(|| panic!("no {parent}"));
-    parent
-        .as_object_mut()
-        .unwrap()
-        .insert(key.to_string(), value);
+    let parent = object.pointer_mut(parent).unwrap_or_else(|| panic!("no {parent}"));
+    parent.as_object_mut().unwrap().insert(key.to_string(), value);
 }
 
 fn remove(object: &mut Value, pointer: &str) {
     let (parent, key) = pointer.rsplit_once('/').unwrap();
-    object
-        .pointer_mut(parent)
-        .unwrap()
-        .as_object_mut()
-        .unwrap()
-        .remove(key);
+    object.pointer_mut(parent).unwrap().as_object_mut().unwrap().remove(key);
 }
 
 struct Case {
@@ -167,11 +153,7 @@ fn cases() -> Vec<Case> {
                 set(
                     o,
                     "/spec/redirectUris",
-                    json!(
-                        (0..257)
-                            .map(|i| format!("https://a.io/{i}"))
-                            .collect::<Vec<_>>()
-                    ),
+                    json!((0..257).map(|i| format!("https://a.io/{i}")).collect::<Vec<_>>()),
                 )
             },
             expected: "Too many",
@@ -239,13 +221,7 @@ fn cases() -> Vec<Case> {
             name: "permission-without-names",
             base: app_registration,
             on_update: false,
-            change: |o| {
-                set(
-                    o,
-                    "/spec/permissions",
-                    json!([{"resource": "Microsoft Graph"}]),
-                )
-            },
+            change: |o| set(o, "/spec/permissions", json!([{"resource": "Microsoft Graph"}])),
             expected: "each permissions entry needs at least one name",
         },
         Case {
@@ -280,26 +256,14 @@ fn cases() -> Vec<Case> {
             name: "tenant-host-with-scheme",
             base: email_channel,
             on_update: false,
-            change: |o| {
-                set(
-                    o,
-                    "/spec/connect/tenantHost",
-                    json!("https://acme.us.webexconnect.io/"),
-                )
-            },
+            change: |o| set(o, "/spec/connect/tenantHost", json!("https://acme.us.webexconnect.io/")),
             expected: "connect.tenantHost must be a host name",
         },
         Case {
             name: "both-tenant-and-app-reference",
             base: email_channel,
             on_update: false,
-            change: |o| {
-                set(
-                    o,
-                    "/spec/azure/appRegistrationRef",
-                    json!({"name": "shared-app"}),
-                )
-            },
+            change: |o| set(o, "/spec/azure/appRegistrationRef", json!({"name": "shared-app"})),
             expected: "set exactly one of azure.tenantId",
         },
         Case {
@@ -333,13 +297,7 @@ fn cases() -> Vec<Case> {
             name: "tenant-id-changed",
             base: app_registration,
             on_update: true,
-            change: |o| {
-                set(
-                    o,
-                    "/spec/tenantId",
-                    json!("99999999-2222-3333-4444-555555555555"),
-                )
-            },
+            change: |o| set(o, "/spec/tenantId", json!("99999999-2222-3333-4444-555555555555")),
             expected: "tenantId is immutable",
         },
         Case {
@@ -387,13 +345,7 @@ fn cases() -> Vec<Case> {
             name: "channel-tenant-changed",
             base: email_channel,
             on_update: true,
-            change: |o| {
-                set(
-                    o,
-                    "/spec/azure/tenantId",
-                    json!("99999999-2222-3333-4444-555555555555"),
-                )
-            },
+            change: |o| set(o, "/spec/azure/tenantId", json!("99999999-2222-3333-4444-555555555555")),
             expected: "azure.tenantId is immutable",
         },
     ]
@@ -407,8 +359,7 @@ async fn bad_manifests_are_rejected_at_admission_with_a_message_saying_what_to_f
     // The valid bases are accepted: otherwise every rejection below would prove nothing.
     for base in [app_registration(), email_channel()] {
         let kind = base["kind"].as_str().unwrap().to_string();
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), &ns.name, &resource(&kind));
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &resource(&kind));
         let mut object = base.clone();
         set(&mut object, "/metadata/name", json!("valid-base"));
         let object: DynamicObject = serde_json::from_value(object).unwrap();
@@ -423,8 +374,7 @@ async fn bad_manifests_are_rejected_at_admission_with_a_message_saying_what_to_f
         let kind = object["kind"].as_str().unwrap().to_string();
         let name = format!("case-{i}");
         set(&mut object, "/metadata/name", json!(name));
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), &ns.name, &resource(&kind));
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &resource(&kind));
         let result = if case.on_update {
             let created: DynamicObject = serde_json::from_value(object.clone()).unwrap();
             api.create(&PostParams::default(), &created)
@@ -448,10 +398,7 @@ async fn bad_manifests_are_rejected_at_admission_with_a_message_saying_what_to_f
                 case.name, case.expected
             )),
             Err(kube::Error::Api(status)) if status.message.contains(case.expected) => {}
-            Err(other) => failures.push(format!(
-                "{}: expected {:?}, got: {other}",
-                case.name, case.expected
-            )),
+            Err(other) => failures.push(format!("{}: expected {:?}, got: {other}", case.name, case.expected)),
         }
     }
     assert!(
@@ -469,10 +416,7 @@ async fn crds_install_and_are_established() {
     install_crds(&client).await;
     let (ok, out, err) = kubectl(&["api-resources", "--api-group", api::GROUP, "-o", "name"]);
     assert!(ok, "{err}");
-    assert!(
-        out.contains("azureappregistrations.connectemail.dev"),
-        "{out}"
-    );
+    assert!(out.contains("azureappregistrations.connectemail.dev"), "{out}");
     assert!(out.contains("emailchannels.connectemail.dev"), "{out}");
 }
 
@@ -485,13 +429,9 @@ fn examples_in(namespace: &str, dir: &std::path::Path) -> Vec<std::path::PathBuf
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     entries.sort();
-    assert!(
-        entries.len() >= 3,
-        "deploy/examples should hold the example manifests"
-    );
+    assert!(entries.len() >= 3, "deploy/examples should hold the example manifests");
     for path in entries {
-        let mut object: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut object: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         set(&mut object, "/metadata/namespace", json!(namespace));
         let target = dir.join(path.file_name().unwrap());
         std::fs::write(&target, serde_yaml::to_string(&object).unwrap()).unwrap();
@@ -518,13 +458,7 @@ async fn examples_are_accepted_and_applying_them_twice_changes_nothing() {
             file,
         ]);
         assert!(ok, "{file} rejected: {err}");
-        let (_, first, _) = kubectl(&[
-            "get",
-            "-f",
-            file,
-            "-o",
-            "jsonpath={.metadata.resourceVersion}",
-        ]);
+        let (_, first, _) = kubectl(&["get", "-f", file, "-o", "jsonpath={.metadata.resourceVersion}"]);
         let (ok, _, err) = kubectl(&[
             "apply",
             "--server-side",
@@ -534,17 +468,8 @@ async fn examples_are_accepted_and_applying_them_twice_changes_nothing() {
             file,
         ]);
         assert!(ok, "{file} second apply: {err}");
-        let (_, second, _) = kubectl(&[
-            "get",
-            "-f",
-            file,
-            "-o",
-            "jsonpath={.metadata.resourceVersion}",
-        ]);
-        assert_eq!(
-            first, second,
-            "{file}: second apply changed the object ({out})"
-        );
+        let (_, second, _) = kubectl(&["get", "-f", file, "-o", "jsonpath={.metadata.resourceVersion}"]);
+        assert_eq!(first, second, "{file}: second apply changed the object ({out})");
         // What Argo CD's server-side diff would show: nothing, because defaults live in the schema.
         let (same, diff, err) = kubectl(&[
             "diff",
@@ -554,10 +479,7 @@ async fn examples_are_accepted_and_applying_them_twice_changes_nothing() {
             "-f",
             file,
         ]);
-        assert!(
-            same,
-            "{file}: kubectl diff shows a difference:\n{diff}{err}"
-        );
+        assert!(same, "{file}: kubectl diff shows a difference:\n{diff}{err}");
     }
     ns.delete().await;
 }
@@ -567,8 +489,7 @@ async fn defaults_are_filled_in_by_the_schema() {
     let client = client().await;
     install_crds(&client).await;
     let ns = TestNamespace::new(&client, "defaults").await;
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns.name, &resource("EmailChannel"));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &resource("EmailChannel"));
     let created = api
         .create(
             &PostParams::default(),
@@ -585,12 +506,8 @@ async fn defaults_are_filled_in_by_the_schema() {
         spec["exchange"],
         json!({"manage": true, "smtpAuth": true, "forwarding": {"enabled": true, "keepCopy": true}})
     );
-    let typed: api::EmailChannel =
-        serde_json::from_value(serde_json::to_value(&created).unwrap()).unwrap();
-    assert_eq!(
-        typed.spec.connect.mode,
-        api::email_channel::ConnectMode::Manual
-    );
+    let typed: api::EmailChannel = serde_json::from_value(serde_json::to_value(&created).unwrap()).unwrap();
+    assert_eq!(typed.spec.connect.mode, api::email_channel::ConnectMode::Manual);
     ns.delete().await;
 }
 
@@ -613,13 +530,7 @@ async fn kubectl_explain_shows_the_field_documentation() {
         "{out}"
     );
     assert!(out.contains("forwardingAddress"), "{out}");
-    let (ok, out, err) = kubectl(&[
-        "explain",
-        "azureappregistration.spec.clientSecret.renewBefore",
-    ]);
+    let (ok, out, err) = kubectl(&["explain", "azureappregistration.spec.clientSecret.renewBefore"]);
     assert!(ok, "{err}");
-    assert!(
-        out.contains("Renew this long before the secret expires"),
-        "{out}"
-    );
+    assert!(out.contains("Renew this long before the secret expires"), "{out}");
 }

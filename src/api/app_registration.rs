@@ -208,6 +208,9 @@ pub struct CredentialStatus {
     pub not_after: Time,
     /// When the operator will rotate it.
     pub renewal_time: Time,
+    /// When the token endpoint first accepted it; unset while it is being verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<Time>,
 }
 
 /// A previous secret kept valid for consumers until it is revoked.

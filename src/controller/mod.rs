@@ -1,2 +1,12 @@
-//! Controllers, one module per resource.
+//! Controllers, one module per resource, sharing a context, an error type and condition helpers.
+//!
+//! Each reconcile: observe external state (Graph, the Secret) → plan with pure functions →
+//! act through the external-system traits → write status with server-side apply.
 pub mod app_registration;
+pub mod conditions;
+pub mod context;
+pub mod error;
+pub mod run;
+
+pub use context::{Clock, Context, Settings, SystemClock};
+pub use error::Error;

@@ -59,13 +59,9 @@ pub async fn install_crds(client: &Client) {
         let text = std::fs::read_to_string(&path).unwrap();
         let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
         let name = crd.metadata.name.clone().unwrap();
-        crds.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("applying {}: {e}", path.display()));
+        crds.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&crd))
+            .await
+            .unwrap_or_else(|e| panic!("applying {}: {e}", path.display()));
     }
     for crd in api::crds() {
         let name = crd.metadata.name.unwrap();

@@ -1,0 +1,65 @@
+//! Building the operator's external clients from its configuration (flags and the Azure Identity
+//! environment variables).
+
+use std::sync::Arc;
+
+use url::Url;
+
+use crate::api::Cloud;
+use crate::azure::graph::LagRetry;
+use crate::azure::{
+    AzureClients, CloudClients, EndpointOverrides, Endpoints, GraphClient, OperatorCredential, TokenClient,
+    TokenProvider,
+};
+use crate::http::{HttpClient, HttpSettings};
+
+/// Where Microsoft is and how to reach it.
+#[derive(Clone, Debug, Default)]
+pub struct MicrosoftConfig {
+    pub overrides: EndpointOverrides,
+    /// PEM of an extra trusted CA (e.g. the simulators' test CA). TLS verification stays on.
+    pub extra_ca_pem: Option<String>,
+    pub lag_retry: Option<LagRetry>,
+}
+
+impl MicrosoftConfig {
+    /// `AZURE_AUTHORITY_HOST` (Azure Identity) overrides the login host of every cloud.
+    pub fn authority_from_env(&mut self) -> Result<(), url::ParseError> {
+        if let Ok(host) = std::env::var("AZURE_AUTHORITY_HOST")
+            && !host.is_empty()
+            && self.overrides.authority_host.is_none()
+        {
+            self.overrides.authority_host = Some(Url::parse(&host)?);
+        }
+        Ok(())
+    }
+}
+
+/// Clients for the three clouds, sharing one HTTP client per system and one token cache.
+pub fn azure_clients(config: &MicrosoftConfig, credential: OperatorCredential) -> Result<AzureClients, reqwest::Error> {
+    let settings = HttpSettings {
+        extra_ca_pem: config.extra_ca_pem.clone(),
+        ..HttpSettings::default()
+    };
+    let login_http = HttpClient::new("login", &settings)?;
+    let graph_http = HttpClient::new("graph", &settings)?;
+    let entries = [Cloud::AzurePublic, Cloud::AzureUSGovernment, Cloud::AzureChina]
+        .into_iter()
+        .map(|cloud| {
+            let endpoints = config.overrides.apply(Endpoints::for_cloud(cloud));
+            let token_client = TokenClient::new(login_http.clone(), endpoints.clone());
+            let tokens = Arc::new(TokenProvider::new(token_client.clone(), credential.clone()));
+            let mut graph = GraphClient::new(graph_http.clone(), endpoints.clone(), tokens);
+            if let Some(lag) = &config.lag_retry {
+                graph = graph.with_lag_retry(lag.clone());
+            }
+            CloudClients {
+                cloud,
+                endpoints,
+                directory: Arc::new(graph),
+                verifier: Arc::new(token_client),
+            }
+        })
+        .collect();
+    Ok(AzureClients::new(entries))
+}

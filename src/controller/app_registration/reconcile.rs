@@ -1,0 +1,936 @@
+//! The AzureAppRegistration reconcile pipeline:
+//!
+//! ```text
+//! paused? ─▶ resolve permissions ─▶ application (upsert by uniqueName / adopt) ─▶ service principal
+//!         ─▶ credential (recover intent, rotate, verify, revoke, orphans) ─▶ consent ─▶ status
+//! ```
+//! Every decision is made by the pure functions of [`super::desired`] and [`super::rotation`];
+//! this module only observes, executes and reports. The credential step runs before consent so
+//! that a consent problem never delays a rotation.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+use kube::{Resource, ResourceExt};
+use secrecy::SecretString;
+
+use super::desired::{self, ResolvedPermission};
+use super::rotation::{self, CurrentCredential, IssueReason, PendingRecovery, Revocation, SecretPolicy, VerifyOutcome};
+use super::secret::{self, ObservedSecret};
+use crate::api::app_registration::{
+    AzureAppRegistrationStatus, CredentialStatus, DeletionPolicy, PendingRotation, PreviousCredential,
+};
+use crate::api::conditions::{app_registration as cond, reason};
+use crate::api::{
+    ANNOTATION_PAUSED, ANNOTATION_ROTATE, ANNOTATION_SECRET_ACKNOWLEDGED, AzureAppRegistration, FINALIZER, Permission,
+};
+use crate::azure::error::aadsts;
+use crate::azure::model::Application;
+use crate::azure::{AzureError, CloudClients};
+use crate::controller::conditions;
+use crate::controller::{Context, Error};
+
+/// The uniqueName of the application the operator creates for a resource: derived from the UID,
+/// so a restart or a re-list never creates a second application.
+pub fn unique_name(uid: &str) -> String {
+    format!("connect-email-operator-{uid}")
+}
+
+pub async fn reconcile(obj: Arc<AzureAppRegistration>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = obj.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    let key = format!("{ns}/{}", obj.name_any());
+    let api: Api<AzureAppRegistration> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(o) => apply(o, &ctx).await,
+            FinalizerEvent::Cleanup(o) => cleanup(o, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    if result.is_ok() {
+        ctx.reset_backoff(&key);
+    }
+    result
+}
+
+pub fn error_policy(obj: Arc<AzureAppRegistration>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    tracing::warn!(resource = %key, error = %error, kind = error.metric_label(), "reconcile failed");
+    if error.is_permanent() {
+        Action::requeue(ctx.settings.resync)
+    } else {
+        Action::requeue(ctx.backoff(&key))
+    }
+}
+
+fn is_paused(obj: &AzureAppRegistration) -> bool {
+    obj.annotations().get(ANNOTATION_PAUSED).is_some_and(|v| v == "true")
+}
+
+/// Working state of one reconcile: the status being built and what happened.
+struct Run<'a> {
+    obj: &'a AzureAppRegistration,
+    ctx: &'a Context,
+    api: Api<AzureAppRegistration>,
+    status: AzureAppRegistrationStatus,
+    now: Timestamp,
+    /// Earliest time something must be re-checked.
+    requeue: Duration,
+}
+
+impl Run<'_> {
+    fn condition(&mut self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) {
+        let generation = self.obj.meta().generation;
+        conditions::set(
+            &mut self.status.conditions,
+            type_,
+            ok,
+            reason,
+            message,
+            generation,
+            self.now,
+        );
+    }
+
+    fn requeue_within(&mut self, d: Duration) {
+        self.requeue = self.requeue.min(d);
+    }
+
+    fn requeue_at(&mut self, at: Timestamp) {
+        let d = at.duration_since(self.now).max(jiff::SignedDuration::from_secs(1));
+        self.requeue_within(Duration::try_from(d).unwrap_or(Duration::from_secs(1)));
+    }
+
+    async fn write_status(&self) -> Result<(), Error> {
+        let patch = serde_json::json!({
+            "apiVersion": "connectemail.dev/v1alpha1",
+            "kind": "AzureAppRegistration",
+            "status": self.status,
+        });
+        let params = PatchParams::apply(&self.ctx.settings.field_manager).force();
+        self.api
+            .patch_status(&self.obj.name_any(), &params, &Patch::Apply(&patch))
+            .await?;
+        Ok(())
+    }
+
+    async fn event(&self, type_: EventType, reason: &str, action: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.ctx.recorder.publish(&event, &self.obj.object_ref(&())).await {
+            tracing::debug!(error = %e, "publishing event failed");
+        }
+    }
+}
+
+async fn apply(obj: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Action, Error> {
+    let ns = obj.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    let mut run = Run {
+        obj: &obj,
+        ctx,
+        api: Api::namespaced(ctx.client.clone(), &ns),
+        status: obj.status.clone().unwrap_or_default(),
+        now: ctx.clock.now(),
+        requeue: ctx.settings.resync,
+    };
+    run.status.observed_generation = obj.meta().generation;
+    if is_paused(&obj) {
+        run.condition(
+            cond::READY,
+            false,
+            reason::PAUSED,
+            format!("{ANNOTATION_PAUSED} is set: external systems are left untouched"),
+        );
+        run.write_status().await?;
+        return Ok(Action::await_change());
+    }
+    let outcome = apply_steps(&mut run).await;
+    if let Err(e) = &outcome {
+        let (why, message) = describe_failure(e);
+        run.condition(cond::READY, false, why, message);
+    }
+    run.write_status().await?;
+    outcome?;
+    Ok(Action::requeue(jitter(run.requeue)))
+}
+
+/// Condition reason and user-facing message for an error (no secret ever appears in these).
+fn describe_failure(e: &Error) -> (&'static str, String) {
+    match e {
+        Error::InvalidSpec(m) => (reason::INVALID_SPEC, m.clone()),
+        Error::Azure(a) if a.is_permission_denied() => (
+            reason::PERMISSION_DENIED,
+            format!("{a}: grant the operator's identity the Graph permissions listed in the README"),
+        ),
+        Error::Azure(a) if a.is_throttled() => (reason::THROTTLED, format!("{a}; retrying with backoff")),
+        other => (reason::EXTERNAL_ERROR, other.to_string()),
+    }
+}
+
+/// Up to 2% later than asked, so that many resources created together do not renew in lockstep.
+fn jitter(d: Duration) -> Duration {
+    use rand::Rng;
+    d + d.mul_f64(rand::rng().random_range(0.0..0.02))
+}
+
+async fn apply_steps(run: &mut Run<'_>) -> Result<(), Error> {
+    let obj = run.obj;
+    let spec = &obj.spec;
+    let uid = obj.uid().ok_or(Error::MissingObjectKey("uid"))?;
+    let clients = run.ctx.azure.for_cloud(spec.cloud).clone();
+    let tenant = spec.tenant_id.as_str();
+    let policy = SecretPolicy::from_spec(&spec.client_secret).map_err(Error::InvalidSpec)?;
+
+    // Permissions by name → ids. A bad name leaves the application untouched (nothing half-applied)
+    // but does not stop credential management of an existing application.
+    let resolved = resolve(&clients, tenant, &spec.permissions).await?;
+    if let Err(problem) = &resolved {
+        run.condition(
+            cond::CONSENT_GRANTED,
+            false,
+            reason::UNKNOWN_PERMISSION,
+            problem.clone(),
+        );
+    }
+
+    // Application.
+    let key = unique_name(&uid);
+    let notes = format!(
+        "Managed by connect-email-operator from {}/{}",
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    );
+    let mut desired = desired::desired_application(spec, resolved.as_deref().unwrap_or_default(), notes);
+    let existing = match &spec.adopt {
+        Some(adopt) => Some(
+            clients
+                .directory
+                .app_by_app_id(tenant, &adopt.app_id)
+                .await?
+                .ok_or_else(|| {
+                    Error::InvalidSpec(format!(
+                        "adopt.appId {} was not found in tenant {tenant}: check the application (client) ID",
+                        adopt.app_id
+                    ))
+                })?,
+        ),
+        None => clients.directory.app_by_unique_name(tenant, &key).await?,
+    };
+    let app = match (existing, &resolved) {
+        (None, Err(problem)) => {
+            return Err(Error::InvalidSpec(format!(
+                "the application is not created until permissions resolve: {problem}"
+            )));
+        }
+        (None, Ok(_)) => {
+            let app = clients.directory.upsert_app(tenant, &key, &desired).await?;
+            run.event(
+                EventType::Normal,
+                "ApplicationCreated",
+                "Create",
+                format!("Created Entra application {} (appId {})", spec.display_name, app.app_id),
+            )
+            .await;
+            app
+        }
+        (Some(app), Ok(_)) => {
+            let drift = desired::application_drift(&app, &desired);
+            // Adopting: claim the app with our uniqueName when it has none (it can be set only once).
+            if spec.adopt.is_some() && app.unique_name.is_none() {
+                desired.unique_name = Some(key.clone());
+            }
+            if !drift.is_empty() || desired.unique_name.is_some() {
+                clients.directory.update_app(tenant, &app.id, &desired).await?;
+                if !drift.is_empty() {
+                    run.event(
+                        EventType::Normal,
+                        "ApplicationUpdated",
+                        "Update",
+                        format!("Repaired {} on the Entra application", drift.join(", ")),
+                    )
+                    .await;
+                }
+            }
+            app
+        }
+        (Some(app), Err(_)) => app,
+    };
+    run.status.unique_name = desired
+        .unique_name
+        .clone()
+        .or(app.unique_name.clone())
+        .or_else(|| spec.adopt.is_none().then(|| key.clone()));
+    run.status.app_id = Some(app.app_id.clone());
+    run.status.object_id = Some(app.id.clone());
+
+    // Service principal: needed before the token endpoint issues tokens for the app in its tenant.
+    let sp = match clients.directory.service_principal(tenant, &app.app_id).await? {
+        Some(sp) => sp,
+        None => clients.directory.ensure_service_principal(tenant, &app.app_id).await?,
+    };
+    run.status.service_principal_id = Some(sp.id.clone());
+
+    // Credential.
+    manage_credential(run, &clients, &policy, &app, &uid).await?;
+
+    // Consent (errors reported, and returned after status is written).
+    let consent = match &resolved {
+        Ok(resolved) => manage_consent(run, &clients, resolved, &sp.id).await,
+        Err(_) => Ok(()),
+    };
+
+    let ready = conditions::is_true(&run.status.conditions, cond::CREDENTIAL_READY)
+        && (conditions::is_true(&run.status.conditions, cond::CONSENT_GRANTED) || !spec.admin_consent)
+        && resolved.is_ok();
+    let message = if ready {
+        format!(
+            "application {} ready; secret in Secret {}",
+            app.app_id, spec.client_secret.secret_name
+        )
+    } else {
+        let failing: Vec<String> = run
+            .status
+            .conditions
+            .iter()
+            .filter(|c| c.type_ != cond::READY && c.type_ != cond::ROTATING && c.status != "True")
+            .filter(|c| spec.admin_consent || c.type_ != cond::CONSENT_GRANTED)
+            .map(|c| format!("{}: {}", c.type_, c.message))
+            .collect();
+        failing.join("; ")
+    };
+    let why = if ready { reason::RECONCILED } else { reason::IN_PROGRESS };
+    run.condition(cond::READY, ready, why, message);
+    consent
+}
+
+async fn resolve(
+    clients: &CloudClients,
+    tenant: &str,
+    permissions: &[Permission],
+) -> Result<Result<Vec<ResolvedPermission>, String>, Error> {
+    let mut resources = BTreeMap::new();
+    for p in permissions {
+        if !resources.contains_key(&p.resource) {
+            let sp = clients
+                .directory
+                .resource_service_principal(tenant, &p.resource)
+                .await?;
+            resources.insert(p.resource.clone(), sp);
+        }
+    }
+    Ok(desired::resolve_permissions(permissions, &resources))
+}
+
+async fn manage_consent(
+    run: &mut Run<'_>,
+    clients: &CloudClients,
+    resolved: &[ResolvedPermission],
+    sp_id: &str,
+) -> Result<(), Error> {
+    let spec = &run.obj.spec;
+    let tenant = spec.tenant_id.as_str();
+    if !spec.admin_consent {
+        run.condition(
+            cond::CONSENT_GRANTED,
+            false,
+            reason::NOT_MANAGED,
+            "adminConsent is false: grant consent in the Entra admin center if needed",
+        );
+        return Ok(());
+    }
+    let step = async {
+        let assignments = clients.directory.app_role_assignments(tenant, sp_id).await?;
+        let grants = clients.directory.delegated_grants(tenant, sp_id).await?;
+        // For adopted apps withdraw only what this operator granted before.
+        let previously_granted: Vec<&str> = run
+            .status
+            .granted_permissions
+            .iter()
+            .map(|p| p.resource.as_str())
+            .collect();
+        let adopted = spec.adopt.is_some();
+        let granted_ids: Vec<String> = resolved
+            .iter()
+            .filter(|r| previously_granted.contains(&r.resource.as_str()))
+            .map(|r| r.resource_sp_id.clone())
+            .collect();
+        let plan = desired::consent_plan(resolved, &assignments, &grants, |resource_sp| {
+            !adopted || granted_ids.iter().any(|g| g == resource_sp)
+        });
+        for (resource_id, role_id, _) in &plan.assign {
+            clients
+                .directory
+                .assign_app_role(tenant, sp_id, resource_id, role_id)
+                .await?;
+        }
+        for (assignment_id, _) in &plan.unassign {
+            clients
+                .directory
+                .unassign_app_role(tenant, sp_id, assignment_id)
+                .await?;
+        }
+        for (resource_id, scope) in &plan.create_grants {
+            clients
+                .directory
+                .create_delegated_grant(tenant, sp_id, resource_id, scope)
+                .await?;
+        }
+        for (grant_id, scope) in &plan.update_grants {
+            clients
+                .directory
+                .update_delegated_grant(tenant, grant_id, scope)
+                .await?;
+        }
+        for grant_id in &plan.delete_grants {
+            clients.directory.delete_delegated_grant(tenant, grant_id).await?;
+        }
+        Ok::<_, AzureError>(plan)
+    };
+    match step.await {
+        Ok(plan) => {
+            run.status.granted_permissions = resolved
+                .iter()
+                .map(|r| Permission {
+                    resource: r.resource.clone(),
+                    application: r.roles.iter().map(|(v, _)| v.clone()).collect(),
+                    delegated: r.scopes.iter().map(|(v, _)| v.clone()).collect(),
+                })
+                .collect();
+            let summary: Vec<String> = run
+                .status
+                .granted_permissions
+                .iter()
+                .map(|p| {
+                    let names: Vec<&str> = p.application.iter().chain(&p.delegated).map(String::as_str).collect();
+                    format!("{}: {}", p.resource, names.join(" "))
+                })
+                .collect();
+            run.condition(
+                cond::CONSENT_GRANTED,
+                true,
+                reason::RECONCILED,
+                format!("admin consent granted ({})", summary.join("; ")),
+            );
+            if !plan.is_empty() {
+                run.event(
+                    EventType::Normal,
+                    "ConsentUpdated",
+                    "Consent",
+                    format!(
+                        "admin consent: {} role(s) assigned, {} removed, {} grant(s) created, {} updated, {} deleted",
+                        plan.assign.len(),
+                        plan.unassign.len(),
+                        plan.create_grants.len(),
+                        plan.update_grants.len(),
+                        plan.delete_grants.len()
+                    ),
+                )
+                .await;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let error = Error::Azure(e);
+            let (why, message) = describe_failure(&error);
+            run.condition(cond::CONSENT_GRANTED, false, why, message);
+            Err(error)
+        }
+    }
+}
+
+async fn read_secret(run: &Run<'_>) -> Result<Option<Secret>, Error> {
+    let ns = run.obj.namespace().unwrap_or_default();
+    let api: Api<Secret> = Api::namespaced(run.ctx.client.clone(), &ns);
+    Ok(api.get_opt(&run.obj.spec.client_secret.secret_name).await?)
+}
+
+fn passwords(app: &Application) -> Vec<(String, Option<String>)> {
+    app.password_credentials
+        .iter()
+        .map(|p| (p.key_id.clone(), p.display_name.clone()))
+        .collect()
+}
+
+async fn manage_credential(
+    run: &mut Run<'_>,
+    clients: &CloudClients,
+    policy: &SecretPolicy,
+    app: &Application,
+    uid: &str,
+) -> Result<(), Error> {
+    let tenant = run.obj.spec.tenant_id.clone();
+    let mut app_passwords = passwords(app);
+    let mut stored = secret::observe(read_secret(run).await?.as_ref());
+
+    // 1. A rotation intent left by a crash.
+    if let Some(pending) = run.status.pending_rotation.clone() {
+        match rotation::recover_pending(&pending.marker, &app_passwords, stored.key_id.as_deref()) {
+            PendingRecovery::IssueNow => {}
+            PendingRecovery::AdoptStored { key_id } => {
+                adopt_stored(run, app, &key_id, &stored, policy);
+                run.status.pending_rotation = None;
+            }
+            PendingRecovery::RemoveAndReissue { key_id } => {
+                clients.directory.remove_password(&tenant, &app.id, &key_id).await?;
+                app_passwords.retain(|(k, _)| k != &key_id);
+                run.event(
+                    EventType::Warning,
+                    "OrphanRemoved",
+                    "Rotate",
+                    format!("Removed password {key_id}: its text was lost before reaching the Secret"),
+                )
+                .await;
+            }
+        }
+    }
+
+    // 2. Should a new secret be issued?
+    let current = current_credential(run, app, &stored);
+    let rotate_annotation = run.obj.annotations().get(ANNOTATION_ROTATE).cloned();
+    let mut reason = match &run.status.pending_rotation {
+        Some(p) => Some(parse_reason(&p.reason)),
+        None => rotation::issue_reason(&rotation::IssueInput {
+            now: run.now,
+            policy,
+            current: current.as_ref(),
+            rotate_annotation: rotate_annotation.as_deref(),
+            last_rotate_request: run.status.last_rotate_request.as_deref(),
+        }),
+    };
+
+    // 3. Verify the current secret when it has not been accepted yet.
+    if reason.is_none()
+        && let Some(cur) = &current
+        && cur.verified_at.is_none()
+        && let Some(text) = &stored.secret
+    {
+        match verify(clients, &tenant, &app.app_id, text, run.now, cur.not_before).await? {
+            VerifyOutcome::Accepted => {
+                if let Some(c) = run.status.credential.as_mut() {
+                    c.verified_at = Some(Time(run.now));
+                }
+                run.event(
+                    EventType::Normal,
+                    "SecretVerified",
+                    "Verify",
+                    format!("The token endpoint accepts client secret {}", cur.key_id),
+                )
+                .await;
+            }
+            VerifyOutcome::NotYetPropagated => {
+                run.condition(
+                    cond::CREDENTIAL_READY,
+                    false,
+                    reason::WAITING_FOR_PROPAGATION,
+                    format!(
+                        "client secret {} is not accepted by the token endpoint yet (Entra ID replication); retrying",
+                        cur.key_id
+                    ),
+                );
+                run.requeue_within(run.ctx.settings.propagation_poll);
+            }
+            VerifyOutcome::Rejected => reason = Some(IssueReason::Rejected),
+            VerifyOutcome::Expired => reason = Some(IssueReason::Expired),
+        }
+    }
+
+    // 4. Issue.
+    if let Some(why) = reason {
+        issue(run, clients, policy, app, uid, why, &mut stored, rotate_annotation).await?;
+        app_passwords.push((
+            run.status
+                .credential
+                .as_ref()
+                .map(|c| c.key_id.clone())
+                .unwrap_or_default(),
+            None,
+        ));
+    }
+
+    // 5. Revoke previous credentials whose time has come.
+    let current = current_credential(run, app, &stored);
+    let acknowledged = run.obj.annotations().get(ANNOTATION_SECRET_ACKNOWLEDGED).cloned();
+    let mut keep_previous = Vec::new();
+    let mut revoked = Vec::new();
+    for previous in std::mem::take(&mut run.status.previous_credentials) {
+        let decision = match &current {
+            Some(cur) => rotation::revocation(
+                run.now,
+                policy,
+                &rotation::PreviousCredential {
+                    key_id: previous.key_id.clone(),
+                    not_after: previous.not_after.0,
+                },
+                cur,
+                acknowledged.as_deref(),
+            ),
+            None => Revocation::WaitingForVerification,
+        };
+        match decision {
+            Revocation::Now => {
+                clients
+                    .directory
+                    .remove_password(&tenant, &app.id, &previous.key_id)
+                    .await?;
+                revoked.push(previous.key_id.clone());
+            }
+            Revocation::At(at) => {
+                run.requeue_at(at);
+                keep_previous.push(PreviousCredential {
+                    revoke_at: Some(Time(at)),
+                    ..previous
+                });
+            }
+            Revocation::WaitingForVerification | Revocation::WaitingForAcknowledgement => keep_previous.push(previous),
+        }
+    }
+    run.status.previous_credentials = keep_previous;
+    if !revoked.is_empty() {
+        // Drop the revoked secret from the Secret: consumers must not fall back to a dead credential.
+        if stored.previous_key_id.as_ref().is_some_and(|k| revoked.contains(k)) {
+            stored.previous_key_id = None;
+            stored.previous_secret = None;
+            write_secret(run, app, &stored).await?;
+        }
+        run.event(
+            EventType::Normal,
+            "SecretRevoked",
+            "Revoke",
+            format!("Revoked previous client secret(s) {}", revoked.join(", ")),
+        )
+        .await;
+    }
+
+    // 6. Leftovers of interrupted rotations.
+    let mut keep: Vec<&str> = run
+        .status
+        .previous_credentials
+        .iter()
+        .map(|p| p.key_id.as_str())
+        .collect();
+    if let Some(c) = &run.status.credential {
+        keep.push(c.key_id.as_str());
+    }
+    let orphans = rotation::orphaned_passwords(
+        &app_passwords,
+        uid,
+        &keep,
+        run.status.pending_rotation.as_ref().map(|p| p.marker.as_str()),
+    );
+    for key_id in orphans.iter().filter(|k| !revoked.contains(k)) {
+        clients.directory.remove_password(&tenant, &app.id, key_id).await?;
+    }
+
+    // 7. Report.
+    match (&run.status.credential, current) {
+        (Some(c), Some(cur)) if cur.verified_at.is_some() => {
+            let message = format!(
+                "client secret {} valid until {}, renewal at {}",
+                c.key_id, c.not_after.0, c.renewal_time.0
+            );
+            let renewal = c.renewal_time.0;
+            run.condition(cond::CREDENTIAL_READY, true, reason::SECRET_VERIFIED, message);
+            run.requeue_at(renewal);
+        }
+        (Some(c), Some(_)) => {
+            let key_id = c.key_id.clone();
+            if !conditions::get(&run.status.conditions, cond::CREDENTIAL_READY)
+                .is_some_and(|c| c.reason == reason::WAITING_FOR_PROPAGATION && c.status == "False")
+            {
+                run.condition(
+                    cond::CREDENTIAL_READY,
+                    false,
+                    reason::SECRET_ISSUED,
+                    format!("client secret {key_id} issued; verifying at the token endpoint"),
+                );
+            }
+            run.requeue_within(run.ctx.settings.propagation_poll);
+        }
+        _ => run.condition(
+            cond::CREDENTIAL_READY,
+            false,
+            reason::IN_PROGRESS,
+            "no client secret yet",
+        ),
+    }
+    let rotating = !run.status.previous_credentials.is_empty() || run.status.pending_rotation.is_some();
+    let message = match run.status.previous_credentials.first() {
+        Some(p) => match &p.revoke_at {
+            Some(at) => format!("previous secret {} will be revoked at {}", p.key_id, at.0),
+            None if policy.require_acknowledgement => format!(
+                "previous secret {} is kept until {ANNOTATION_SECRET_ACKNOWLEDGED} names the new key",
+                p.key_id
+            ),
+            None => format!("previous secret {} is kept until the new one is verified", p.key_id),
+        },
+        None => "no rotation in progress".into(),
+    };
+    let why = if rotating {
+        reason::WAITING_FOR_ACKNOWLEDGEMENT
+    } else {
+        reason::RECONCILED
+    };
+    run.condition(cond::ROTATING, rotating, why, message);
+    Ok(())
+}
+
+fn parse_reason(s: &str) -> IssueReason {
+    [
+        IssueReason::Initial,
+        IssueReason::SecretMissing,
+        IssueReason::RemovedExternally,
+        IssueReason::Rejected,
+        IssueReason::Expired,
+        IssueReason::Renewal,
+        IssueReason::Forced,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == s)
+    .unwrap_or(IssueReason::Renewal)
+}
+
+/// The current credential as status, the Secret and the application show it.
+fn current_credential(run: &Run<'_>, app: &Application, stored: &ObservedSecret) -> Option<CurrentCredential> {
+    let c = run.status.credential.as_ref()?;
+    Some(CurrentCredential {
+        key_id: c.key_id.clone(),
+        not_before: c.not_before.0,
+        not_after: c.not_after.0,
+        in_secret: stored.key_id.as_deref() == Some(c.key_id.as_str()) && stored.secret.is_some(),
+        // A password we just added is not in the `app` snapshot read before adding it.
+        in_application: app.password_credentials.iter().any(|p| p.key_id == c.key_id) || c.verified_at.is_none(),
+        verified_at: c.verified_at.as_ref().map(|t| t.0),
+        rejected: false,
+    })
+}
+
+/// Status caught up with a Secret written before a crash.
+fn adopt_stored(run: &mut Run<'_>, app: &Application, key_id: &str, stored: &ObservedSecret, policy: &SecretPolicy) {
+    let Some(p) = app.password_credentials.iter().find(|p| p.key_id == key_id) else {
+        return;
+    };
+    let (Some(nb), Some(na)) = (p.start_date_time, p.end_date_time) else {
+        return;
+    };
+    if let Some(old) = run.status.credential.take()
+        && old.key_id != key_id
+        && stored.previous_key_id.as_deref() == Some(old.key_id.as_str())
+    {
+        run.status.previous_credentials.push(PreviousCredential {
+            key_id: old.key_id,
+            not_after: old.not_after,
+            revoke_at: None,
+        });
+    }
+    run.status.credential = Some(CredentialStatus {
+        key_id: key_id.into(),
+        hint: p.hint.clone(),
+        not_before: Time(nb),
+        not_after: Time(na),
+        renewal_time: Time(policy.renewal_time(nb, na)),
+        verified_at: None,
+    });
+}
+
+async fn verify(
+    clients: &CloudClients,
+    tenant: &str,
+    app_id: &str,
+    secret: &SecretString,
+    now: Timestamp,
+    issued_at: Timestamp,
+) -> Result<VerifyOutcome, Error> {
+    match clients.verifier.verify(tenant, app_id, secret).await {
+        Ok(()) => Ok(VerifyOutcome::Accepted),
+        Err(e) if e.has_aadsts(aadsts::EXPIRED_SECRET) => Ok(VerifyOutcome::Expired),
+        // A brand-new app or secret may not have replicated to the token endpoint yet.
+        Err(e) if e.has_aadsts(aadsts::INVALID_SECRET) || e.has_aadsts(aadsts::APP_NOT_FOUND) => {
+            Ok(rotation::classify_rejection(now, issued_at, false))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn issue(
+    run: &mut Run<'_>,
+    clients: &CloudClients,
+    policy: &SecretPolicy,
+    app: &Application,
+    uid: &str,
+    why: IssueReason,
+    stored: &mut ObservedSecret,
+    rotate_annotation: Option<String>,
+) -> Result<(), Error> {
+    let tenant = run.obj.spec.tenant_id.clone();
+    // 1. Intent first: Graph returns the secret text once, so a crash after addPassword must be
+    //    recognisable (the marker) and recoverable (see recover_pending).
+    let marker = match &run.status.pending_rotation {
+        Some(p) => p.marker.clone(),
+        None => {
+            let marker = rotation::password_marker(&policy.description, uid, run.now);
+            run.status.pending_rotation = Some(PendingRotation {
+                marker: marker.clone(),
+                requested_at: Time(run.now),
+                reason: why.as_str().into(),
+            });
+            run.write_status().await?;
+            marker
+        }
+    };
+    // 2. addPassword, lifetime clamped to the tenant policy.
+    let cap = clients.directory.password_lifetime_cap(&tenant).await?;
+    let (lifetime, clamped) = policy.lifetime(cap);
+    let new = clients
+        .directory
+        .add_password(&tenant, &app.id, &marker, run.now + lifetime)
+        .await?;
+    // 3. The Secret at once, keeping the previous secret readable while it is still valid.
+    let old = run.status.credential.take();
+    let keep_old = old.as_ref().filter(|o| {
+        stored.key_id.as_deref() == Some(o.key_id.as_str())
+            && stored.secret.is_some()
+            && run.now < o.not_after.0
+            && app.password_credentials.iter().any(|p| p.key_id == o.key_id)
+    });
+    if let Some(o) = keep_old {
+        stored.previous_key_id = Some(o.key_id.clone());
+        stored.previous_secret = stored.secret.take();
+    } else {
+        stored.previous_key_id = None;
+        stored.previous_secret = None;
+    }
+    stored.key_id = Some(new.key_id.clone());
+    stored.secret = Some(new.secret_text.clone());
+    let credential = CredentialStatus {
+        key_id: new.key_id.clone(),
+        hint: new.hint.clone(),
+        not_before: Time(new.start),
+        not_after: Time(new.end),
+        renewal_time: Time(policy.renewal_time(new.start, new.end)),
+        verified_at: None,
+    };
+    run.status.credential = Some(credential);
+    write_secret(run, app, stored).await?;
+    // 4. Status: new current, old kept for revocation, intent done.
+    if let Some(o) = keep_old {
+        run.status.previous_credentials.push(PreviousCredential {
+            key_id: o.key_id.clone(),
+            not_after: o.not_after.clone(),
+            revoke_at: None,
+        });
+    }
+    run.status.pending_rotation = None;
+    if why == IssueReason::Forced {
+        run.status.last_rotate_request = rotate_annotation;
+    }
+    if clamped {
+        run.event(
+            EventType::Warning,
+            reason::LIFETIME_CLAMPED,
+            "Rotate",
+            format!(
+                "The tenant's app management policy caps secret lifetime: requested {}, issued until {}",
+                crate::api::duration::format_duration(policy.duration),
+                new.end
+            ),
+        )
+        .await;
+    }
+    run.write_status().await?;
+    run.event(
+        EventType::Normal,
+        "SecretIssued",
+        "Rotate",
+        format!(
+            "Issued client secret {} ({}), valid until {}; stored in Secret {}",
+            new.key_id,
+            why.as_str(),
+            new.end,
+            run.obj.spec.client_secret.secret_name
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+async fn write_secret(run: &Run<'_>, app: &Application, stored: &ObservedSecret) -> Result<(), Error> {
+    let (Some(key_id), Some(text), Some(cred)) = (&stored.key_id, &stored.secret, &run.status.credential) else {
+        return Ok(());
+    };
+    let spec = &run.obj.spec;
+    let endpoints = &run.ctx.azure.for_cloud(spec.cloud).endpoints;
+    let previous = match (&stored.previous_key_id, &stored.previous_secret) {
+        (Some(k), Some(s)) => Some((k.as_str(), s)),
+        _ => None,
+    };
+    let object = secret::build(
+        run.obj,
+        &secret::Contents {
+            client_id: &app.app_id,
+            tenant_id: &spec.tenant_id,
+            authority: endpoints.authority(&spec.tenant_id),
+            token_url: endpoints.token_url(&spec.tenant_id),
+            key_id,
+            secret: text,
+            not_after: cred.not_after.0,
+            previous,
+        },
+    );
+    let api: Api<Secret> = Api::namespaced(run.ctx.client.clone(), &run.obj.namespace().unwrap_or_default());
+    let params = PatchParams::apply(&run.ctx.settings.field_manager).force();
+    api.patch(&spec.client_secret.secret_name, &params, &Patch::Apply(&object))
+        .await?;
+    Ok(())
+}
+
+/// Deletion: remove what the operator created in Entra ID, per `deletionPolicy`. Idempotent;
+/// 404 counts as done. The Secret goes with its owner reference.
+async fn cleanup(obj: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Action, Error> {
+    if is_paused(&obj) {
+        return Err(Error::InvalidSpec(format!(
+            "{ANNOTATION_PAUSED} is set: remove it to let deletion clean up Entra ID"
+        )));
+    }
+    let spec = &obj.spec;
+    let uid = obj.uid().ok_or(Error::MissingObjectKey("uid"))?;
+    let clients = ctx.azure.for_cloud(spec.cloud);
+    let tenant = spec.tenant_id.as_str();
+    let app = match &spec.adopt {
+        Some(adopt) => clients.directory.app_by_app_id(tenant, &adopt.app_id).await?,
+        None => clients.directory.app_by_unique_name(tenant, &unique_name(&uid)).await?,
+    };
+    let Some(app) = app else {
+        return Ok(Action::await_change());
+    };
+    if spec.adopt.is_none() && spec.deletion_policy == DeletionPolicy::Delete {
+        clients.directory.delete_app(tenant, &app.id).await?;
+    } else {
+        // Orphaned or adopted: leave the application, take back only our own passwords.
+        for p in app
+            .password_credentials
+            .iter()
+            .filter(|p| rotation::is_operator_password(p.display_name.as_deref(), &uid))
+        {
+            clients.directory.remove_password(tenant, &app.id, &p.key_id).await?;
+        }
+    }
+    Ok(Action::await_change())
+}

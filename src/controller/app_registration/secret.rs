@@ -1,0 +1,108 @@
+//! The Kubernetes Secret that carries the client credentials: reading what it holds and building
+//! the object to apply. Pure.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Resource;
+use kube::api::ObjectMeta;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::api::AzureAppRegistration;
+
+pub const KEY_CLIENT_ID: &str = "client-id";
+pub const KEY_CLIENT_SECRET: &str = "client-secret";
+pub const KEY_TENANT_ID: &str = "tenant-id";
+pub const KEY_AUTHORITY: &str = "authority";
+pub const KEY_TOKEN_URL: &str = "token-url";
+/// The previous secret, kept readable until it is revoked so consumers can switch without downtime.
+pub const KEY_PREVIOUS_CLIENT_SECRET: &str = "previous-client-secret";
+
+pub const ANNOTATION_KEY_ID: &str = "connectemail.dev/key-id";
+pub const ANNOTATION_NOT_AFTER: &str = "connectemail.dev/not-after";
+pub const ANNOTATION_PREVIOUS_KEY_ID: &str = "connectemail.dev/previous-key-id";
+/// Label on every Secret the operator writes (lets it watch only those).
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "connect-email-operator";
+
+/// What the Secret currently holds.
+#[derive(Default)]
+pub struct ObservedSecret {
+    pub exists: bool,
+    pub key_id: Option<String>,
+    pub secret: Option<SecretString>,
+    pub previous_key_id: Option<String>,
+    pub previous_secret: Option<SecretString>,
+}
+
+fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<SecretString> {
+    let value = data.get(key)?;
+    let s = String::from_utf8(value.0.clone()).ok()?;
+    (!s.is_empty()).then(|| s.into())
+}
+
+pub fn observe(secret: Option<&Secret>) -> ObservedSecret {
+    let Some(secret) = secret else {
+        return ObservedSecret::default();
+    };
+    let empty = BTreeMap::new();
+    let data = secret.data.as_ref().unwrap_or(&empty);
+    let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+    ObservedSecret {
+        exists: true,
+        key_id: annotations.get(ANNOTATION_KEY_ID).cloned(),
+        secret: text(data, KEY_CLIENT_SECRET),
+        previous_key_id: annotations.get(ANNOTATION_PREVIOUS_KEY_ID).cloned(),
+        previous_secret: text(data, KEY_PREVIOUS_CLIENT_SECRET),
+    }
+}
+
+/// Everything the Secret should hold.
+pub struct Contents<'a> {
+    pub client_id: &'a str,
+    pub tenant_id: &'a str,
+    pub authority: String,
+    pub token_url: String,
+    pub key_id: &'a str,
+    pub secret: &'a SecretString,
+    pub not_after: jiff::Timestamp,
+    pub previous: Option<(&'a str, &'a SecretString)>,
+}
+
+/// The Secret to server-side apply: owned by the resource (garbage-collected with it), labelled
+/// and annotated from `secretTemplate`. Omitting `previous-client-secret` removes it.
+pub fn build(owner: &AzureAppRegistration, contents: &Contents<'_>) -> Secret {
+    let spec = &owner.spec.client_secret;
+    let template = spec.secret_template.clone().unwrap_or_default();
+    let mut labels = template.labels;
+    labels.insert(LABEL_MANAGED_BY.into(), MANAGED_BY.into());
+    let mut annotations = template.annotations;
+    annotations.insert(ANNOTATION_KEY_ID.into(), contents.key_id.into());
+    annotations.insert(ANNOTATION_NOT_AFTER.into(), contents.not_after.to_string());
+    let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
+    let mut data = BTreeMap::from([
+        (KEY_CLIENT_ID.to_string(), bytes(contents.client_id)),
+        (KEY_CLIENT_SECRET.to_string(), bytes(contents.secret.expose_secret())),
+        (KEY_TENANT_ID.to_string(), bytes(contents.tenant_id)),
+        (KEY_AUTHORITY.to_string(), bytes(&contents.authority)),
+        (KEY_TOKEN_URL.to_string(), bytes(&contents.token_url)),
+    ]);
+    if let Some((key_id, secret)) = contents.previous {
+        annotations.insert(ANNOTATION_PREVIOUS_KEY_ID.into(), key_id.into());
+        data.insert(KEY_PREVIOUS_CLIENT_SECRET.into(), bytes(secret.expose_secret()));
+    }
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(spec.secret_name.clone()),
+            namespace: owner.meta().namespace.clone(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: owner.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,85 @@
+//! What every reconcile gets: the Kubernetes client, the external clients, the clock and settings.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::azure::AzureClients;
+
+/// Time source; tests inject a fixed or steered clock.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// Operator settings that shape reconciles.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Periodic re-check of external state (drift repair), default 10 minutes.
+    pub resync: Duration,
+    /// How soon to re-verify a new secret that the token endpoint does not accept yet.
+    pub propagation_poll: Duration,
+    /// Name under which status, Secrets and events are written.
+    pub field_manager: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(600),
+            propagation_poll: Duration::from_secs(5),
+            field_manager: "connect-email-operator".into(),
+        }
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub azure: AzureClients,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+    pub recorder: Recorder,
+    /// Consecutive failures per object, for exponential backoff in `error_policy`.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, azure: AzureClients, clock: Arc<dyn Clock>, settings: Settings) -> Self {
+        let reporter = Reporter {
+            controller: settings.field_manager.clone(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            azure,
+            clock,
+            settings,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Records a failure and returns the backoff for this object: 5 s doubling up to 5 min.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.failures.lock().expect("not poisoned");
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = (*n + 1).min(10);
+        Duration::from_secs(5u64.saturating_mul(1 << (*n - 1))).min(Duration::from_secs(300))
+    }
+
+    pub fn reset_backoff(&self, key: &str) {
+        self.failures.lock().expect("not poisoned").remove(key);
+    }
+}
