@@ -112,7 +112,7 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(run(args))?;
+                .block_on(run(*args))?;
         }
         Command::Crds { output_dir: None } => {
             for crd in api::crds() {

@@ -48,6 +48,9 @@ func runEtcd(args []string) int {
 	cfg.LogLevel = *logLevel
 	cfg.LogOutputs = []string{"stderr"}
 	cfg.UnsafeNoFsync = *noFsync
+	// Only etcdmain's flag parsing fills this in; left at 0 every request
+	// is logged as slow.
+	cfg.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
