@@ -37,10 +37,7 @@ impl MicrosoftConfig {
 
 /// Clients for the three clouds, sharing one HTTP client per system and one token cache.
 pub fn azure_clients(config: &MicrosoftConfig, credential: OperatorCredential) -> Result<AzureClients, reqwest::Error> {
-    let settings = HttpSettings {
-        extra_ca_pem: config.extra_ca_pem.clone(),
-        ..HttpSettings::default()
-    };
+    let settings = HttpSettings { extra_ca_pem: config.extra_ca_pem.clone(), ..HttpSettings::default() };
     let login_http = HttpClient::new("login", &settings)?;
     let graph_http = HttpClient::new("graph", &settings)?;
     let entries = [Cloud::AzurePublic, Cloud::AzureUSGovernment, Cloud::AzureChina]
@@ -53,12 +50,7 @@ pub fn azure_clients(config: &MicrosoftConfig, credential: OperatorCredential) -
             if let Some(lag) = &config.lag_retry {
                 graph = graph.with_lag_retry(lag.clone());
             }
-            CloudClients {
-                cloud,
-                endpoints,
-                directory: Arc::new(graph),
-                verifier: Arc::new(token_client),
-            }
+            CloudClients { cloud, endpoints, directory: Arc::new(graph), verifier: Arc::new(token_client) }
         })
         .collect();
     Ok(AzureClients::new(entries))

@@ -45,11 +45,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(500),
-            max_delay: Duration::from_secs(30),
-        }
+        Self { max_attempts: 5, base_delay: Duration::from_millis(500), max_delay: Duration::from_secs(30) }
     }
 }
 
@@ -57,9 +53,7 @@ impl RetryPolicy {
     /// Backoff before attempt `attempt + 1` (attempt counts from 1): base·2^(attempt-1) with ±20%
     /// jitter, capped; a larger `Retry-After` wins (also capped, so one bad header cannot stall us).
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+        let exp = self.base_delay.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
         let jitter = rand::rng().random_range(0.8..1.2);
         let backoff = exp.mul_f64(jitter).min(self.max_delay);
         retry_after.map_or(backoff, |ra| ra.min(self.max_delay).max(backoff))
@@ -73,14 +67,7 @@ pub fn is_retryable_status(status: StatusCode) -> bool {
 
 /// Parses `Retry-After` in its delta-seconds form (what Microsoft sends).
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// A complete response: status, headers and body bytes.
@@ -128,12 +115,7 @@ impl HttpClient {
         if let Some(pem) = &settings.extra_ca_pem {
             builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
         }
-        Ok(Self {
-            inner: builder.build()?,
-            system,
-            retry: settings.retry.clone(),
-            counters: Arc::default(),
-        })
+        Ok(Self { inner: builder.build()?, system, retry: settings.retry.clone(), counters: Arc::default() })
     }
 
     pub fn reqwest(&self) -> &reqwest::Client {
@@ -213,22 +195,13 @@ mod tests {
 
     #[test]
     fn retry_after_wins_when_larger_than_backoff() {
-        let policy = RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(30),
-        };
+        let policy =
+            RetryPolicy { max_attempts: 5, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(30) };
         assert_eq!(policy.delay(1, Some(Duration::from_secs(7))), Duration::from_secs(7));
         let d = policy.delay(1, None);
-        assert!(
-            d >= Duration::from_millis(80) && d <= Duration::from_millis(120),
-            "{d:?}"
-        );
+        assert!(d >= Duration::from_millis(80) && d <= Duration::from_millis(120), "{d:?}");
         // Retry-After is capped too.
-        assert_eq!(
-            policy.delay(1, Some(Duration::from_secs(3600))),
-            Duration::from_secs(30)
-        );
+        assert_eq!(policy.delay(1, Some(Duration::from_secs(3600))), Duration::from_secs(30));
         // Backoff grows and is capped.
         assert!(policy.delay(4, None) >= Duration::from_millis(640));
         assert!(policy.delay(30, None) <= Duration::from_secs(30));

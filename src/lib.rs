@@ -5,6 +5,7 @@ pub mod api;
 pub mod azure;
 pub mod config;
 pub mod controller;
+pub mod failpoint;
 pub mod http;
 
 /// The Kubernetes API version the types are generated for (k8s-openapi feature); the supported

@@ -88,10 +88,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(credential = ?credential, "starting connect-email-operator");
     let azure = azure_clients(&microsoft, credential)?;
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
-    let settings = Settings {
-        resync: args.resync,
-        ..Settings::default()
-    };
+    let settings = Settings { resync: args.resync, ..Settings::default() };
     let ctx = Arc::new(Context::new(client, azure, Arc::new(SystemClock), settings));
     let shutdown = async {
         let mut term =
@@ -109,10 +106,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(run(*args))?;
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(*args))?;
         }
         Command::Crds { output_dir: None } => {
             for crd in api::crds() {
@@ -129,10 +123,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Version => {
             println!("connect-email-operator {}", env!("CARGO_PKG_VERSION"));
-            println!(
-                "kubernetes api {} (k8s-openapi 0.29)",
-                connect_email_operator::KUBERNETES_API
-            );
+            println!("kubernetes api {} (k8s-openapi 0.29)", connect_email_operator::KUBERNETES_API);
         }
     }
     Ok(())

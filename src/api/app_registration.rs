@@ -21,11 +21,7 @@ use super::common::{ClientSecretSpec, Cloud, Permission};
     shortname = "azapp",
     category = "connectemail",
     doc = "An Entra ID (Azure AD) application registration whose client secret the operator keeps in a Secret and rotates before it expires.",
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "App ID", type_ = "string", json_path = ".status.appId"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.clientSecret.secretName"),
     printcolumn(name = "Secret Expiry", type_ = "date", json_path = ".status.credential.notAfter"),

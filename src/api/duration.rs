@@ -18,19 +18,14 @@ pub struct DurationError {
 
 /// Parses a non-negative Go-style duration made of `<number><unit>` pairs, units `h`, `m`, `s`, `ms`.
 pub fn parse_duration(input: &str) -> Result<SignedDuration, DurationError> {
-    let err = |reason| DurationError {
-        input: input.to_string(),
-        reason,
-    };
+    let err = |reason| DurationError { input: input.to_string(), reason };
     if input.is_empty() {
         return Err(err("empty"));
     }
     let mut total_nanos: i128 = 0;
     let mut rest = input;
     while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or(err("missing unit"))?;
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or(err("missing unit"))?;
         if number_len == 0 {
             return Err(err("expected a number"));
         }

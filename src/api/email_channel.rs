@@ -22,11 +22,7 @@ use super::common::{ClientSecretSpec, Cloud, LocalObjectReference, Permission, S
     shortname = "emailch",
     category = "connectemail",
     doc = "A Webex Connect email channel using Office 365 OAuth: Entra ID app and rotated secret, Exchange Online mailbox settings and the Connect email asset.",
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Mailbox", type_ = "string", json_path = ".spec.mailbox"),
     printcolumn(name = "App ID", type_ = "string", json_path = ".status.appId"),
     printcolumn(name = "Secret Expiry", type_ = "date", json_path = ".status.secretNotAfter"),
@@ -122,11 +118,7 @@ pub struct ExchangeSettings {
 
 impl Default for ExchangeSettings {
     fn default() -> Self {
-        Self {
-            manage: true,
-            smtp_auth: true,
-            forwarding: ForwardingSettings::default(),
-        }
+        Self { manage: true, smtp_auth: true, forwarding: ForwardingSettings::default() }
     }
 }
 
@@ -144,10 +136,7 @@ pub struct ForwardingSettings {
 
 impl Default for ForwardingSettings {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            keep_copy: true,
-        }
+        Self { enabled: true, keep_copy: true }
     }
 }
 
@@ -254,11 +243,7 @@ pub struct SmtpSettings {
 
 impl Default for SmtpSettings {
     fn default() -> Self {
-        Self {
-            server: default_smtp_server(),
-            port: default_smtp_port(),
-            security: SmtpSecurity::default(),
-        }
+        Self { server: default_smtp_server(), port: default_smtp_port(), security: SmtpSecurity::default() }
     }
 }
 

@@ -152,19 +152,11 @@ impl AzureError {
             code: String,
         }
         let body: Body = serde_json::from_slice(&response.body).unwrap_or_default();
-        let request_id = response
-            .headers
-            .get("request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let request_id = response.headers.get("request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
         Self::Graph(Box::new(GraphError {
             operation,
             status: response.status.as_u16(),
-            code: if body.error.code.is_empty() {
-                "UnknownError".into()
-            } else {
-                body.error.code
-            },
+            code: if body.error.code.is_empty() { "UnknownError".into() } else { body.error.code },
             details: body.error.details.into_iter().map(|d| d.code).collect(),
             message: truncate(&body.error.message, 300),
             request_id,
@@ -190,11 +182,7 @@ impl AzureError {
         let description = body.error_description.lines().next().unwrap_or_default();
         Self::Token(Box::new(TokenError {
             status: response.status.as_u16(),
-            error: if body.error.is_empty() {
-                format!("http_{}", response.status.as_u16())
-            } else {
-                body.error
-            },
+            error: if body.error.is_empty() { format!("http_{}", response.status.as_u16()) } else { body.error },
             codes: body.error_codes,
             description: truncate(description, 300),
             trace_id: body.trace_id,

@@ -78,10 +78,7 @@ pub struct LagRetry {
 
 impl Default for LagRetry {
     fn default() -> Self {
-        Self {
-            attempts: 6,
-            delay: Duration::from_secs(1),
-        }
+        Self { attempts: 6, delay: Duration::from_secs(1) }
     }
 }
 
@@ -112,12 +109,7 @@ mod erased {
 
 impl GraphClient {
     pub fn new(http: HttpClient, endpoints: Endpoints, tokens: Arc<TokenProvider>) -> Self {
-        Self {
-            http,
-            endpoints,
-            tokens,
-            lag: LagRetry::default(),
-        }
+        Self { http, endpoints, tokens, lag: LagRetry::default() }
     }
 
     pub fn with_lag_retry(mut self, lag: LagRetry) -> Self {
@@ -167,11 +159,7 @@ impl GraphClient {
                 req
             })
             .await?;
-        if response.status.is_success() {
-            Ok(response)
-        } else {
-            Err(AzureError::from_graph(operation, &response))
-        }
+        if response.status.is_success() { Ok(response) } else { Err(AzureError::from_graph(operation, &response)) }
     }
 
     async fn get_json<T: DeserializeOwned>(
@@ -180,9 +168,7 @@ impl GraphClient {
         tenant: &str,
         path: &str,
     ) -> Result<T, AzureError> {
-        let response = self
-            .request(operation, tenant, reqwest::Method::GET, path, Body::None, false)
-            .await?;
+        let response = self.request(operation, tenant, reqwest::Method::GET, path, Body::None, false).await?;
         decode(operation, &response)
     }
 
@@ -249,17 +235,13 @@ fn is_replication_lag(e: &AzureError) -> bool {
 }
 
 fn decode<T: DeserializeOwned>(operation: &'static str, response: &Response) -> Result<T, AzureError> {
-    serde_json::from_slice(&response.body).map_err(|e| AzureError::Decode {
-        context: operation,
-        message: e.to_string(),
-    })
+    serde_json::from_slice(&response.body)
+        .map_err(|e| AzureError::Decode { context: operation, message: e.to_string() })
 }
 
 /// OData string literal: single quotes doubled, then percent-encoded for the path.
 fn odata(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.replace('\'', "''").as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
+    url::form_urlencoded::byte_serialize(value.replace('\'', "''").as_bytes()).collect::<String>().replace('+', "%20")
 }
 
 fn is_guid(s: &str) -> bool {
@@ -277,21 +259,11 @@ fn ok_if_not_found(result: Result<Response, AzureError>) -> Result<(), AzureErro
 #[async_trait::async_trait]
 impl Directory for GraphClient {
     async fn app_by_unique_name(&self, tenant: &str, unique_name: &str) -> Result<Option<Application>, AzureError> {
-        self.get_optional(
-            "getApplication",
-            tenant,
-            &format!("applications(uniqueName='{}')", odata(unique_name)),
-        )
-        .await
+        self.get_optional("getApplication", tenant, &format!("applications(uniqueName='{}')", odata(unique_name))).await
     }
 
     async fn app_by_app_id(&self, tenant: &str, app_id: &str) -> Result<Option<Application>, AzureError> {
-        self.get_optional(
-            "getApplication",
-            tenant,
-            &format!("applications(appId='{}')", odata(app_id)),
-        )
-        .await
+        self.get_optional("getApplication", tenant, &format!("applications(appId='{}')", odata(app_id))).await
     }
 
     async fn upsert_app(
@@ -303,31 +275,21 @@ impl Directory for GraphClient {
         let path = format!("applications(uniqueName='{}')", odata(unique_name));
         let mut body = update.clone();
         body.unique_name = None; // the key carries it; sending it again is rejected as a change
-        let response = self
-            .request(
-                "upsertApplication",
-                tenant,
-                reqwest::Method::PATCH,
-                &path,
-                Body::Json(&body),
-                true,
-            )
-            .await?;
+        let response =
+            self.request("upsertApplication", tenant, reqwest::Method::PATCH, &path, Body::Json(&body), true).await?;
         if response.status == reqwest::StatusCode::CREATED {
             return decode("upsertApplication", &response);
         }
         // 204: it existed and was updated; Graph sends no body, so read it back.
         self.write_with_lag_retry(|| async {
-            self.get_optional::<Application>("getApplication", tenant, &path)
-                .await?
-                .ok_or_else(|| {
-                    AzureError::graph(
-                        "getApplication",
-                        404,
-                        "Request_ResourceNotFound",
-                        "application not readable after upsert",
-                    )
-                })
+            self.get_optional::<Application>("getApplication", tenant, &path).await?.ok_or_else(|| {
+                AzureError::graph(
+                    "getApplication",
+                    404,
+                    "Request_ResourceNotFound",
+                    "application not readable after upsert",
+                )
+            })
         })
         .await
     }
@@ -335,14 +297,7 @@ impl Directory for GraphClient {
     async fn update_app(&self, tenant: &str, object_id: &str, update: &ApplicationUpdate) -> Result<(), AzureError> {
         let path = format!("applications/{object_id}");
         self.write_with_lag_retry(|| {
-            self.request(
-                "updateApplication",
-                tenant,
-                reqwest::Method::PATCH,
-                &path,
-                Body::Json(update),
-                false,
-            )
+            self.request("updateApplication", tenant, reqwest::Method::PATCH, &path, Body::Json(update), false)
         })
         .await
         .map(drop)
@@ -351,15 +306,7 @@ impl Directory for GraphClient {
     async fn delete_app(&self, tenant: &str, object_id: &str) -> Result<(), AzureError> {
         let path = format!("applications/{object_id}");
         ok_if_not_found(
-            self.request(
-                "deleteApplication",
-                tenant,
-                reqwest::Method::DELETE,
-                &path,
-                Body::None,
-                false,
-            )
-            .await,
+            self.request("deleteApplication", tenant, reqwest::Method::DELETE, &path, Body::None, false).await,
         )
     }
 
@@ -393,23 +340,11 @@ impl Directory for GraphClient {
             start_date_time: Timestamp,
             end_date_time: Timestamp,
         }
-        let body = Request {
-            password_credential: Credential {
-                display_name,
-                end_date_time: end,
-            },
-        };
+        let body = Request { password_credential: Credential { display_name, end_date_time: end } };
         let path = format!("applications/{object_id}/addPassword");
         let response = self
             .write_with_lag_retry(|| {
-                self.request(
-                    "addPassword",
-                    tenant,
-                    reqwest::Method::POST,
-                    &path,
-                    Body::Json(&body),
-                    false,
-                )
+                self.request("addPassword", tenant, reqwest::Method::POST, &path, Body::Json(&body), false)
             })
             .await?;
         let answer: Answer = decode("addPassword", &response)?;
@@ -426,17 +361,7 @@ impl Directory for GraphClient {
     async fn remove_password(&self, tenant: &str, object_id: &str, key_id: &str) -> Result<(), AzureError> {
         let body = serde_json::json!({ "keyId": key_id });
         let path = format!("applications/{object_id}/removePassword");
-        match self
-            .request(
-                "removePassword",
-                tenant,
-                reqwest::Method::POST,
-                &path,
-                Body::Json(&body),
-                false,
-            )
-            .await
-        {
+        match self.request("removePassword", tenant, reqwest::Method::POST, &path, Body::Json(&body), false).await {
             Ok(_) => Ok(()),
             // Already gone: removal is idempotent.
             Err(e) if e.is_not_found() || e.has_graph_code("NoSuchKey") => Ok(()),
@@ -449,14 +374,7 @@ impl Directory for GraphClient {
         let body = serde_json::json!({});
         let response = self
             .write_with_lag_retry(|| {
-                self.request(
-                    "upsertServicePrincipal",
-                    tenant,
-                    reqwest::Method::PATCH,
-                    &path,
-                    Body::Json(&body),
-                    true,
-                )
+                self.request("upsertServicePrincipal", tenant, reqwest::Method::PATCH, &path, Body::Json(&body), true)
             })
             .await?;
         if response.status == reqwest::StatusCode::CREATED {
@@ -466,12 +384,7 @@ impl Directory for GraphClient {
     }
 
     async fn service_principal(&self, tenant: &str, app_id: &str) -> Result<Option<ServicePrincipal>, AzureError> {
-        self.get_optional(
-            "getServicePrincipal",
-            tenant,
-            &format!("servicePrincipals(appId='{}')", odata(app_id)),
-        )
-        .await
+        self.get_optional("getServicePrincipal", tenant, &format!("servicePrincipals(appId='{}')", odata(app_id))).await
     }
 
     async fn resource_service_principal(
@@ -492,12 +405,8 @@ impl Directory for GraphClient {
         tenant: &str,
         principal_id: &str,
     ) -> Result<Vec<AppRoleAssignment>, AzureError> {
-        self.list(
-            "listAppRoleAssignments",
-            tenant,
-            &format!("servicePrincipals/{principal_id}/appRoleAssignments"),
-        )
-        .await
+        self.list("listAppRoleAssignments", tenant, &format!("servicePrincipals/{principal_id}/appRoleAssignments"))
+            .await
     }
 
     async fn assign_app_role(
@@ -511,14 +420,7 @@ impl Directory for GraphClient {
             serde_json::json!({"principalId": principal_id, "resourceId": resource_id, "appRoleId": app_role_id});
         let path = format!("servicePrincipals/{resource_id}/appRoleAssignedTo");
         self.write_with_lag_retry(|| {
-            self.request(
-                "assignAppRole",
-                tenant,
-                reqwest::Method::POST,
-                &path,
-                Body::Json(&body),
-                false,
-            )
+            self.request("assignAppRole", tenant, reqwest::Method::POST, &path, Body::Json(&body), false)
         })
         .await
         .map(drop)
@@ -527,15 +429,7 @@ impl Directory for GraphClient {
     async fn unassign_app_role(&self, tenant: &str, principal_id: &str, assignment_id: &str) -> Result<(), AzureError> {
         let path = format!("servicePrincipals/{principal_id}/appRoleAssignments/{assignment_id}");
         ok_if_not_found(
-            self.request(
-                "unassignAppRole",
-                tenant,
-                reqwest::Method::DELETE,
-                &path,
-                Body::None,
-                false,
-            )
-            .await,
+            self.request("unassignAppRole", tenant, reqwest::Method::DELETE, &path, Body::None, false).await,
         )
     }
 
@@ -571,43 +465,26 @@ impl Directory for GraphClient {
     async fn update_delegated_grant(&self, tenant: &str, grant_id: &str, scope: &str) -> Result<(), AzureError> {
         let body = serde_json::json!({ "scope": scope });
         let path = format!("oauth2PermissionGrants/{grant_id}");
-        self.request(
-            "updateDelegatedGrant",
-            tenant,
-            reqwest::Method::PATCH,
-            &path,
-            Body::Json(&body),
-            false,
-        )
-        .await
-        .map(drop)
+        self.request("updateDelegatedGrant", tenant, reqwest::Method::PATCH, &path, Body::Json(&body), false)
+            .await
+            .map(drop)
     }
 
     async fn delete_delegated_grant(&self, tenant: &str, grant_id: &str) -> Result<(), AzureError> {
         let path = format!("oauth2PermissionGrants/{grant_id}");
         ok_if_not_found(
-            self.request(
-                "deleteDelegatedGrant",
-                tenant,
-                reqwest::Method::DELETE,
-                &path,
-                Body::None,
-                false,
-            )
-            .await,
+            self.request("deleteDelegatedGrant", tenant, reqwest::Method::DELETE, &path, Body::None, false).await,
         )
     }
 
     async fn password_lifetime_cap(&self, tenant: &str) -> Result<Option<jiff::SignedDuration>, AzureError> {
-        let policy: serde_json::Value = match self
-            .get_json("getAppManagementPolicy", tenant, "policies/defaultAppManagementPolicy")
-            .await
-        {
-            Ok(p) => p,
-            // Reading the policy needs Policy.Read.All, which is optional: no cap known.
-            Err(e) if e.is_permission_denied() || e.is_not_found() => return Ok(None),
-            Err(e) => Err(e)?,
-        };
+        let policy: serde_json::Value =
+            match self.get_json("getAppManagementPolicy", tenant, "policies/defaultAppManagementPolicy").await {
+                Ok(p) => p,
+                // Reading the policy needs Policy.Read.All, which is optional: no cap known.
+                Err(e) if e.is_permission_denied() || e.is_not_found() => return Ok(None),
+                Err(e) => Err(e)?,
+            };
         Ok(password_lifetime_from_policy(&policy))
     }
 }
@@ -650,13 +527,7 @@ mod tests {
                 {"restrictionType": "passwordLifetime", "maxLifetime": "P30D", "state": "disabled"}
             ]}
         });
-        assert_eq!(
-            password_lifetime_from_policy(&policy),
-            Some(jiff::SignedDuration::from_hours(90 * 24))
-        );
-        assert_eq!(
-            password_lifetime_from_policy(&serde_json::json!({"isEnabled": false})),
-            None
-        );
+        assert_eq!(password_lifetime_from_policy(&policy), Some(jiff::SignedDuration::from_hours(90 * 24)));
+        assert_eq!(password_lifetime_from_policy(&serde_json::json!({"isEnabled": false})), None);
     }
 }

@@ -38,16 +38,12 @@ pub struct Endpoints {
 impl Endpoints {
     pub fn for_cloud(cloud: Cloud) -> Self {
         let (login, graph, exchange) = match cloud {
-            Cloud::AzurePublic => (
-                "https://login.microsoftonline.com/",
-                "https://graph.microsoft.com/",
-                "https://outlook.office365.com/",
-            ),
-            Cloud::AzureUSGovernment => (
-                "https://login.microsoftonline.us/",
-                "https://graph.microsoft.us/",
-                "https://outlook.office365.us/",
-            ),
+            Cloud::AzurePublic => {
+                ("https://login.microsoftonline.com/", "https://graph.microsoft.com/", "https://outlook.office365.com/")
+            }
+            Cloud::AzureUSGovernment => {
+                ("https://login.microsoftonline.us/", "https://graph.microsoft.us/", "https://outlook.office365.us/")
+            }
             Cloud::AzureChina => (
                 "https://login.chinacloudapi.cn/",
                 "https://microsoftgraph.chinacloudapi.cn/",
@@ -81,11 +77,7 @@ impl Endpoints {
 
 fn with_slash(url: &Url) -> String {
     let s = url.as_str();
-    if s.ends_with('/') {
-        s.to_string()
-    } else {
-        format!("{s}/")
-    }
+    if s.ends_with('/') { s.to_string() } else { format!("{s}/") }
 }
 
 /// Overrides applied to every cloud (sovereign-cloud proxies, the test simulators).
@@ -130,16 +122,11 @@ impl AzureClients {
     /// `entries` must not be empty; a resource in a cloud without an entry uses the first one.
     pub fn new(entries: Vec<CloudClients>) -> Self {
         assert!(!entries.is_empty(), "AzureClients needs at least one cloud");
-        Self {
-            by_cloud: Arc::new(entries),
-        }
+        Self { by_cloud: Arc::new(entries) }
     }
 
     pub fn for_cloud(&self, cloud: Cloud) -> &CloudClients {
-        self.by_cloud
-            .iter()
-            .find(|e| e.cloud == cloud)
-            .unwrap_or(&self.by_cloud[0])
+        self.by_cloud.iter().find(|e| e.cloud == cloud).unwrap_or(&self.by_cloud[0])
     }
 }
 
@@ -150,16 +137,10 @@ mod tests {
     #[test]
     fn endpoints_follow_the_cloud_and_overrides_keep_resource_scopes() {
         let public = Endpoints::for_cloud(Cloud::AzurePublic);
-        assert_eq!(
-            public.token_url("t1"),
-            "https://login.microsoftonline.com/t1/oauth2/v2.0/token"
-        );
+        assert_eq!(public.token_url("t1"), "https://login.microsoftonline.com/t1/oauth2/v2.0/token");
         assert_eq!(public.graph_scope, "https://graph.microsoft.com/.default");
         let gov = Endpoints::for_cloud(Cloud::AzureUSGovernment);
-        assert_eq!(
-            gov.authorize_url("t1"),
-            "https://login.microsoftonline.us/t1/oauth2/v2.0/authorize"
-        );
+        assert_eq!(gov.authorize_url("t1"), "https://login.microsoftonline.us/t1/oauth2/v2.0/authorize");
         let sim = EndpointOverrides {
             authority_host: Some(Url::parse("https://127.0.0.1:8443").unwrap()),
             graph: Some(Url::parse("https://127.0.0.1:8443").unwrap()),

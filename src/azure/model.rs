@@ -96,10 +96,7 @@ pub struct NewPassword {
 
 impl std::fmt::Debug for NewPassword {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewPassword")
-            .field("key_id", &self.key_id)
-            .field("end", &self.end)
-            .finish_non_exhaustive()
+        f.debug_struct("NewPassword").field("key_id", &self.key_id).field("end", &self.end).finish_non_exhaustive()
     }
 }
 
@@ -166,11 +163,6 @@ pub struct OAuth2PermissionGrant {
 impl OAuth2PermissionGrant {
     /// The granted scopes as a set of names.
     pub fn scopes(&self) -> std::collections::BTreeSet<String> {
-        self.scope
-            .as_deref()
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_string)
-            .collect()
+        self.scope.as_deref().unwrap_or_default().split_whitespace().map(str::to_string).collect()
     }
 }

@@ -23,10 +23,7 @@ pub enum OperatorCredential {
     /// A client secret of the operator's own application.
     ClientSecret { client_id: String, secret: SecretString },
     /// A certificate of the operator's own application: a PS256 JWT assertion with `x5t#S256`.
-    Certificate {
-        client_id: String,
-        signer: Arc<CertificateSigner>,
-    },
+    Certificate { client_id: String, signer: Arc<CertificateSigner> },
 }
 
 impl std::fmt::Debug for OperatorCredential {
@@ -58,24 +55,15 @@ impl OperatorCredential {
         let client_id =
             var("AZURE_CLIENT_ID").ok_or_else(|| AzureError::Credential("AZURE_CLIENT_ID is not set".into()))?;
         if let Some(file) = var("AZURE_FEDERATED_TOKEN_FILE") {
-            return Ok(Self::Federated {
-                client_id,
-                token_file: file.into(),
-            });
+            return Ok(Self::Federated { client_id, token_file: file.into() });
         }
         if let Some(secret) = var("AZURE_CLIENT_SECRET") {
-            return Ok(Self::ClientSecret {
-                client_id,
-                secret: secret.into(),
-            });
+            return Ok(Self::ClientSecret { client_id, secret: secret.into() });
         }
         if let Some(path) = var("AZURE_CLIENT_CERTIFICATE_PATH") {
             let pem = std::fs::read(&path)
                 .map_err(|e| AzureError::Credential(format!("reading AZURE_CLIENT_CERTIFICATE_PATH {path}: {e}")))?;
-            return Ok(Self::Certificate {
-                client_id,
-                signer: Arc::new(CertificateSigner::from_pem(&pem)?),
-            });
+            return Ok(Self::Certificate { client_id, signer: Arc::new(CertificateSigner::from_pem(&pem)?) });
         }
         Err(AzureError::Credential(
             "set AZURE_FEDERATED_TOKEN_FILE (workload identity), AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH"
@@ -104,10 +92,7 @@ impl CertificateSigner {
         let key = ring::signature::RsaKeyPair::from_pkcs8(key.secret_pkcs8_der())
             .map_err(|e| AzureError::Credential(format!("the private key is not a usable RSA key: {e}")))?;
         let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
-        Ok(Self {
-            key,
-            x5t_s256: URL_SAFE_NO_PAD.encode(digest.as_ref()),
-        })
+        Ok(Self { key, x5t_s256: URL_SAFE_NO_PAD.encode(digest.as_ref()) })
     }
 
     fn assertion(&self, client_id: &str, audience: &str) -> Result<String, AzureError> {
@@ -117,11 +102,8 @@ impl CertificateSigner {
             "aud": audience, "iss": client_id, "sub": client_id,
             "jti": uuid::Uuid::new_v4().to_string(), "nbf": now, "iat": now, "exp": now + 600,
         });
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
+        let signing_input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let mut signature = vec![0; self.key.public().modulus_len()];
         self.key
             .sign(
@@ -171,18 +153,12 @@ impl TokenClient {
         scope: &str,
     ) -> Result<AccessToken, AzureError> {
         let url = self.endpoints.token_url(tenant);
-        let mut form: Vec<(&str, &str)> = vec![
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("scope", scope),
-        ];
+        let mut form: Vec<(&str, &str)> =
+            vec![("grant_type", "client_credentials"), ("client_id", client_id), ("scope", scope)];
         match &auth {
             ClientAuth::Secret(secret) => form.push(("client_secret", secret.expose_secret())),
             ClientAuth::Assertion(assertion) => {
-                form.push((
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ));
+                form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
                 form.push(("client_assertion", assertion.expose_secret()));
             }
         }
@@ -196,14 +172,9 @@ impl TokenClient {
             #[serde(default)]
             expires_in: u64,
         }
-        let body: Body = serde_json::from_slice(&response.body).map_err(|e| AzureError::Decode {
-            context: "token endpoint",
-            message: e.to_string(),
-        })?;
-        Ok(AccessToken {
-            token: body.access_token.into(),
-            expires_in: Duration::from_secs(body.expires_in.max(60)),
-        })
+        let body: Body = serde_json::from_slice(&response.body)
+            .map_err(|e| AzureError::Decode { context: "token endpoint", message: e.to_string() })?;
+        Ok(AccessToken { token: body.access_token.into(), expires_in: Duration::from_secs(body.expires_in.max(60)) })
     }
 }
 
@@ -217,11 +188,7 @@ pub struct TokenProvider {
 
 impl TokenProvider {
     pub fn new(client: TokenClient, credential: OperatorCredential) -> Self {
-        Self {
-            client,
-            credential,
-            cache: Mutex::default(),
-        }
+        Self { client, credential, cache: Mutex::default() }
     }
 
     pub async fn token(&self, tenant: &str, scope: &str) -> Result<SecretString, AzureError> {
@@ -237,18 +204,13 @@ impl TokenProvider {
             OperatorCredential::ClientSecret { secret, .. } => ClientAuth::Secret(secret),
             OperatorCredential::Federated { token_file, .. } => {
                 let assertion = tokio::fs::read_to_string(token_file).await.map_err(|e| {
-                    AzureError::Credential(format!(
-                        "reading the federated token file {}: {e}",
-                        token_file.display()
-                    ))
+                    AzureError::Credential(format!("reading the federated token file {}: {e}", token_file.display()))
                 })?;
                 ClientAuth::Assertion(assertion.trim().to_string().into())
             }
-            OperatorCredential::Certificate { signer, .. } => ClientAuth::Assertion(
-                signer
-                    .assertion(client_id, &self.client.endpoints.token_url(tenant))?
-                    .into(),
-            ),
+            OperatorCredential::Certificate { signer, .. } => {
+                ClientAuth::Assertion(signer.assertion(client_id, &self.client.endpoints.token_url(tenant))?.into())
+            }
         };
         let token = self.client.client_credentials(tenant, client_id, auth, scope).await?;
         let margin = Duration::from_secs(300).min(token.expires_in / 2);
@@ -269,8 +231,6 @@ impl SecretVerifier for TokenClient {
     async fn verify(&self, tenant: &str, client_id: &str, secret: &SecretString) -> Result<(), AzureError> {
         // Graph's .default needs no permission to be issued, so it proves the secret alone.
         let scope = self.endpoints.graph_scope.clone();
-        self.client_credentials(tenant, client_id, ClientAuth::Secret(secret), &scope)
-            .await
-            .map(drop)
+        self.client_credentials(tenant, client_id, ClientAuth::Secret(secret), &scope).await.map(drop)
     }
 }

@@ -57,10 +57,8 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, azure: AzureClients, clock: Arc<dyn Clock>, settings: Settings) -> Self {
-        let reporter = Reporter {
-            controller: settings.field_manager.clone(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
+        let reporter =
+            Reporter { controller: settings.field_manager.clone(), instance: std::env::var("POD_NAME").ok() };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,

@@ -66,18 +66,8 @@ pub fn resolve_permissions(
             .filter_map(|s| Some((s.value.as_deref()?, s.id.as_str())))
             .collect();
         for (names, available, kind, out) in [
-            (
-                &permission.application,
-                &roles,
-                "an application permission",
-                &mut entry.roles,
-            ),
-            (
-                &permission.delegated,
-                &scopes,
-                "a delegated permission",
-                &mut entry.scopes,
-            ),
+            (&permission.application, &roles, "an application permission", &mut entry.roles),
+            (&permission.delegated, &scopes, "a delegated permission", &mut entry.scopes),
         ] {
             for name in names {
                 match available.iter().find(|(value, _)| value == name) {
@@ -95,11 +85,7 @@ pub fn resolve_permissions(
             }
         }
     }
-    if problems.is_empty() {
-        Ok(resolved)
-    } else {
-        Err(problems.join("; "))
-    }
+    if problems.is_empty() { Ok(resolved) } else { Err(problems.join("; ")) }
 }
 
 fn valid_names(available: &[(&str, &str)]) -> String {
@@ -107,11 +93,7 @@ fn valid_names(available: &[(&str, &str)]) -> String {
     names.sort_unstable();
     names.dedup();
     let shown = names.iter().take(25).copied().collect::<Vec<_>>().join(", ");
-    if names.len() > 25 {
-        format!("{shown}, … ({} in all)", names.len())
-    } else {
-        shown
-    }
+    if names.len() > 25 { format!("{shown}, … ({} in all)", names.len()) } else { shown }
 }
 
 /// The full application body the operator keeps in Entra ID.
@@ -126,20 +108,11 @@ pub fn desired_application(
             let mut access: Vec<ResourceAccess> = r
                 .roles
                 .iter()
-                .map(|(_, id)| ResourceAccess {
-                    id: id.clone(),
-                    kind: "Role".into(),
-                })
-                .chain(r.scopes.iter().map(|(_, id)| ResourceAccess {
-                    id: id.clone(),
-                    kind: "Scope".into(),
-                }))
+                .map(|(_, id)| ResourceAccess { id: id.clone(), kind: "Role".into() })
+                .chain(r.scopes.iter().map(|(_, id)| ResourceAccess { id: id.clone(), kind: "Scope".into() }))
                 .collect();
             access.sort();
-            RequiredResourceAccess {
-                resource_app_id: r.resource_app_id.clone(),
-                resource_access: access,
-            }
+            RequiredResourceAccess { resource_app_id: r.resource_app_id.clone(), resource_access: access }
         })
         .collect();
     required.sort();
@@ -180,12 +153,7 @@ pub fn application_drift(observed: &Application, desired: &ApplicationUpdate) ->
     let normalize = |v: &[RequiredResourceAccess]| {
         v.iter()
             .filter(|r| !r.resource_access.is_empty())
-            .map(|r| {
-                (
-                    r.resource_app_id.clone(),
-                    r.resource_access.iter().cloned().collect::<BTreeSet<_>>(),
-                )
-            })
+            .map(|r| (r.resource_app_id.clone(), r.resource_access.iter().cloned().collect::<BTreeSet<_>>()))
             .collect::<BTreeMap<_, _>>()
     };
     if normalize(&observed.required_resource_access) != normalize(&desired.required_resource_access) {
@@ -227,47 +195,32 @@ pub fn consent_plan(
     let mut plan = ConsentPlan::default();
     let desired_roles: BTreeSet<(&str, &str)> = resolved
         .iter()
-        .flat_map(|r| {
-            r.roles
-                .iter()
-                .map(move |(_, id)| (r.resource_sp_id.as_str(), id.as_str()))
-        })
+        .flat_map(|r| r.roles.iter().map(move |(_, id)| (r.resource_sp_id.as_str(), id.as_str())))
         .collect();
     for r in resolved {
         for (value, id) in &r.roles {
-            if !assignments
-                .iter()
-                .any(|a| a.resource_id == r.resource_sp_id && &a.app_role_id == id)
-            {
-                plan.assign
-                    .push((r.resource_sp_id.clone(), id.clone(), format!("{}/{value}", r.resource)));
+            if !assignments.iter().any(|a| a.resource_id == r.resource_sp_id && &a.app_role_id == id) {
+                plan.assign.push((r.resource_sp_id.clone(), id.clone(), format!("{}/{value}", r.resource)));
             }
         }
     }
     for a in assignments {
         if !desired_roles.contains(&(a.resource_id.as_str(), a.app_role_id.as_str())) && may_remove(&a.resource_id) {
-            plan.unassign
-                .push((a.id.clone(), format!("role {} on {}", a.app_role_id, a.resource_id)));
+            plan.unassign.push((a.id.clone(), format!("role {} on {}", a.app_role_id, a.resource_id)));
         }
     }
     let tenant_wide = |g: &&OAuth2PermissionGrant| g.consent_type.as_deref() == Some("AllPrincipals");
     for r in resolved.iter().filter(|r| !r.scopes.is_empty()) {
         let want: BTreeSet<String> = r.scopes.iter().map(|(v, _)| v.clone()).collect();
         let scope = want.iter().cloned().collect::<Vec<_>>().join(" ");
-        match grants
-            .iter()
-            .filter(tenant_wide)
-            .find(|g| g.resource_id == r.resource_sp_id)
-        {
+        match grants.iter().filter(tenant_wide).find(|g| g.resource_id == r.resource_sp_id) {
             None => plan.create_grants.push((r.resource_sp_id.clone(), scope)),
             Some(g) if g.scopes() != want => plan.update_grants.push((g.id.clone(), scope)),
             Some(_) => {}
         }
     }
     for g in grants.iter().filter(tenant_wide) {
-        let desired = resolved
-            .iter()
-            .any(|r| r.resource_sp_id == g.resource_id && !r.scopes.is_empty());
+        let desired = resolved.iter().any(|r| r.resource_sp_id == g.resource_id && !r.scopes.is_empty());
         if !desired && may_remove(&g.resource_id) {
             plan.delete_grants.push(g.id.clone());
         }
@@ -307,10 +260,7 @@ mod tests {
     }
 
     fn resources() -> BTreeMap<String, Option<ServicePrincipal>> {
-        BTreeMap::from([
-            ("Office 365 Exchange Online".to_string(), Some(exchange())),
-            ("Nope".to_string(), None),
-        ])
+        BTreeMap::from([("Office 365 Exchange Online".to_string(), Some(exchange())), ("Nope".to_string(), None)])
     }
 
     fn permission(resource: &str, application: &[&str], delegated: &[&str]) -> Permission {
@@ -328,23 +278,14 @@ mod tests {
             &resources(),
         )
         .unwrap();
-        assert_eq!(
-            resolved[0].roles,
-            vec![("Mail.Send".to_string(), "role-mail-send".to_string())]
-        );
-        assert_eq!(
-            resolved[0].scopes,
-            vec![("SMTP.Send".to_string(), "scope-smtp".to_string())]
-        );
+        assert_eq!(resolved[0].roles, vec![("Mail.Send".to_string(), "role-mail-send".to_string())]);
+        assert_eq!(resolved[0].scopes, vec![("SMTP.Send".to_string(), "scope-smtp".to_string())]);
     }
 
     #[test]
     fn unknown_names_are_reported_with_the_valid_ones() {
         let err = resolve_permissions(
-            &[
-                permission("Office 365 Exchange Online", &["Mail.Sendd"], &[]),
-                permission("Nope", &["X"], &[]),
-            ],
+            &[permission("Office 365 Exchange Online", &["Mail.Sendd"], &[]), permission("Nope", &["X"], &[])],
             &resources(),
         )
         .unwrap_err();
@@ -375,11 +316,7 @@ mod tests {
         let plan = consent_plan(&resolved, &assignments, &grants, |_| true);
         assert_eq!(
             plan.assign,
-            vec![(
-                "sp-exo".into(),
-                "role-mail-send".into(),
-                "Office 365 Exchange Online/Mail.Send".into()
-            )]
+            vec![("sp-exo".into(), "role-mail-send".into(), "Office 365 Exchange Online/Mail.Send".into())]
         );
         assert_eq!(plan.unassign.len(), 1);
         assert_eq!(plan.update_grants, vec![("g1".into(), "SMTP.Send".into())]);
@@ -393,10 +330,7 @@ mod tests {
                 resource_id: "sp-exo".into(),
                 app_role_id: "role-mail-send".into(),
             }],
-            &[OAuth2PermissionGrant {
-                scope: Some(" SMTP.Send ".into()),
-                ..grants[0].clone()
-            }],
+            &[OAuth2PermissionGrant { scope: Some(" SMTP.Send ".into()), ..grants[0].clone() }],
             |_| true,
         );
         assert!(converged.is_empty(), "{converged:?}");
@@ -429,9 +363,6 @@ mod tests {
         assert!(application_drift(&observed, &desired).is_empty());
         observed.web.as_mut().unwrap().redirect_uris.pop();
         observed.display_name = Some("B".into());
-        assert_eq!(
-            application_drift(&observed, &desired),
-            vec!["displayName", "web.redirectUris"]
-        );
+        assert_eq!(application_drift(&observed, &desired), vec!["displayName", "web.redirectUris"]);
     }
 }

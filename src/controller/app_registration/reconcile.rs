@@ -37,6 +37,7 @@ use crate::azure::model::Application;
 use crate::azure::{AzureError, CloudClients};
 use crate::controller::conditions;
 use crate::controller::{Context, Error};
+use crate::failpoint;
 
 /// The uniqueName of the application the operator creates for a resource: derived from the UID,
 /// so a restart or a re-list never creates a second application.
@@ -68,11 +69,7 @@ pub async fn reconcile(obj: Arc<AzureAppRegistration>, ctx: Arc<Context>) -> Res
 pub fn error_policy(obj: Arc<AzureAppRegistration>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
     tracing::warn!(resource = %key, error = %error, kind = error.metric_label(), "reconcile failed");
-    if error.is_permanent() {
-        Action::requeue(ctx.settings.resync)
-    } else {
-        Action::requeue(ctx.backoff(&key))
-    }
+    if error.is_permanent() { Action::requeue(ctx.settings.resync) } else { Action::requeue(ctx.backoff(&key)) }
 }
 
 fn is_paused(obj: &AzureAppRegistration) -> bool {
@@ -93,15 +90,7 @@ struct Run<'a> {
 impl Run<'_> {
     fn condition(&mut self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) {
         let generation = self.obj.meta().generation;
-        conditions::set(
-            &mut self.status.conditions,
-            type_,
-            ok,
-            reason,
-            message,
-            generation,
-            self.now,
-        );
+        conditions::set(&mut self.status.conditions, type_, ok, reason, message, generation, self.now);
     }
 
     fn requeue_within(&mut self, d: Duration) {
@@ -120,20 +109,12 @@ impl Run<'_> {
             "status": self.status,
         });
         let params = PatchParams::apply(&self.ctx.settings.field_manager).force();
-        self.api
-            .patch_status(&self.obj.name_any(), &params, &Patch::Apply(&patch))
-            .await?;
+        self.api.patch_status(&self.obj.name_any(), &params, &Patch::Apply(&patch)).await?;
         Ok(())
     }
 
     async fn event(&self, type_: EventType, reason: &str, action: &str, note: String) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
         if let Err(e) = self.ctx.recorder.publish(&event, &self.obj.object_ref(&())).await {
             tracing::debug!(error = %e, "publishing event failed");
         }
@@ -202,35 +183,21 @@ async fn apply_steps(run: &mut Run<'_>) -> Result<(), Error> {
     // but does not stop credential management of an existing application.
     let resolved = resolve(&clients, tenant, &spec.permissions).await?;
     if let Err(problem) = &resolved {
-        run.condition(
-            cond::CONSENT_GRANTED,
-            false,
-            reason::UNKNOWN_PERMISSION,
-            problem.clone(),
-        );
+        run.condition(cond::CONSENT_GRANTED, false, reason::UNKNOWN_PERMISSION, problem.clone());
     }
 
     // Application.
     let key = unique_name(&uid);
-    let notes = format!(
-        "Managed by connect-email-operator from {}/{}",
-        obj.namespace().unwrap_or_default(),
-        obj.name_any()
-    );
+    let notes =
+        format!("Managed by connect-email-operator from {}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
     let mut desired = desired::desired_application(spec, resolved.as_deref().unwrap_or_default(), notes);
     let existing = match &spec.adopt {
-        Some(adopt) => Some(
-            clients
-                .directory
-                .app_by_app_id(tenant, &adopt.app_id)
-                .await?
-                .ok_or_else(|| {
-                    Error::InvalidSpec(format!(
-                        "adopt.appId {} was not found in tenant {tenant}: check the application (client) ID",
-                        adopt.app_id
-                    ))
-                })?,
-        ),
+        Some(adopt) => Some(clients.directory.app_by_app_id(tenant, &adopt.app_id).await?.ok_or_else(|| {
+            Error::InvalidSpec(format!(
+                "adopt.appId {} was not found in tenant {tenant}: check the application (client) ID",
+                adopt.app_id
+            ))
+        })?),
         None => clients.directory.app_by_unique_name(tenant, &key).await?,
     };
     let app = match (existing, &resolved) {
@@ -272,11 +239,8 @@ async fn apply_steps(run: &mut Run<'_>) -> Result<(), Error> {
         }
         (Some(app), Err(_)) => app,
     };
-    run.status.unique_name = desired
-        .unique_name
-        .clone()
-        .or(app.unique_name.clone())
-        .or_else(|| spec.adopt.is_none().then(|| key.clone()));
+    run.status.unique_name =
+        desired.unique_name.clone().or(app.unique_name.clone()).or_else(|| spec.adopt.is_none().then(|| key.clone()));
     run.status.app_id = Some(app.app_id.clone());
     run.status.object_id = Some(app.id.clone());
 
@@ -300,10 +264,7 @@ async fn apply_steps(run: &mut Run<'_>) -> Result<(), Error> {
         && (conditions::is_true(&run.status.conditions, cond::CONSENT_GRANTED) || !spec.admin_consent)
         && resolved.is_ok();
     let message = if ready {
-        format!(
-            "application {} ready; secret in Secret {}",
-            app.app_id, spec.client_secret.secret_name
-        )
+        format!("application {} ready; secret in Secret {}", app.app_id, spec.client_secret.secret_name)
     } else {
         let failing: Vec<String> = run
             .status
@@ -328,10 +289,7 @@ async fn resolve(
     let mut resources = BTreeMap::new();
     for p in permissions {
         if !resources.contains_key(&p.resource) {
-            let sp = clients
-                .directory
-                .resource_service_principal(tenant, &p.resource)
-                .await?;
+            let sp = clients.directory.resource_service_principal(tenant, &p.resource).await?;
             resources.insert(p.resource.clone(), sp);
         }
     }
@@ -359,12 +317,8 @@ async fn manage_consent(
         let assignments = clients.directory.app_role_assignments(tenant, sp_id).await?;
         let grants = clients.directory.delegated_grants(tenant, sp_id).await?;
         // For adopted apps withdraw only what this operator granted before.
-        let previously_granted: Vec<&str> = run
-            .status
-            .granted_permissions
-            .iter()
-            .map(|p| p.resource.as_str())
-            .collect();
+        let previously_granted: Vec<&str> =
+            run.status.granted_permissions.iter().map(|p| p.resource.as_str()).collect();
         let adopted = spec.adopt.is_some();
         let granted_ids: Vec<String> = resolved
             .iter()
@@ -375,28 +329,16 @@ async fn manage_consent(
             !adopted || granted_ids.iter().any(|g| g == resource_sp)
         });
         for (resource_id, role_id, _) in &plan.assign {
-            clients
-                .directory
-                .assign_app_role(tenant, sp_id, resource_id, role_id)
-                .await?;
+            clients.directory.assign_app_role(tenant, sp_id, resource_id, role_id).await?;
         }
         for (assignment_id, _) in &plan.unassign {
-            clients
-                .directory
-                .unassign_app_role(tenant, sp_id, assignment_id)
-                .await?;
+            clients.directory.unassign_app_role(tenant, sp_id, assignment_id).await?;
         }
         for (resource_id, scope) in &plan.create_grants {
-            clients
-                .directory
-                .create_delegated_grant(tenant, sp_id, resource_id, scope)
-                .await?;
+            clients.directory.create_delegated_grant(tenant, sp_id, resource_id, scope).await?;
         }
         for (grant_id, scope) in &plan.update_grants {
-            clients
-                .directory
-                .update_delegated_grant(tenant, grant_id, scope)
-                .await?;
+            clients.directory.update_delegated_grant(tenant, grant_id, scope).await?;
         }
         for grant_id in &plan.delete_grants {
             clients.directory.delete_delegated_grant(tenant, grant_id).await?;
@@ -462,10 +404,7 @@ async fn read_secret(run: &Run<'_>) -> Result<Option<Secret>, Error> {
 }
 
 fn passwords(app: &Application) -> Vec<(String, Option<String>)> {
-    app.password_credentials
-        .iter()
-        .map(|p| (p.key_id.clone(), p.display_name.clone()))
-        .collect()
+    app.password_credentials.iter().map(|p| (p.key_id.clone(), p.display_name.clone())).collect()
 }
 
 async fn manage_credential(
@@ -554,14 +493,7 @@ async fn manage_credential(
     // 4. Issue.
     if let Some(why) = reason {
         issue(run, clients, policy, app, uid, why, &mut stored, rotate_annotation).await?;
-        app_passwords.push((
-            run.status
-                .credential
-                .as_ref()
-                .map(|c| c.key_id.clone())
-                .unwrap_or_default(),
-            None,
-        ));
+        app_passwords.push((run.status.credential.as_ref().map(|c| c.key_id.clone()).unwrap_or_default(), None));
     }
 
     // 5. Revoke previous credentials whose time has come.
@@ -574,10 +506,7 @@ async fn manage_credential(
             Some(cur) => rotation::revocation(
                 run.now,
                 policy,
-                &rotation::PreviousCredential {
-                    key_id: previous.key_id.clone(),
-                    not_after: previous.not_after.0,
-                },
+                &rotation::PreviousCredential { key_id: previous.key_id.clone(), not_after: previous.not_after.0 },
                 cur,
                 acknowledged.as_deref(),
             ),
@@ -585,18 +514,14 @@ async fn manage_credential(
         };
         match decision {
             Revocation::Now => {
-                clients
-                    .directory
-                    .remove_password(&tenant, &app.id, &previous.key_id)
-                    .await?;
+                failpoint::hit("app-registration/before-revoke");
+                clients.directory.remove_password(&tenant, &app.id, &previous.key_id).await?;
+                failpoint::hit("app-registration/after-revoke");
                 revoked.push(previous.key_id.clone());
             }
             Revocation::At(at) => {
                 run.requeue_at(at);
-                keep_previous.push(PreviousCredential {
-                    revoke_at: Some(Time(at)),
-                    ..previous
-                });
+                keep_previous.push(PreviousCredential { revoke_at: Some(Time(at)), ..previous });
             }
             Revocation::WaitingForVerification | Revocation::WaitingForAcknowledgement => keep_previous.push(previous),
         }
@@ -619,12 +544,7 @@ async fn manage_credential(
     }
 
     // 6. Leftovers of interrupted rotations.
-    let mut keep: Vec<&str> = run
-        .status
-        .previous_credentials
-        .iter()
-        .map(|p| p.key_id.as_str())
-        .collect();
+    let mut keep: Vec<&str> = run.status.previous_credentials.iter().map(|p| p.key_id.as_str()).collect();
     if let Some(c) = &run.status.credential {
         keep.push(c.key_id.as_str());
     }
@@ -641,10 +561,8 @@ async fn manage_credential(
     // 7. Report.
     match (&run.status.credential, current) {
         (Some(c), Some(cur)) if cur.verified_at.is_some() => {
-            let message = format!(
-                "client secret {} valid until {}, renewal at {}",
-                c.key_id, c.not_after.0, c.renewal_time.0
-            );
+            let message =
+                format!("client secret {} valid until {}, renewal at {}", c.key_id, c.not_after.0, c.renewal_time.0);
             let renewal = c.renewal_time.0;
             run.condition(cond::CREDENTIAL_READY, true, reason::SECRET_VERIFIED, message);
             run.requeue_at(renewal);
@@ -663,30 +581,20 @@ async fn manage_credential(
             }
             run.requeue_within(run.ctx.settings.propagation_poll);
         }
-        _ => run.condition(
-            cond::CREDENTIAL_READY,
-            false,
-            reason::IN_PROGRESS,
-            "no client secret yet",
-        ),
+        _ => run.condition(cond::CREDENTIAL_READY, false, reason::IN_PROGRESS, "no client secret yet"),
     }
     let rotating = !run.status.previous_credentials.is_empty() || run.status.pending_rotation.is_some();
     let message = match run.status.previous_credentials.first() {
         Some(p) => match &p.revoke_at {
             Some(at) => format!("previous secret {} will be revoked at {}", p.key_id, at.0),
-            None if policy.require_acknowledgement => format!(
-                "previous secret {} is kept until {ANNOTATION_SECRET_ACKNOWLEDGED} names the new key",
-                p.key_id
-            ),
+            None if policy.require_acknowledgement => {
+                format!("previous secret {} is kept until {ANNOTATION_SECRET_ACKNOWLEDGED} names the new key", p.key_id)
+            }
             None => format!("previous secret {} is kept until the new one is verified", p.key_id),
         },
         None => "no rotation in progress".into(),
     };
-    let why = if rotating {
-        reason::WAITING_FOR_ACKNOWLEDGEMENT
-    } else {
-        reason::RECONCILED
-    };
+    let why = if rotating { reason::WAITING_FOR_ACKNOWLEDGEMENT } else { reason::RECONCILED };
     run.condition(cond::ROTATING, rotating, why, message);
     Ok(())
 }
@@ -785,6 +693,7 @@ async fn issue(
     let marker = match &run.status.pending_rotation {
         Some(p) => p.marker.clone(),
         None => {
+            failpoint::hit("app-registration/before-intent");
             let marker = rotation::password_marker(&policy.description, uid, run.now);
             run.status.pending_rotation = Some(PendingRotation {
                 marker: marker.clone(),
@@ -792,16 +701,15 @@ async fn issue(
                 reason: why.as_str().into(),
             });
             run.write_status().await?;
+            failpoint::hit("app-registration/after-intent");
             marker
         }
     };
     // 2. addPassword, lifetime clamped to the tenant policy.
     let cap = clients.directory.password_lifetime_cap(&tenant).await?;
     let (lifetime, clamped) = policy.lifetime(cap);
-    let new = clients
-        .directory
-        .add_password(&tenant, &app.id, &marker, run.now + lifetime)
-        .await?;
+    let new = clients.directory.add_password(&tenant, &app.id, &marker, run.now + lifetime).await?;
+    failpoint::hit("app-registration/after-add-password");
     // 3. The Secret at once, keeping the previous secret readable while it is still valid.
     let old = run.status.credential.take();
     let keep_old = old.as_ref().filter(|o| {
@@ -829,6 +737,7 @@ async fn issue(
     };
     run.status.credential = Some(credential);
     write_secret(run, app, stored).await?;
+    failpoint::hit("app-registration/after-secret-write");
     // 4. Status: new current, old kept for revocation, intent done.
     if let Some(o) = keep_old {
         run.status.previous_credentials.push(PreviousCredential {
@@ -855,6 +764,7 @@ async fn issue(
         .await;
     }
     run.write_status().await?;
+    failpoint::hit("app-registration/after-status-write");
     run.event(
         EventType::Normal,
         "SecretIssued",
@@ -896,8 +806,7 @@ async fn write_secret(run: &Run<'_>, app: &Application, stored: &ObservedSecret)
     );
     let api: Api<Secret> = Api::namespaced(run.ctx.client.clone(), &run.obj.namespace().unwrap_or_default());
     let params = PatchParams::apply(&run.ctx.settings.field_manager).force();
-    api.patch(&spec.client_secret.secret_name, &params, &Patch::Apply(&object))
-        .await?;
+    api.patch(&spec.client_secret.secret_name, &params, &Patch::Apply(&object)).await?;
     Ok(())
 }
 
@@ -924,10 +833,8 @@ async fn cleanup(obj: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Action
         clients.directory.delete_app(tenant, &app.id).await?;
     } else {
         // Orphaned or adopted: leave the application, take back only our own passwords.
-        for p in app
-            .password_credentials
-            .iter()
-            .filter(|p| rotation::is_operator_password(p.display_name.as_deref(), &uid))
+        for p in
+            app.password_credentials.iter().filter(|p| rotation::is_operator_password(p.display_name.as_deref(), &uid))
         {
             clients.directory.remove_password(tenant, &app.id, &p.key_id).await?;
         }

@@ -135,21 +135,9 @@ type PolicyFn = fn(&IssueInput<'_>) -> Option<IssueReason>;
 /// The ordered policy chain: the first rule that answers decides.
 const ISSUE_POLICY_CHAIN: &[PolicyFn] = &[
     |i| i.current.is_none().then_some(IssueReason::Initial),
-    |i| {
-        i.current
-            .is_some_and(|c| !c.in_secret)
-            .then_some(IssueReason::SecretMissing)
-    },
-    |i| {
-        i.current
-            .is_some_and(|c| !c.in_application)
-            .then_some(IssueReason::RemovedExternally)
-    },
-    |i| {
-        i.current
-            .is_some_and(|c| i.now >= c.not_after)
-            .then_some(IssueReason::Expired)
-    },
+    |i| i.current.is_some_and(|c| !c.in_secret).then_some(IssueReason::SecretMissing),
+    |i| i.current.is_some_and(|c| !c.in_application).then_some(IssueReason::RemovedExternally),
+    |i| i.current.is_some_and(|c| i.now >= c.not_after).then_some(IssueReason::Expired),
     |i| i.current.is_some_and(|c| c.rejected).then_some(IssueReason::Rejected),
     |i| match i.rotate_annotation {
         Some(value) if Some(value) != i.last_rotate_request => Some(IssueReason::Forced),
@@ -312,12 +300,7 @@ mod tests {
             spec.duration = duration.into();
             spec.renew_before = renew_before.map(str::to_string);
             spec.renew_before_percentage = pct;
-            Self {
-                policy: SecretPolicy::from_spec(&spec).unwrap(),
-                current: None,
-                rotate: None,
-                last_rotate: None,
-            }
+            Self { policy: SecretPolicy::from_spec(&spec).unwrap(), current: None, rotate: None, last_rotate: None }
         }
 
         fn with_secret(mut self, not_before: &str, not_after: &str) -> Self {
@@ -351,10 +334,7 @@ mod tests {
 
     #[test]
     fn a_new_resource_gets_its_first_secret() {
-        assert_eq!(
-            Given::policy("4320h", None, None).at("2026-01-01T00:00:00Z"),
-            Some(IssueReason::Initial)
-        );
+        assert_eq!(Given::policy("4320h", None, None).at("2026-01-01T00:00:00Z"), Some(IssueReason::Initial));
     }
 
     #[test]
@@ -389,24 +369,15 @@ mod tests {
     #[test]
     fn problems_with_the_current_secret_trigger_reissue_in_priority_order() {
         let base = || Given::policy("4320h", None, None).with_secret("2026-01-01T00:00:00Z", "2026-07-01T00:00:00Z");
-        assert_eq!(
-            base().tweak(|c| c.in_secret = false).at("2026-01-02T00:00:00Z"),
-            Some(IssueReason::SecretMissing)
-        );
+        assert_eq!(base().tweak(|c| c.in_secret = false).at("2026-01-02T00:00:00Z"), Some(IssueReason::SecretMissing));
         assert_eq!(
             base().tweak(|c| c.in_application = false).at("2026-01-02T00:00:00Z"),
             Some(IssueReason::RemovedExternally)
         );
         assert_eq!(base().at("2026-07-01T00:00:00Z"), Some(IssueReason::Expired));
-        assert_eq!(
-            base().tweak(|c| c.rejected = true).at("2026-01-02T00:00:00Z"),
-            Some(IssueReason::Rejected)
-        );
+        assert_eq!(base().tweak(|c| c.rejected = true).at("2026-01-02T00:00:00Z"), Some(IssueReason::Rejected));
         // The Secret missing wins over expiry: the more specific cause is reported.
-        assert_eq!(
-            base().tweak(|c| c.in_secret = false).at("2026-08-01T00:00:00Z"),
-            Some(IssueReason::SecretMissing)
-        );
+        assert_eq!(base().tweak(|c| c.in_secret = false).at("2026-08-01T00:00:00Z"), Some(IssueReason::SecretMissing));
         assert_eq!(base().at("2026-01-02T00:00:00Z"), None);
     }
 
@@ -422,14 +393,8 @@ mod tests {
     #[test]
     fn lifetime_is_clamped_to_the_tenant_policy() {
         let p = Given::policy("8760h", None, None).policy;
-        assert_eq!(
-            p.lifetime(Some(SignedDuration::from_hours(2160))),
-            (SignedDuration::from_hours(2160), true)
-        );
-        assert_eq!(
-            p.lifetime(Some(SignedDuration::from_hours(9000))),
-            (SignedDuration::from_hours(8760), false)
-        );
+        assert_eq!(p.lifetime(Some(SignedDuration::from_hours(2160))), (SignedDuration::from_hours(2160), true));
+        assert_eq!(p.lifetime(Some(SignedDuration::from_hours(9000))), (SignedDuration::from_hours(8760), false));
         assert_eq!(p.lifetime(None), (SignedDuration::from_hours(8760), false));
     }
 
@@ -449,23 +414,14 @@ mod tests {
     fn the_previous_secret_is_never_revoked_before_its_successor_works() {
         let mut policy = Given::policy("4320h", None, None).policy;
         policy.revoke_after = SignedDuration::from_hours(1);
-        let prev = PreviousCredential {
-            key_id: "old".into(),
-            not_after: at("2026-03-01T00:00:00Z"),
-        };
+        let prev = PreviousCredential { key_id: "old".into(), not_after: at("2026-03-01T00:00:00Z") };
         let now = at("2026-01-01T05:00:00Z");
-        assert_eq!(
-            revocation(now, &policy, &prev, &current(None), None),
-            Revocation::WaitingForVerification
-        );
+        assert_eq!(revocation(now, &policy, &prev, &current(None), None), Revocation::WaitingForVerification);
         assert_eq!(
             revocation(now, &policy, &prev, &current(Some("2026-01-01T04:30:00Z")), None),
             Revocation::At(at("2026-01-01T05:30:00Z"))
         );
-        assert_eq!(
-            revocation(now, &policy, &prev, &current(Some("2026-01-01T04:00:00Z")), None),
-            Revocation::Now
-        );
+        assert_eq!(revocation(now, &policy, &prev, &current(Some("2026-01-01T04:00:00Z")), None), Revocation::Now);
     }
 
     #[test]
@@ -473,26 +429,14 @@ mod tests {
         let mut policy = Given::policy("4320h", None, None).policy;
         policy.require_acknowledgement = true;
         policy.revoke_after = SignedDuration::ZERO;
-        let prev = PreviousCredential {
-            key_id: "old".into(),
-            not_after: at("2026-03-01T00:00:00Z"),
-        };
+        let prev = PreviousCredential { key_id: "old".into(), not_after: at("2026-03-01T00:00:00Z") };
         let cur = current(Some("2026-01-01T00:00:00Z"));
         let now = at("2026-01-02T00:00:00Z");
-        assert_eq!(
-            revocation(now, &policy, &prev, &cur, None),
-            Revocation::WaitingForAcknowledgement
-        );
-        assert_eq!(
-            revocation(now, &policy, &prev, &cur, Some("old")),
-            Revocation::WaitingForAcknowledgement
-        );
+        assert_eq!(revocation(now, &policy, &prev, &cur, None), Revocation::WaitingForAcknowledgement);
+        assert_eq!(revocation(now, &policy, &prev, &cur, Some("old")), Revocation::WaitingForAcknowledgement);
         assert_eq!(revocation(now, &policy, &prev, &cur, Some("new")), Revocation::Now);
         // An expired previous secret goes regardless.
-        assert_eq!(
-            revocation(at("2026-03-01T00:00:00Z"), &policy, &prev, &current(None), None),
-            Revocation::Now
-        );
+        assert_eq!(revocation(at("2026-03-01T00:00:00Z"), &policy, &prev, &current(None), None), Revocation::Now);
     }
 
     #[test]
@@ -502,10 +446,7 @@ mod tests {
             ("k-manual".to_string(), Some("made by hand".to_string())),
             ("k-new".to_string(), Some(marker.clone())),
         ];
-        assert_eq!(
-            recover_pending(&marker, &passwords[..1], None),
-            PendingRecovery::IssueNow
-        );
+        assert_eq!(recover_pending(&marker, &passwords[..1], None), PendingRecovery::IssueNow);
         assert_eq!(
             recover_pending(&marker, &passwords, Some("k-new")),
             PendingRecovery::AdoptStored { key_id: "k-new".into() }
@@ -524,33 +465,18 @@ mod tests {
             ("leftover".to_string(), ours("2026-01-02T00:00:00Z")),
             ("pending".to_string(), ours("2026-01-03T00:00:00Z")),
             ("human".to_string(), Some("Connect prod".to_string())),
-            (
-                "other-resource".to_string(),
-                Some(password_marker("cem", "uid-2", at("2026-01-01T00:00:00Z"))),
-            ),
+            ("other-resource".to_string(), Some(password_marker("cem", "uid-2", at("2026-01-01T00:00:00Z")))),
             ("unnamed".to_string(), None),
         ];
         let pending = password_marker("cem", "uid-1", at("2026-01-03T00:00:00Z"));
-        assert_eq!(
-            orphaned_passwords(&passwords, "uid-1", &["current"], Some(&pending)),
-            vec!["leftover".to_string()]
-        );
+        assert_eq!(orphaned_passwords(&passwords, "uid-1", &["current"], Some(&pending)), vec!["leftover".to_string()]);
     }
 
     #[test]
     fn a_young_secret_rejected_is_still_propagating() {
         let issued = at("2026-01-01T00:00:00Z");
-        assert_eq!(
-            classify_rejection(at("2026-01-01T00:00:18Z"), issued, false),
-            VerifyOutcome::NotYetPropagated
-        );
-        assert_eq!(
-            classify_rejection(at("2026-01-01T00:10:00Z"), issued, false),
-            VerifyOutcome::Rejected
-        );
-        assert_eq!(
-            classify_rejection(at("2026-01-01T00:00:01Z"), issued, true),
-            VerifyOutcome::Expired
-        );
+        assert_eq!(classify_rejection(at("2026-01-01T00:00:18Z"), issued, false), VerifyOutcome::NotYetPropagated);
+        assert_eq!(classify_rejection(at("2026-01-01T00:10:00Z"), issued, false), VerifyOutcome::Rejected);
+        assert_eq!(classify_rejection(at("2026-01-01T00:00:01Z"), issued, true), VerifyOutcome::Expired);
     }
 }

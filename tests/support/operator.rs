@@ -1,0 +1,84 @@
+//! Runs the operator's controllers in-process against the test cluster, with the Microsoft
+//! simulator as Entra ID / Graph. Each harness watches only its own namespace.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use connect_email_operator::azure::graph::LagRetry;
+use connect_email_operator::azure::{EndpointOverrides, OperatorCredential};
+use connect_email_operator::config::{MicrosoftConfig, azure_clients};
+use connect_email_operator::controller::{self, Context, Settings, SystemClock};
+use connect_email_operator::sim::microsoft::{MicrosoftSim, SimOptions};
+use connect_email_operator::api::AzureAppRegistration;
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams};
+use url::Url;
+
+use super::{TestNamespace, client, install_crds};
+
+pub const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+pub const OPERATOR_CLIENT_ID: &str = "0e0e0e0e-1111-2222-3333-444444444444";
+const OPERATOR_SECRET: &str = "operator-test-secret~not-a-real-one";
+
+pub struct Harness {
+    pub sim: MicrosoftSim,
+    pub client: Client,
+    pub ns: TestNamespace,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    pub async fn start(test: &str) -> Self {
+        Self::start_with(test, SimOptions { tenants: vec![TENANT.into()], ..SimOptions::default() }).await
+    }
+
+    pub async fn start_with(test: &str, options: SimOptions) -> Self {
+        let sim = MicrosoftSim::start(options).await.expect("simulator starts");
+        sim.add_operator_client_secret(TENANT, OPERATOR_CLIENT_ID, OPERATOR_SECRET);
+        let client = client().await;
+        install_crds(&client).await;
+        let ns = TestNamespace::new(&client, test).await;
+        let url = Url::parse(&sim.url()).unwrap();
+        let config = MicrosoftConfig {
+            overrides: EndpointOverrides { authority_host: Some(url.clone()), graph: Some(url.clone()), exchange: Some(url) },
+            extra_ca_pem: Some(sim.ca_pem()),
+            lag_retry: Some(LagRetry { attempts: 20, delay: Duration::from_millis(100) }),
+        };
+        let credential =
+            OperatorCredential::ClientSecret { client_id: OPERATOR_CLIENT_ID.into(), secret: OPERATOR_SECRET.to_string().into() };
+        let azure = azure_clients(&config, credential).expect("clients");
+        let settings =
+            Settings { resync: Duration::from_secs(30), propagation_poll: Duration::from_millis(300), ..Settings::default() };
+        let ctx = Arc::new(Context::new(client.clone(), azure, Arc::new(SystemClock), settings));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let namespace = ns.name.clone();
+        let task = tokio::spawn(async move {
+            controller::run::run(ctx, Some(namespace), async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self { sim, client, ns, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Deletes the test's resources while the controllers still run (so finalizers complete),
+    /// stops the controllers and deletes the namespace.
+    pub async fn finish(mut self) {
+        let registrations: Api<AzureAppRegistration> = Api::namespaced(self.client.clone(), &self.ns.name);
+        let _ = registrations.delete_collection(&DeleteParams::default(), &ListParams::default()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), async {
+            while registrations.list(&ListParams::default()).await.map(|l| !l.items.is_empty()).unwrap_or(false) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+        }
+        self.ns.delete().await;
+    }
+}
