@@ -2,6 +2,7 @@
 //! app with Office 365 OAuth". See README.md and DESIGN.md for the architecture.
 
 pub mod api;
+pub mod sim;
 
 /// The Kubernetes API version the types are generated for (k8s-openapi feature); the supported
 /// cluster range is stated in README.md.
