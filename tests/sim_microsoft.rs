@@ -861,6 +861,32 @@ async fn injected_latency_delays_the_answer() {
     let started = Instant::now();
     assert_eq!(sim.get("/servicePrincipals").await.status, 200);
     assert!(started.elapsed() >= Duration::from_millis(250));
+    let started = Instant::now();
+    assert_eq!(sim.get("/servicePrincipals").await.status, 200);
+    assert!(started.elapsed() < Duration::from_millis(250), "only once");
+}
+
+#[tokio::test]
+async fn the_latency_option_delays_every_request() {
+    let latency = Duration::from_millis(120);
+    let sim = Sim::with(SimOptions::default().latency(latency, latency)).await;
+    let started = Instant::now();
+    sim.get("/applications").await;
+    sim.get("/applications").await;
+    assert!(started.elapsed() >= 2 * latency);
+}
+
+#[test]
+#[should_panic(expected = "not a simulator route template")]
+fn a_misspelt_route_fails_loudly() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = runtime
+        .block_on(MicrosoftSim::start(SimOptions::default()))
+        .unwrap();
+    sim.count("POST /applications/{id}/addpassword");
 }
 
 #[tokio::test]
@@ -1204,6 +1230,7 @@ async fn unknown_routes_and_methods_answer_like_graph() {
         .graph_error(405, "Request_BadRequest");
     let calls = sim.sim.calls();
     assert!(calls.iter().any(|c| c.route == "GET <unmatched>"));
+    assert_eq!(sim.sim.count("GET <unmatched>"), 1);
 }
 
 #[tokio::test]

@@ -95,8 +95,10 @@ pub struct FaultBuilder {
 impl Faults {
     /// Starts a fault for requests whose route template equals `route` (see [`super::routes`]),
     /// or every request with `"*"`. Applies to the next request only unless [`FaultBuilder::times`]
-    /// says otherwise.
+    /// says otherwise. Panics on a string that is not a route template (a typo would otherwise
+    /// inject nothing).
     pub fn on(&self, route: &str) -> FaultBuilder {
+        super::routes::assert_known(route);
         FaultBuilder {
             faults: self.clone(),
             route: route.to_string(),

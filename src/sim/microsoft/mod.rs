@@ -263,8 +263,10 @@ impl MicrosoftSim {
         lock(&self.shared.calls).clone()
     }
 
-    /// How many requests matched route template `route` (see [`routes`]).
+    /// How many requests matched route template `route` (see [`routes`]). Panics on a string
+    /// that is not a route template, so a typo cannot make a "never called" assertion pass.
     pub fn count(&self, route: &str) -> usize {
+        routes::assert_known(route);
         lock(&self.shared.calls)
             .iter()
             .filter(|c| c.route == route)
@@ -294,12 +296,13 @@ impl MicrosoftSim {
         })
     }
 
-    /// Applications in deleted items.
+    /// Applications in deleted items (not yet past the 30-day retention).
     pub fn deleted_applications(&self, tenant_id: &str) -> Vec<SimApplication> {
+        let now = self.shared.now();
         self.with_tenant(tenant_id, |t| {
             t.applications
                 .iter()
-                .filter(|a| a.deleted.is_some())
+                .filter(|a| a.deleted.is_some_and(|d| !state::retention_over(d, now)))
                 .cloned()
                 .collect()
         })
@@ -461,7 +464,7 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
     let routed = routes::route(&request.method, &request.path);
     let route = match &routed {
         Ok(endpoint) => endpoint.op.template().to_string(),
-        Err(_) => format!("{} <unmatched>", request.method),
+        Err(_) => routes::unmatched(request.method.as_str()),
     };
     let is_token = matches!(&routed, Ok(endpoint) if endpoint.op == Op::Token);
     let (tenant, client_id) = match &routed {

@@ -58,6 +58,67 @@ pub const DELETE_GRANT: &str = "DELETE /oauth2PermissionGrants/{id}";
 
 pub const GET_DEFAULT_APP_MANAGEMENT_POLICY: &str = "GET /policies/defaultAppManagementPolicy";
 
+/// Every route template, in the order of the constants above.
+pub const ALL: [&str; 38] = [
+    TOKEN,
+    LIST_APPLICATIONS,
+    CREATE_APPLICATION,
+    GET_APPLICATION,
+    UPDATE_APPLICATION,
+    DELETE_APPLICATION,
+    GET_APPLICATION_BY_APP_ID,
+    UPDATE_APPLICATION_BY_APP_ID,
+    DELETE_APPLICATION_BY_APP_ID,
+    GET_APPLICATION_BY_UNIQUE_NAME,
+    UPSERT_APPLICATION,
+    DELETE_APPLICATION_BY_UNIQUE_NAME,
+    ADD_PASSWORD,
+    REMOVE_PASSWORD,
+    LIST_DELETED_APPLICATIONS,
+    GET_DELETED_ITEM,
+    RESTORE_DELETED_ITEM,
+    PURGE_DELETED_ITEM,
+    LIST_SERVICE_PRINCIPALS,
+    CREATE_SERVICE_PRINCIPAL,
+    GET_SERVICE_PRINCIPAL,
+    UPDATE_SERVICE_PRINCIPAL,
+    DELETE_SERVICE_PRINCIPAL,
+    GET_SERVICE_PRINCIPAL_BY_APP_ID,
+    UPSERT_SERVICE_PRINCIPAL,
+    DELETE_SERVICE_PRINCIPAL_BY_APP_ID,
+    LIST_APP_ROLE_ASSIGNMENTS,
+    CREATE_APP_ROLE_ASSIGNMENT,
+    DELETE_APP_ROLE_ASSIGNMENT,
+    LIST_APP_ROLE_ASSIGNED_TO,
+    CREATE_APP_ROLE_ASSIGNED_TO,
+    DELETE_APP_ROLE_ASSIGNED_TO,
+    LIST_GRANTS,
+    CREATE_GRANT,
+    GET_GRANT,
+    UPDATE_GRANT,
+    DELETE_GRANT,
+    GET_DEFAULT_APP_MANAGEMENT_POLICY,
+];
+
+/// The template recorded for a request that matched no route.
+pub fn unmatched(method: &str) -> String {
+    format!("{method} <unmatched>")
+}
+
+/// Panics on a route string that can never match, so that a typo in a test fails loudly instead
+/// of silently counting zero calls or never injecting a fault.
+pub(crate) fn assert_known(route: &str) {
+    let known = route == "*"
+        || ALL.contains(&route)
+        || route
+            .strip_suffix(" <unmatched>")
+            .is_some_and(|m| !m.is_empty() && !m.contains(' '));
+    assert!(
+        known,
+        "{route:?} is not a simulator route template; use the constants in sim::routes (or \"*\")"
+    );
+}
+
 /// How an application is addressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AppKey {
@@ -534,48 +595,15 @@ mod tests {
     }
 
     #[test]
-    fn every_template_is_distinct() {
-        let all = [
-            TOKEN,
-            LIST_APPLICATIONS,
-            CREATE_APPLICATION,
-            GET_APPLICATION,
-            UPDATE_APPLICATION,
-            DELETE_APPLICATION,
-            GET_APPLICATION_BY_APP_ID,
-            UPDATE_APPLICATION_BY_APP_ID,
-            DELETE_APPLICATION_BY_APP_ID,
-            GET_APPLICATION_BY_UNIQUE_NAME,
-            UPSERT_APPLICATION,
-            DELETE_APPLICATION_BY_UNIQUE_NAME,
-            ADD_PASSWORD,
-            REMOVE_PASSWORD,
-            LIST_DELETED_APPLICATIONS,
-            GET_DELETED_ITEM,
-            RESTORE_DELETED_ITEM,
-            PURGE_DELETED_ITEM,
-            LIST_SERVICE_PRINCIPALS,
-            CREATE_SERVICE_PRINCIPAL,
-            GET_SERVICE_PRINCIPAL,
-            UPDATE_SERVICE_PRINCIPAL,
-            DELETE_SERVICE_PRINCIPAL,
-            GET_SERVICE_PRINCIPAL_BY_APP_ID,
-            UPSERT_SERVICE_PRINCIPAL,
-            DELETE_SERVICE_PRINCIPAL_BY_APP_ID,
-            LIST_APP_ROLE_ASSIGNMENTS,
-            CREATE_APP_ROLE_ASSIGNMENT,
-            DELETE_APP_ROLE_ASSIGNMENT,
-            LIST_APP_ROLE_ASSIGNED_TO,
-            CREATE_APP_ROLE_ASSIGNED_TO,
-            DELETE_APP_ROLE_ASSIGNED_TO,
-            LIST_GRANTS,
-            CREATE_GRANT,
-            GET_GRANT,
-            UPDATE_GRANT,
-            DELETE_GRANT,
-            GET_DEFAULT_APP_MANAGEMENT_POLICY,
-        ];
+    fn every_template_is_distinct_and_listed() {
+        let all = ALL;
         let unique: std::collections::HashSet<_> = all.iter().collect();
         assert_eq!(unique.len(), all.len());
+        assert_known("*");
+        assert_known("GET <unmatched>");
+        assert!(
+            std::panic::catch_unwind(|| assert_known("POST /applications/{id}/addpassword"))
+                .is_err()
+        );
     }
 }

@@ -252,6 +252,11 @@ pub(crate) fn replicated(created: Timestamp, now: Timestamp, lag: Duration) -> b
     lag.is_zero() || add(created, lag) <= now
 }
 
+/// Deleted directory objects are kept for 30 days, then purged.
+pub(crate) fn retention_over(deleted: Timestamp, now: Timestamp) -> bool {
+    add(deleted, Duration::from_secs(30 * 24 * 3600)) <= now
+}
+
 /// Graph stores times with 100 ns precision.
 pub(crate) fn graph_precision(t: Timestamp) -> Timestamp {
     let nanos = t.as_nanosecond();
