@@ -29,6 +29,19 @@
 //!
 //! The simulated clock ([`MicrosoftSim::advance_clock`]) drives secret expiry, token expiry, the
 //! 30-day deleted-items retention, replication lag and the write-rate window.
+//!
+//! # Where the behaviour comes from
+//! Confirmed from Microsoft's documentation: the upsert status codes (application-upsert,
+//! serviceprincipal-upsert), the `defaultAppManagementPolicy` shape (tenantappmanagementpolicy-get)
+//! and `passwordCredentialConfiguration.maxLifetime`, the 429 body (throttling) and the
+//! `x-ms-throttle-scope` / `x-ms-throttle-information` headers (throttling-limits).
+//! Confirmed from bodies quoted in public issues and code: the AADSTS error bodies (7000215,
+//! 7000222, 700016, 90002, 70011, 1002012, 7000229), `CredentialInvalidLifetimeAsPerAppPolicy`
+//! with detail `InvalidKeyEndDate`, `NoBackingApplicationObject`, `Request_ResourceNotFound`,
+//! "Permission being assigned already exists on the object.", "Permission entry already
+//! exists." (409), the 409 for a second service principal, "Resource not found for the segment",
+//! and the permission IDs of the two resource service principals.
+//! Unconfirmed choices are marked where they are made (in `graph.rs` and `token.rs`).
 
 mod faults;
 mod graph;
