@@ -7,6 +7,7 @@ pub mod config;
 pub mod controller;
 pub mod failpoint;
 pub mod http;
+pub mod sim;
 
 /// The Kubernetes API version the types are generated for (k8s-openapi feature); the supported
 /// cluster range is stated in README.md.

@@ -70,7 +70,7 @@ async fn a_registration_becomes_ready_with_one_app_consent_and_a_working_secret(
     let h = Harness::start("aar-ready").await;
     apply(&h, &registration("support")).await;
     let ready = wait_for_condition(&h, "support", "Ready", "True").await;
-    let status = ready.status.unwrap();
+    let status = ready.status.clone().unwrap();
 
     // Exactly one application, keyed by the resource UID, shaped as the TAC guide asks.
     let apps = h.sim.applications(TENANT);
@@ -80,12 +80,12 @@ async fn a_registration_becomes_ready_with_one_app_consent_and_a_working_secret(
     assert_eq!(app.unique_name.as_deref(), status.unique_name.as_deref());
     assert!(app.unique_name.as_deref().unwrap().ends_with(ready.metadata.uid.as_deref().unwrap()));
     assert_eq!(app.redirect_uris, vec!["https://acme.us.webexconnect.io/callback".to_string()]);
-    assert!(app.access_token_issuance);
+    assert!(app.implicit_access_token_issuance);
     assert_eq!(app.sign_in_audience, "AzureADMyOrg");
     let mut access: Vec<(String, String, String)> = app
         .required_resource_access
         .iter()
-        .flat_map(|r| r.1.iter().map(move |(id, kind)| (r.0.clone(), id.clone(), kind.clone())))
+        .flat_map(|r| r.resource_access.iter().map(move |a| (r.resource_app_id.clone(), a.id.clone(), a.kind.clone())))
         .collect();
     access.sort();
     assert_eq!(
@@ -122,8 +122,6 @@ async fn a_registration_becomes_ready_with_one_app_consent_and_a_working_secret(
     assert_eq!(credential.renewal_time.0.duration_since(credential.not_before.0).as_hours(), 480);
 
     // Nothing secret in status.
-    let status_text = serde_json::to_string(&h.sim.issued_secrets()).unwrap();
-    let _ = status_text;
     let status_json = serde_json::to_string(&ready.status).unwrap();
     for issued in h.sim.issued_secrets() {
         assert!(!status_json.contains(&issued), "a secret leaked into status");

@@ -123,26 +123,14 @@ fn cases() -> Vec<Case> {
             name: "redirect-uri-not-https",
             base: app_registration,
             on_update: false,
-            change: |o| {
-                set(
-                    o,
-                    "/spec/redirectUris",
-                    json!(["http://acme.us.webexconnect.io/callback"]),
-                )
-            },
+            change: |o| set(o, "/spec/redirectUris", json!(["http://acme.us.webexconnect.io/callback"])),
             expected: "redirectUris must use https://",
         },
         Case {
             name: "redirect-uri-too-long",
             base: app_registration,
             on_update: false,
-            change: |o| {
-                set(
-                    o,
-                    "/spec/redirectUris",
-                    json!([format!("https://a.io/{}", "x".repeat(250))]),
-                )
-            },
+            change: |o| set(o, "/spec/redirectUris", json!([format!("https://a.io/{}", "x".repeat(250))])),
             expected: "Too long",
         },
         Case {
@@ -150,11 +138,7 @@ fn cases() -> Vec<Case> {
             base: app_registration,
             on_update: false,
             change: |o| {
-                set(
-                    o,
-                    "/spec/redirectUris",
-                    json!((0..257).map(|i| format!("https://a.io/{i}")).collect::<Vec<_>>()),
-                )
+                set(o, "/spec/redirectUris", json!((0..257).map(|i| format!("https://a.io/{i}")).collect::<Vec<_>>()))
             },
             expected: "Too many",
         },
@@ -277,13 +261,7 @@ fn cases() -> Vec<Case> {
             name: "overrides-with-app-reference",
             base: email_channel,
             on_update: false,
-            change: |o| {
-                set(
-                    o,
-                    "/spec/azure",
-                    json!({"appRegistrationRef": {"name": "shared"}, "displayName": "x"}),
-                )
-            },
+            change: |o| set(o, "/spec/azure", json!({"appRegistrationRef": {"name": "shared"}, "displayName": "x"})),
             expected: "apply to the child app registration only",
         },
         Case {
@@ -311,34 +289,18 @@ fn cases() -> Vec<Case> {
             name: "adopt-added-after-creation",
             base: app_registration,
             on_update: true,
-            change: |o| {
-                set(
-                    o,
-                    "/spec/adopt",
-                    json!({"appId": "aaaaaaaa-2222-3333-4444-555555555555"}),
-                )
-            },
+            change: |o| set(o, "/spec/adopt", json!({"appId": "aaaaaaaa-2222-3333-4444-555555555555"})),
             expected: "adopt can only be set when the resource is created",
         },
         Case {
             name: "adopt-app-id-changed",
             base: || {
                 let mut o = app_registration();
-                set(
-                    &mut o,
-                    "/spec/adopt",
-                    json!({"appId": "aaaaaaaa-2222-3333-4444-555555555555"}),
-                );
+                set(&mut o, "/spec/adopt", json!({"appId": "aaaaaaaa-2222-3333-4444-555555555555"}));
                 o
             },
             on_update: true,
-            change: |o| {
-                set(
-                    o,
-                    "/spec/adopt",
-                    json!({"appId": "bbbbbbbb-2222-3333-4444-555555555555"}),
-                )
-            },
+            change: |o| set(o, "/spec/adopt", json!({"appId": "bbbbbbbb-2222-3333-4444-555555555555"})),
             expected: "adopt.appId is immutable once set",
         },
         Case {
@@ -363,9 +325,7 @@ async fn bad_manifests_are_rejected_at_admission_with_a_message_saying_what_to_f
         let mut object = base.clone();
         set(&mut object, "/metadata/name", json!("valid-base"));
         let object: DynamicObject = serde_json::from_value(object).unwrap();
-        api.create(&PostParams::default(), &object)
-            .await
-            .unwrap_or_else(|e| panic!("valid {kind} rejected: {e}"));
+        api.create(&PostParams::default(), &object).await.unwrap_or_else(|e| panic!("valid {kind} rejected: {e}"));
     }
 
     let mut failures = Vec::new();
@@ -381,32 +341,19 @@ async fn bad_manifests_are_rejected_at_admission_with_a_message_saying_what_to_f
                 .await
                 .unwrap_or_else(|e| panic!("{}: base rejected: {e}", case.name));
             (case.change)(&mut object);
-            api.patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&object),
-            )
-            .await
+            api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&object)).await
         } else {
             (case.change)(&mut object);
             let object: DynamicObject = serde_json::from_value(object).unwrap();
             api.create(&PostParams::default(), &object).await
         };
         match result {
-            Ok(_) => failures.push(format!(
-                "{}: accepted, expected rejection with {:?}",
-                case.name, case.expected
-            )),
+            Ok(_) => failures.push(format!("{}: accepted, expected rejection with {:?}", case.name, case.expected)),
             Err(kube::Error::Api(status)) if status.message.contains(case.expected) => {}
             Err(other) => failures.push(format!("{}: expected {:?}, got: {other}", case.name, case.expected)),
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} case(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
     ns.delete().await;
 }
 
@@ -449,36 +396,15 @@ async fn examples_are_accepted_and_applying_them_twice_changes_nothing() {
     std::fs::create_dir_all(&dir).unwrap();
     for file in examples_in(&ns.name, &dir) {
         let file = file.to_str().unwrap();
-        let (ok, out, err) = kubectl(&[
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "argocd-controller",
-            "-f",
-            file,
-        ]);
+        let (ok, out, err) = kubectl(&["apply", "--server-side", "--field-manager", "argocd-controller", "-f", file]);
         assert!(ok, "{file} rejected: {err}");
         let (_, first, _) = kubectl(&["get", "-f", file, "-o", "jsonpath={.metadata.resourceVersion}"]);
-        let (ok, _, err) = kubectl(&[
-            "apply",
-            "--server-side",
-            "--field-manager",
-            "argocd-controller",
-            "-f",
-            file,
-        ]);
+        let (ok, _, err) = kubectl(&["apply", "--server-side", "--field-manager", "argocd-controller", "-f", file]);
         assert!(ok, "{file} second apply: {err}");
         let (_, second, _) = kubectl(&["get", "-f", file, "-o", "jsonpath={.metadata.resourceVersion}"]);
         assert_eq!(first, second, "{file}: second apply changed the object ({out})");
         // What Argo CD's server-side diff would show: nothing, because defaults live in the schema.
-        let (same, diff, err) = kubectl(&[
-            "diff",
-            "--server-side",
-            "--field-manager",
-            "argocd-controller",
-            "-f",
-            file,
-        ]);
+        let (same, diff, err) = kubectl(&["diff", "--server-side", "--field-manager", "argocd-controller", "-f", file]);
         assert!(same, "{file}: kubectl diff shows a difference:\n{diff}{err}");
     }
     ns.delete().await;
@@ -490,18 +416,9 @@ async fn defaults_are_filled_in_by_the_schema() {
     install_crds(&client).await;
     let ns = TestNamespace::new(&client, "defaults").await;
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &resource("EmailChannel"));
-    let created = api
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(email_channel()).unwrap(),
-        )
-        .await
-        .unwrap();
+    let created = api.create(&PostParams::default(), &serde_json::from_value(email_channel()).unwrap()).await.unwrap();
     let spec = &created.data["spec"];
-    assert_eq!(
-        spec["smtp"],
-        json!({"server": "smtp.office365.com", "port": 587, "security": "STARTTLS"})
-    );
+    assert_eq!(spec["smtp"], json!({"server": "smtp.office365.com", "port": 587, "security": "STARTTLS"}));
     assert_eq!(
         spec["exchange"],
         json!({"manage": true, "smtpAuth": true, "forwarding": {"enabled": true, "keepCopy": true}})
@@ -518,17 +435,10 @@ async fn kubectl_explain_shows_the_field_documentation() {
     // The apiserver publishes a new CRD's OpenAPI asynchronously.
     let out = eventually(Duration::from_secs(60), || async {
         let (ok, out, err) = kubectl(&["explain", "emailchannel.spec.connect"]);
-        if ok && out.contains("tenantHost") {
-            Ok(out)
-        } else {
-            Err(format!("{out}{err}"))
-        }
+        if ok && out.contains("tenantHost") { Ok(out) } else { Err(format!("{out}{err}")) }
     })
     .await;
-    assert!(
-        out.contains("Manual (default): the operator computes the values a person enters"),
-        "{out}"
-    );
+    assert!(out.contains("Manual (default): the operator computes the values a person enters"), "{out}");
     assert!(out.contains("forwardingAddress"), "{out}");
     let (ok, out, err) = kubectl(&["explain", "azureappregistration.spec.clientSecret.renewBefore"]);
     assert!(ok, "{err}");

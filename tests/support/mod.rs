@@ -43,10 +43,7 @@ pub async fn client() -> Client {
         .expect("kubeconfig from tests/cluster/up is valid");
     let client = Client::try_from(config).expect("client from kubeconfig");
     client.apiserver_version().await.unwrap_or_else(|e| {
-        panic!(
-            "the test cluster at {} does not answer ({e}); run `tests/cluster/up`",
-            path.display()
-        )
+        panic!("the test cluster at {} does not answer ({e}); run `tests/cluster/up`", path.display())
     });
     client
 }
@@ -76,11 +73,7 @@ pub async fn install_crds(client: &Client) {
                     .unwrap_or_default()
                     .iter()
                     .any(|c| c.type_ == "Established" && c.status == "True");
-                if established {
-                    Ok(())
-                } else {
-                    Err(format!("{name} not Established yet"))
-                }
+                if established { Ok(()) } else { Err(format!("{name} not Established yet")) }
             }
         })
         .await;
@@ -103,33 +96,20 @@ impl TestNamespace {
             "metadata": {"name": name, "labels": {"connectemail.dev/test": "true"}}
         }))
         .unwrap();
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .expect("create test namespace");
-        Self {
-            name,
-            client: client.clone(),
-        }
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create test namespace");
+        Self { name, client: client.clone() }
     }
 
     /// Deletes the namespace (call at the end of a passing test; a failing test leaves it for inspection).
     pub async fn delete(self) {
-        let _ = Api::<Namespace>::all(self.client)
-            .delete(&self.name, &DeleteParams::default())
-            .await;
+        let _ = Api::<Namespace>::all(self.client).delete(&self.name, &DeleteParams::default()).await;
     }
 }
 
 fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
     h.finish() as u32
 }
 
@@ -168,3 +148,4 @@ pub fn kubectl(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+pub mod operator;

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use connect_email_operator::api::AzureAppRegistration;
 use connect_email_operator::azure::graph::LagRetry;
 use connect_email_operator::azure::{EndpointOverrides, OperatorCredential};
 use connect_email_operator::config::{MicrosoftConfig, azure_clients};
 use connect_email_operator::controller::{self, Context, Settings, SystemClock};
 use connect_email_operator::sim::microsoft::{MicrosoftSim, SimOptions};
-use connect_email_operator::api::AzureAppRegistration;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams};
 use url::Url;
@@ -41,15 +41,24 @@ impl Harness {
         let ns = TestNamespace::new(&client, test).await;
         let url = Url::parse(&sim.url()).unwrap();
         let config = MicrosoftConfig {
-            overrides: EndpointOverrides { authority_host: Some(url.clone()), graph: Some(url.clone()), exchange: Some(url) },
+            overrides: EndpointOverrides {
+                authority_host: Some(url.clone()),
+                graph: Some(url.clone()),
+                exchange: Some(url),
+            },
             extra_ca_pem: Some(sim.ca_pem()),
             lag_retry: Some(LagRetry { attempts: 20, delay: Duration::from_millis(100) }),
         };
-        let credential =
-            OperatorCredential::ClientSecret { client_id: OPERATOR_CLIENT_ID.into(), secret: OPERATOR_SECRET.to_string().into() };
+        let credential = OperatorCredential::ClientSecret {
+            client_id: OPERATOR_CLIENT_ID.into(),
+            secret: OPERATOR_SECRET.to_string().into(),
+        };
         let azure = azure_clients(&config, credential).expect("clients");
-        let settings =
-            Settings { resync: Duration::from_secs(30), propagation_poll: Duration::from_millis(300), ..Settings::default() };
+        let settings = Settings {
+            resync: Duration::from_secs(30),
+            propagation_poll: Duration::from_millis(300),
+            ..Settings::default()
+        };
         let ctx = Arc::new(Context::new(client.clone(), azure, Arc::new(SystemClock), settings));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let namespace = ns.name.clone();

@@ -1,0 +1,470 @@
+//! A stateful simulator of the Microsoft identity platform token endpoint and the Microsoft Graph
+//! v1.0 calls the operator makes, served over real HTTPS on loopback.
+//!
+//! One server plays both hosts: `{url}/{tenant}/oauth2/v2.0/token` is the authority and
+//! `{url}/v1.0/…` is Graph. Configure a client with the simulator's URL as both the authority host
+//! and the Graph endpoint, and trust [`MicrosoftSim::ca_pem`].
+//!
+//! ```text
+//!   operator identity ──client secret / federated assertion──▶ token endpoint ──▶ bearer token
+//!                                                                 ▲                 │ (Graph audience)
+//!   application passwords (addPassword) ──client secret───────────┘                 ▼
+//!   tenant: applications ─┬─ passwordCredentials          Graph v1.0 ◀──────────────┘
+//!                         └─ service principal ── appRoleAssignments / oauth2PermissionGrants
+//!                            (resource SPs: Office 365 Exchange Online, Microsoft Graph)
+//! ```
+//!
+//! What it reproduces: upserts by `uniqueName` / `appId` with `Prefer: create-if-missing`
+//! (201/204/404), PATCH replacing collections, `secretText` returned once, soft delete with
+//! restore and purge, the documented error bodies of both services, secret expiry and propagation
+//! at the token endpoint, replication lag (`Request_ResourceNotFound`,
+//! `NoBackingApplicationObject`), the app management policy's password lifetime cap, write
+//! throttling, paging, and injected 429/503/latency/connection resets ([`Faults`]). Every request
+//! is recorded ([`MicrosoftSim::calls`]) under a route template from [`routes`].
+//!
+//! What it does not do: verify signatures of federated assertions (only their claims), enforce
+//! the caller's Graph permissions (any Graph token of the tenant may call any route), or model
+//! certificates, owners and users. Lists (`$filter` queries, deleted items) are not subject to
+//! replication lag; reads and writes by key are.
+//!
+//! The simulated clock ([`MicrosoftSim::advance_clock`]) drives secret expiry, token expiry, the
+//! 30-day deleted-items retention, replication lag and the write-rate window.
+//!
+//! # Where the behaviour comes from
+//! Confirmed from Microsoft's documentation: the upsert status codes (application-upsert,
+//! serviceprincipal-upsert), the `defaultAppManagementPolicy` shape (tenantappmanagementpolicy-get)
+//! and `passwordCredentialConfiguration.maxLifetime`, the 429 body (throttling) and the
+//! `x-ms-throttle-scope` / `x-ms-throttle-information` headers (throttling-limits).
+//! Confirmed from bodies quoted in public issues and code: the AADSTS error bodies (7000215,
+//! 7000222, 700016, 90002, 70011, 1002012, 7000229), `CredentialInvalidLifetimeAsPerAppPolicy`
+//! with detail `InvalidKeyEndDate`, `NoBackingApplicationObject`, `Request_ResourceNotFound`,
+//! "Permission being assigned already exists on the object.", "Permission entry already
+//! exists." (409), the 409 for a second service principal, "Resource not found for the segment",
+//! and the permission IDs of the two resource service principals.
+//! Unconfirmed choices are marked where they are made (in `graph.rs` and `token.rs`).
+
+mod faults;
+mod graph;
+pub mod routes;
+mod state;
+mod token;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+pub use faults::{FaultBuilder, Faults};
+pub use state::{
+    EXCHANGE_APP_ID, GRAPH_APP_ID, SimAppRoleAssignment, SimApplication, SimOAuth2Grant, SimPassword, SimPermission,
+    SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal,
+};
+
+use faults::FaultAction;
+use graph::{GraphError, RequestIds};
+use routes::Op;
+use state::{OperatorCredential, Shared, Tenant, add, lock};
+use token::AadError;
+
+use super::random;
+use super::server::{self, Outcome, ServerHandle, SimRequest};
+use super::tls::TestCa;
+
+/// Which API a token is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Audience {
+    /// `https://graph.microsoft.com/.default`
+    Graph,
+    /// `https://outlook.office365.com/.default`
+    Exchange,
+}
+
+/// How to start a [`MicrosoftSim`].
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// Where to listen; `127.0.0.1:0` (a free port) when `None`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Tenants created at start (more with [`MicrosoftSim::add_tenant`]).
+    pub tenants: Vec<String>,
+    /// A uniformly distributed delay in `[min, max]` added to every request.
+    pub latency: Option<(Duration, Duration)>,
+    /// Items per page in Graph collections when the caller sends no `$top` (Graph: 100).
+    pub page_size: usize,
+}
+
+impl Default for SimOptions {
+    fn default() -> SimOptions {
+        SimOptions { listen: None, tenants: Vec::new(), latency: None, page_size: 100 }
+    }
+}
+
+impl SimOptions {
+    pub fn tenant(mut self, tenant_id: &str) -> SimOptions {
+        self.tenants.push(tenant_id.to_string());
+        self
+    }
+
+    pub fn page_size(mut self, page_size: usize) -> SimOptions {
+        self.page_size = page_size;
+        self
+    }
+
+    pub fn latency(mut self, min: Duration, max: Duration) -> SimOptions {
+        self.latency = Some((min, max));
+        self
+    }
+
+    pub fn listen(mut self, addr: std::net::SocketAddr) -> SimOptions {
+        self.listen = Some(addr);
+        self
+    }
+}
+
+/// One request as the simulator saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    pub method: String,
+    /// The route template (see [`routes`]), or `"<METHOD> <unmatched>"`.
+    pub route: String,
+    /// The raw request path (no query string).
+    pub path: String,
+    pub query: Option<String>,
+    /// The status sent; 0 when the connection was reset without a response.
+    pub status: u16,
+    /// The tenant: from the path for the token endpoint, from the bearer token for Graph.
+    pub tenant: Option<String>,
+    /// The calling client ID, when known.
+    pub client_id: Option<String>,
+    /// Simulated time of the request.
+    pub at: Timestamp,
+}
+
+/// The running simulator. Dropping it stops the server.
+pub struct MicrosoftSim {
+    shared: Arc<Shared>,
+    /// Dropping it stops the listener and closes every connection.
+    _server: ServerHandle,
+    ca: TestCa,
+}
+
+impl std::fmt::Debug for MicrosoftSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MicrosoftSim").field("url", &self.url()).finish_non_exhaustive()
+    }
+}
+
+impl MicrosoftSim {
+    /// Binds 127.0.0.1:0 (or `options.listen`) and serves HTTPS; one server for both the
+    /// authority and Graph.
+    pub async fn start(options: SimOptions) -> std::io::Result<MicrosoftSim> {
+        let ca = TestCa::generate()?;
+        let listen = options.listen.unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+        let tenants = options.tenants.clone();
+        let shared = Arc::new(Shared::new(options));
+        let handler_shared = shared.clone();
+        let server =
+            server::serve(listen, ca.server_config(), move |request| serve_request(handler_shared.clone(), request))
+                .await?;
+        let addr = server.addr();
+        let host = match addr.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+            ip if ip.is_unspecified() => "[::1]".to_string(),
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        *lock(&shared.base_url) = format!("https://{host}:{}", addr.port());
+        let sim = MicrosoftSim { shared, _server: server, ca };
+        for tenant in tenants {
+            sim.add_tenant(&tenant);
+        }
+        Ok(sim)
+    }
+
+    /// `https://127.0.0.1:PORT`: both the authority host and the Graph endpoint.
+    pub fn url(&self) -> String {
+        self.shared.base_url()
+    }
+
+    /// PEM of the test CA that issued the server certificate.
+    pub fn ca_pem(&self) -> String {
+        self.ca.ca_pem().to_string()
+    }
+
+    /// Creates the tenant (idempotent) with the Exchange Online and Microsoft Graph resource
+    /// service principals.
+    pub fn add_tenant(&self, tenant_id: &str) {
+        lock(&self.shared.directory).tenants.entry(tenant_id.to_string()).or_insert_with(Tenant::new);
+    }
+
+    /// Registers the operator's own identity with a client secret. It gets tokens for Graph and
+    /// Exchange in `tenant_id` (created if missing).
+    pub fn add_operator_client_secret(&self, tenant_id: &str, client_id: &str, secret: &str) {
+        self.add_operator(tenant_id, client_id, OperatorCredential::Secret(secret.to_string()));
+    }
+
+    /// Registers the operator's own identity with workload identity federation: any
+    /// `client_assertion` JWT with `aud` = `api://AzureADTokenExchange`, an https `iss`, a
+    /// non-empty `sub` and a valid `exp`/`nbf` is accepted. **The signature is not verified.**
+    pub fn add_operator_federated(&self, tenant_id: &str, client_id: &str) {
+        self.add_operator(tenant_id, client_id, OperatorCredential::Federated { issuer: None, subject: None });
+    }
+
+    /// Like [`MicrosoftSim::add_operator_federated`], but the assertion's `iss` and `sub` must
+    /// equal these (a federated identity credential); others fail with AADSTS70021.
+    pub fn add_operator_federated_credential(&self, tenant_id: &str, client_id: &str, issuer: &str, subject: &str) {
+        self.add_operator(
+            tenant_id,
+            client_id,
+            OperatorCredential::Federated { issuer: Some(issuer.to_string()), subject: Some(subject.to_string()) },
+        );
+    }
+
+    fn add_operator(&self, tenant_id: &str, client_id: &str, credential: OperatorCredential) {
+        self.add_tenant(tenant_id);
+        lock(&self.shared.directory).operators.insert((tenant_id.to_string(), client_id.to_string()), credential);
+    }
+
+    /// The fault-injection handle.
+    pub fn faults(&self) -> Faults {
+        Faults { shared: self.shared.clone() }
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn calls(&self) -> Vec<CallRecord> {
+        lock(&self.shared.calls).clone()
+    }
+
+    /// How many requests matched route template `route` (see [`routes`]). Panics on a string
+    /// that is not a route template, so a typo cannot make a "never called" assertion pass.
+    pub fn count(&self, route: &str) -> usize {
+        routes::assert_known(route);
+        lock(&self.shared.calls).iter().filter(|c| c.route == route).count()
+    }
+
+    pub fn reset_calls(&self) {
+        lock(&self.shared.calls).clear();
+    }
+
+    fn with_tenant<T>(&self, tenant_id: &str, f: impl FnOnce(&Tenant) -> T) -> T {
+        let directory = lock(&self.shared.directory);
+        match directory.tenants.get(tenant_id) {
+            Some(tenant) => f(tenant),
+            None => panic!("the simulator has no tenant {tenant_id:?}"),
+        }
+    }
+
+    /// Live (not deleted) applications, with their passwords including the secret text.
+    pub fn applications(&self, tenant_id: &str) -> Vec<SimApplication> {
+        self.with_tenant(tenant_id, |t| t.applications.iter().filter(|a| a.deleted.is_none()).cloned().collect())
+    }
+
+    /// Applications in deleted items (not yet past the 30-day retention).
+    pub fn deleted_applications(&self, tenant_id: &str) -> Vec<SimApplication> {
+        let now = self.shared.now();
+        self.with_tenant(tenant_id, |t| {
+            t.applications
+                .iter()
+                .filter(|a| a.deleted.is_some_and(|d| !state::retention_over(d, now)))
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Service principals, including the two resource service principals.
+    pub fn service_principals(&self, tenant_id: &str) -> Vec<SimServicePrincipal> {
+        self.with_tenant(tenant_id, |t| t.service_principals.clone())
+    }
+
+    pub fn app_role_assignments(&self, tenant_id: &str) -> Vec<SimAppRoleAssignment> {
+        self.with_tenant(tenant_id, |t| t.assignments.clone())
+    }
+
+    pub fn oauth2_permission_grants(&self, tenant_id: &str) -> Vec<SimOAuth2Grant> {
+        self.with_tenant(tenant_id, |t| t.grants.clone())
+    }
+
+    /// Every `secretText` the simulator ever handed out (addPassword responses and
+    /// [`MicrosoftSim::seed_password`]), for "no secret in logs" assertions.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        lock(&self.shared.directory).issued_secrets.clone()
+    }
+
+    /// Every access token issued, for the same kind of assertion.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.shared.directory).tokens.keys().cloned().collect()
+    }
+
+    /// Moves the simulated clock forward (expiry of secrets and tokens, deleted-items
+    /// retention, replication lag and rate-limit windows all follow it).
+    pub fn advance_clock(&self, by: Duration) {
+        let mut offset = lock(&self.shared.clock_offset);
+        *offset = offset.saturating_add(by);
+    }
+
+    /// The simulator's current time.
+    pub fn now(&self) -> Timestamp {
+        self.shared.now()
+    }
+
+    /// Checks a bearer token the simulator issued: `Some((tenant, client_id))` if it is known,
+    /// unexpired and for `audience`. For other simulators (Exchange) that accept these tokens.
+    pub fn validate_token(&self, bearer: &str, audience: Audience) -> Option<(String, String)> {
+        let bearer = bearer.strip_prefix("Bearer ").or_else(|| bearer.strip_prefix("bearer ")).unwrap_or(bearer).trim();
+        let now = self.shared.now();
+        let directory = lock(&self.shared.directory);
+        directory
+            .tokens
+            .get(bearer)
+            .filter(|t| t.audience == audience && t.expires > now)
+            .map(|t| (t.tenant.clone(), t.client_id.clone()))
+    }
+
+    /// Test helper: an application created "in the portal" (a day ago, so no replication lag
+    /// applies), with its service principal as the portal creates one. Returns
+    /// `(object ID, appId)`. The tenant is created if missing.
+    pub fn seed_application(&self, tenant_id: &str, display_name: &str) -> (String, String) {
+        self.add_tenant(tenant_id);
+        let created = state::graph_precision(
+            self.shared.now().checked_sub(jiff::SignedDuration::from_hours(24)).unwrap_or(Timestamp::UNIX_EPOCH),
+        );
+        let app = SimApplication {
+            id: random::guid(),
+            app_id: random::guid(),
+            unique_name: None,
+            display_name: display_name.to_string(),
+            sign_in_audience: "AzureADMyOrg".to_string(),
+            redirect_uris: Vec::new(),
+            implicit_access_token_issuance: false,
+            implicit_id_token_issuance: false,
+            required_resource_access: Vec::new(),
+            tags: Vec::new(),
+            notes: None,
+            passwords: Vec::new(),
+            created,
+            deleted: None,
+            other_properties: serde_json::Map::new(),
+        };
+        let ids = (app.id.clone(), app.app_id.clone());
+        let sp = SimServicePrincipal {
+            id: random::guid(),
+            app_id: app.app_id.clone(),
+            display_name: display_name.to_string(),
+            account_enabled: true,
+            app_owner_organization_id: Some(tenant_id.to_string()),
+            app_roles: Vec::new(),
+            oauth2_permission_scopes: Vec::new(),
+            tags: Vec::new(),
+            created,
+        };
+        let mut directory = lock(&self.shared.directory);
+        let tenant = directory.tenants.get_mut(tenant_id).expect("added above");
+        tenant.applications.push(app);
+        tenant.service_principals.push(sp);
+        ids
+    }
+
+    /// Test helper: adds a password valid from now for `lifetime` to an application (already
+    /// propagated). Returns `(keyId, secretText)`. Panics if the application does not exist.
+    pub fn seed_password(
+        &self,
+        tenant_id: &str,
+        app_object_id: &str,
+        display_name: &str,
+        lifetime: Duration,
+    ) -> (String, String) {
+        let now = self.shared.now();
+        let start = state::graph_precision(now);
+        let mut password =
+            graph::new_password(Some(display_name.to_string()), start, add(start, lifetime), Timestamp::UNIX_EPOCH);
+        password.created = Timestamp::UNIX_EPOCH;
+        let result = (password.key_id.clone(), password.secret_text.clone());
+        let mut directory = lock(&self.shared.directory);
+        directory.issued_secrets.push(password.secret_text.clone());
+        let app = directory
+            .tenants
+            .get_mut(tenant_id)
+            .and_then(|t| {
+                t.applications.iter_mut().find(|a| a.deleted.is_none() && a.id.eq_ignore_ascii_case(app_object_id))
+            })
+            .unwrap_or_else(|| panic!("no application {app_object_id:?} in tenant {tenant_id:?}"));
+        app.passwords.push(password);
+        result
+    }
+}
+
+impl Drop for MicrosoftSim {
+    fn drop(&mut self) {
+        tracing::debug!(url = %self.url(), "stopping the Microsoft simulator");
+    }
+}
+
+/// Answers one request: global latency, routing, fault injection, then the token endpoint or
+/// Graph; records the call.
+async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
+    if let Some((min, max)) = shared.options.latency {
+        let span = max.saturating_sub(min).as_millis() as u64;
+        let delay = min + Duration::from_millis(random::below(span + 1));
+        tokio::time::sleep(delay).await;
+    }
+    let routed = routes::route(&request.method, &request.path);
+    let route = match &routed {
+        Ok(endpoint) => endpoint.op.template().to_string(),
+        Err(_) => routes::unmatched(request.method.as_str()),
+    };
+    let is_token = matches!(&routed, Ok(endpoint) if endpoint.op == Op::Token);
+    let (tenant, client_id) = match &routed {
+        Ok(endpoint) if is_token => (Some(endpoint.key.clone()), token::requested_client(&request)),
+        _ => graph::caller(&shared, &request).unzip(),
+    };
+
+    let triggered = lock(&shared.faults).take(&route);
+    if !triggered.latency.is_zero() {
+        tokio::time::sleep(triggered.latency).await;
+    }
+    let now = shared.now();
+    let outcome = match (triggered.terminal, &routed) {
+        (Some(FaultAction::Reset), _) => Outcome::Reset,
+        (Some(FaultAction::Status { code, retry_after, .. }), _) => {
+            let mut response = if is_token {
+                AadError::for_status(code).into_response(now, &token::correlation_id(&request))
+            } else {
+                GraphError::for_status(code, retry_after).into_response(&RequestIds::for_request(&request), now)
+            };
+            if let Some(seconds) = retry_after {
+                response.set_header("retry-after", &seconds.to_string());
+            }
+            Outcome::Respond(response)
+        }
+        (_, Ok(endpoint)) if is_token => Outcome::Respond(token::handle(&shared, &endpoint.key, &request)),
+        (_, Ok(endpoint)) => {
+            Outcome::Respond(graph::handle(&shared, endpoint, &request, &RequestIds::for_request(&request)))
+        }
+        (_, Err(no_route)) => {
+            Outcome::Respond(GraphError::for_no_route(no_route).into_response(&RequestIds::for_request(&request), now))
+        }
+    };
+
+    let status = match &outcome {
+        Outcome::Respond(response) => response.status.as_u16(),
+        Outcome::Reset => 0,
+    };
+    tracing::debug!(
+        method = %request.method,
+        route = %route,
+        status,
+        tenant = tenant.as_deref().unwrap_or(""),
+        "microsoft simulator request"
+    );
+    lock(&shared.calls).push(CallRecord {
+        method: request.method.to_string(),
+        route,
+        path: request.path.clone(),
+        query: request.query.clone(),
+        status,
+        tenant,
+        client_id,
+        at: now,
+    });
+    outcome
+}

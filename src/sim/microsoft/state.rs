@@ -1,0 +1,393 @@
+//! The simulated directory: tenants with their applications, service principals, consent and
+//! issued tokens, plus the simulator's clock and global behaviour settings.
+//!
+//! Everything lives behind plain `std::sync::Mutex`es that are never held across an `.await`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::faults::FaultTable;
+use super::{Audience, CallRecord, SimOptions};
+use crate::sim::random;
+
+/// Office 365 Exchange Online, present in every tenant.
+pub const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
+/// Microsoft Graph, present in every tenant.
+pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
+
+/// An application registration (`microsoft.graph.application`), including its password
+/// credentials *with their secret text*. The secret text is kept only so tests can assert on it;
+/// Graph never returns it after `addPassword`, and neither does the simulator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimApplication {
+    /// Object ID.
+    pub id: String,
+    /// Application (client) ID.
+    pub app_id: String,
+    pub unique_name: Option<String>,
+    pub display_name: String,
+    pub sign_in_audience: String,
+    pub redirect_uris: Vec<String>,
+    pub implicit_access_token_issuance: bool,
+    pub implicit_id_token_issuance: bool,
+    pub required_resource_access: Vec<SimRequiredResourceAccess>,
+    pub tags: Vec<String>,
+    pub notes: Option<String>,
+    pub passwords: Vec<SimPassword>,
+    pub created: Timestamp,
+    /// Set while the application sits in deleted items.
+    pub deleted: Option<Timestamp>,
+    /// Other writable application properties (description, identifierUris, spa, …), stored and
+    /// echoed verbatim.
+    pub other_properties: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimRequiredResourceAccess {
+    pub resource_app_id: String,
+    pub resource_access: Vec<SimResourceAccess>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimResourceAccess {
+    pub id: String,
+    /// `Role` (application permission) or `Scope` (delegated permission).
+    pub kind: String,
+}
+
+/// A password credential. `Debug` never prints the secret text.
+#[derive(Clone, PartialEq)]
+pub struct SimPassword {
+    pub key_id: String,
+    pub display_name: Option<String>,
+    pub hint: String,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    /// When the simulator created it (drives the propagation delay).
+    pub created: Timestamp,
+    /// For test assertions only.
+    pub secret_text: String,
+}
+
+impl fmt::Debug for SimPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimPassword")
+            .field("key_id", &self.key_id)
+            .field("display_name", &self.display_name)
+            .field("hint", &self.hint)
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .field("created", &self.created)
+            .field("secret_text", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A service principal (enterprise application).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimServicePrincipal {
+    pub id: String,
+    pub app_id: String,
+    pub display_name: String,
+    pub account_enabled: bool,
+    pub app_owner_organization_id: Option<String>,
+    pub app_roles: Vec<SimPermission>,
+    pub oauth2_permission_scopes: Vec<SimPermission>,
+    pub tags: Vec<String>,
+    pub created: Timestamp,
+}
+
+/// An app role or a delegated permission scope published by a resource service principal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimPermission {
+    pub id: String,
+    pub value: String,
+    pub display_name: String,
+}
+
+/// An application-permission grant (`appRoleAssignment`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimAppRoleAssignment {
+    pub id: String,
+    pub principal_id: String,
+    pub resource_id: String,
+    pub app_role_id: String,
+    pub created: Timestamp,
+}
+
+/// A delegated-permission grant (`oAuth2PermissionGrant`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimOAuth2Grant {
+    pub id: String,
+    pub client_id: String,
+    pub consent_type: String,
+    pub principal_id: Option<String>,
+    pub resource_id: String,
+    pub scope: String,
+}
+
+/// How the operator itself authenticates.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum OperatorCredential {
+    Secret(String),
+    /// Federated: any assertion whose claims look right, optionally pinned to an issuer/subject.
+    Federated {
+        issuer: Option<String>,
+        subject: Option<String>,
+    },
+}
+
+impl fmt::Debug for OperatorCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OperatorCredential::Secret(_) => f.write_str("Secret(<redacted>)"),
+            OperatorCredential::Federated { issuer, subject } => {
+                f.debug_struct("Federated").field("issuer", issuer).field("subject", subject).finish()
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct IssuedToken {
+    pub tenant: String,
+    pub client_id: String,
+    pub audience: Audience,
+    pub expires: Timestamp,
+}
+
+#[derive(Debug)]
+pub(crate) struct Tenant {
+    pub applications: Vec<SimApplication>,
+    pub service_principals: Vec<SimServicePrincipal>,
+    pub assignments: Vec<SimAppRoleAssignment>,
+    pub grants: Vec<SimOAuth2Grant>,
+    /// Recent Graph writes per calling client, for the write rate limit.
+    pub writes: HashMap<String, VecDeque<Timestamp>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Directory {
+    pub tenants: BTreeMap<String, Tenant>,
+    /// (tenant, client ID) → credential.
+    pub operators: HashMap<(String, String), OperatorCredential>,
+    pub tokens: HashMap<String, IssuedToken>,
+    pub issued_secrets: Vec<String>,
+}
+
+/// Global behaviour switches, set through [`super::Faults`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Settings {
+    pub replication_lag: Duration,
+    pub password_propagation: Duration,
+    pub password_lifetime_cap: Option<Duration>,
+    pub write_rate_limit: Option<(u32, Duration)>,
+}
+
+/// Everything the request handlers and the public handle share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub options: SimOptions,
+    /// `https://127.0.0.1:PORT`, known once the listener is bound.
+    pub base_url: Mutex<String>,
+    pub directory: Mutex<Directory>,
+    pub faults: Mutex<FaultTable>,
+    pub settings: Mutex<Settings>,
+    pub calls: Mutex<Vec<CallRecord>>,
+    /// How far the simulated clock runs ahead of the real one.
+    pub clock_offset: Mutex<Duration>,
+}
+
+/// Locks a mutex, recovering from poisoning: a panicking test thread must not wedge the server.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    pub fn new(options: SimOptions) -> Shared {
+        Shared {
+            options,
+            base_url: Mutex::new(String::new()),
+            directory: Mutex::new(Directory::default()),
+            faults: Mutex::new(FaultTable::default()),
+            settings: Mutex::new(Settings::default()),
+            calls: Mutex::new(Vec::new()),
+            clock_offset: Mutex::new(Duration::ZERO),
+        }
+    }
+
+    /// The simulator's notion of now: real time plus everything `advance_clock` added.
+    pub fn now(&self) -> Timestamp {
+        let offset = *lock(&self.clock_offset);
+        add(Timestamp::now(), offset)
+    }
+
+    pub fn base_url(&self) -> String {
+        lock(&self.base_url).clone()
+    }
+
+    pub fn settings(&self) -> Settings {
+        *lock(&self.settings)
+    }
+}
+
+/// `t + d`, saturating at the largest timestamp.
+pub(crate) fn add(t: Timestamp, d: Duration) -> Timestamp {
+    SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok()).unwrap_or(Timestamp::MAX)
+}
+
+/// Whether something created at `created` is older than `lag` at `now` (visible to replicas).
+pub(crate) fn replicated(created: Timestamp, now: Timestamp, lag: Duration) -> bool {
+    lag.is_zero() || add(created, lag) <= now
+}
+
+/// Deleted directory objects are kept for 30 days, then purged.
+pub(crate) fn retention_over(deleted: Timestamp, now: Timestamp) -> bool {
+    add(deleted, Duration::from_secs(30 * 24 * 3600)) <= now
+}
+
+/// Graph stores times with 100 ns precision.
+pub(crate) fn graph_precision(t: Timestamp) -> Timestamp {
+    let nanos = t.as_nanosecond();
+    Timestamp::from_nanosecond(nanos - nanos.rem_euclid(100)).unwrap_or(t)
+}
+
+impl Tenant {
+    pub fn new() -> Tenant {
+        // Created "long ago" so that replication lag never hides them.
+        let created = Timestamp::UNIX_EPOCH;
+        Tenant {
+            applications: Vec::new(),
+            service_principals: vec![exchange_sp(created), graph_sp(created)],
+            assignments: Vec::new(),
+            grants: Vec::new(),
+            writes: HashMap::new(),
+        }
+    }
+
+    pub fn live_app_by_app_id(&self, app_id: &str) -> Option<&SimApplication> {
+        self.applications.iter().find(|a| a.deleted.is_none() && a.app_id.eq_ignore_ascii_case(app_id))
+    }
+
+    pub fn sp_by_app_id(&self, app_id: &str) -> Option<&SimServicePrincipal> {
+        self.service_principals.iter().find(|sp| sp.app_id.eq_ignore_ascii_case(app_id))
+    }
+
+    pub fn sp_by_id(&self, id: &str) -> Option<&SimServicePrincipal> {
+        self.service_principals.iter().find(|sp| sp.id.eq_ignore_ascii_case(id))
+    }
+
+    /// Removes a service principal and every grant that involves it.
+    pub fn remove_sp(&mut self, sp_id: &str) {
+        self.service_principals.retain(|sp| !sp.id.eq_ignore_ascii_case(sp_id));
+        self.assignments
+            .retain(|a| !a.principal_id.eq_ignore_ascii_case(sp_id) && !a.resource_id.eq_ignore_ascii_case(sp_id));
+        self.grants.retain(|g| !g.client_id.eq_ignore_ascii_case(sp_id) && !g.resource_id.eq_ignore_ascii_case(sp_id));
+    }
+
+    /// Permanently removes applications that have been in deleted items for 30 days.
+    pub fn purge_expired(&mut self, now: Timestamp) {
+        let retention = Duration::from_secs(30 * 24 * 3600);
+        self.applications.retain(|a| a.deleted.is_none_or(|deleted| add(deleted, retention) > now));
+    }
+}
+
+fn permission(id: &str, value: &str, display_name: &str) -> SimPermission {
+    SimPermission { id: id.to_string(), value: value.to_string(), display_name: display_name.to_string() }
+}
+
+/// Office 365 Exchange Online. IDs are the real ones, confirmed against a public catalogue of the
+/// first-party service principal's `appRoles` / `oauth2PermissionScopes`.
+fn exchange_sp(created: Timestamp) -> SimServicePrincipal {
+    SimServicePrincipal {
+        id: random::guid(),
+        app_id: EXCHANGE_APP_ID.to_string(),
+        display_name: "Office 365 Exchange Online".to_string(),
+        account_enabled: true,
+        app_owner_organization_id: Some(MICROSOFT_TENANT.to_string()),
+        app_roles: vec![
+            permission("b633e1c5-b582-4048-a93e-9f11b44c7e96", "Mail.Send", "Send mail as any user"),
+            permission(
+                "7146a1f0-8703-45b3-9eae-527a64c00995",
+                "SMTP.SendAsApp",
+                "Send emails from mailboxes using SMTP AUTH.",
+            ),
+            permission(
+                "dc50a0fb-09a3-484d-be87-e023b12c6440",
+                "Exchange.ManageAsApp",
+                "Manage Exchange As Application",
+            ),
+            permission(
+                "dc890d15-9560-4a4c-9b7f-a736ec74ec40",
+                "full_access_as_app",
+                "Use Exchange Web Services with full access to all mailboxes",
+            ),
+        ],
+        oauth2_permission_scopes: vec![
+            permission(
+                "76faac2a-0f20-42f1-928a-50de5b9dbe52",
+                "SMTP.Send",
+                "Access to sending emails from your mailbox using SMTP AUTH",
+            ),
+            permission(
+                "3b5f3d61-589b-4a3c-a359-5dd4b5ee5bd5",
+                "EWS.AccessAsUser.All",
+                "Access mailboxes as the signed-in user via Exchange Web Services",
+            ),
+            permission(
+                "195adc35-e27b-454b-a7ed-1ecdffa1c09f",
+                "IMAP.AccessAsUser.All",
+                "Read and write access to your mail via IMAP",
+            ),
+            permission(
+                "fb698133-92fa-453e-a9ed-688e10f2e5ac",
+                "POP.AccessAsUser.All",
+                "Read and write access to your mail via POP",
+            ),
+        ],
+        tags: Vec::new(),
+        created,
+    }
+}
+
+/// Microsoft Graph. IDs are the real ones (published permission reference; cross-checked in
+/// public code).
+fn graph_sp(created: Timestamp) -> SimServicePrincipal {
+    SimServicePrincipal {
+        id: random::guid(),
+        app_id: GRAPH_APP_ID.to_string(),
+        display_name: "Microsoft Graph".to_string(),
+        account_enabled: true,
+        app_owner_organization_id: Some(MICROSOFT_TENANT.to_string()),
+        app_roles: vec![
+            permission("b633e1c5-b582-4048-a93e-9f11b44c7e96", "Mail.Send", "Send mail as any user"),
+            permission(
+                "18a4783c-866b-4cc7-a460-3d5e5662c884",
+                "Application.ReadWrite.OwnedBy",
+                "Manage apps that this app creates or owns",
+            ),
+            permission("df021288-bdef-4463-88db-98f22de89214", "User.Read.All", "Read all users' full profiles"),
+        ],
+        oauth2_permission_scopes: vec![
+            permission(
+                "7427e0e9-2fba-42fe-b0c0-848c9e6a8182",
+                "offline_access",
+                "Maintain access to data you have given it access to",
+            ),
+            permission("37f7f235-527c-4136-accd-4a02d197296e", "openid", "Sign users in"),
+            permission("14dad69e-099b-42c9-810b-d002981feec1", "profile", "View users' basic profile"),
+            permission("64a6cdd6-aab1-4aaf-94b8-3cc8405e90d0", "email", "View users' email address"),
+            permission("e1fe6dd8-ba31-4d61-89e7-88639da4683d", "User.Read", "Sign in and read user profile"),
+            permission("e383f46e-2787-4529-855e-0e479a3ffac0", "Mail.Send", "Send mail as a user"),
+        ],
+        tags: Vec::new(),
+        created,
+    }
+}
+
+/// The tenant that owns Microsoft's first-party applications.
+const MICROSOFT_TENANT: &str = "f8cdef31-a31e-4b4a-93e4-5f571e91255a";

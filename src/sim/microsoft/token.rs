@@ -1,0 +1,516 @@
+//! `POST /{tenant}/oauth2/v2.0/token`: the client-credentials grant of the Microsoft identity
+//! platform, with its error bodies (`error`, `error_description` starting with the AADSTS code,
+//! `error_codes`, `timestamp`, `trace_id`, `correlation_id`, `error_uri`).
+//!
+//! Clients are the operator identities registered on the simulator (client secret or federated
+//! assertion) and the applications created through Graph in that tenant (their password
+//! credentials). Federated assertions are *not* signature-checked: only their claims are.
+
+use std::time::Duration;
+
+use base64::Engine;
+use hyper::StatusCode;
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::Audience;
+use super::state::{EXCHANGE_APP_ID, GRAPH_APP_ID, IssuedToken, OperatorCredential, Shared, add, lock, replicated};
+use crate::sim::random;
+use crate::sim::server::{SimRequest, SimResponse};
+
+/// Lifetime Entra reports for app-only tokens (`expires_in`).
+pub(crate) const TOKEN_LIFETIME_SECONDS: u64 = 3599;
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// The audience Entra expects in workload-identity-federation assertions.
+const FEDERATION_AUDIENCE: &str = "api://AzureADTokenExchange";
+const JSON: &str = "application/json; charset=utf-8";
+
+/// An identity-platform error. The status, `error` and code for each case are in the
+/// constructors below; the description texts are the real ones, with the trace lines appended.
+#[derive(Debug)]
+pub(crate) struct AadError {
+    status: StatusCode,
+    error: &'static str,
+    code: u32,
+    description: String,
+}
+
+impl AadError {
+    fn new(status: StatusCode, error: &'static str, code: u32, description: String) -> AadError {
+        AadError { status, error, code, description }
+    }
+
+    /// Observed for a wrong secret (HTTP 401).
+    fn invalid_secret(client_id: &str) -> AadError {
+        AadError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000215,
+            format!(
+                "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{client_id}'."
+            ),
+        )
+    }
+
+    fn expired_secret(client_id: &str) -> AadError {
+        AadError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000222,
+            format!(
+                "AADSTS7000222: The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds."
+            ),
+        )
+    }
+
+    fn unknown_client(client_id: &str, tenant: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            format!(
+                "AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant."
+            ),
+        )
+    }
+
+    /// `error` is `invalid_tenant` in responses observed since 2022 (older ones said
+    /// `invalid_request`); clients should branch on `error_codes`, not on this.
+    fn unknown_tenant(tenant: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant",
+            90002,
+            format!(
+                "AADSTS90002: Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
+            ),
+        )
+    }
+
+    fn invalid_scope(scope: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            70011,
+            format!(
+                "AADSTS70011: The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+            ),
+        )
+    }
+
+    /// A single resource-specific scope (not `/.default`) in a client-credentials request.
+    fn scope_not_default(scope: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            1002012,
+            format!(
+                "AADSTS1002012: The provided value for scope {scope} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."
+            ),
+        )
+    }
+
+    fn unknown_resource(resource: &str, tenant: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_resource",
+            500011,
+            format!(
+                "AADSTS500011: The resource principal named {resource} was not found in the tenant named {tenant}. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
+            ),
+        )
+    }
+
+    fn missing_service_principal(client_id: &str, tenant: &str) -> AadError {
+        AadError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000229,
+            format!(
+                "AADSTS7000229: The client application {client_id} is missing service principal in the tenant {tenant}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119"
+            ),
+        )
+    }
+
+    fn missing_parameter(parameter: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            900144,
+            format!("AADSTS900144: The request body must contain the following parameter: '{parameter}'."),
+        )
+    }
+
+    fn missing_credential() -> AadError {
+        AadError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7000218,
+            "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'.".to_string(),
+        )
+    }
+
+    /// Unconfirmed wording.
+    fn unsupported_grant(grant: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            format!("AADSTS70003: The app requested an unsupported grant type '{grant}'."),
+        )
+    }
+
+    fn malformed_assertion() -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            50027,
+            "AADSTS50027: JWT token is invalid or malformed.".to_string(),
+        )
+    }
+
+    /// Unconfirmed wording and status.
+    fn assertion_type(value: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            50027,
+            format!("AADSTS50027: JWT token is invalid or malformed. Unsupported client_assertion_type '{value}'."),
+        )
+    }
+
+    fn assertion_time() -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            700024,
+            "AADSTS700024: Client assertion is not within its valid time range.".to_string(),
+        )
+    }
+
+    fn no_federated_record(issuer: &str, subject: &str, audience: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            70021,
+            format!(
+                "AADSTS70021: No matching federated identity record found for presented assertion. Assertion Issuer: '{issuer}'. Assertion Subject: '{subject}'. Assertion Audience: '{audience}'."
+            ),
+        )
+    }
+
+    /// Unconfirmed wording.
+    fn federated_audience(audience: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            700212,
+            format!(
+                "AADSTS700212: No matching federated identity record found for presented assertion audience '{audience}'."
+            ),
+        )
+    }
+
+    /// Used by fault injection: 429/503 and anything else a test asks for.
+    pub(crate) fn for_status(status: u16) -> AadError {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        AadError::new(
+            status,
+            "temporarily_unavailable",
+            90033,
+            "AADSTS90033: A transient error has occurred. Please try again.".to_string(),
+        )
+    }
+
+    pub(crate) fn into_response(self, now: Timestamp, correlation_id: &str) -> SimResponse {
+        let trace_id = random::guid();
+        let timestamp = now.strftime("%Y-%m-%d %H:%M:%SZ").to_string();
+        let body = json!({
+            "error": self.error,
+            "error_description": format!(
+                "{}\r\nTrace ID: {trace_id}\r\nCorrelation ID: {correlation_id}\r\nTimestamp: {timestamp}",
+                self.description
+            ),
+            "error_codes": [self.code],
+            "timestamp": timestamp,
+            "trace_id": trace_id,
+            "correlation_id": correlation_id,
+            "error_uri": format!("https://login.microsoftonline.com/error?code={}", self.code),
+        });
+        token_headers(SimResponse::json(self.status, &body, JSON), &trace_id)
+    }
+}
+
+fn token_headers(response: SimResponse, request_id: &str) -> SimResponse {
+    response
+        .with_header("cache-control", "no-store, no-cache")
+        .with_header("pragma", "no-cache")
+        .with_header("x-ms-request-id", request_id)
+}
+
+/// The correlation ID Entra reports: the client's `client-request-id` when it sent one.
+pub(crate) fn correlation_id(request: &SimRequest) -> String {
+    request.header("client-request-id").map(str::to_string).unwrap_or_else(random::guid)
+}
+
+/// The client ID a token request names, for call records (without validating anything).
+pub(crate) fn requested_client(request: &SimRequest) -> Option<String> {
+    form_urlencoded::parse(&request.body).find(|(k, _)| k == "client_id").map(|(_, v)| v.into_owned())
+}
+
+/// Handles one token request for the tenant named in the path.
+pub(crate) fn handle(shared: &Shared, tenant: &str, request: &SimRequest) -> SimResponse {
+    let now = shared.now();
+    let correlation = correlation_id(request);
+    match issue(shared, tenant, request, now) {
+        Ok(token) => {
+            let body = json!({
+                "token_type": "Bearer",
+                "expires_in": TOKEN_LIFETIME_SECONDS,
+                "ext_expires_in": TOKEN_LIFETIME_SECONDS,
+                "access_token": token,
+            });
+            token_headers(SimResponse::json(StatusCode::OK, &body, JSON), &random::guid())
+        }
+        Err(error) => error.into_response(now, &correlation),
+    }
+}
+
+fn issue(shared: &Shared, tenant: &str, request: &SimRequest, now: Timestamp) -> Result<String, AadError> {
+    let form: Vec<(String, String)> =
+        form_urlencoded::parse(&request.body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let param = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+    let settings = shared.settings();
+    let base_url = shared.base_url();
+    let mut directory = lock(&shared.directory);
+    let Some(tenant_id) = directory.tenants.keys().find(|t| t.eq_ignore_ascii_case(tenant)).cloned() else {
+        return Err(AadError::unknown_tenant(tenant));
+    };
+
+    let grant = param("grant_type").ok_or_else(|| AadError::missing_parameter("grant_type"))?;
+    if grant != "client_credentials" {
+        return Err(AadError::unsupported_grant(grant));
+    }
+    let client_id = param("client_id").ok_or_else(|| AadError::missing_parameter("client_id"))?;
+    let scope = param("scope").ok_or_else(|| AadError::missing_parameter("scope"))?;
+    let audience = audience_of(scope, &base_url, &tenant_id)?;
+
+    let secret = param("client_secret");
+    let assertion = param("client_assertion");
+    let operator = directory.operators.get(&(tenant_id.clone(), client_id.to_string())).cloned();
+    if let Some(credential) = operator {
+        match (&credential, assertion, secret) {
+            (OperatorCredential::Federated { issuer, subject }, Some(jwt), _) => {
+                let assertion_type = param("client_assertion_type")
+                    .ok_or_else(|| AadError::missing_parameter("client_assertion_type"))?;
+                if assertion_type != JWT_BEARER {
+                    return Err(AadError::assertion_type(assertion_type));
+                }
+                check_federated_assertion(jwt, issuer.as_deref(), subject.as_deref(), now)?;
+            }
+            (OperatorCredential::Secret(expected), None, Some(given)) if expected == given => {}
+            (OperatorCredential::Secret(_), None, Some(_)) => {
+                return Err(AadError::invalid_secret(client_id));
+            }
+            (OperatorCredential::Federated { .. }, None, Some(_)) => {
+                // An identity without any secret: every secret is wrong.
+                return Err(AadError::invalid_secret(client_id));
+            }
+            (OperatorCredential::Secret(_), Some(jwt), _) => {
+                let claims = parse_assertion(jwt)?;
+                return Err(AadError::no_federated_record(&claims.issuer, &claims.subject, &claims.audience.join(",")));
+            }
+            (_, None, None) => return Err(AadError::missing_credential()),
+        }
+    } else {
+        let tenant_state = directory.tenants.get_mut(&tenant_id).expect("tenant looked up above");
+        let Some(app) = tenant_state
+            .live_app_by_app_id(client_id)
+            .filter(|app| replicated(app.created, now, settings.replication_lag))
+        else {
+            return Err(AadError::unknown_client(client_id, &tenant_id));
+        };
+        match (assertion, secret) {
+            (Some(jwt), _) => {
+                let claims = parse_assertion(jwt)?;
+                return Err(AadError::no_federated_record(&claims.issuer, &claims.subject, &claims.audience.join(",")));
+            }
+            (None, Some(given)) => {
+                let Some(password) = app.passwords.iter().find(|p| p.secret_text == given) else {
+                    return Err(AadError::invalid_secret(client_id));
+                };
+                // A brand-new secret is not yet known to every token-issuing replica.
+                if !replicated(password.created, now, settings.password_propagation) || password.start > now {
+                    return Err(AadError::invalid_secret(client_id));
+                }
+                if password.end <= now {
+                    return Err(AadError::expired_secret(client_id));
+                }
+            }
+            (None, None) => return Err(AadError::missing_credential()),
+        }
+        let app_id = app.app_id.clone();
+        if tenant_state.sp_by_app_id(&app_id).is_none() {
+            return Err(AadError::missing_service_principal(&app_id, &tenant_id));
+        }
+    }
+
+    let token = random::string_from(random::BASE64URL, 96);
+    directory.tokens.insert(
+        token.clone(),
+        IssuedToken {
+            tenant: tenant_id,
+            client_id: client_id.to_string(),
+            audience,
+            expires: add(now, Duration::from_secs(TOKEN_LIFETIME_SECONDS)),
+        },
+    );
+    Ok(token)
+}
+
+/// Resolves the single `<resource>/.default` scope to an audience.
+fn audience_of(scope: &str, base_url: &str, tenant: &str) -> Result<Audience, AadError> {
+    let scopes: Vec<&str> = scope.split_whitespace().collect();
+    let [scope] = scopes.as_slice() else {
+        return Err(AadError::invalid_scope(scope));
+    };
+    let Some(resource) = scope.strip_suffix("/.default") else {
+        return Err(AadError::scope_not_default(scope));
+    };
+    let resource = resource.trim_end_matches('/');
+    const GRAPH: [&str; 5] = [
+        "https://graph.microsoft.com",
+        "https://graph.microsoft.us",
+        "https://dod-graph.microsoft.us",
+        "https://microsoftgraph.chinacloudapi.cn",
+        GRAPH_APP_ID,
+    ];
+    const EXCHANGE: [&str; 5] = [
+        "https://outlook.office365.com",
+        "https://outlook.office.com",
+        "https://outlook.office365.us",
+        "https://partner.outlook.cn",
+        EXCHANGE_APP_ID,
+    ];
+    if GRAPH.iter().any(|r| r.eq_ignore_ascii_case(resource))
+        || (!base_url.is_empty() && resource.eq_ignore_ascii_case(base_url))
+    {
+        Ok(Audience::Graph)
+    } else if EXCHANGE.iter().any(|r| r.eq_ignore_ascii_case(resource)) {
+        Ok(Audience::Exchange)
+    } else if resource.is_empty() {
+        Err(AadError::invalid_scope(scope))
+    } else {
+        Err(AadError::unknown_resource(resource, tenant))
+    }
+}
+
+struct AssertionClaims {
+    issuer: String,
+    subject: String,
+    audience: Vec<String>,
+    expires: Option<i64>,
+    not_before: Option<i64>,
+}
+
+fn parse_assertion(jwt: &str) -> Result<AssertionClaims, AadError> {
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [_header, payload, _signature] = parts.as_slice() else {
+        return Err(AadError::malformed_assertion());
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .map_err(|_| AadError::malformed_assertion())?;
+    let claims: Value = serde_json::from_slice(&bytes).map_err(|_| AadError::malformed_assertion())?;
+    let text = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or("").to_string();
+    let audience = match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.clone()],
+        Some(Value::Array(items)) => items.iter().filter_map(|a| a.as_str().map(str::to_string)).collect(),
+        _ => Vec::new(),
+    };
+    Ok(AssertionClaims {
+        issuer: text("iss"),
+        subject: text("sub"),
+        audience,
+        expires: claims.get("exp").and_then(Value::as_i64),
+        not_before: claims.get("nbf").and_then(Value::as_i64),
+    })
+}
+
+/// Checks the claims of a workload-identity-federation assertion. The signature is NOT verified:
+/// the simulator has no issuer keys. An assertion "looks right" when its audience is
+/// `api://AzureADTokenExchange`, its issuer an https URL, its subject non-empty, and it is within
+/// its validity window; if the identity was registered with a pinned issuer/subject they must match.
+fn check_federated_assertion(
+    jwt: &str,
+    pinned_issuer: Option<&str>,
+    pinned_subject: Option<&str>,
+    now: Timestamp,
+) -> Result<(), AadError> {
+    let claims = parse_assertion(jwt)?;
+    if !claims.audience.iter().any(|a| a == FEDERATION_AUDIENCE) {
+        return Err(AadError::federated_audience(&claims.audience.join(",")));
+    }
+    let now_seconds = now.as_second();
+    // Entra allows a few minutes of clock skew; five minutes is the customary allowance.
+    let skew = 300;
+    if claims.expires.is_none_or(|exp| exp + skew <= now_seconds)
+        || claims.not_before.is_some_and(|nbf| nbf - skew > now_seconds)
+    {
+        return Err(AadError::assertion_time());
+    }
+    let issuer_ok = claims.issuer.starts_with("https://") && pinned_issuer.is_none_or(|pinned| pinned == claims.issuer);
+    let subject_ok = !claims.subject.is_empty() && pinned_subject.is_none_or(|pinned| pinned == claims.subject);
+    if !issuer_ok || !subject_ok {
+        return Err(AadError::no_federated_record(&claims.issuer, &claims.subject, FEDERATION_AUDIENCE));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_resolve_to_audiences() {
+        let base = "https://127.0.0.1:1234";
+        assert_eq!(audience_of("https://graph.microsoft.com/.default", base, "t").unwrap(), Audience::Graph);
+        assert_eq!(audience_of("https://127.0.0.1:1234/.default", base, "t").unwrap(), Audience::Graph);
+        assert_eq!(audience_of("https://outlook.office365.com/.default", base, "t").unwrap(), Audience::Exchange);
+        assert_eq!(
+            audience_of("https://graph.microsoft.com/.default offline_access", base, "t").unwrap_err().code,
+            70011
+        );
+        assert_eq!(audience_of("https://graph.microsoft.com/User.Read", base, "t").unwrap_err().code, 1002012);
+        assert_eq!(audience_of("https://example.com/.default", base, "t").unwrap_err().code, 500011);
+    }
+
+    fn jwt(claims: Value) -> String {
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!("{}.{}.sig", engine.encode(br#"{"alg":"RS256"}"#), engine.encode(claims.to_string()))
+    }
+
+    #[test]
+    fn federated_assertions_are_checked_by_claims() {
+        let now = Timestamp::from_second(1_000_000).unwrap();
+        let good = jwt(json!({
+            "iss": "https://oidc.example/cluster", "sub": "system:serviceaccount:ns:sa",
+            "aud": ["api://AzureADTokenExchange"], "exp": 1_000_600, "nbf": 999_000
+        }));
+        assert!(check_federated_assertion(&good, None, None, now).is_ok());
+        assert!(check_federated_assertion(&good, Some("https://oidc.example/cluster"), None, now).is_ok());
+        assert_eq!(
+            check_federated_assertion(&good, None, Some("system:serviceaccount:other:sa"), now).unwrap_err().code,
+            70021
+        );
+        let expired = jwt(json!({
+            "iss": "https://oidc.example", "sub": "s", "aud": "api://AzureADTokenExchange", "exp": 900_000
+        }));
+        assert_eq!(check_federated_assertion(&expired, None, None, now).unwrap_err().code, 700024);
+        let wrong_audience = jwt(json!({
+            "iss": "https://oidc.example", "sub": "s", "aud": "https://kubernetes.default.svc", "exp": 1_000_600
+        }));
+        assert_eq!(check_federated_assertion(&wrong_audience, None, None, now).unwrap_err().code, 700212);
+        assert_eq!(check_federated_assertion("not-a-jwt", None, None, now).unwrap_err().code, 50027);
+    }
+}
