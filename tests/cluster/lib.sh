@@ -30,7 +30,10 @@ kcp_k8s_version() {
 kcp_lock() {
   mkdir -p "$KCP_HOME"
   exec 9>"$KCP_HOME/.lock"
-  flock 9
+  if ! flock -n 9; then
+    kcp_log "waiting for another tests/cluster/up or down to finish"
+    flock 9
+  fi
 }
 
 # True if pid is a live (non-zombie) process.

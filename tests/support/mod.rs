@@ -149,3 +149,4 @@ pub fn kubectl(args: &[&str]) -> (bool, String, String) {
     )
 }
 pub mod operator;
+pub mod process;

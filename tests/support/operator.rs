@@ -18,7 +18,7 @@ use super::{TestNamespace, client, install_crds};
 
 pub const TENANT: &str = "11111111-2222-3333-4444-555555555555";
 pub const OPERATOR_CLIENT_ID: &str = "0e0e0e0e-1111-2222-3333-444444444444";
-const OPERATOR_SECRET: &str = "operator-test-secret~not-a-real-one";
+pub const OPERATOR_SECRET: &str = "operator-test-secret~not-a-real-one";
 
 pub struct Harness {
     pub sim: MicrosoftSim,
@@ -31,6 +31,19 @@ pub struct Harness {
 impl Harness {
     pub async fn start(test: &str) -> Self {
         Self::start_with(test, SimOptions { tenants: vec![TENANT.into()], ..SimOptions::default() }).await
+    }
+
+    /// The simulator, the cluster and a namespace, without controllers (tests that run the
+    /// operator as a process start it themselves).
+    pub async fn without_operator(test: &str) -> Self {
+        let sim = MicrosoftSim::start(SimOptions { tenants: vec![TENANT.into()], ..SimOptions::default() })
+            .await
+            .expect("simulator starts");
+        sim.add_operator_client_secret(TENANT, OPERATOR_CLIENT_ID, OPERATOR_SECRET);
+        let client = client().await;
+        install_crds(&client).await;
+        let ns = TestNamespace::new(&client, test).await;
+        Self { sim, client, ns, stop: None, task: None }
     }
 
     pub async fn start_with(test: &str, options: SimOptions) -> Self {

@@ -1,0 +1,74 @@
+//! The operator as a separate process (the real binary), for tests that kill it: crash failpoints,
+//! restarts. Its logs go to a file so tests can check them for secrets.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use connect_email_operator::sim::microsoft::MicrosoftSim;
+
+use super::kubeconfig_path;
+use super::operator::{OPERATOR_CLIENT_ID, OPERATOR_SECRET};
+
+pub struct OperatorProcess {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl OperatorProcess {
+    /// Starts `connect-email-operator run` for one namespace against the simulator, with the
+    /// given failpoints armed.
+    pub fn spawn(namespace: &str, sim: &MicrosoftSim, failpoints: &[&str], log_name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("ceo-{namespace}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("sim-ca.pem");
+        std::fs::write(&ca, sim.ca_pem()).unwrap();
+        let log = dir.join(format!("{log_name}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_connect-email-operator"))
+            .args(["run", "--namespace", namespace, "--resync", "30s"])
+            .args(["--authority-host", &sim.url(), "--graph-endpoint", &sim.url()])
+            .arg("--extra-ca-file")
+            .arg(&ca)
+            .env("KUBECONFIG", kubeconfig_path())
+            .env("AZURE_CLIENT_ID", OPERATOR_CLIENT_ID)
+            .env("AZURE_CLIENT_SECRET", OPERATOR_SECRET)
+            .env_remove("AZURE_FEDERATED_TOKEN_FILE")
+            .env("CEO_FAILPOINTS", failpoints.join(","))
+            .env("RUST_LOG", "debug,kube=info,hyper=info,rustls=info,h2=info,tower=info")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start the operator binary");
+        Self { child, log }
+    }
+
+    /// Waits for the process to exit by itself (a failpoint), up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
