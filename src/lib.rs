@@ -5,6 +5,7 @@ pub mod api;
 pub mod azure;
 pub mod config;
 pub mod controller;
+pub mod exchange;
 pub mod failpoint;
 pub mod http;
 pub mod sim;
