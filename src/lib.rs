@@ -4,6 +4,7 @@
 pub mod api;
 pub mod azure;
 pub mod config;
+pub mod connect;
 pub mod controller;
 pub mod exchange;
 pub mod failpoint;

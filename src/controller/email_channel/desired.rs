@@ -1,0 +1,169 @@
+//! Pure planning for an EmailChannel: the child AzureAppRegistration, mailbox changes, the state
+//! of the secret in Connect and readiness. No I/O.
+
+use crate::api::app_registration::{AzureAppRegistrationSpec, DeletionPolicy, ImplicitGrant, SignInAudience};
+use crate::api::email_channel::EmailChannelSpec;
+use crate::api::{ClientSecretSpec, Permission};
+use crate::connect;
+use crate::exchange::{MailboxForwarding, SmtpAuth};
+
+/// What Connect's token flow really uses: delegated SMTP.Send and offline_access, admin-consented.
+pub fn default_permissions() -> Vec<Permission> {
+    vec![
+        Permission {
+            resource: "Office 365 Exchange Online".into(),
+            application: vec![],
+            delegated: vec!["SMTP.Send".into()],
+        },
+        Permission {
+            resource: "Microsoft Graph".into(),
+            application: vec![],
+            delegated: vec!["offline_access".into()],
+        },
+    ]
+}
+
+/// Name of the Secret of a channel's child app registration when not overridden.
+pub fn default_secret_name(channel: &str) -> String {
+    format!("{channel}-azure")
+}
+
+/// The child AzureAppRegistration's spec (None when the channel references an existing one).
+/// Its secret's consumer is Connect, so the previous secret is held until Connect has the new one.
+pub fn child_spec(channel_name: &str, spec: &EmailChannelSpec) -> Option<AzureAppRegistrationSpec> {
+    let tenant_id = spec.azure.tenant_id.clone()?;
+    let mut client_secret = spec
+        .azure
+        .client_secret
+        .clone()
+        .unwrap_or_else(|| ClientSecretSpec::with_secret_name(default_secret_name(channel_name)));
+    client_secret.require_acknowledgement = true;
+    Some(AzureAppRegistrationSpec {
+        tenant_id,
+        cloud: spec.azure.cloud.unwrap_or_default(),
+        display_name: spec.azure.display_name.clone().unwrap_or_else(|| format!("Webex Connect {}", spec.mailbox)),
+        sign_in_audience: SignInAudience::AzureADMyOrg,
+        redirect_uris: vec![connect::callback_url(&spec.connect.tenant_host)],
+        // The TAC guide turns on "Access tokens" for the implicit grant.
+        implicit_grant: ImplicitGrant { access_tokens: true, id_tokens: false },
+        permissions: spec.azure.permissions.clone().unwrap_or_else(default_permissions),
+        admin_consent: true,
+        client_secret,
+        adopt: None,
+        deletion_policy: DeletionPolicy::Delete,
+    })
+}
+
+/// Whether mailbox forwarding must change to reach `target` (None: no forwarding wanted).
+pub fn forwarding_needs_change(observed: &MailboxForwarding, target: Option<&str>, keep_copy: bool) -> bool {
+    let same_target = observed.smtp_address.as_deref().map(str::to_lowercase) == target.map(str::to_lowercase);
+    let internal_wins = observed.address.is_some();
+    let copy_ok = target.is_none() || observed.deliver_to_mailbox_and_forward == keep_copy;
+    !same_target || internal_wins || !copy_ok
+}
+
+/// The mailbox-level SMTP AUTH setting to write, if any: enable it explicitly when the effective
+/// value is off (the organisation default is off for tenants created after January 2020).
+pub fn smtp_auth_change(observed: SmtpAuth, want_enabled: bool) -> Option<Option<bool>> {
+    match (want_enabled, observed.effective_enabled()) {
+        (true, false) => Some(Some(false)),
+        (false, true) => Some(Some(true)),
+        _ => None,
+    }
+}
+
+/// The client secret as Connect holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectSecret {
+    /// Connect has the current key.
+    Current,
+    /// Connect has an older key (or none yet): a person must enter the current one (Manual) or
+    /// the operator must push it (Api).
+    Outdated { current: String, applied: Option<String> },
+    /// The app registration has no secret yet.
+    NotIssued,
+}
+
+pub fn connect_secret(current_key: Option<&str>, applied_key: Option<&str>) -> ConnectSecret {
+    match current_key {
+        None => ConnectSecret::NotIssued,
+        Some(c) if applied_key == Some(c) => ConnectSecret::Current,
+        Some(c) => ConnectSecret::Outdated { current: c.into(), applied: applied_key.map(str::to_string) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> EmailChannelSpec {
+        serde_json::from_value(serde_json::json!({
+            "mailbox": "support@contoso.com",
+            "azure": {"tenantId": "11111111-2222-3333-4444-555555555555"},
+            "connect": {"region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Support",
+                        "forwardingAddress": "abc@mail-us.imiconnect.io"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_child_registers_the_callback_and_least_privilege_permissions() {
+        let child = child_spec("support", &spec()).unwrap();
+        assert_eq!(child.redirect_uris, vec!["https://acme.us.webexconnect.io/callback".to_string()]);
+        assert!(child.implicit_grant.access_tokens);
+        assert_eq!(child.permissions, default_permissions());
+        assert_eq!(child.client_secret.secret_name, "support-azure");
+        assert!(child.client_secret.require_acknowledgement, "Connect must confirm before the old secret goes");
+        assert_eq!(child.display_name, "Webex Connect support@contoso.com");
+    }
+
+    #[test]
+    fn a_referenced_registration_means_no_child() {
+        let mut s = spec();
+        s.azure.tenant_id = None;
+        s.azure.app_registration_ref = Some(crate::api::common::LocalObjectReference { name: "shared".into() });
+        assert!(child_spec("support", &s).is_none());
+    }
+
+    #[test]
+    fn forwarding_changes_only_when_it_differs() {
+        let ok = MailboxForwarding {
+            smtp_address: Some("ABC@mail-us.imiconnect.io".into()),
+            address: None,
+            deliver_to_mailbox_and_forward: true,
+        };
+        assert!(!forwarding_needs_change(&ok, Some("abc@mail-us.imiconnect.io"), true));
+        assert!(forwarding_needs_change(&ok, Some("abc@mail-us.imiconnect.io"), false));
+        assert!(forwarding_needs_change(
+            &MailboxForwarding { address: Some("boss".into()), ..ok.clone() },
+            Some("abc@mail-us.imiconnect.io"),
+            true
+        ));
+        assert!(forwarding_needs_change(&MailboxForwarding::default(), Some("x@y.z"), true));
+        assert!(!forwarding_needs_change(&MailboxForwarding::default(), None, true));
+    }
+
+    #[test]
+    fn smtp_auth_is_enabled_on_the_mailbox_when_the_organisation_disables_it() {
+        let inherit_off = SmtpAuth { mailbox_disabled: None, organization_disabled: true };
+        assert_eq!(smtp_auth_change(inherit_off, true), Some(Some(false)));
+        assert_eq!(
+            smtp_auth_change(SmtpAuth { mailbox_disabled: Some(false), organization_disabled: true }, true),
+            None
+        );
+        assert_eq!(
+            smtp_auth_change(SmtpAuth { mailbox_disabled: None, organization_disabled: false }, false),
+            Some(Some(true))
+        );
+    }
+
+    #[test]
+    fn connect_holds_the_current_secret_only_when_the_key_ids_match() {
+        assert_eq!(connect_secret(Some("k2"), Some("k2")), ConnectSecret::Current);
+        assert_eq!(
+            connect_secret(Some("k2"), Some("k1")),
+            ConnectSecret::Outdated { current: "k2".into(), applied: Some("k1".into()) }
+        );
+        assert_eq!(connect_secret(None, Some("k1")), ConnectSecret::NotIssued);
+    }
+}

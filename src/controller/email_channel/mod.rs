@@ -1,0 +1,2 @@
+//! The EmailChannel controller: child AzureAppRegistration, Exchange mailbox, Connect asset.
+pub mod desired;
