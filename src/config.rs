@@ -11,6 +11,7 @@ use crate::azure::{
     AzureClients, CloudClients, EndpointOverrides, Endpoints, GraphClient, OperatorCredential, TokenClient,
     TokenProvider,
 };
+use crate::exchange::ExchangeClient;
 use crate::http::{HttpClient, HttpSettings};
 
 /// Where Microsoft is and how to reach it.
@@ -40,17 +41,19 @@ pub fn azure_clients(config: &MicrosoftConfig, credential: OperatorCredential) -
     let settings = HttpSettings { extra_ca_pem: config.extra_ca_pem.clone(), ..HttpSettings::default() };
     let login_http = HttpClient::new("login", &settings)?;
     let graph_http = HttpClient::new("graph", &settings)?;
+    let exchange_http = HttpClient::new("exchange", &settings)?;
     let entries = [Cloud::AzurePublic, Cloud::AzureUSGovernment, Cloud::AzureChina]
         .into_iter()
         .map(|cloud| {
             let endpoints = config.overrides.apply(Endpoints::for_cloud(cloud));
             let token_client = TokenClient::new(login_http.clone(), endpoints.clone());
             let tokens = Arc::new(TokenProvider::new(token_client.clone(), credential.clone()));
+            let mailboxes = Arc::new(ExchangeClient::new(exchange_http.clone(), endpoints.clone(), tokens.clone()));
             let mut graph = GraphClient::new(graph_http.clone(), endpoints.clone(), tokens);
             if let Some(lag) = &config.lag_retry {
                 graph = graph.with_lag_retry(lag.clone());
             }
-            CloudClients { cloud, endpoints, directory: Arc::new(graph), verifier: Arc::new(token_client) }
+            CloudClients { cloud, endpoints, directory: Arc::new(graph), verifier: Arc::new(token_client), mailboxes }
         })
         .collect();
     Ok(AzureClients::new(entries))

@@ -110,6 +110,8 @@ pub struct CloudClients {
     pub endpoints: Endpoints,
     pub directory: Arc<dyn Directory>,
     pub verifier: Arc<dyn SecretVerifier>,
+    /// Exchange Online of this cloud (uses the same operator identity).
+    pub mailboxes: Arc<dyn crate::exchange::MailboxAdmin>,
 }
 
 /// The Microsoft clients for every configured cloud, built once at start-up.

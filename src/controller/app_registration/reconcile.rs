@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use secrecy::SecretString;
@@ -35,8 +35,8 @@ use crate::api::{
 use crate::azure::error::aadsts;
 use crate::azure::model::Application;
 use crate::azure::{AzureError, CloudClients};
-use crate::controller::conditions;
 use crate::controller::{Context, Error};
+use crate::controller::{conditions, report};
 use crate::failpoint;
 
 /// The uniqueName of the application the operator creates for a resource: derived from the UID,
@@ -103,21 +103,11 @@ impl Run<'_> {
     }
 
     async fn write_status(&self) -> Result<(), Error> {
-        let patch = serde_json::json!({
-            "apiVersion": "connectemail.dev/v1alpha1",
-            "kind": "AzureAppRegistration",
-            "status": self.status,
-        });
-        let params = PatchParams::apply(&self.ctx.settings.field_manager).force();
-        self.api.patch_status(&self.obj.name_any(), &params, &Patch::Apply(&patch)).await?;
-        Ok(())
+        report::apply_status(&self.api, self.obj, &self.status, &self.ctx.settings.field_manager).await
     }
 
     async fn event(&self, type_: EventType, reason: &str, action: &str, note: String) {
-        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-        if let Err(e) = self.ctx.recorder.publish(&event, &self.obj.object_ref(&())).await {
-            tracing::debug!(error = %e, "publishing event failed");
-        }
+        report::event(&self.ctx.recorder, self.obj, type_, reason, action, note).await
     }
 }
 

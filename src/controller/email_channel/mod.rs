@@ -1,2 +1,3 @@
 //! The EmailChannel controller: child AzureAppRegistration, Exchange mailbox, Connect asset.
 pub mod desired;
+pub mod reconcile;

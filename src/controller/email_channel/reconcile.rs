@@ -1,0 +1,426 @@
+//! The EmailChannel reconcile pipeline:
+//!
+//! ```text
+//! paused? ─▶ app registration (apply the child, or read the referenced one) ─▶ Exchange mailbox
+//!         (SMTP AUTH, forwarding) ─▶ outbound forwarding policy ─▶ Connect (Manual: wait for the
+//!         person's acknowledgement; Api: push) ─▶ acknowledge the secret to the registration ─▶ status
+//! ```
+//! The client secret is rotated by the AzureAppRegistration controller, so nothing that fails
+//! here (Exchange, Connect) can delay a rotation; this controller only decides when the previous
+//! secret may go, by acknowledging the key Connect holds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
+use kube::{Resource, ResourceExt};
+
+use super::desired::{self, ConnectSecret};
+use crate::api::conditions::{app_registration as app_cond, email_channel as cond, reason};
+use crate::api::email_channel::{ConnectMode, ConnectStatus, EmailChannelStatus};
+use crate::api::{
+    ANNOTATION_CONNECT_SECRET_APPLIED, ANNOTATION_PAUSED, ANNOTATION_SECRET_ACKNOWLEDGED, AzureAppRegistration,
+    EmailChannel, FINALIZER,
+};
+use crate::connect;
+use crate::controller::{Context, Error, conditions, report};
+use crate::exchange::{AutoForwardingMode, ExchangeError, MailboxAdmin};
+
+pub async fn reconcile(obj: Arc<EmailChannel>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = obj.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    let key = format!("{ns}/{}", obj.name_any());
+    let api: Api<EmailChannel> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(o) => apply(o, &ctx).await,
+            // Kubernetes children go with their owner references; nothing external to undo in
+            // Manual mode. (Api mode leaves the Connect asset: deleting a channel must not
+            // silently break mail flow that a person may have re-pointed.)
+            FinalizerEvent::Cleanup(_) => Ok(Action::await_change()),
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    if result.is_ok() {
+        ctx.reset_backoff(&key);
+    }
+    result
+}
+
+pub fn error_policy(obj: Arc<EmailChannel>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    tracing::warn!(resource = %key, error = %error, kind = error.metric_label(), "reconcile failed");
+    if error.is_permanent() { Action::requeue(ctx.settings.resync) } else { Action::requeue(ctx.backoff(&key)) }
+}
+
+struct Run<'a> {
+    obj: &'a EmailChannel,
+    ctx: &'a Context,
+    status: EmailChannelStatus,
+    now: Timestamp,
+}
+
+impl Run<'_> {
+    fn condition(&mut self, type_: &str, ok: bool, reason: &str, message: impl Into<String>) {
+        let generation = self.obj.meta().generation;
+        conditions::set(&mut self.status.conditions, type_, ok, reason, message, generation, self.now);
+    }
+}
+
+async fn apply(obj: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error> {
+    let ns = obj.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    let api: Api<EmailChannel> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut run = Run { obj: &obj, ctx, status: obj.status.clone().unwrap_or_default(), now: ctx.clock.now() };
+    run.status.observed_generation = obj.meta().generation;
+    if obj.annotations().get(ANNOTATION_PAUSED).is_some_and(|v| v == "true") {
+        run.condition(
+            cond::READY,
+            false,
+            reason::PAUSED,
+            format!("{ANNOTATION_PAUSED} is set: external systems are left untouched"),
+        );
+        report::apply_status(&api, &*obj, &run.status, &ctx.settings.field_manager).await?;
+        return Ok(Action::await_change());
+    }
+    let outcome = steps(&mut run, &ns).await;
+    if let Err(e) = &outcome {
+        run.condition(cond::READY, false, reason::EXTERNAL_ERROR, e.to_string());
+    }
+    report::apply_status(&api, &*obj, &run.status, &ctx.settings.field_manager).await?;
+    outcome?;
+    let ready = conditions::is_true(&run.status.conditions, cond::READY);
+    // Not ready yet: look again soon (a person may be acting in Connect); ready: the periodic resync.
+    Ok(Action::requeue(if ready { ctx.settings.resync } else { ctx.settings.resync.min(Duration::from_secs(30)) }))
+}
+
+async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
+    let obj = run.obj;
+    let spec = &obj.spec;
+    let name = obj.name_any();
+    let registrations: Api<AzureAppRegistration> = Api::namespaced(run.ctx.client.clone(), ns);
+    let callback = connect::callback_url(&spec.connect.tenant_host);
+    run.status.callback_url = Some(callback.clone());
+
+    // 1. The app registration.
+    let registration_name = match desired::child_spec(&name, spec) {
+        Some(child_spec) => {
+            if let Some(existing) = registrations.get_opt(&name).await?
+                && !existing.owner_references().iter().any(|o| Some(&o.uid) == obj.uid().as_ref())
+            {
+                return Err(Error::InvalidSpec(format!(
+                    "an AzureAppRegistration named {name} already exists and is not owned by this channel: use azure.appRegistrationRef to share it, or rename one of them"
+                )));
+            }
+            let child = serde_json::json!({
+                "apiVersion": "connectemail.dev/v1alpha1",
+                "kind": "AzureAppRegistration",
+                "metadata": {
+                    "name": name,
+                    "ownerReferences": [obj.controller_owner_ref(&())],
+                    "labels": {"connectemail.dev/email-channel": name},
+                },
+                "spec": child_spec,
+            });
+            let params = PatchParams::apply(&run.ctx.settings.field_manager).force();
+            registrations.patch(&name, &params, &Patch::Apply(&child)).await?;
+            name.clone()
+        }
+        None => spec.azure.app_registration_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+    };
+    run.status.app_registration = Some(registration_name.clone());
+    let Some(registration) = registrations.get_opt(&registration_name).await? else {
+        run.condition(
+            cond::APP_REGISTRATION_READY,
+            false,
+            reason::DEPENDENCY_NOT_READY,
+            format!("AzureAppRegistration {registration_name} does not exist in namespace {ns}"),
+        );
+        return finish(run);
+    };
+    if !registration.spec.redirect_uris.contains(&callback) {
+        run.condition(
+            cond::APP_REGISTRATION_READY,
+            false,
+            reason::INVALID_SPEC,
+            format!(
+                "AzureAppRegistration {registration_name} must list the Connect callback URL {callback} in redirectUris"
+            ),
+        );
+    } else {
+        let reg_status = registration.status.clone().unwrap_or_default();
+        let ready = conditions::get(&reg_status.conditions, app_cond::READY);
+        let message = ready
+            .map(|c| c.message.clone())
+            .unwrap_or_else(|| "waiting for the app registration to be reconciled".into());
+        let ok = ready.is_some_and(|c| c.status == "True");
+        run.condition(
+            cond::APP_REGISTRATION_READY,
+            ok,
+            if ok { reason::RECONCILED } else { reason::DEPENDENCY_NOT_READY },
+            format!("{registration_name}: {message}"),
+        );
+    }
+    let reg_status = registration.status.clone().unwrap_or_default();
+    run.status.app_id = reg_status.app_id.clone();
+    run.status.secret_name = Some(registration.spec.client_secret.secret_name.clone());
+    run.status.secret_not_after = reg_status.credential.as_ref().map(|c| c.not_after.clone());
+    let tenant = registration.spec.tenant_id.clone();
+    let cloud = registration.spec.cloud;
+    let clients = run.ctx.azure.for_cloud(cloud).clone();
+    let current_key = reg_status.credential.as_ref().filter(|c| c.verified_at.is_some()).map(|c| c.key_id.clone());
+
+    // 2. Exchange Online.
+    let forwarding_address = spec.connect.forwarding_address.clone();
+    run.status.forwarding_address = forwarding_address.clone();
+    mailbox(run, clients.mailboxes.as_ref(), &tenant, forwarding_address.as_deref()).await;
+
+    // 3. Connect.
+    let authorize_url = clients.endpoints.authorize_url(&tenant);
+    let applied = match spec.connect.mode {
+        ConnectMode::Manual => obj.annotations().get(ANNOTATION_CONNECT_SECRET_APPLIED).cloned(),
+        ConnectMode::Api => run.status.connect.as_ref().and_then(|c| c.applied_key_id.clone()),
+    };
+    match spec.connect.mode {
+        ConnectMode::Manual => {
+            let secret_name = registration.spec.client_secret.secret_name.clone();
+            match desired::connect_secret(current_key.as_deref(), applied.as_deref()) {
+                ConnectSecret::Current => {
+                    run.condition(
+                        cond::CONNECT_ASSET_SYNCED,
+                        true,
+                        reason::RECONCILED,
+                        "Connect holds the current client secret (confirmed by annotation)",
+                    );
+                    run.condition(
+                        cond::CONNECT_SECRET_OUTDATED,
+                        false,
+                        reason::RECONCILED,
+                        "Connect holds the current client secret",
+                    );
+                    acknowledge(run, &registrations, &registration, current_key.as_deref()).await?;
+                }
+                ConnectSecret::Outdated { current, .. } => {
+                    let message = format!(
+                        "enter the client secret from Secret {secret_name} (key client-secret) in Webex Connect → Assets → Apps → {} (client ID {}), then run: kubectl annotate emailchannel {name} -n {ns} --overwrite {ANNOTATION_CONNECT_SECRET_APPLIED}={current}",
+                        spec.connect.asset_name,
+                        reg_status.app_id.as_deref().unwrap_or("?"),
+                    );
+                    run.condition(
+                        cond::CONNECT_ASSET_SYNCED,
+                        false,
+                        reason::WAITING_FOR_ACKNOWLEDGEMENT,
+                        message.clone(),
+                    );
+                    run.condition(cond::CONNECT_SECRET_OUTDATED, true, reason::WAITING_FOR_ACKNOWLEDGEMENT, message);
+                }
+                ConnectSecret::NotIssued => {
+                    run.condition(
+                        cond::CONNECT_ASSET_SYNCED,
+                        false,
+                        reason::DEPENDENCY_NOT_READY,
+                        "the app registration has no verified client secret yet",
+                    );
+                }
+            }
+            // Manual mode cannot observe Connect's token: a person confirming the secret is taken as
+            // having run "Generate Token" once, which the message asks for.
+            if applied.is_some() {
+                run.condition(cond::CONNECT_AUTHORIZED, true, reason::RECONCILED, "confirmed by the connect-secret-applied annotation; if Connect reports SMTP Authentication Failed (7553), run Generate Token again");
+            } else {
+                run.condition(cond::CONNECT_AUTHORIZED, false, reason::SIGN_IN_REQUIRED, format!(
+                    "after entering the values in Connect, click Generate Token and sign in as {} (authorization URL {authorize_url})", spec.mailbox
+                ));
+            }
+        }
+        ConnectMode::Api => {
+            run.condition(
+                cond::CONNECT_ASSET_SYNCED,
+                false,
+                reason::NOT_MANAGED,
+                "Api mode is not implemented yet: use Manual mode (see README)",
+            );
+        }
+    }
+    run.status.connect =
+        Some(ConnectStatus { asset_id: None, applied_key_id: applied, authorize_url: Some(authorize_url) });
+    finish(run)
+}
+
+/// Tells the app registration that Connect holds `key`, so its previous secret may be revoked.
+async fn acknowledge(
+    run: &Run<'_>,
+    registrations: &Api<AzureAppRegistration>,
+    registration: &AzureAppRegistration,
+    key: Option<&str>,
+) -> Result<(), Error> {
+    let Some(key) = key else { return Ok(()) };
+    if registration.annotations().get(ANNOTATION_SECRET_ACKNOWLEDGED).map(String::as_str) == Some(key) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_SECRET_ACKNOWLEDGED: key}}});
+    registrations.patch(&registration.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    report::event(
+        &run.ctx.recorder,
+        run.obj,
+        EventType::Normal,
+        "SecretAcknowledged",
+        "Acknowledge",
+        format!("Connect holds client secret {key}; the previous one may be revoked"),
+    )
+    .await;
+    Ok(())
+}
+
+fn exchange_problem(e: &ExchangeError) -> (&'static str, String) {
+    match e {
+        ExchangeError::AccessDenied { .. } => (reason::PERMISSION_DENIED, e.to_string()),
+        ExchangeError::MailboxNotFound(_) => (reason::INVALID_SPEC, format!("{e}: check spec.mailbox")),
+        other if other.is_transient() => (reason::THROTTLED, format!("{other}; retrying")),
+        other => (reason::EXTERNAL_ERROR, other.to_string()),
+    }
+}
+
+/// SMTP AUTH and forwarding on the mailbox, then the outbound policy. Errors become conditions:
+/// the rest of the channel (and the secret rotation) carries on.
+async fn mailbox(run: &mut Run<'_>, exchange: &dyn MailboxAdmin, tenant: &str, forwarding_address: Option<&str>) {
+    let spec = &run.obj.spec;
+    let settings = spec.exchange.clone();
+    let target = if settings.forwarding.enabled { forwarding_address } else { None };
+    let configured = async {
+        let mut changed = Vec::new();
+        let auth = exchange.smtp_auth(tenant, &spec.mailbox).await?;
+        let mut problems = Vec::new();
+        if let Some(disabled) = desired::smtp_auth_change(auth, settings.smtp_auth) {
+            if settings.manage {
+                exchange.set_smtp_auth_disabled(tenant, &spec.mailbox, disabled).await?;
+                changed.push(if settings.smtp_auth { "SMTP AUTH enabled" } else { "SMTP AUTH disabled" });
+            } else {
+                problems.push(format!(
+                    "SMTP AUTH is {} (exchange.manage is false)",
+                    if auth.effective_enabled() { "on" } else { "off" }
+                ));
+            }
+        }
+        let forwarding = exchange.forwarding(tenant, &spec.mailbox).await?;
+        if settings.forwarding.enabled && target.is_none() {
+            problems.push("no Connect forwarding address is known yet".to_string());
+        } else if desired::forwarding_needs_change(&forwarding, target, settings.forwarding.keep_copy) {
+            if settings.manage {
+                exchange.set_forwarding(tenant, &spec.mailbox, target, settings.forwarding.keep_copy).await?;
+                changed.push(if target.is_some() { "forwarding set" } else { "forwarding removed" });
+            } else {
+                problems.push(format!(
+                    "forwarding is {:?}, expected {target:?} (exchange.manage is false)",
+                    forwarding.smtp_address
+                ));
+            }
+        }
+        Ok::<_, ExchangeError>((changed, problems))
+    };
+    match configured.await {
+        Ok((changed, problems)) if problems.is_empty() => {
+            let what = match target {
+                Some(t) => format!(
+                    "SMTP AUTH {}, forwarding to {t}{}",
+                    if settings.smtp_auth { "on" } else { "off" },
+                    if settings.forwarding.keep_copy { " (keeping a copy)" } else { "" }
+                ),
+                None => format!("SMTP AUTH {}, no forwarding", if settings.smtp_auth { "on" } else { "off" }),
+            };
+            run.condition(cond::MAILBOX_CONFIGURED, true, reason::RECONCILED, what);
+            if !changed.is_empty() {
+                report::event(
+                    &run.ctx.recorder,
+                    run.obj,
+                    EventType::Normal,
+                    "MailboxConfigured",
+                    "Configure",
+                    format!("{}: {}", spec.mailbox, changed.join(", ")),
+                )
+                .await;
+            }
+        }
+        Ok((_, problems)) => run.condition(cond::MAILBOX_CONFIGURED, false, reason::NOT_MANAGED, problems.join("; ")),
+        Err(e) => {
+            let (why, message) = exchange_problem(&e);
+            run.condition(cond::MAILBOX_CONFIGURED, false, why, message);
+        }
+    }
+
+    if !settings.forwarding.enabled {
+        run.condition(cond::OUTBOUND_FORWARDING_ALLOWED, true, reason::NOT_MANAGED, "forwarding is not requested");
+        return;
+    }
+    match exchange.outbound_forwarding(tenant, &spec.mailbox).await {
+        Ok(o) if o.allows_external_forwarding() => {
+            let by = o.rule.as_deref().map(|r| format!(" (rule {r})")).unwrap_or_default();
+            run.condition(
+                cond::OUTBOUND_FORWARDING_ALLOWED,
+                true,
+                reason::RECONCILED,
+                format!("outbound spam policy {}{by} allows automatic forwarding", o.policy),
+            );
+        }
+        Ok(o) => {
+            let cause = if o.mode != AutoForwardingMode::On {
+                format!(
+                    "outbound spam policy {} has AutoForwardingMode {:?}{}: external forwarding is blocked. Fix: Set-HostedOutboundSpamFilterPolicy -Identity '{}' -AutoForwardingMode On, or create an outbound policy with AutoForwardingMode On and a rule for {} (Defender portal → Policies → Anti-spam)",
+                    o.policy,
+                    o.mode,
+                    if o.mode == AutoForwardingMode::Automatic { " (now behaves as Off)" } else { "" },
+                    o.policy,
+                    spec.mailbox
+                )
+            } else {
+                "the Default remote domain has AutoForwardEnabled false. Fix: Set-RemoteDomain Default -AutoForwardEnabled $true".into()
+            };
+            let note = if o.unevaluated_group_rules.is_empty() {
+                String::new()
+            } else {
+                format!(" (group-scoped rules not evaluated: {})", o.unevaluated_group_rules.join(", "))
+            };
+            run.condition(
+                cond::OUTBOUND_FORWARDING_ALLOWED,
+                false,
+                reason::FORWARDING_BLOCKED,
+                format!("{cause}{note}"),
+            );
+        }
+        Err(e) => {
+            let (why, message) = exchange_problem(&e);
+            run.condition(cond::OUTBOUND_FORWARDING_ALLOWED, false, why, message);
+        }
+    }
+}
+
+/// Ready aggregates the conditions that apply to this channel's spec.
+fn finish(run: &mut Run<'_>) -> Result<(), Error> {
+    let required = [
+        cond::APP_REGISTRATION_READY,
+        cond::MAILBOX_CONFIGURED,
+        cond::OUTBOUND_FORWARDING_ALLOWED,
+        cond::CONNECT_ASSET_SYNCED,
+        cond::CONNECT_AUTHORIZED,
+    ];
+    let failing: Vec<String> = required
+        .iter()
+        .filter_map(|t| match conditions::get(&run.status.conditions, t) {
+            Some(c) if c.status == "True" => None,
+            Some(c) => Some(format!("{}: {}", c.type_, c.message)),
+            None => Some(format!("{t}: not evaluated yet")),
+        })
+        .collect();
+    if failing.is_empty() {
+        run.condition(cond::READY, true, reason::RECONCILED, "the channel is configured end to end");
+    } else {
+        run.condition(cond::READY, false, reason::IN_PROGRESS, failing.join("; "));
+    }
+    Ok(())
+}
