@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use connect_email_operator::api::AzureAppRegistration;
+use connect_email_operator::sim::routes;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -105,7 +106,7 @@ async fn a_registration_becomes_ready_with_one_app_consent_and_a_working_secret(
     assert!(h.sim.app_role_assignments(TENANT).is_empty());
 
     // One password, in the Secret, accepted by the token endpoint, described in status.
-    assert_eq!(h.sim.count("POST /applications/{id}/addPassword"), 1);
+    assert_eq!(h.sim.count(routes::ADD_PASSWORD), 1);
     let credential = status.credential.expect("credential in status");
     let s = secret(&h, "support-credentials").await;
     assert_eq!(data(&s, "client-id").as_deref(), Some(app.app_id.as_str()));
@@ -156,8 +157,8 @@ async fn a_forced_rotation_keeps_the_old_secret_until_the_new_one_works_then_rev
     .await;
     let status = rotated.status.unwrap();
     assert_eq!(status.last_rotate_request.as_deref(), Some("now"));
-    assert_eq!(h.sim.count("POST /applications/{id}/addPassword"), 2);
-    assert_eq!(h.sim.count("POST /applications/{id}/removePassword"), 1);
+    assert_eq!(h.sim.count(routes::ADD_PASSWORD), 2);
+    assert_eq!(h.sim.count(routes::REMOVE_PASSWORD), 1);
     let app = &h.sim.applications(TENANT)[0];
     let keys: Vec<&str> = app.passwords.iter().map(|p| p.key_id.as_str()).collect();
     assert_eq!(keys, vec![status.credential.as_ref().unwrap().key_id.as_str()], "old password revoked");
@@ -166,9 +167,9 @@ async fn a_forced_rotation_keeps_the_old_secret_until_the_new_one_works_then_rev
     assert!(data(&s, "previous-client-secret").is_none(), "revoked secret removed from the Secret");
     // The revocation happened only after the new secret was verified at the token endpoint.
     let calls = h.sim.calls();
-    let add = calls.iter().rposition(|c| c.route == "POST /applications/{id}/addPassword").unwrap();
-    let remove = calls.iter().position(|c| c.route == "POST /applications/{id}/removePassword").unwrap();
-    let verified = calls[add..remove].iter().any(|c| c.route.contains("/oauth2/v2.0/token") && c.status == 200);
+    let add = calls.iter().rposition(|c| c.route == routes::ADD_PASSWORD).unwrap();
+    let remove = calls.iter().position(|c| c.route == routes::REMOVE_PASSWORD).unwrap();
+    let verified = calls[add..remove].iter().any(|c| c.route == routes::TOKEN && c.status == 200);
     assert!(verified, "no successful token request between issuing and revoking");
     h.finish().await;
 }
@@ -189,7 +190,7 @@ async fn an_unknown_permission_name_is_reported_and_nothing_is_created() {
     );
     assert!(c.message.contains("Mail.Send"), "{}", c.message);
     assert!(h.sim.applications(TENANT).is_empty());
-    assert_eq!(h.sim.count("PATCH /applications(uniqueName='{key}')"), 0);
+    assert_eq!(h.sim.count(routes::UPSERT_APPLICATION), 0);
     h.finish().await;
 }
 

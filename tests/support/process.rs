@@ -44,14 +44,15 @@ impl OperatorProcess {
         Self { child, log }
     }
 
-    /// Waits for the process to exit by itself (a failpoint), up to `timeout`.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    /// Waits for the process to exit by itself (a failpoint), up to `timeout`. Async, so the
+    /// simulator on the test's runtime keeps serving meanwhile.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return Some(status);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         None
     }

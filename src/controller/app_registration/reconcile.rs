@@ -414,9 +414,14 @@ async fn manage_credential(
             PendingRecovery::IssueNow => {}
             PendingRecovery::AdoptStored { key_id } => {
                 adopt_stored(run, app, &key_id, &stored, policy);
+                // The intent was completed: a forced rotation must not run a second time.
+                if pending.reason == IssueReason::Forced.as_str() {
+                    run.status.last_rotate_request = run.obj.annotations().get(ANNOTATION_ROTATE).cloned();
+                }
                 run.status.pending_rotation = None;
             }
             PendingRecovery::RemoveAndReissue { key_id } => {
+                tracing::info!(key_id = %key_id, "removing a password whose text was lost before reaching the Secret");
                 clients.directory.remove_password(&tenant, &app.id, &key_id).await?;
                 app_passwords.retain(|(k, _)| k != &key_id);
                 run.event(
@@ -505,6 +510,7 @@ async fn manage_credential(
         match decision {
             Revocation::Now => {
                 failpoint::hit("app-registration/before-revoke");
+                tracing::info!(key_id = %previous.key_id, "revoking the previous client secret");
                 clients.directory.remove_password(&tenant, &app.id, &previous.key_id).await?;
                 failpoint::hit("app-registration/after-revoke");
                 revoked.push(previous.key_id.clone());
@@ -545,6 +551,7 @@ async fn manage_credential(
         run.status.pending_rotation.as_ref().map(|p| p.marker.as_str()),
     );
     for key_id in orphans.iter().filter(|k| !revoked.contains(k)) {
+        tracing::info!(key_id = %key_id, "removing an orphaned operator password");
         clients.directory.remove_password(&tenant, &app.id, key_id).await?;
     }
 
@@ -684,7 +691,7 @@ async fn issue(
         Some(p) => p.marker.clone(),
         None => {
             failpoint::hit("app-registration/before-intent");
-            let marker = rotation::password_marker(&policy.description, uid, run.now);
+            let marker = rotation::password_marker(&policy.description, uid, run.now, rand::random());
             run.status.pending_rotation = Some(PendingRotation {
                 marker: marker.clone(),
                 requested_at: Time(run.now),
@@ -698,6 +705,7 @@ async fn issue(
     // 2. addPassword, lifetime clamped to the tenant policy.
     let cap = clients.directory.password_lifetime_cap(&tenant).await?;
     let (lifetime, clamped) = policy.lifetime(cap);
+    tracing::info!(reason = why.as_str(), "issuing a new client secret");
     let new = clients.directory.add_password(&tenant, &app.id, &marker, run.now + lifetime).await?;
     failpoint::hit("app-registration/after-add-password");
     // 3. The Secret at once, keeping the previous secret readable while it is still valid.

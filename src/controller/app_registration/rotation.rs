@@ -156,9 +156,10 @@ pub fn issue_reason(input: &IssueInput<'_>) -> Option<IssueReason> {
 }
 
 /// Display name of an operator-created password: the description, then a tag naming the resource
-/// UID and the intent time, so that after a crash the password is recognised as ours.
-pub fn password_marker(description: &str, resource_uid: &str, requested_at: Timestamp) -> String {
-    format!("{description} [cem {resource_uid} {}]", requested_at.as_second())
+/// UID, the intent time and a nonce, so that after a crash the password is recognised as ours and
+/// as the one of *this* intent (two rotations within one second must not share a marker).
+pub fn password_marker(description: &str, resource_uid: &str, requested_at: Timestamp, nonce: u32) -> String {
+    format!("{description} [cem {resource_uid} {}-{nonce:08x}]", requested_at.as_second())
 }
 
 /// Whether a password display name carries this resource's tag. Passwords without it (created by
@@ -441,7 +442,7 @@ mod tests {
 
     #[test]
     fn recovery_after_a_crash_depends_on_what_reached_the_secret() {
-        let marker = password_marker("cem", "uid-1", at("2026-01-01T00:00:00Z"));
+        let marker = password_marker("cem", "uid-1", at("2026-01-01T00:00:00Z"), 1);
         let passwords = vec![
             ("k-manual".to_string(), Some("made by hand".to_string())),
             ("k-new".to_string(), Some(marker.clone())),
@@ -458,17 +459,26 @@ mod tests {
     }
 
     #[test]
+    fn two_intents_in_the_same_second_have_different_markers() {
+        let t = at("2026-01-01T00:00:00Z");
+        let (a, b) = (password_marker("cem", "uid-1", t, 1), password_marker("cem", "uid-1", t, 2));
+        assert_ne!(a, b);
+        let passwords = vec![("k1".to_string(), Some(a.clone())), ("k2".to_string(), Some(b.clone()))];
+        assert_eq!(recover_pending(&b, &passwords, Some("k2")), PendingRecovery::AdoptStored { key_id: "k2".into() });
+    }
+
+    #[test]
     fn only_our_own_leftover_passwords_are_orphans() {
-        let ours = |t: &str| Some(password_marker("cem", "uid-1", at(t)));
+        let ours = |t: &str| Some(password_marker("cem", "uid-1", at(t), 7));
         let passwords = vec![
             ("current".to_string(), ours("2026-01-01T00:00:00Z")),
             ("leftover".to_string(), ours("2026-01-02T00:00:00Z")),
             ("pending".to_string(), ours("2026-01-03T00:00:00Z")),
             ("human".to_string(), Some("Connect prod".to_string())),
-            ("other-resource".to_string(), Some(password_marker("cem", "uid-2", at("2026-01-01T00:00:00Z")))),
+            ("other-resource".to_string(), Some(password_marker("cem", "uid-2", at("2026-01-01T00:00:00Z"), 7))),
             ("unnamed".to_string(), None),
         ];
-        let pending = password_marker("cem", "uid-1", at("2026-01-03T00:00:00Z"));
+        let pending = password_marker("cem", "uid-1", at("2026-01-03T00:00:00Z"), 7);
         assert_eq!(orphaned_passwords(&passwords, "uid-1", &["current"], Some(&pending)), vec!["leftover".to_string()]);
     }
 
