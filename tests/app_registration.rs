@@ -215,3 +215,228 @@ async fn deleting_the_resource_soft_deletes_the_application() {
     assert_eq!(h.sim.deleted_applications(TENANT).len(), 1);
     h.finish().await;
 }
+
+async fn status_of(h: &Harness, name: &str) -> connect_email_operator::api::AzureAppRegistrationStatus {
+    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    api.get(name).await.unwrap().status.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn drift_made_outside_the_operator_is_repaired() {
+    let h = Harness::start("aar-drift").await;
+    apply(&h, &registration("drifty")).await;
+    let ready = wait_for_condition(&h, "drifty", "Ready", "True").await.status.unwrap();
+    let (object_id, first_key) = (ready.object_id.clone().unwrap(), ready.credential.clone().unwrap().key_id);
+    let portal = h.portal();
+
+    // Someone edits the redirect URI and withdraws the delegated consent in the portal.
+    let mut app = portal.app_by_unique_name(TENANT, ready.unique_name.as_deref().unwrap()).await.unwrap().unwrap();
+    let web = app.web.get_or_insert_with(Default::default);
+    web.redirect_uris = vec!["https://evil.example.com/callback".into()];
+    let update = connect_email_operator::azure::model::ApplicationUpdate {
+        unique_name: None,
+        display_name: app.display_name.clone().unwrap(),
+        sign_in_audience: "AzureADMyOrg".into(),
+        web: app.web.clone().unwrap(),
+        required_resource_access: app.required_resource_access.clone(),
+        notes: None,
+    };
+    portal.update_app(TENANT, &object_id, &update).await.unwrap();
+    let sp = ready.service_principal_id.clone().unwrap();
+    for grant in portal.delegated_grants(TENANT, &sp).await.unwrap() {
+        portal.delete_delegated_grant(TENANT, &grant.id).await.unwrap();
+    }
+    eventually(Duration::from_secs(30), || async {
+        let app = &h.sim.applications(TENANT)[0];
+        let grants = h.sim.oauth2_permission_grants(TENANT).len();
+        if app.redirect_uris == vec!["https://acme.us.webexconnect.io/callback".to_string()] && grants == 2 {
+            Ok(())
+        } else {
+            Err(format!("redirect URIs {:?}, grants {grants}", app.redirect_uris))
+        }
+    })
+    .await;
+
+    // Someone deletes the operator's password in the portal: a new one is issued and stored.
+    portal.remove_password(TENANT, &object_id, &first_key).await.unwrap();
+    let second_key = eventually(Duration::from_secs(30), || async {
+        let s = status_of(&h, "drifty").await;
+        match s.credential {
+            Some(c) if c.key_id != first_key && c.verified_at.is_some() => Ok(c.key_id),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(s_key(&secret(&h, "drifty-credentials").await), second_key);
+
+    // Someone deletes the Secret: a new secret is issued (the old text is gone) and the old password removed.
+    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name)
+        .delete("drifty-credentials", &DeleteParams::default())
+        .await
+        .unwrap();
+    let third_key = eventually(Duration::from_secs(30), || async {
+        let s = status_of(&h, "drifty").await;
+        match s.credential {
+            Some(c) if c.key_id != second_key && c.verified_at.is_some() => Ok(c.key_id),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // Someone pastes another value into the Secret: detected by its fingerprint, replaced.
+    let patch = json!({"stringData": {"client-secret": "pasted-by-hand"}});
+    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name)
+        .patch("drifty-credentials", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), || async {
+        let s = status_of(&h, "drifty").await;
+        let secret = secret(&h, "drifty-credentials").await;
+        let app = h.sim.applications(TENANT).remove(0);
+        let works = app.passwords.iter().any(|p| Some(p.secret_text.clone()) == data(&secret, "client-secret"));
+        match s.credential {
+            Some(c) if c.key_id != third_key && c.verified_at.is_some() && works && app.passwords.len() == 1 => Ok(()),
+            other => Err(format!("{other:?}, {} passwords", app.passwords.len())),
+        }
+    })
+    .await;
+    h.finish().await;
+}
+
+fn s_key(secret: &Secret) -> String {
+    secret.metadata.annotations.as_ref().unwrap()["connectemail.dev/key-id"].clone()
+}
+
+#[tokio::test]
+async fn bursts_of_429_and_503_are_survived() {
+    let h = Harness::start("aar-throttle").await;
+    h.sim.faults().on("*").times(4).throttled(Some(1));
+    h.sim.faults().on(routes::ADD_PASSWORD).times(2).unavailable();
+    h.sim.faults().on(routes::UPSERT_APPLICATION).times(3).throttled(None);
+    apply(&h, &registration("throttled")).await;
+    wait_for_condition(&h, "throttled", "Ready", "True").await;
+    let statuses: Vec<u16> = h.sim.calls().iter().map(|c| c.status).collect();
+    assert!(statuses.iter().filter(|s| **s == 429).count() >= 7, "{statuses:?}");
+    assert!(statuses.contains(&503));
+    assert_eq!(h.sim.applications(TENANT).len(), 1);
+    assert_eq!(h.sim.applications(TENANT)[0].passwords.len(), 1);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn an_adopted_application_keeps_its_foreign_passwords_and_survives_deletion() {
+    let h = Harness::start("aar-adopt").await;
+    let (object_id, app_id) = h.sim.seed_application(TENANT, "Made in the portal");
+    let (foreign_key, _) =
+        h.sim.seed_password(TENANT, &object_id, "Connect prod (manual)", Duration::from_secs(86400 * 30));
+    let mut object = registration("adopter");
+    object["spec"]["adopt"] = json!({"appId": app_id});
+    apply(&h, &object).await;
+    wait_for_condition(&h, "adopter", "Ready", "True").await;
+    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let patch = json!({"metadata": {"annotations": {"connectemail.dev/rotate": "1"}}});
+    api.patch("adopter", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    eventually(Duration::from_secs(30), || async {
+        let s = status_of(&h, "adopter").await;
+        if s.last_rotate_request.as_deref() == Some("1") && s.previous_credentials.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await;
+    let app = h.sim.applications(TENANT).into_iter().find(|a| a.app_id == app_id).unwrap();
+    assert!(app.passwords.iter().any(|p| p.key_id == foreign_key), "the foreign password was touched");
+    assert_eq!(app.passwords.len(), 2, "foreign + current operator password");
+    assert_eq!(h.sim.applications(TENANT).len(), 1, "no second application was created");
+
+    api.delete("adopter", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(30), || async {
+        if api.get_opt("adopter").await.unwrap().is_none() { Ok(()) } else { Err("still there".to_string()) }
+    })
+    .await;
+    let app =
+        h.sim.applications(TENANT).into_iter().find(|a| a.app_id == app_id).expect("an adopted app is never deleted");
+    let keys: Vec<&str> = app.passwords.iter().map(|p| p.key_id.as_str()).collect();
+    assert_eq!(keys, vec![foreign_key.as_str()], "only the operator's passwords were removed");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn the_orphan_policy_keeps_the_application_and_removes_only_operator_passwords() {
+    let h = Harness::start("aar-orphan").await;
+    let mut object = registration("kept");
+    object["spec"]["deletionPolicy"] = json!("Orphan");
+    apply(&h, &object).await;
+    wait_for_condition(&h, "kept", "Ready", "True").await;
+    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    api.delete("kept", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(30), || async {
+        if api.get_opt("kept").await.unwrap().is_none() { Ok(()) } else { Err("still there".to_string()) }
+    })
+    .await;
+    let apps = h.sim.applications(TENANT);
+    assert_eq!(apps.len(), 1);
+    assert!(apps[0].passwords.is_empty());
+    assert!(h.sim.deleted_applications(TENANT).is_empty());
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_tenant_policy_cap_clamps_the_secret_lifetime() {
+    let h = Harness::start("aar-cap").await;
+    h.sim.faults().set_password_lifetime_cap(Some(Duration::from_secs(30 * 86400)));
+    let mut object = registration("capped");
+    object["spec"]["clientSecret"]["duration"] = json!("4320h");
+    apply(&h, &object).await;
+    let status = wait_for_condition(&h, "capped", "Ready", "True").await.status.unwrap();
+    let c = status.credential.unwrap();
+    assert_eq!(c.not_after.0.duration_since(c.not_before.0).as_hours(), 720);
+    // Renewal at two thirds of what was actually issued.
+    assert_eq!(c.renewal_time.0.duration_since(c.not_before.0).as_hours(), 480);
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuous_rotation_never_breaks_a_consumer_reading_the_secret() {
+    let h = Harness::start("aar-probe").await;
+    let mut object = registration("probed");
+    // A 1h secret renewed 8s after issue: a rotation every ~8s.
+    object["spec"]["clientSecret"] =
+        json!({"secretName": "probed-credentials", "duration": "1h", "renewBefore": "59m52s", "revokeAfter": "2s"});
+    apply(&h, &object).await;
+    wait_for_condition(&h, "probed", "Ready", "True").await;
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(h.sim.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let (mut attempts, mut failures) = (0, Vec::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    while tokio::time::Instant::now() < deadline {
+        let s = secrets.get("probed-credentials").await.unwrap();
+        let form = [
+            ("grant_type", "client_credentials".to_string()),
+            ("client_id", data(&s, "client-id").unwrap()),
+            ("client_secret", data(&s, "client-secret").unwrap()),
+            ("scope", "https://graph.microsoft.com/.default".to_string()),
+        ];
+        let response = http.post(data(&s, "token-url").unwrap()).form(&form).send().await.unwrap();
+        attempts += 1;
+        if !response.status().is_success() {
+            failures.push(format!("{} with key {}", response.status(), s_key(&s)));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let issued = h.sim.count(routes::ADD_PASSWORD);
+    println!("probe: {attempts} authentications, {} failures, {issued} secrets issued", failures.len());
+    assert!(issued >= 3, "expected several rotations, got {issued}");
+    assert!(failures.is_empty(), "{failures:?}");
+    // Old passwords are revoked after the grace period: at most current + one in grace remain.
+    eventually(Duration::from_secs(10), || async {
+        let n = h.sim.applications(TENANT)[0].passwords.len();
+        if n <= 2 { Ok(()) } else { Err(format!("{n} passwords")) }
+    })
+    .await;
+    h.finish().await;
+}

@@ -111,12 +111,17 @@ impl Run<'_> {
     }
 }
 
-async fn apply(obj: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Action, Error> {
-    let ns = obj.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+async fn apply(cached: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Action, Error> {
+    let ns = cached.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    // The watch cache can lag behind our own last status write (a Secret event may arrive first);
+    // acting on a stale status could rotate twice or revoke a secret consumers just received.
+    // Status is the rotation's journal, so every reconcile starts from a fresh read.
+    let api: Api<AzureAppRegistration> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(obj) = api.get_opt(&cached.name_any()).await? else { return Ok(Action::await_change()) };
     let mut run = Run {
         obj: &obj,
         ctx,
-        api: Api::namespaced(ctx.client.clone(), &ns),
+        api,
         status: obj.status.clone().unwrap_or_default(),
         now: ctx.clock.now(),
         requeue: ctx.settings.resync,

@@ -22,6 +22,14 @@ pub const KEY_PREVIOUS_CLIENT_SECRET: &str = "previous-client-secret";
 pub const ANNOTATION_KEY_ID: &str = "connectemail.dev/key-id";
 pub const ANNOTATION_NOT_AFTER: &str = "connectemail.dev/not-after";
 pub const ANNOTATION_PREVIOUS_KEY_ID: &str = "connectemail.dev/previous-key-id";
+/// A short SHA-256 fingerprint of `client-secret` (not the secret): detects a Secret edited by hand.
+pub const ANNOTATION_FINGERPRINT: &str = "connectemail.dev/secret-fingerprint";
+
+/// First 16 hex digits of SHA-256(secret).
+pub fn fingerprint(secret: &SecretString) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, secret.expose_secret().as_bytes());
+    digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
 /// Label on every Secret the operator writes (lets it watch only those).
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "connect-email-operator";
@@ -49,10 +57,13 @@ pub fn observe(secret: Option<&Secret>) -> ObservedSecret {
     let empty = BTreeMap::new();
     let data = secret.data.as_ref().unwrap_or(&empty);
     let annotations = secret.metadata.annotations.clone().unwrap_or_default();
+    // A client secret that no longer matches its fingerprint was edited: treat it as missing.
+    let secret = text(data, KEY_CLIENT_SECRET)
+        .filter(|s| annotations.get(ANNOTATION_FINGERPRINT).is_none_or(|f| *f == fingerprint(s)));
     ObservedSecret {
         exists: true,
         key_id: annotations.get(ANNOTATION_KEY_ID).cloned(),
-        secret: text(data, KEY_CLIENT_SECRET),
+        secret,
         previous_key_id: annotations.get(ANNOTATION_PREVIOUS_KEY_ID).cloned(),
         previous_secret: text(data, KEY_PREVIOUS_CLIENT_SECRET),
     }
@@ -80,6 +91,7 @@ pub fn build(owner: &AzureAppRegistration, contents: &Contents<'_>) -> Secret {
     let mut annotations = template.annotations;
     annotations.insert(ANNOTATION_KEY_ID.into(), contents.key_id.into());
     annotations.insert(ANNOTATION_NOT_AFTER.into(), contents.not_after.to_string());
+    annotations.insert(ANNOTATION_FINGERPRINT.into(), fingerprint(contents.secret));
     let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
     let mut data = BTreeMap::from([
         (KEY_CLIENT_ID.to_string(), bytes(contents.client_id)),
@@ -104,5 +116,43 @@ pub fn build(owner: &AzureAppRegistration, contents: &Contents<'_>) -> Secret {
         type_: Some("Opaque".into()),
         data: Some(data),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edited_client_secret_reads_as_missing() {
+        let owner: AzureAppRegistration = serde_json::from_value(serde_json::json!({
+            "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
+            "metadata": {"name": "a", "namespace": "n", "uid": "u1"},
+            "spec": {"tenantId": "11111111-2222-3333-4444-555555555555", "displayName": "A",
+                     "clientSecret": {"secretName": "a-credentials"}}
+        }))
+        .unwrap();
+        let secret: SecretString = "s3cr3t~value".to_string().into();
+        let built = build(
+            &owner,
+            &Contents {
+                client_id: "app",
+                tenant_id: "t",
+                authority: "https://login/t".into(),
+                token_url: "https://login/t/oauth2/v2.0/token".into(),
+                key_id: "k1",
+                secret: &secret,
+                not_after: "2027-01-01T00:00:00Z".parse().unwrap(),
+                previous: None,
+            },
+        );
+        assert!(observe(Some(&built)).secret.is_some());
+        let fp = &built.metadata.annotations.as_ref().unwrap()[ANNOTATION_FINGERPRINT];
+        assert!(!fp.contains("s3cr3t") && fp.len() == 16);
+        let mut edited = built.clone();
+        edited.data.as_mut().unwrap().insert(KEY_CLIENT_SECRET.into(), ByteString(b"pasted-by-hand".to_vec()));
+        let observed = observe(Some(&edited));
+        assert!(observed.secret.is_none());
+        assert_eq!(observed.key_id.as_deref(), Some("k1"));
     }
 }
