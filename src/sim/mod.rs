@@ -7,13 +7,47 @@
 //! test doubles: clients under test use their production HTTP path against them.
 //!
 //! - [`microsoft`]: the Microsoft identity platform token endpoint and Microsoft Graph v1.0.
+//!
+//! Shared plumbing: `server` (HTTPS listener), [`tls`] (test CA), `faults` (fault table and
+//! [`FaultBuilder`]), [`CallRecord`] and `random`.
 
+mod faults;
 pub mod microsoft;
 mod random;
 pub(crate) mod server;
 pub mod tls;
 
+use std::sync::{Mutex, MutexGuard};
+
+use jiff::Timestamp;
+
+pub use faults::FaultBuilder;
 pub use microsoft::{
-    Audience, CallRecord, FaultBuilder, Faults, MicrosoftSim, SimAppRoleAssignment, SimApplication, SimOAuth2Grant,
-    SimOptions, SimPassword, SimPermission, SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal, routes,
+    Audience, Faults, MicrosoftSim, SimAppRoleAssignment, SimApplication, SimOAuth2Grant, SimOptions, SimPassword,
+    SimPermission, SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal, routes,
 };
+
+/// One request as a simulator saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    pub method: String,
+    /// The route template (see [`microsoft::routes`]), or
+    /// `"<METHOD> <unmatched>"`.
+    pub route: String,
+    /// The raw request path (no query string).
+    pub path: String,
+    pub query: Option<String>,
+    /// The status sent; 0 when the connection was reset without a response.
+    pub status: u16,
+    /// The tenant: from the path for the token endpoint, from the bearer token otherwise.
+    pub tenant: Option<String>,
+    /// The calling client ID, when known.
+    pub client_id: Option<String>,
+    /// Simulated time of the request.
+    pub at: Timestamp,
+}
+
+/// Locks a mutex, recovering from poisoning: a panicking test thread must not wedge the server.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -55,13 +55,15 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-pub use faults::{FaultBuilder, Faults};
+pub use crate::sim::CallRecord;
+pub use crate::sim::faults::FaultBuilder;
+pub use faults::Faults;
 pub use state::{
     EXCHANGE_APP_ID, GRAPH_APP_ID, SimAppRoleAssignment, SimApplication, SimOAuth2Grant, SimPassword, SimPermission,
     SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal,
 };
 
-use faults::FaultAction;
+use crate::sim::faults::{FaultAction, sleep_between};
 use graph::{GraphError, RequestIds};
 use routes::Op;
 use state::{OperatorCredential, Shared, Tenant, add, lock};
@@ -121,25 +123,6 @@ impl SimOptions {
     }
 }
 
-/// One request as the simulator saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CallRecord {
-    pub method: String,
-    /// The route template (see [`routes`]), or `"<METHOD> <unmatched>"`.
-    pub route: String,
-    /// The raw request path (no query string).
-    pub path: String,
-    pub query: Option<String>,
-    /// The status sent; 0 when the connection was reset without a response.
-    pub status: u16,
-    /// The tenant: from the path for the token endpoint, from the bearer token for Graph.
-    pub tenant: Option<String>,
-    /// The calling client ID, when known.
-    pub client_id: Option<String>,
-    /// Simulated time of the request.
-    pub at: Timestamp,
-}
-
 /// The running simulator. Dropping it stops the server.
 pub struct MicrosoftSim {
     shared: Arc<Shared>,
@@ -166,14 +149,7 @@ impl MicrosoftSim {
         let server =
             server::serve(listen, ca.server_config(), move |request| serve_request(handler_shared.clone(), request))
                 .await?;
-        let addr = server.addr();
-        let host = match addr.ip() {
-            ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
-            ip if ip.is_unspecified() => "[::1]".to_string(),
-            IpAddr::V4(ip) => ip.to_string(),
-            IpAddr::V6(ip) => format!("[{ip}]"),
-        };
-        *lock(&shared.base_url) = format!("https://{host}:{}", addr.port());
+        *lock(&shared.base_url) = server.url();
         let sim = MicrosoftSim { shared, _server: server, ca };
         for tenant in tenants {
             sim.add_tenant(&tenant);
@@ -403,9 +379,7 @@ impl Drop for MicrosoftSim {
 /// Graph; records the call.
 async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
     if let Some((min, max)) = shared.options.latency {
-        let span = max.saturating_sub(min).as_millis() as u64;
-        let delay = min + Duration::from_millis(random::below(span + 1));
-        tokio::time::sleep(delay).await;
+        sleep_between(min, max).await;
     }
     let routed = routes::route(&request.method, &request.path);
     let route = match &routed {
@@ -418,7 +392,7 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
         _ => graph::caller(&shared, &request).unzip(),
     };
 
-    let triggered = lock(&shared.faults).take(&route);
+    let triggered = lock(&shared.faults).take(&[&route]);
     if !triggered.latency.is_zero() {
         tokio::time::sleep(triggered.latency).await;
     }
