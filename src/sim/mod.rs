@@ -6,7 +6,8 @@
 //! records every call for assertions, and lets tests inject faults. They are library code, not
 //! test doubles: clients under test use their production HTTP path against them.
 //!
-//! - [`microsoft`]: the Microsoft identity platform token endpoint and Microsoft Graph v1.0.
+//! - [`microsoft`]: the Microsoft identity platform token endpoint, Microsoft Graph v1.0 and the
+//!   Exchange Online admin API (`InvokeCommand`), on one server.
 //!
 //! Shared plumbing: `server` (HTTPS listener), [`tls`] (test CA), `faults` (fault table and
 //! [`FaultBuilder`]), [`CallRecord`] and `random`.
@@ -23,8 +24,9 @@ use jiff::Timestamp;
 
 pub use faults::FaultBuilder;
 pub use microsoft::{
-    Audience, Faults, MicrosoftSim, SimAppRoleAssignment, SimApplication, SimOAuth2Grant, SimOptions, SimPassword,
-    SimPermission, SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal, routes,
+    Audience, AutoForwardingMode, ExchangeSim, Faults, MicrosoftSim, SimAppRoleAssignment, SimApplication, SimMailbox,
+    SimOAuth2Grant, SimOptions, SimOutboundPolicy, SimOutboundRule, SimPassword, SimPermission,
+    SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal, routes,
 };
 
 /// One request as a simulator saw it.
@@ -43,6 +45,9 @@ pub struct CallRecord {
     pub tenant: Option<String>,
     /// The calling client ID, when known.
     pub client_id: Option<String>,
+    /// Exchange `InvokeCommand` only: the cmdlet named in the body, in its canonical spelling
+    /// when the simulator knows it (`"Set-Mailbox"`), else as sent.
+    pub cmdlet: Option<String>,
     /// Simulated time of the request.
     pub at: Timestamp,
 }

@@ -9,6 +9,7 @@
 //! sim.faults().on(routes::ADD_PASSWORD).times(2).status(429, Some(3));
 //! sim.faults().on("*").latency(Duration::from_millis(200));
 //! sim.faults().on(routes::TOKEN).reset();
+//! sim.faults().on_cmdlet("Set-Mailbox").unavailable();
 //! sim.faults().set_replication_lag(Duration::from_millis(300));
 //! # }
 //! ```
@@ -33,6 +34,13 @@ impl Faults {
     pub fn on(&self, route: &str) -> FaultBuilder {
         super::routes::assert_known(route);
         FaultBuilder::new(self.shared.faults.clone(), route.to_string())
+    }
+
+    /// Starts a fault for Exchange `InvokeCommand` calls naming `cmdlet` (any case), e.g.
+    /// `"Set-Mailbox"`. Panics on a cmdlet the simulator does not implement.
+    pub fn on_cmdlet(&self, cmdlet: &str) -> FaultBuilder {
+        let name = super::exchange::canonical_cmdlet(cmdlet);
+        FaultBuilder::new(self.shared.faults.clone(), name.to_string())
     }
 
     /// Removes every pending fault rule (global settings stay).

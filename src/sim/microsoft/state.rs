@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::exchange::ExchangeOrg;
 use super::{Audience, SimOptions};
 use crate::sim::faults::FaultTable;
 pub(crate) use crate::sim::lock;
@@ -169,6 +170,8 @@ pub(crate) struct Tenant {
     pub grants: Vec<SimOAuth2Grant>,
     /// Recent Graph writes per calling client, for the write rate limit.
     pub writes: HashMap<String, VecDeque<Timestamp>>,
+    /// The tenant's Exchange Online organization.
+    pub exchange: ExchangeOrg,
 }
 
 #[derive(Debug, Default)]
@@ -262,6 +265,7 @@ impl Tenant {
             assignments: Vec::new(),
             grants: Vec::new(),
             writes: HashMap::new(),
+            exchange: ExchangeOrg::new(),
         }
     }
 
