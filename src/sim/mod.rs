@@ -8,10 +8,12 @@
 //!
 //! - [`microsoft`]: the Microsoft identity platform token endpoint, Microsoft Graph v1.0 and the
 //!   Exchange Online admin API (`InvokeCommand`), on one server.
+//! - [`connect`]: the Webex Connect Digital Asset API (email channel), on its own server.
 //!
 //! Shared plumbing: `server` (HTTPS listener), [`tls`] (test CA), `faults` (fault table and
 //! [`FaultBuilder`]), [`CallRecord`] and `random`.
 
+pub mod connect;
 mod faults;
 pub mod microsoft;
 mod random;
@@ -22,6 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use jiff::Timestamp;
 
+pub use connect::{ConnectFaults, ConnectOptions, ConnectSim, SimAsset, SimOAuthConfig, SimSmtpConfig, TokenStatus};
 pub use faults::FaultBuilder;
 pub use microsoft::{
     Audience, AutoForwardingMode, ExchangeSim, Faults, MicrosoftSim, SimAppRoleAssignment, SimApplication, SimMailbox,
@@ -33,7 +36,7 @@ pub use microsoft::{
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallRecord {
     pub method: String,
-    /// The route template (see [`microsoft::routes`]), or
+    /// The route template (see [`microsoft::routes`] and [`connect::routes`]), or
     /// `"<METHOD> <unmatched>"`.
     pub route: String,
     /// The raw request path (no query string).
@@ -41,14 +44,15 @@ pub struct CallRecord {
     pub query: Option<String>,
     /// The status sent; 0 when the connection was reset without a response.
     pub status: u16,
-    /// The tenant: from the path for the token endpoint, from the bearer token otherwise.
+    /// Microsoft: the tenant (from the path for the token endpoint, from the bearer token
+    /// otherwise). Connect: the organization the bearer token belongs to.
     pub tenant: Option<String>,
-    /// The calling client ID, when known.
+    /// The calling client ID, when known (Microsoft only).
     pub client_id: Option<String>,
     /// Exchange `InvokeCommand` only: the cmdlet named in the body, in its canonical spelling
     /// when the simulator knows it (`"Set-Mailbox"`), else as sent.
     pub cmdlet: Option<String>,
-    /// Simulated time of the request.
+    /// Simulated time of the request (real time for Connect, which has no simulated clock).
     pub at: Timestamp,
 }
 
