@@ -3,7 +3,7 @@
 //! without answering (to simulate resets).
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,8 +90,15 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// `https://HOST:PORT` for clients; an unspecified listen address becomes loopback.
+    pub fn url(&self) -> String {
+        let host = match self.addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+            IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_string(),
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        format!("https://{host}:{}", self.addr.port())
     }
 }
 

@@ -334,7 +334,7 @@ pub(crate) fn caller(shared: &Shared, request: &SimRequest) -> Option<(String, S
     directory.tokens.get(token).map(|t| (t.tenant.clone(), t.client_id.clone()))
 }
 
-fn bearer(request: &SimRequest) -> Option<&str> {
+pub(crate) fn bearer(request: &SimRequest) -> Option<&str> {
     let value = request.header("authorization")?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
@@ -487,7 +487,7 @@ fn dispatch(t: &mut Tenant, cx: &mut Ctx, ep: &Endpoint, body: &Value) -> GraphR
     let empty = Map::new();
     let body = object.unwrap_or(&empty);
     match ep.op {
-        Op::Token => unreachable!("the token endpoint is not a Graph route"),
+        Op::Token | Op::InvokeCommand => unreachable!("not a Graph route"),
         Op::ListApplications => list_applications(t, cx),
         Op::CreateApplication => create_application(t, cx, None, body),
         Op::GetApplication(key) => {

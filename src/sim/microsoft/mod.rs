@@ -1,9 +1,11 @@
-//! A stateful simulator of the Microsoft identity platform token endpoint and the Microsoft Graph
-//! v1.0 calls the operator makes, served over real HTTPS on loopback.
+//! A stateful simulator of the Microsoft identity platform token endpoint, the Microsoft Graph
+//! v1.0 calls the operator makes and Exchange Online's admin API, served over real HTTPS on
+//! loopback.
 //!
-//! One server plays both hosts: `{url}/{tenant}/oauth2/v2.0/token` is the authority and
-//! `{url}/v1.0/…` is Graph. Configure a client with the simulator's URL as both the authority host
-//! and the Graph endpoint, and trust [`MicrosoftSim::ca_pem`].
+//! One server plays all three hosts: `{url}/{tenant}/oauth2/v2.0/token` is the authority,
+//! `{url}/v1.0/…` is Graph and `{url}/adminapi/beta/{tenant}/InvokeCommand` is Exchange (see
+//! [`exchange`] and [`MicrosoftSim::exchange`]). Configure a client with the simulator's URL as the
+//! authority host, the Graph endpoint and the Exchange endpoint, and trust [`MicrosoftSim::ca_pem`].
 //!
 //! ```text
 //!   operator identity ──client secret / federated assertion──▶ token endpoint ──▶ bearer token
@@ -41,8 +43,10 @@
 //! "Permission being assigned already exists on the object.", "Permission entry already
 //! exists." (409), the 409 for a second service principal, "Resource not found for the segment",
 //! and the permission IDs of the two resource service principals.
-//! Unconfirmed choices are marked where they are made (in `graph.rs` and `token.rs`).
+//! Unconfirmed choices are marked where they are made (in `graph.rs` and `token.rs`). Exchange
+//! keeps its own account of sources in [`exchange`].
 
+pub mod exchange;
 mod faults;
 mod graph;
 pub mod routes;
@@ -55,13 +59,16 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-pub use faults::{FaultBuilder, Faults};
+pub use crate::sim::CallRecord;
+pub use crate::sim::faults::FaultBuilder;
+pub use exchange::{AutoForwardingMode, ExchangeSim, SimMailbox, SimOutboundPolicy, SimOutboundRule};
+pub use faults::Faults;
 pub use state::{
     EXCHANGE_APP_ID, GRAPH_APP_ID, SimAppRoleAssignment, SimApplication, SimOAuth2Grant, SimPassword, SimPermission,
     SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal,
 };
 
-use faults::FaultAction;
+use crate::sim::faults::{FaultAction, sleep_between};
 use graph::{GraphError, RequestIds};
 use routes::Op;
 use state::{OperatorCredential, Shared, Tenant, add, lock};
@@ -121,25 +128,6 @@ impl SimOptions {
     }
 }
 
-/// One request as the simulator saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CallRecord {
-    pub method: String,
-    /// The route template (see [`routes`]), or `"<METHOD> <unmatched>"`.
-    pub route: String,
-    /// The raw request path (no query string).
-    pub path: String,
-    pub query: Option<String>,
-    /// The status sent; 0 when the connection was reset without a response.
-    pub status: u16,
-    /// The tenant: from the path for the token endpoint, from the bearer token for Graph.
-    pub tenant: Option<String>,
-    /// The calling client ID, when known.
-    pub client_id: Option<String>,
-    /// Simulated time of the request.
-    pub at: Timestamp,
-}
-
 /// The running simulator. Dropping it stops the server.
 pub struct MicrosoftSim {
     shared: Arc<Shared>,
@@ -166,14 +154,7 @@ impl MicrosoftSim {
         let server =
             server::serve(listen, ca.server_config(), move |request| serve_request(handler_shared.clone(), request))
                 .await?;
-        let addr = server.addr();
-        let host = match addr.ip() {
-            ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
-            ip if ip.is_unspecified() => "[::1]".to_string(),
-            IpAddr::V4(ip) => ip.to_string(),
-            IpAddr::V6(ip) => format!("[{ip}]"),
-        };
-        *lock(&shared.base_url) = format!("https://{host}:{}", addr.port());
+        *lock(&shared.base_url) = server.url();
         let sim = MicrosoftSim { shared, _server: server, ca };
         for tenant in tenants {
             sim.add_tenant(&tenant);
@@ -228,6 +209,11 @@ impl MicrosoftSim {
     /// The fault-injection handle.
     pub fn faults(&self) -> Faults {
         Faults { shared: self.shared.clone() }
+    }
+
+    /// The Exchange Online organizations of the simulator's tenants (InvokeCommand state).
+    pub fn exchange(&self) -> ExchangeSim {
+        ExchangeSim { shared: self.shared.clone() }
     }
 
     /// Every request so far, in arrival order.
@@ -399,13 +385,11 @@ impl Drop for MicrosoftSim {
     }
 }
 
-/// Answers one request: global latency, routing, fault injection, then the token endpoint or
-/// Graph; records the call.
+/// Answers one request: global latency, routing, fault injection, then the token endpoint, Graph
+/// or Exchange; records the call.
 async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
     if let Some((min, max)) = shared.options.latency {
-        let span = max.saturating_sub(min).as_millis() as u64;
-        let delay = min + Duration::from_millis(random::below(span + 1));
-        tokio::time::sleep(delay).await;
+        sleep_between(min, max).await;
     }
     let routed = routes::route(&request.method, &request.path);
     let route = match &routed {
@@ -413,12 +397,15 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
         Err(_) => routes::unmatched(request.method.as_str()),
     };
     let is_token = matches!(&routed, Ok(endpoint) if endpoint.op == Op::Token);
+    let is_exchange = matches!(&routed, Ok(endpoint) if endpoint.op == Op::InvokeCommand);
     let (tenant, client_id) = match &routed {
         Ok(endpoint) if is_token => (Some(endpoint.key.clone()), token::requested_client(&request)),
         _ => graph::caller(&shared, &request).unzip(),
     };
+    let cmdlet = if is_exchange { exchange::wire::requested_cmdlet(&request) } else { None };
 
-    let triggered = lock(&shared.faults).take(&route);
+    let fault_keys: Vec<&str> = [Some(route.as_str()), cmdlet.as_deref()].into_iter().flatten().collect();
+    let triggered = lock(&shared.faults).take(&fault_keys);
     if !triggered.latency.is_zero() {
         tokio::time::sleep(triggered.latency).await;
     }
@@ -428,6 +415,8 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
         (Some(FaultAction::Status { code, retry_after, .. }), _) => {
             let mut response = if is_token {
                 AadError::for_status(code).into_response(now, &token::correlation_id(&request))
+            } else if is_exchange {
+                exchange::wire::fault_response(code)
             } else {
                 GraphError::for_status(code, retry_after).into_response(&RequestIds::for_request(&request), now)
             };
@@ -437,6 +426,7 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
             Outcome::Respond(response)
         }
         (_, Ok(endpoint)) if is_token => Outcome::Respond(token::handle(&shared, &endpoint.key, &request)),
+        (_, Ok(endpoint)) if is_exchange => Outcome::Respond(exchange::wire::handle(&shared, &endpoint.key, &request)),
         (_, Ok(endpoint)) => {
             Outcome::Respond(graph::handle(&shared, endpoint, &request, &RequestIds::for_request(&request)))
         }
@@ -454,6 +444,7 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
         route = %route,
         status,
         tenant = tenant.as_deref().unwrap_or(""),
+        cmdlet = cmdlet.as_deref().unwrap_or(""),
         "microsoft simulator request"
     );
     lock(&shared.calls).push(CallRecord {
@@ -464,6 +455,7 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
         status,
         tenant,
         client_id,
+        cmdlet,
         at: now,
     });
     outcome

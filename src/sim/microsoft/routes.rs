@@ -54,8 +54,11 @@ pub const DELETE_GRANT: &str = "DELETE /oauth2PermissionGrants/{id}";
 
 pub const GET_DEFAULT_APP_MANAGEMENT_POLICY: &str = "GET /policies/defaultAppManagementPolicy";
 
+/// Exchange Online's admin API (not under Graph's `/v1.0`); `{tenant}` is a tenant ID or domain.
+pub const INVOKE_COMMAND: &str = "POST /adminapi/beta/{tenant}/InvokeCommand";
+
 /// Every route template, in the order of the constants above.
-pub const ALL: [&str; 38] = [
+pub const ALL: [&str; 39] = [
     TOKEN,
     LIST_APPLICATIONS,
     CREATE_APPLICATION,
@@ -94,6 +97,7 @@ pub const ALL: [&str; 38] = [
     UPDATE_GRANT,
     DELETE_GRANT,
     GET_DEFAULT_APP_MANAGEMENT_POLICY,
+    INVOKE_COMMAND,
 ];
 
 /// The template recorded for a request that matched no route.
@@ -156,6 +160,7 @@ pub(crate) enum Op {
     UpdateGrant,
     DeleteGrant,
     GetDefaultAppManagementPolicy,
+    InvokeCommand,
 }
 
 impl Op {
@@ -201,12 +206,13 @@ impl Op {
             Op::UpdateGrant => UPDATE_GRANT,
             Op::DeleteGrant => DELETE_GRANT,
             Op::GetDefaultAppManagementPolicy => GET_DEFAULT_APP_MANAGEMENT_POLICY,
+            Op::InvokeCommand => INVOKE_COMMAND,
         }
     }
 
     /// Whether Graph counts the call as a write (for the write rate limit).
     pub fn is_write(self) -> bool {
-        !self.template().starts_with("GET ") && self != Op::Token
+        !self.template().starts_with("GET ") && self != Op::Token && self != Op::InvokeCommand
     }
 }
 
@@ -214,7 +220,7 @@ impl Op {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Endpoint {
     pub op: Op,
-    /// Tenant (token endpoint), object ID, appId or uniqueName, depending on `op`.
+    /// Tenant (token endpoint, InvokeCommand), object ID, appId or uniqueName, depending on `op`.
     pub key: String,
     /// The assignment ID for the delete-assignment routes.
     pub sub_key: String,
@@ -250,6 +256,18 @@ pub(crate) fn route(method: &Method, raw_path: &str) -> Result<Endpoint, NoRoute
     {
         return if method == Method::POST {
             Ok(endpoint(Op::Token, tenant, ""))
+        } else {
+            Err(NoRoute::MethodNotAllowed)
+        };
+    }
+    if let [adminapi, version, tenant, invoke] = segments.as_slice()
+        && adminapi.eq_ignore_ascii_case("adminapi")
+        && invoke.eq_ignore_ascii_case("InvokeCommand")
+        && !tenant.is_empty()
+    {
+        // Only `beta` answers InvokeCommand; `v1.0` is answered 405 (measured by a public client).
+        return if method == Method::POST && version.eq_ignore_ascii_case("beta") {
+            Ok(endpoint(Op::InvokeCommand, tenant, ""))
         } else {
             Err(NoRoute::MethodNotAllowed)
         };
@@ -459,6 +477,15 @@ mod tests {
         let e = op(Method::POST, "/contoso/oauth2/v2.0/token");
         assert_eq!((e.op, e.key.as_str()), (Op::Token, "contoso"));
         assert_eq!(route(&Method::GET, "/contoso/oauth2/v2.0/token"), Err(NoRoute::MethodNotAllowed));
+    }
+
+    #[test]
+    fn exchange_invoke_command() {
+        let e = op(Method::POST, "/adminapi/beta/contoso.onmicrosoft.com/InvokeCommand");
+        assert_eq!((e.op, e.key.as_str()), (Op::InvokeCommand, "contoso.onmicrosoft.com"));
+        assert_eq!(e.op.template(), INVOKE_COMMAND);
+        assert_eq!(route(&Method::POST, "/adminapi/v1.0/t/InvokeCommand"), Err(NoRoute::MethodNotAllowed));
+        assert_eq!(route(&Method::GET, "/adminapi/beta/t/InvokeCommand"), Err(NoRoute::MethodNotAllowed));
     }
 
     #[test]

@@ -5,14 +5,16 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::faults::FaultTable;
-use super::{Audience, CallRecord, SimOptions};
-use crate::sim::random;
+use super::exchange::ExchangeOrg;
+use super::{Audience, SimOptions};
+use crate::sim::faults::FaultTable;
+pub(crate) use crate::sim::lock;
+use crate::sim::{CallRecord, random};
 
 /// Office 365 Exchange Online, present in every tenant.
 pub const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
@@ -168,6 +170,8 @@ pub(crate) struct Tenant {
     pub grants: Vec<SimOAuth2Grant>,
     /// Recent Graph writes per calling client, for the write rate limit.
     pub writes: HashMap<String, VecDeque<Timestamp>>,
+    /// The tenant's Exchange Online organization.
+    pub exchange: ExchangeOrg,
 }
 
 #[derive(Debug, Default)]
@@ -195,16 +199,11 @@ pub(crate) struct Shared {
     /// `https://127.0.0.1:PORT`, known once the listener is bound.
     pub base_url: Mutex<String>,
     pub directory: Mutex<Directory>,
-    pub faults: Mutex<FaultTable>,
+    pub faults: Arc<Mutex<FaultTable>>,
     pub settings: Mutex<Settings>,
     pub calls: Mutex<Vec<CallRecord>>,
     /// How far the simulated clock runs ahead of the real one.
     pub clock_offset: Mutex<Duration>,
-}
-
-/// Locks a mutex, recovering from poisoning: a panicking test thread must not wedge the server.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {
@@ -213,7 +212,7 @@ impl Shared {
             options,
             base_url: Mutex::new(String::new()),
             directory: Mutex::new(Directory::default()),
-            faults: Mutex::new(FaultTable::default()),
+            faults: Arc::new(Mutex::new(FaultTable::default())),
             settings: Mutex::new(Settings::default()),
             calls: Mutex::new(Vec::new()),
             clock_offset: Mutex::new(Duration::ZERO),
@@ -266,6 +265,7 @@ impl Tenant {
             assignments: Vec::new(),
             grants: Vec::new(),
             writes: HashMap::new(),
+            exchange: ExchangeOrg::new(),
         }
     }
 

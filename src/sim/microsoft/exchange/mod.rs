@@ -1,0 +1,289 @@
+//! Exchange Online's admin API, `POST /adminapi/beta/{tenant}/InvokeCommand`, served by the
+//! Microsoft simulator so that it accepts the Exchange-audience tokens its token endpoint issues.
+//!
+//! ```text
+//!   token endpoint ──(aud = https://outlook.office365.com)──▶ Bearer ─┐
+//!   X-AnchorMailbox: APP:SystemMailbox{bb558c35-…}@{tenant} ──────────┤
+//!   {"CmdletInput":{"CmdletName","Parameters"}} ──────────────────────┴─▶ InvokeCommand
+//!        │                                                                 │
+//!        ▼ tenant's organization (org.rs)                                  ▼ wire.rs
+//!   mailboxes (forwarding, CAS SMTP AUTH) · transport config ·        {"@odata.context","value",
+//!   outbound spam policies + rules · remote domain Default            "@adminapi.warnings"} or errors
+//! ```
+//!
+//! Tests seed and inspect each tenant's organization through [`ExchangeSim`]
+//! ([`super::MicrosoftSim::exchange`]); calls are recorded with the route template
+//! [`super::routes::INVOKE_COMMAND`] and the cmdlet ([`crate::sim::CallRecord::cmdlet`]); faults
+//! can target the route or one cmdlet ([`super::Faults::on_cmdlet`]).
+//!
+//! # Where the behaviour comes from
+//! Microsoft does not document this endpoint; it is what the ExchangeOnlineManagement module
+//! speaks. Confirmed from public code and captured traffic:
+//! - request shape, `X-AnchorMailbox: APP:SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}@…`
+//!   with the tenant ID (KelvinTegelaar/CIPP-API `New-ExoRequest.ps1`) or a tenant domain (a
+//!   captured request), tenant ID or domain in the path, case-insensitive cmdlet names;
+//! - the success body (`@odata.context` ending `$metadata#Collection(Exchange.GenericHashTable)`,
+//!   `adminapi.warnings@odata.type`, `@adminapi.warnings`, `value`), its content type, and the
+//!   Get-Mailbox property names and forms (`ForwardingSmtpAddress` `smtp:…`, `ForwardingAddress`
+//!   null, `Identity` = `Name` = alias, `Guid@odata.type` `#Guid`) from a captured response;
+//! - the error body (`error.code`, generic `error.message`, the real text in
+//!   `error.details[].message` as `<id>|<exception type>|<text>`, `innererror` with
+//!   `internalexception`), code `NotFound` for a missing object, and the texts of
+//!   ManagementObjectNotFoundException (Ex6F9304, Ex94914C) from public error output and the
+//!   parsers in GreyCorbel/ExoHelper and CIPP;
+//! - "The command completed successfully but no settings of '…' have been modified." as the
+//!   warning of a Set-* that changed nothing (CIPP matches it in InvokeCommand results);
+//! - an unknown cmdlet answered 403 with a body of NUL bytes declared as gzip (measured by the
+//!   author of a public Python client);
+//! - the 401 challenge of outlook.office365.com (empty body, `WWW-Authenticate: Bearer
+//!   client_id="00000002-…", trusted_issuers=…, token_types=…, authorization_uri=…,
+//!   error="invalid_token"`, `x-ms-diagnostics: 2000003;…invalid 'aud'…`) from captured EWS traffic.
+//!
+//! Unconfirmed choices are marked where they are made, each in one function: the 401 details for
+//! expired/unknown tokens and a foreign tenant, the refusal of a missing anchor, the 403 for a
+//! missing role, parameter-binding errors (status 400, outer message), the 429/503 bodies, `value`
+//! being `[]` (not absent) for Set-* cmdlets, and the output properties other than Get-Mailbox's.
+//!
+//! Not simulated: paging (`@odata.nextLink`), `$select`, cmdlets and parameters beyond those the
+//! operator uses, RBAC scopes finer than "has a role or not".
+
+mod org;
+pub(crate) mod wire;
+
+use std::sync::Arc;
+
+pub(crate) use org::ExchangeOrg;
+use org::{Cmdlet, DEFAULT_POLICY};
+
+use super::state::{Shared, Tenant, lock};
+use crate::sim::random;
+
+/// How the default (and any) outbound spam filter policy treats automatic external forwarding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AutoForwardingMode {
+    /// The default; Microsoft now treats it as `Off`.
+    Automatic,
+    On,
+    Off,
+}
+
+impl AutoForwardingMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoForwardingMode::Automatic => "Automatic",
+            AutoForwardingMode::On => "On",
+            AutoForwardingMode::Off => "Off",
+        }
+    }
+}
+
+/// A user mailbox with the properties of Get-Mailbox and Get-CASMailbox the operator uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimMailbox {
+    pub user_principal_name: String,
+    pub primary_smtp_address: String,
+    pub alias: String,
+    /// `Identity` and `Name`.
+    pub identity: String,
+    pub guid: String,
+    pub exchange_guid: String,
+    pub external_directory_object_id: String,
+    /// As Exchange shows it: `smtp:user@domain`.
+    pub forwarding_smtp_address: Option<String>,
+    /// The identity of an internal recipient; when set it wins over `forwarding_smtp_address`.
+    pub forwarding_address: Option<String>,
+    pub deliver_to_mailbox_and_forward: bool,
+    /// CAS mailbox setting: `None` inherits the organization's transport config.
+    pub smtp_client_authentication_disabled: Option<bool>,
+}
+
+/// A hosted outbound spam filter policy (Get-HostedOutboundSpamFilterPolicy).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimOutboundPolicy {
+    /// Also its identity.
+    pub name: String,
+    pub auto_forwarding_mode: AutoForwardingMode,
+    /// True only for the policy named `Default`, which applies to everyone no rule matches.
+    pub is_default: bool,
+    pub guid: String,
+}
+
+/// A hosted outbound spam filter rule (Get-HostedOutboundSpamFilterRule): which senders a custom
+/// policy applies to. Lower priority numbers win.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimOutboundRule {
+    pub name: String,
+    /// The policy's name.
+    pub policy: String,
+    /// Senders (addresses).
+    pub from: Vec<String>,
+    /// Groups whose members are senders.
+    pub from_member_of: Vec<String>,
+    pub sender_domain_is: Vec<String>,
+    pub priority: u32,
+    /// `State` Enabled / Disabled.
+    pub enabled: bool,
+    pub guid: String,
+}
+
+/// Cheap, cloneable handle on the Exchange organizations of a running
+/// [`super::MicrosoftSim`], for seeding state and asserting on it. Methods taking a tenant panic
+/// if the simulator has no such tenant, except [`ExchangeSim::add_mailbox`], which creates it.
+#[derive(Clone, Debug)]
+pub struct ExchangeSim {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ExchangeSim {
+    fn with_org<T>(&self, tenant_id: &str, f: impl FnOnce(&mut ExchangeOrg) -> T) -> T {
+        let mut directory = lock(&self.shared.directory);
+        match directory.tenants.get_mut(tenant_id) {
+            Some(tenant) => f(&mut tenant.exchange),
+            None => panic!("the simulator has no tenant {tenant_id:?}"),
+        }
+    }
+
+    /// Adds a user mailbox whose UPN and primary SMTP address are `upn` (its domain becomes an
+    /// accepted domain of the tenant); idempotent. Creates the tenant if missing.
+    pub fn add_mailbox(&self, tenant_id: &str, upn: &str) -> SimMailbox {
+        lock(&self.shared.directory).tenants.entry(tenant_id.to_string()).or_insert_with(Tenant::new);
+        self.with_org(tenant_id, |org| org.add_mailbox(upn))
+    }
+
+    /// Adds an accepted domain, e.g. `contoso.onmicrosoft.com`: the path and the
+    /// `X-AnchorMailbox` header may name the tenant by it.
+    pub fn add_domain(&self, tenant_id: &str, domain: &str) {
+        self.with_org(tenant_id, |org| org.add_domain(domain));
+    }
+
+    /// The mailbox with this UPN (or any identity Get-Mailbox resolves), as Exchange has it now.
+    pub fn mailbox(&self, tenant_id: &str, upn: &str) -> Option<SimMailbox> {
+        self.with_org(tenant_id, |org| org.mailbox(upn).cloned())
+    }
+
+    pub fn mailboxes(&self, tenant_id: &str) -> Vec<SimMailbox> {
+        self.with_org(tenant_id, |org| org.mailboxes.clone())
+    }
+
+    /// Changes a mailbox as an administrator would outside the operator (e.g. pre-existing
+    /// forwarding). Panics if there is no such mailbox.
+    pub fn update_mailbox(&self, tenant_id: &str, upn: &str, change: impl FnOnce(&mut SimMailbox)) {
+        self.with_org(tenant_id, |org| {
+            let index = org.mailbox_index(upn).unwrap_or_else(|| panic!("no mailbox {upn:?} in {tenant_id:?}"));
+            change(&mut org.mailboxes[index]);
+        });
+    }
+
+    /// When true, the caller is treated as lacking an Exchange role in this tenant: every
+    /// InvokeCommand call is answered 403 with a body that is not JSON.
+    pub fn set_role_missing(&self, tenant_id: &str, missing: bool) {
+        self.with_org(tenant_id, |org| org.role_missing = missing);
+    }
+
+    /// Get-TransportConfig `SmtpClientAuthenticationDisabled` (default true).
+    pub fn set_transport_smtp_auth_disabled(&self, tenant_id: &str, disabled: bool) {
+        self.with_org(tenant_id, |org| org.transport_smtp_auth_disabled = disabled);
+    }
+
+    pub fn transport_smtp_auth_disabled(&self, tenant_id: &str) -> bool {
+        self.with_org(tenant_id, |org| org.transport_smtp_auth_disabled)
+    }
+
+    /// Get-RemoteDomain Default `AutoForwardEnabled` (default true).
+    pub fn set_remote_domain_auto_forward(&self, tenant_id: &str, enabled: bool) {
+        self.with_org(tenant_id, |org| org.remote_domain_auto_forward = enabled);
+    }
+
+    pub fn remote_domain_auto_forward(&self, tenant_id: &str) -> bool {
+        self.with_org(tenant_id, |org| org.remote_domain_auto_forward)
+    }
+
+    /// Sets `AutoForwardingMode` of an existing policy (`"Default"` always exists).
+    pub fn set_outbound_policy_mode(&self, tenant_id: &str, policy: &str, mode: AutoForwardingMode) {
+        self.with_org(tenant_id, |org| {
+            let policy = org
+                .policies
+                .iter_mut()
+                .find(|p| p.name.eq_ignore_ascii_case(policy))
+                .unwrap_or_else(|| panic!("no outbound spam filter policy {policy:?} in {tenant_id:?}"));
+            policy.auto_forwarding_mode = mode;
+        });
+    }
+
+    /// Adds a custom policy and the rule applying it to the senders `rule_from` (rule named like
+    /// the policy, enabled, with `priority`), as the Defender portal creates them.
+    pub fn add_outbound_policy(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        mode: AutoForwardingMode,
+        rule_from: Vec<String>,
+        priority: u32,
+    ) {
+        assert!(!name.eq_ignore_ascii_case(DEFAULT_POLICY), "the Default policy always exists");
+        self.with_org(tenant_id, |org| {
+            org.policies.retain(|p| !p.name.eq_ignore_ascii_case(name));
+            org.rules.retain(|r| !r.name.eq_ignore_ascii_case(name));
+            org.policies.push(SimOutboundPolicy {
+                name: name.to_string(),
+                auto_forwarding_mode: mode,
+                is_default: false,
+                guid: random::guid(),
+            });
+            org.rules.push(SimOutboundRule {
+                name: name.to_string(),
+                policy: name.to_string(),
+                from: rule_from,
+                from_member_of: Vec::new(),
+                sender_domain_is: Vec::new(),
+                priority,
+                enabled: true,
+                guid: random::guid(),
+            });
+        });
+    }
+
+    /// Changes a rule (conditions, priority, state). Panics if there is no such rule.
+    pub fn update_outbound_rule(&self, tenant_id: &str, name: &str, change: impl FnOnce(&mut SimOutboundRule)) {
+        self.with_org(tenant_id, |org| {
+            let rule = org
+                .rules
+                .iter_mut()
+                .find(|r| r.name.eq_ignore_ascii_case(name))
+                .unwrap_or_else(|| panic!("no outbound spam filter rule {name:?} in {tenant_id:?}"));
+            change(rule);
+        });
+    }
+
+    pub fn outbound_policies(&self, tenant_id: &str) -> Vec<SimOutboundPolicy> {
+        self.with_org(tenant_id, |org| org.policies.clone())
+    }
+
+    pub fn outbound_rules(&self, tenant_id: &str) -> Vec<SimOutboundRule> {
+        self.with_org(tenant_id, |org| org.rules.clone())
+    }
+
+    /// The cmdlets invoked so far (every InvokeCommand call that named one, including refused
+    /// ones), in order.
+    pub fn cmdlet_calls(&self) -> Vec<String> {
+        lock(&self.shared.calls).iter().filter_map(|c| c.cmdlet.clone()).collect()
+    }
+
+    /// How many InvokeCommand calls named `cmdlet` (any case). Panics on a cmdlet the simulator
+    /// does not implement, so a typo cannot make a "never called" assertion pass.
+    pub fn count_cmdlet(&self, cmdlet: &str) -> usize {
+        let name = canonical_cmdlet(cmdlet);
+        lock(&self.shared.calls).iter().filter(|c| c.cmdlet.as_deref() == Some(name)).count()
+    }
+}
+
+/// The canonical name of a simulated cmdlet; panics on anything else (for test-facing APIs).
+pub(crate) fn canonical_cmdlet(cmdlet: &str) -> &'static str {
+    match Cmdlet::parse(cmdlet) {
+        Some(known) => known.name(),
+        None => panic!(
+            "{cmdlet:?} is not a cmdlet the Exchange simulator implements ({})",
+            Cmdlet::ALL.map(Cmdlet::name).join(", ")
+        ),
+    }
+}

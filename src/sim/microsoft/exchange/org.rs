@@ -1,0 +1,534 @@
+//! One tenant's Exchange Online organization and what the simulated cmdlets do to it: parameter
+//! binding, identity resolution, the effect of each cmdlet and its errors, with no HTTP in sight
+//! (`wire.rs` turns the outcome into InvokeCommand's JSON).
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use super::{AutoForwardingMode, SimMailbox, SimOutboundPolicy, SimOutboundRule};
+use crate::sim::random;
+
+/// The name of the default outbound spam filter policy (also its identity), which every
+/// organization has and which cannot be removed.
+pub(crate) const DEFAULT_POLICY: &str = "Default";
+/// The remote domain every organization has (`DomainName` `*`).
+pub(crate) const DEFAULT_REMOTE_DOMAIN: &str = "Default";
+/// The domain controller named in "couldn't be found on '…'" messages; real ones look like this.
+const DOMAIN_CONTROLLER: &str = "SIMPR01A001DC001.SIMPR01A001.PROD.OUTLOOK.COM";
+
+/// The cmdlets the simulator implements. Exchange resolves names case-insensitively (a captured
+/// request sent `get-mailbox`); [`Cmdlet::name`] is the canonical spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cmdlet {
+    GetMailbox,
+    SetMailbox,
+    GetCasMailbox,
+    SetCasMailbox,
+    GetTransportConfig,
+    GetHostedOutboundSpamFilterPolicy,
+    GetHostedOutboundSpamFilterRule,
+    GetRemoteDomain,
+}
+
+impl Cmdlet {
+    pub const ALL: [Cmdlet; 8] = [
+        Cmdlet::GetMailbox,
+        Cmdlet::SetMailbox,
+        Cmdlet::GetCasMailbox,
+        Cmdlet::SetCasMailbox,
+        Cmdlet::GetTransportConfig,
+        Cmdlet::GetHostedOutboundSpamFilterPolicy,
+        Cmdlet::GetHostedOutboundSpamFilterRule,
+        Cmdlet::GetRemoteDomain,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cmdlet::GetMailbox => "Get-Mailbox",
+            Cmdlet::SetMailbox => "Set-Mailbox",
+            Cmdlet::GetCasMailbox => "Get-CASMailbox",
+            Cmdlet::SetCasMailbox => "Set-CASMailbox",
+            Cmdlet::GetTransportConfig => "Get-TransportConfig",
+            Cmdlet::GetHostedOutboundSpamFilterPolicy => "Get-HostedOutboundSpamFilterPolicy",
+            Cmdlet::GetHostedOutboundSpamFilterRule => "Get-HostedOutboundSpamFilterRule",
+            Cmdlet::GetRemoteDomain => "Get-RemoteDomain",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Cmdlet> {
+        Cmdlet::ALL.into_iter().find(|c| c.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// The parameters each cmdlet accepts here (a subset of the real ones). `Confirm`,
+    /// `ErrorAction` and `WarningAction` are common parameters the PowerShell module may pass;
+    /// they are accepted and ignored.
+    fn parameters(self) -> &'static [&'static str] {
+        match self {
+            Cmdlet::GetMailbox | Cmdlet::GetCasMailbox => &["Identity", "ResultSize"],
+            Cmdlet::SetMailbox => {
+                &["Identity", "ForwardingSmtpAddress", "ForwardingAddress", "DeliverToMailboxAndForward"]
+            }
+            Cmdlet::SetCasMailbox => &["Identity", "SmtpClientAuthenticationDisabled"],
+            Cmdlet::GetTransportConfig => &[],
+            Cmdlet::GetHostedOutboundSpamFilterPolicy
+            | Cmdlet::GetHostedOutboundSpamFilterRule
+            | Cmdlet::GetRemoteDomain => &["Identity"],
+        }
+    }
+}
+
+const COMMON_PARAMETERS: [&str; 3] = ["Confirm", "ErrorAction", "WarningAction"];
+
+/// What a cmdlet wrote to its output pipeline.
+#[derive(Clone, Debug)]
+pub(crate) enum Output {
+    Mailbox(SimMailbox),
+    CasMailbox(SimMailbox),
+    TransportConfig { smtp_client_authentication_disabled: bool },
+    OutboundPolicy(SimOutboundPolicy),
+    OutboundRule(SimOutboundRule),
+    RemoteDomain { name: String, auto_forward_enabled: bool },
+}
+
+/// A successful run: output objects plus warnings (`@adminapi.warnings`).
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub output: Vec<Output>,
+    pub warnings: Vec<String>,
+}
+
+/// A cmdlet failure as Exchange reports it in `error.details[].message`:
+/// `<error id>|<exception type>|<text>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum CmdletError {
+    /// Confirmed text and id (public bodies of Get-Mailbox / Remove-Mailbox failures).
+    ObjectNotFound { identity: String },
+    /// Confirmed text and id for a recipient named in a parameter (public EXO error output).
+    RecipientNotFound { identity: String },
+    /// PowerShell's parameter binding text; the empty error id and the 400 status are unconfirmed.
+    UnknownParameter { name: String },
+    /// Unconfirmed wording after PowerShell's "Cannot process argument transformation" pattern.
+    InvalidArgument { parameter: &'static str, reason: String },
+    /// PowerShell's text for a missing mandatory parameter; unconfirmed through InvokeCommand.
+    MissingParameter { name: &'static str },
+}
+
+impl CmdletError {
+    /// Whether Exchange reports it as a missing object (HTTP 404, code `NotFound`) rather than a
+    /// bad request.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, CmdletError::ObjectNotFound { .. } | CmdletError::RecipientNotFound { .. })
+    }
+}
+
+impl fmt::Display for CmdletError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NOT_FOUND: &str = "Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException";
+        match self {
+            CmdletError::ObjectNotFound { identity } => write!(
+                f,
+                "Ex6F9304|{NOT_FOUND}|The operation couldn't be performed because object '{identity}' couldn't be found on '{DOMAIN_CONTROLLER}'."
+            ),
+            CmdletError::RecipientNotFound { identity } => write!(
+                f,
+                "Ex94914C|{NOT_FOUND}|Couldn't find object \"{identity}\". Please make sure that it was spelled correctly or specify a different object."
+            ),
+            CmdletError::UnknownParameter { name } => write!(
+                f,
+                "|System.Management.Automation.ParameterBindingException|A parameter cannot be found that matches parameter name '{name}'."
+            ),
+            CmdletError::InvalidArgument { parameter, reason } => write!(
+                f,
+                "|System.Management.Automation.ParameterBindingArgumentTransformationException|Cannot process argument transformation on parameter '{parameter}'. {reason}"
+            ),
+            CmdletError::MissingParameter { name } => write!(
+                f,
+                "|System.Management.Automation.ParameterBindingException|Cannot process command because of one or more missing mandatory parameters: {name}."
+            ),
+        }
+    }
+}
+
+/// The parameters of one invocation, bound case-insensitively to the cmdlet's names.
+struct Bound<'a> {
+    values: Vec<(&'static str, &'a Value)>,
+}
+
+impl<'a> Bound<'a> {
+    fn bind(cmdlet: Cmdlet, parameters: &'a Map<String, Value>) -> Result<Bound<'a>, CmdletError> {
+        let mut values = Vec::new();
+        for (name, value) in parameters {
+            if let Some(known) = cmdlet.parameters().iter().find(|p| p.eq_ignore_ascii_case(name)) {
+                values.push((*known, value));
+            } else if !COMMON_PARAMETERS.iter().any(|p| p.eq_ignore_ascii_case(name)) {
+                return Err(CmdletError::UnknownParameter { name: name.clone() });
+            }
+        }
+        Ok(Bound { values })
+    }
+
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    fn string(&self, name: &'static str) -> Result<Option<String>, CmdletError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(CmdletError::InvalidArgument {
+                parameter: name,
+                reason: format!("Cannot convert value \"{other}\" to type \"System.String\"."),
+            }),
+        }
+    }
+
+    fn identity(&self) -> Result<String, CmdletError> {
+        self.string("Identity")?.ok_or(CmdletError::MissingParameter { name: "Identity" })
+    }
+
+    /// A parameter that may be set to `$null` (JSON null): `Some(None)` clears it.
+    fn nullable(&self, name: &'static str) -> Option<Option<&'a Value>> {
+        self.get(name).map(|v| (!v.is_null()).then_some(v))
+    }
+
+    fn boolean(name: &'static str, value: &Value) -> Result<bool, CmdletError> {
+        value.as_bool().ok_or_else(|| CmdletError::InvalidArgument {
+            parameter: name,
+            reason: format!(
+                "Cannot convert value \"{value}\" to type \"System.Boolean\". Boolean parameters accept only Boolean values and numbers, such as $True, $False, 1 or 0."
+            ),
+        })
+    }
+}
+
+/// One tenant's Exchange Online organization.
+#[derive(Debug)]
+pub(crate) struct ExchangeOrg {
+    /// Accepted domains, lowercase: those added explicitly and the domains of every mailbox.
+    pub domains: Vec<String>,
+    pub mailboxes: Vec<SimMailbox>,
+    /// Org-wide SMTP AUTH switch; true by default for tenants created after January 2020.
+    pub transport_smtp_auth_disabled: bool,
+    pub policies: Vec<SimOutboundPolicy>,
+    pub rules: Vec<SimOutboundRule>,
+    pub remote_domain_auto_forward: bool,
+    /// The caller lacks an Exchange role: every cmdlet is refused (see `wire.rs`).
+    pub role_missing: bool,
+}
+
+impl ExchangeOrg {
+    pub fn new() -> ExchangeOrg {
+        ExchangeOrg {
+            domains: Vec::new(),
+            mailboxes: Vec::new(),
+            transport_smtp_auth_disabled: true,
+            policies: vec![SimOutboundPolicy {
+                name: DEFAULT_POLICY.to_string(),
+                auto_forwarding_mode: AutoForwardingMode::Automatic,
+                is_default: true,
+                guid: random::guid(),
+            }],
+            rules: Vec::new(),
+            remote_domain_auto_forward: true,
+            role_missing: false,
+        }
+    }
+
+    pub fn add_domain(&mut self, domain: &str) {
+        let domain = domain.trim().to_ascii_lowercase();
+        if !domain.is_empty() && !self.domains.contains(&domain) {
+            self.domains.push(domain);
+        }
+    }
+
+    pub fn has_domain(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// A new user mailbox for `upn` (idempotent: an existing one is returned unchanged).
+    pub fn add_mailbox(&mut self, upn: &str) -> SimMailbox {
+        if let Some(existing) = self.mailbox(upn) {
+            return existing.clone();
+        }
+        let upn = upn.trim().to_string();
+        let (alias, domain) = upn.split_once('@').unwrap_or((upn.as_str(), ""));
+        self.add_domain(domain);
+        // Observed: Name and Identity are the alias for a mailbox created from a user.
+        let mailbox = SimMailbox {
+            user_principal_name: upn.clone(),
+            primary_smtp_address: upn.clone(),
+            alias: alias.to_string(),
+            identity: alias.to_string(),
+            guid: random::guid(),
+            exchange_guid: random::guid(),
+            external_directory_object_id: random::guid(),
+            forwarding_smtp_address: None,
+            forwarding_address: None,
+            deliver_to_mailbox_and_forward: false,
+            smtp_client_authentication_disabled: None,
+        };
+        self.mailboxes.push(mailbox.clone());
+        mailbox
+    }
+
+    /// Resolves an identity the way the recipient cmdlets do, on the properties they accept:
+    /// UPN, primary SMTP address, alias, name, GUIDs.
+    pub fn mailbox(&self, identity: &str) -> Option<&SimMailbox> {
+        self.mailbox_index(identity).map(|i| &self.mailboxes[i])
+    }
+
+    pub fn mailbox_index(&self, identity: &str) -> Option<usize> {
+        let identity = identity.trim();
+        self.mailboxes.iter().position(|m| {
+            [
+                &m.user_principal_name,
+                &m.primary_smtp_address,
+                &m.alias,
+                &m.identity,
+                &m.guid,
+                &m.exchange_guid,
+                &m.external_directory_object_id,
+            ]
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case(identity))
+        })
+    }
+
+    pub fn policy(&self, identity: &str) -> Option<&SimOutboundPolicy> {
+        self.policies.iter().find(|p| p.name.eq_ignore_ascii_case(identity.trim()) || p.guid == identity.trim())
+    }
+
+    /// Runs `cmdlet` with `parameters` (the `Parameters` object of the request).
+    pub fn run(&mut self, cmdlet: Cmdlet, parameters: &Map<String, Value>) -> Result<Outcome, CmdletError> {
+        let bound = Bound::bind(cmdlet, parameters)?;
+        let output = match cmdlet {
+            Cmdlet::GetMailbox => self.recipients(&bound)?.into_iter().map(Output::Mailbox).collect(),
+            Cmdlet::GetCasMailbox => self.recipients(&bound)?.into_iter().map(Output::CasMailbox).collect(),
+            Cmdlet::SetMailbox => return self.set_mailbox(&bound),
+            Cmdlet::SetCasMailbox => return self.set_cas_mailbox(&bound),
+            Cmdlet::GetTransportConfig => {
+                vec![Output::TransportConfig { smtp_client_authentication_disabled: self.transport_smtp_auth_disabled }]
+            }
+            Cmdlet::GetHostedOutboundSpamFilterPolicy => match bound.string("Identity")? {
+                None => self.policies.iter().cloned().map(Output::OutboundPolicy).collect(),
+                Some(identity) => match self.policy(&identity) {
+                    Some(policy) => vec![Output::OutboundPolicy(policy.clone())],
+                    None => return Err(CmdletError::ObjectNotFound { identity }),
+                },
+            },
+            Cmdlet::GetHostedOutboundSpamFilterRule => {
+                let mut rules = self.rules.clone();
+                rules.sort_by_key(|r| r.priority);
+                match bound.string("Identity")? {
+                    None => rules.into_iter().map(Output::OutboundRule).collect(),
+                    Some(identity) => match rules.into_iter().find(|r| r.name.eq_ignore_ascii_case(identity.trim())) {
+                        Some(rule) => vec![Output::OutboundRule(rule)],
+                        None => return Err(CmdletError::ObjectNotFound { identity }),
+                    },
+                }
+            }
+            Cmdlet::GetRemoteDomain => {
+                let default = Output::RemoteDomain {
+                    name: DEFAULT_REMOTE_DOMAIN.to_string(),
+                    auto_forward_enabled: self.remote_domain_auto_forward,
+                };
+                match bound.string("Identity")? {
+                    None => vec![default],
+                    Some(identity) if identity.trim().eq_ignore_ascii_case(DEFAULT_REMOTE_DOMAIN) => vec![default],
+                    Some(identity) => return Err(CmdletError::ObjectNotFound { identity }),
+                }
+            }
+        };
+        Ok(Outcome { output, warnings: Vec::new() })
+    }
+
+    /// `-Identity x` → that mailbox or ObjectNotFound; no identity → every mailbox.
+    fn recipients(&self, bound: &Bound<'_>) -> Result<Vec<SimMailbox>, CmdletError> {
+        match bound.string("Identity")? {
+            None => Ok(self.mailboxes.clone()),
+            Some(identity) => match self.mailbox(&identity) {
+                Some(mailbox) => Ok(vec![mailbox.clone()]),
+                None => Err(CmdletError::ObjectNotFound { identity }),
+            },
+        }
+    }
+
+    fn target(&self, bound: &Bound<'_>) -> Result<usize, CmdletError> {
+        let identity = bound.identity()?;
+        self.mailbox_index(&identity).ok_or(CmdletError::ObjectNotFound { identity })
+    }
+
+    fn set_mailbox(&mut self, bound: &Bound<'_>) -> Result<Outcome, CmdletError> {
+        let index = self.target(bound)?;
+        let mut updated = self.mailboxes[index].clone();
+        if let Some(value) = bound.nullable("ForwardingSmtpAddress") {
+            updated.forwarding_smtp_address = value.map(forwarding_smtp_address).transpose()?;
+        }
+        if let Some(value) = bound.nullable("ForwardingAddress") {
+            updated.forwarding_address = match value {
+                None => None,
+                Some(Value::String(recipient)) => match self.mailbox(recipient) {
+                    Some(target) => Some(target.identity.clone()),
+                    None => return Err(CmdletError::RecipientNotFound { identity: recipient.clone() }),
+                },
+                Some(other) => {
+                    return Err(CmdletError::InvalidArgument {
+                        parameter: "ForwardingAddress",
+                        reason: format!("Cannot convert value \"{other}\" to type \"RecipientIdParameter\"."),
+                    });
+                }
+            };
+        }
+        if let Some(value) = bound.get("DeliverToMailboxAndForward") {
+            updated.deliver_to_mailbox_and_forward = Bound::boolean("DeliverToMailboxAndForward", value)?;
+        }
+        Ok(self.replace_mailbox(index, updated))
+    }
+
+    fn set_cas_mailbox(&mut self, bound: &Bound<'_>) -> Result<Outcome, CmdletError> {
+        let index = self.target(bound)?;
+        let mut updated = self.mailboxes[index].clone();
+        if let Some(value) = bound.nullable("SmtpClientAuthenticationDisabled") {
+            updated.smtp_client_authentication_disabled =
+                value.map(|v| Bound::boolean("SmtpClientAuthenticationDisabled", v)).transpose()?;
+        }
+        Ok(self.replace_mailbox(index, updated))
+    }
+
+    /// Set-* cmdlets write nothing to the pipeline; when nothing changed Exchange says so in a
+    /// warning (confirmed text).
+    fn replace_mailbox(&mut self, index: usize, updated: SimMailbox) -> Outcome {
+        let mut outcome = Outcome::default();
+        if self.mailboxes[index] == updated {
+            outcome.warnings.push(format!(
+                "The command completed successfully but no settings of '{}' have been modified.",
+                updated.identity
+            ));
+        } else {
+            self.mailboxes[index] = updated;
+        }
+        outcome
+    }
+}
+
+/// `-ForwardingSmtpAddress` takes `user@domain` or `smtp:user@domain`; Exchange shows it back as
+/// `smtp:user@domain` (confirmed in a captured Get-Mailbox response).
+fn forwarding_smtp_address(value: &Value) -> Result<String, CmdletError> {
+    let invalid = || CmdletError::InvalidArgument {
+        parameter: "ForwardingSmtpAddress",
+        reason: format!("Cannot convert value \"{value}\" to type \"Microsoft.Exchange.Data.ProxyAddress\"."),
+    };
+    let text = value.as_str().ok_or_else(invalid)?.trim();
+    let address = match text.split_once(':') {
+        Some((prefix, rest)) if prefix.eq_ignore_ascii_case("smtp") => rest,
+        Some(_) => return Err(invalid()),
+        None => text,
+    };
+    let valid = address.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+    }) && address.matches('@').count() == 1
+        && !address.chars().any(char::is_whitespace);
+    if valid { Ok(format!("smtp:{address}")) } else { Err(invalid()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn params(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    fn org() -> ExchangeOrg {
+        let mut org = ExchangeOrg::new();
+        org.add_mailbox("support@contoso.com");
+        org.add_mailbox("sales@contoso.com");
+        org
+    }
+
+    #[test]
+    fn cmdlet_names_resolve_case_insensitively() {
+        assert_eq!(Cmdlet::parse("get-mailbox"), Some(Cmdlet::GetMailbox));
+        assert_eq!(Cmdlet::parse("SET-CASMAILBOX"), Some(Cmdlet::SetCasMailbox));
+        assert_eq!(Cmdlet::parse("Remove-Mailbox"), None);
+    }
+
+    #[test]
+    fn forwarding_smtp_addresses_are_normalized_or_refused() {
+        assert_eq!(forwarding_smtp_address(&json!("a@b.io")).unwrap(), "smtp:a@b.io");
+        assert_eq!(forwarding_smtp_address(&json!("SMTP:a@b.io")).unwrap(), "smtp:a@b.io");
+        for bad in [json!("a@b"), json!("x500:a@b.io"), json!("a@@b.io"), json!(""), json!(3)] {
+            assert!(forwarding_smtp_address(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn set_mailbox_changes_forwarding_and_warns_when_nothing_changes() {
+        let mut org = org();
+        let set = params(json!({
+            "identity": "support@contoso.com",
+            "ForwardingSmtpAddress": "abc@mail-us.imiconnect.io",
+            "DeliverToMailboxAndForward": true,
+        }));
+        let outcome = org.run(Cmdlet::SetMailbox, &set).unwrap();
+        assert!(outcome.output.is_empty() && outcome.warnings.is_empty());
+        let mailbox = org.mailbox("support").unwrap();
+        assert_eq!(mailbox.forwarding_smtp_address.as_deref(), Some("smtp:abc@mail-us.imiconnect.io"));
+        assert!(mailbox.deliver_to_mailbox_and_forward);
+
+        let again = org.run(Cmdlet::SetMailbox, &set).unwrap();
+        assert_eq!(
+            again.warnings,
+            ["The command completed successfully but no settings of 'support' have been modified."]
+        );
+    }
+
+    #[test]
+    fn forwarding_address_must_name_a_recipient_and_null_clears_it() {
+        let mut org = org();
+        let error = org
+            .run(Cmdlet::SetMailbox, &params(json!({"Identity": "support", "ForwardingAddress": "nobody"})))
+            .unwrap_err();
+        assert_eq!(error, CmdletError::RecipientNotFound { identity: "nobody".into() });
+        org.run(Cmdlet::SetMailbox, &params(json!({"Identity": "support", "ForwardingAddress": "sales@contoso.com"})))
+            .unwrap();
+        assert_eq!(org.mailbox("support").unwrap().forwarding_address.as_deref(), Some("sales"));
+        org.run(Cmdlet::SetMailbox, &params(json!({"Identity": "support", "ForwardingAddress": null}))).unwrap();
+        assert_eq!(org.mailbox("support").unwrap().forwarding_address, None);
+    }
+
+    #[test]
+    fn parameters_are_bound_strictly() {
+        let mut org = org();
+        let unknown = org.run(Cmdlet::GetMailbox, &params(json!({"Identityy": "x"}))).unwrap_err();
+        assert!(unknown.to_string().ends_with("A parameter cannot be found that matches parameter name 'Identityy'."));
+        let missing = org.run(Cmdlet::SetCasMailbox, &params(json!({"SmtpClientAuthenticationDisabled": false})));
+        assert_eq!(missing.unwrap_err(), CmdletError::MissingParameter { name: "Identity" });
+        let wrong_type = org.run(
+            Cmdlet::SetCasMailbox,
+            &params(json!({"Identity": "support", "SmtpClientAuthenticationDisabled": "no"})),
+        );
+        assert!(matches!(wrong_type.unwrap_err(), CmdletError::InvalidArgument { .. }));
+        assert!(org.run(Cmdlet::GetTransportConfig, &params(json!({"Confirm": false}))).is_ok());
+    }
+
+    #[test]
+    fn unknown_objects_are_not_found_with_exchange_text() {
+        let mut org = org();
+        let error = org.run(Cmdlet::GetMailbox, &params(json!({"Identity": "ghost@contoso.com"}))).unwrap_err();
+        assert!(error.is_not_found());
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "Ex6F9304|Microsoft.Exchange.Configuration.Tasks.ManagementObjectNotFoundException|The operation couldn't be performed because object 'ghost@contoso.com' couldn't be found on '{DOMAIN_CONTROLLER}'."
+            )
+        );
+        assert!(
+            org.run(Cmdlet::GetRemoteDomain, &params(json!({"Identity": "contoso.com"}))).unwrap_err().is_not_found()
+        );
+        assert!(org.run(Cmdlet::GetRemoteDomain, &params(json!({"Identity": "default"}))).is_ok());
+    }
+}

@@ -1,0 +1,340 @@
+//! The HTTP side of `InvokeCommand`: authentication, the anchor mailbox, the request body, and the
+//! JSON Exchange answers with. Every wire detail of the simulated endpoint is decided here; the
+//! module documentation of [`super`] lists which are confirmed.
+
+use hyper::StatusCode;
+use serde_json::{Map, Value, json};
+
+use super::org::{Cmdlet, CmdletError, Outcome, Output};
+use super::{SimMailbox, SimOutboundPolicy, SimOutboundRule};
+use crate::sim::microsoft::Audience;
+use crate::sim::microsoft::graph::bearer;
+use crate::sim::microsoft::state::{Shared, lock};
+use crate::sim::random;
+use crate::sim::server::{SimRequest, SimResponse};
+
+/// Confirmed (captured response).
+const JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+/// The arbitration mailbox app-only callers anchor on (confirmed in public clients).
+const SYSTEM_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}";
+const EXCHANGE_APP_ID: &str = crate::sim::microsoft::EXCHANGE_APP_ID;
+
+/// The cmdlet a request names, for call records and per-cmdlet faults, read leniently: the
+/// canonical spelling when the simulator knows the cmdlet, else as sent.
+pub(crate) fn requested_cmdlet(request: &SimRequest) -> Option<String> {
+    let body: Value = serde_json::from_slice(&request.body).ok()?;
+    let name = body.get("CmdletInput")?.get("CmdletName")?.as_str()?.trim();
+    (!name.is_empty()).then(|| Cmdlet::parse(name).map_or_else(|| name.to_string(), |c| c.name().to_string()))
+}
+
+/// Handles `POST /adminapi/beta/{path_tenant}/InvokeCommand`.
+pub(crate) fn handle(shared: &Shared, path_tenant: &str, request: &SimRequest) -> SimResponse {
+    let now = shared.now();
+    let base = shared.base_url();
+    let mut directory = lock(&shared.directory);
+
+    // Authentication happens at Exchange's front door, before anything else is looked at.
+    let Some(token) = bearer(request) else {
+        return unauthorized(None);
+    };
+    let tenant_id = match directory.tokens.get(token) {
+        None => return unauthorized(Some((2000001, "The token is not valid.", "invalid_token"))),
+        Some(issued) if issued.audience != Audience::Exchange => {
+            return unauthorized(Some((2000003, "The audience claim value is invalid 'aud'.", "invalid_resource")));
+        }
+        Some(issued) if issued.expires <= now => {
+            return unauthorized(Some((2000001, "The token has expired.", "invalid_token")));
+        }
+        Some(issued) => issued.tenant.clone(),
+    };
+    let Some(tenant) = directory.tenants.get_mut(&tenant_id) else {
+        return unauthorized(Some((2000004, "The tenant does not exist.", "invalid_tenant")));
+    };
+    let org = &mut tenant.exchange;
+    let names_this_tenant = |name: &str| name.eq_ignore_ascii_case(&tenant_id) || org.has_domain(name);
+    if !names_this_tenant(path_tenant) {
+        let reason = format!("The tenant for tenant guid '{path_tenant}' does not exist.");
+        return unauthorized(Some((2000004, &reason, "invalid_tenant")));
+    }
+    let anchor = request.header("x-anchormailbox").unwrap_or("");
+    if !anchored_tenant(anchor).is_some_and(names_this_tenant) {
+        return missing_anchor(anchor);
+    }
+    let (name, parameters) = match parse_body(&request.body) {
+        Ok(parsed) => parsed,
+        Err(problem) => return bad_body(&problem),
+    };
+    if org.role_missing {
+        return forbidden();
+    }
+    let Some(cmdlet) = Cmdlet::parse(&name) else {
+        return forbidden();
+    };
+    match org.run(cmdlet, &parameters) {
+        Ok(outcome) => success(&base, path_tenant, outcome),
+        Err(error) => cmdlet_failure(&error),
+    }
+}
+
+/// The organization an `X-AnchorMailbox` value names: `APP:` (app-only, as CIPP sends it) or
+/// `UPN:` (as a captured request sent it), the system mailbox, `@`, tenant ID or domain.
+fn anchored_tenant(value: &str) -> Option<&str> {
+    let (kind, address) = value.trim().split_once(':')?;
+    let (mailbox, organization) = address.split_once('@')?;
+    let kind_ok = kind.eq_ignore_ascii_case("APP") || kind.eq_ignore_ascii_case("UPN");
+    (kind_ok && mailbox.eq_ignore_ascii_case(SYSTEM_MAILBOX) && !organization.contains('@')).then_some(organization)
+}
+
+fn parse_body(body: &[u8]) -> Result<(String, Map<String, Value>), String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON ({e})"))?;
+    let input = value.get("CmdletInput").and_then(Value::as_object).ok_or("CmdletInput is missing")?;
+    let name = input
+        .get("CmdletName")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or("CmdletInput.CmdletName is missing")?;
+    let parameters = match input.get("Parameters") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(parameters)) => parameters.clone(),
+        Some(_) => return Err("CmdletInput.Parameters is not an object".to_string()),
+    };
+    Ok((name.to_string(), parameters))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+fn with_request_id(response: SimResponse) -> SimResponse {
+    response.with_header("request-id", &random::guid())
+}
+
+/// 401 with an empty body and Exchange's bearer challenge. Confirmed for a wrong audience
+/// (captured from outlook.office365.com). Unconfirmed: that InvokeCommand answers the same way,
+/// the challenge without `error=` when no token is sent, and the diagnostics (code, reason) for an
+/// unknown or expired token and for a path naming another tenant.
+fn unauthorized(diagnostics: Option<(u32, &str, &str)>) -> SimResponse {
+    let mut challenge = format!(
+        "Bearer client_id=\"{EXCHANGE_APP_ID}\", trusted_issuers=\"00000001-0000-0000-c000-000000000000@*\", token_types=\"app_asserted_user_v1 service_asserted_app_v1\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\""
+    );
+    let mut response = SimResponse::new(StatusCode::UNAUTHORIZED);
+    if let Some((code, reason, category)) = diagnostics {
+        challenge.push_str(", error=\"invalid_token\"");
+        response.set_header("x-ms-diagnostics", &format!("{code};reason=\"{reason}\";error_category=\"{category}\""));
+    }
+    with_request_id(response.with_header("www-authenticate", &challenge))
+}
+
+/// Exchange's answer to a cmdlet the caller may not run: 403 and a body that is not JSON.
+/// Measured publicly for an unknown cmdlet: NUL bytes declared as gzip. Unconfirmed: that a
+/// caller without an Exchange role (to whom the cmdlets are not available) gets the same.
+fn forbidden() -> SimResponse {
+    let mut response = SimResponse::new(StatusCode::FORBIDDEN);
+    response.body = bytes::Bytes::from_static(&[0u8; 10]);
+    with_request_id(response.with_header("content-encoding", "gzip"))
+}
+
+/// An OData error body as InvokeCommand sends it (confirmed shape).
+fn odata_error(status: StatusCode, code: &str, message: &str, detail: Option<String>) -> SimResponse {
+    let mut error = json!({"code": code, "message": message});
+    if let Some(detail) = detail {
+        error["details"] = json!([{"code": "Client", "target": "", "message": detail}]);
+        error["innererror"] = json!({
+            "message": message,
+            "type": "Microsoft.Exchange.Admin.OData.Core.ODataServiceException",
+            "stacktrace": "",
+            "internalexception": {
+                "message": "Exception of type 'Microsoft.Exchange.Management.PSDirectInvoke.DirectInvokeCmdletExecutionException' was thrown.",
+                "type": "Microsoft.Exchange.Management.PSDirectInvoke.DirectInvokeCmdletExecutionException",
+                "stacktrace": "",
+            },
+        });
+    }
+    let body = json!({
+        "error": error,
+        "adminapi.warnings@odata.type": "#Collection(String)",
+        "@adminapi.warnings": [],
+    });
+    with_request_id(SimResponse::json(status, &body, JSON))
+}
+
+/// A cmdlet error. Confirmed: code `NotFound` and message "Error executing cmdlet" for a
+/// missing object (404 assumed from the code). Unconfirmed: 400 `BadRequest` with the generic
+/// "Invalid Operation" for parameter errors.
+fn cmdlet_failure(error: &CmdletError) -> SimResponse {
+    if error.is_not_found() {
+        odata_error(StatusCode::NOT_FOUND, "NotFound", "Error executing cmdlet", Some(error.to_string()))
+    } else {
+        odata_error(StatusCode::BAD_REQUEST, "BadRequest", "Invalid Operation", Some(error.to_string()))
+    }
+}
+
+/// Unconfirmed: Exchange's answer to a body that is not a CmdletInput.
+fn bad_body(problem: &str) -> SimResponse {
+    odata_error(StatusCode::BAD_REQUEST, "BadRequest", &format!("Invalid CmdletInput: {problem}."), None)
+}
+
+/// Unconfirmed and deliberate: what Exchange does without a usable `X-AnchorMailbox` is not
+/// documented (public clients always send one). The simulator refuses the request, so a client
+/// that forgets the header, or anchors on another tenant, fails in tests rather than in production.
+fn missing_anchor(sent: &str) -> SimResponse {
+    let message = format!(
+        "X-AnchorMailbox must be 'APP:{SYSTEM_MAILBOX}@<tenant ID or domain>' for the tenant of the token; got '{sent}'."
+    );
+    odata_error(StatusCode::BAD_REQUEST, "BadRequest", &message, None)
+}
+
+/// Injected faults. Unconfirmed bodies: 429 as the plain-text concurrency message public clients
+/// match on (GreyCorbel/ExoHelper), 503 as HTTP.sys's page (responses carry
+/// `Server: Microsoft-HTTPAPI/2.0`), anything else as an OData error.
+pub(crate) fn fault_response(status: u16) -> SimResponse {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = SimResponse::new(status);
+    match status.as_u16() {
+        429 => {
+            response.body = bytes::Bytes::from_static(
+                b"You have reached the maximum number of concurrent requests per tenant. Please wait and try again.",
+            );
+            response.set_header("content-type", "text/plain; charset=utf-8");
+        }
+        503 => {
+            response.body = bytes::Bytes::from_static(
+                b"<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\"\"http://www.w3.org/TR/html4/strict.dtd\">\r\n<HTML><HEAD><TITLE>Service Unavailable</TITLE>\r\n<META HTTP-EQUIV=\"Content-Type\" Content=\"text/html; charset=us-ascii\"></HEAD>\r\n<BODY><h2>Service Unavailable</h2>\r\n<hr><p>HTTP Error 503. The service is unavailable.</p>\r\n</BODY></HTML>\r\n",
+            );
+            response.set_header("content-type", "text/html; charset=us-ascii");
+        }
+        _ => return odata_error(status, "InternalServerError", "Error executing cmdlet", None),
+    }
+    with_request_id(response)
+}
+
+/// 200 with the cmdlet's output. Set-* cmdlets output nothing: `value` is `[]` (unconfirmed
+/// whether Exchange sends `[]` or leaves `value` out).
+fn success(base: &str, path_tenant: &str, outcome: Outcome) -> SimResponse {
+    let body = json!({
+        "@odata.context": format!("{base}/adminapi/beta/{path_tenant}/$metadata#Collection(Exchange.GenericHashTable)"),
+        "adminapi.warnings@odata.type": "#Collection(String)",
+        "@adminapi.warnings": outcome.warnings,
+        "value": outcome.output.iter().map(output_json).collect::<Vec<_>>(),
+    });
+    with_request_id(SimResponse::json(StatusCode::OK, &body, JSON)).with_header("odata-version", "4.0")
+}
+
+fn guid(object: &mut Map<String, Value>, name: &str, value: &str) {
+    object.insert(format!("{name}@odata.type"), json!("#Guid"));
+    object.insert(name.to_string(), json!(value));
+}
+
+fn strings(object: &mut Map<String, Value>, name: &str, values: &[String]) {
+    object.insert(format!("{name}@odata.type"), json!("#Collection(String)"));
+    object.insert(name.to_string(), json!(values));
+}
+
+fn output_json(output: &Output) -> Value {
+    let mut object = Map::new();
+    match output {
+        Output::Mailbox(m) => mailbox_json(&mut object, m),
+        Output::CasMailbox(m) => {
+            recipient_json(&mut object, m);
+            object.insert("SmtpClientAuthenticationDisabled".into(), json!(m.smtp_client_authentication_disabled));
+        }
+        // Unconfirmed beyond the property the operator reads.
+        Output::TransportConfig { smtp_client_authentication_disabled } => {
+            object.insert("SmtpClientAuthenticationDisabled".into(), json!(smtp_client_authentication_disabled));
+        }
+        Output::OutboundPolicy(p) => policy_json(&mut object, p),
+        Output::OutboundRule(r) => rule_json(&mut object, r),
+        Output::RemoteDomain { name, auto_forward_enabled } => {
+            for key in ["Identity", "Id", "Name"] {
+                object.insert(key.into(), json!(name));
+            }
+            object.insert("DomainName".into(), json!("*"));
+            object.insert("AutoForwardEnabled".into(), json!(auto_forward_enabled));
+        }
+    }
+    Value::Object(object)
+}
+
+/// Properties shared by Get-Mailbox and Get-CASMailbox.
+fn recipient_json(object: &mut Map<String, Value>, m: &SimMailbox) {
+    for key in ["Identity", "Id", "Name", "DisplayName"] {
+        object.insert(key.into(), json!(m.identity));
+    }
+    object.insert("PrimarySmtpAddress".into(), json!(m.primary_smtp_address));
+    object.insert("ExternalDirectoryObjectId".into(), json!(m.external_directory_object_id));
+    guid(object, "Guid", &m.guid);
+}
+
+/// Names and forms confirmed by a captured Get-Mailbox response.
+fn mailbox_json(object: &mut Map<String, Value>, m: &SimMailbox) {
+    recipient_json(object, m);
+    object.insert("Alias".into(), json!(m.alias));
+    object.insert("UserPrincipalName".into(), json!(m.user_principal_name));
+    object.insert("WindowsEmailAddress".into(), json!(m.primary_smtp_address));
+    strings(object, "EmailAddresses", &[format!("SMTP:{}", m.primary_smtp_address)]);
+    object.insert("RecipientType".into(), json!("UserMailbox"));
+    object.insert("RecipientTypeDetails".into(), json!("UserMailbox"));
+    guid(object, "ExchangeGuid", &m.exchange_guid);
+    object.insert("ForwardingAddress".into(), json!(m.forwarding_address));
+    object.insert("ForwardingSmtpAddress".into(), json!(m.forwarding_smtp_address));
+    object.insert("DeliverToMailboxAndForward".into(), json!(m.deliver_to_mailbox_and_forward));
+    object.insert("IsValid".into(), json!(true));
+}
+
+/// `Name`, `IsDefault`, `AutoForwardingMode` are used by public code; the rest is unconfirmed.
+fn policy_json(object: &mut Map<String, Value>, p: &SimOutboundPolicy) {
+    for key in ["Identity", "Id", "Name"] {
+        object.insert(key.into(), json!(p.name));
+    }
+    object.insert("IsDefault".into(), json!(p.is_default));
+    object.insert("AutoForwardingMode".into(), json!(p.auto_forwarding_mode.as_str()));
+    guid(object, "Guid", &p.guid);
+}
+
+/// `Name`, `State`, `Priority` are used by public code; condition properties carry the
+/// parameter names of New-HostedOutboundSpamFilterRule (unconfirmed: empty ones as `[]`).
+fn rule_json(object: &mut Map<String, Value>, r: &SimOutboundRule) {
+    for key in ["Identity", "Id", "Name"] {
+        object.insert(key.into(), json!(r.name));
+    }
+    object.insert("HostedOutboundSpamFilterPolicy".into(), json!(r.policy));
+    object.insert("Priority".into(), json!(r.priority));
+    object.insert("State".into(), json!(if r.enabled { "Enabled" } else { "Disabled" }));
+    strings(object, "From", &r.from);
+    strings(object, "FromMemberOf", &r.from_member_of);
+    strings(object, "SenderDomainIs", &r.sender_domain_is);
+    for except in ["ExceptIfFrom", "ExceptIfFromMemberOf", "ExceptIfSenderDomainIs"] {
+        strings(object, except, &[]);
+    }
+    guid(object, "Guid", &r.guid);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchors_name_the_organization_after_the_system_mailbox() {
+        let tenant = "6f1a2b3c-0000-4000-8000-00000000c0de";
+        assert_eq!(anchored_tenant(&format!("APP:{SYSTEM_MAILBOX}@{tenant}")), Some(tenant));
+        assert_eq!(
+            anchored_tenant(&format!("UPN:{SYSTEM_MAILBOX}@contoso.onmicrosoft.com")),
+            Some("contoso.onmicrosoft.com")
+        );
+        assert_eq!(anchored_tenant(&format!("app:{SYSTEM_MAILBOX}@x")), Some("x"));
+        assert_eq!(anchored_tenant(&format!("APP:{SYSTEM_MAILBOX}@@{tenant}")), None);
+        assert_eq!(anchored_tenant("UPN:admin@contoso.com"), None);
+        assert_eq!(anchored_tenant(""), None);
+    }
+
+    #[test]
+    fn bodies_must_be_cmdlet_inputs() {
+        let (name, parameters) =
+            parse_body(br#"{"CmdletInput":{"CmdletName":"Get-Mailbox","Parameters":{"Identity":"a"}}}"#).unwrap();
+        assert_eq!((name.as_str(), parameters.len()), ("Get-Mailbox", 1));
+        assert!(parse_body(br#"{"CmdletInput":{"CmdletName":"Get-TransportConfig"}}"#).unwrap().1.is_empty());
+        assert!(parse_body(b"not json").is_err());
+        assert!(parse_body(br#"{"CmdletName":"Get-Mailbox"}"#).is_err());
+        assert!(parse_body(br#"{"CmdletInput":{"CmdletName":"Get-Mailbox","Parameters":[1]}}"#).is_err());
+    }
+}
