@@ -18,7 +18,7 @@ pub struct HttpSettings {
     /// Whole-request timeout.
     pub timeout: Duration,
     pub connect_timeout: Duration,
-    /// Extra trusted CA (PEM), e.g. a simulator's test CA. Verification is never turned off.
+    /// Extra trusted CAs (PEM bundle), e.g. the simulators' test CAs. Verification is never turned off.
     pub extra_ca_pem: Option<String>,
     pub retry: RetryPolicy,
 }
@@ -113,7 +113,10 @@ impl HttpClient {
             .connect_timeout(settings.connect_timeout)
             .user_agent(concat!("connect-email-operator/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &settings.extra_ca_pem {
-            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+            // A bundle: the simulators each have their own throw-away CA.
+            for certificate in reqwest::Certificate::from_pem_bundle(pem.as_bytes())? {
+                builder = builder.add_root_certificate(certificate);
+            }
         }
         Ok(Self { inner: builder.build()?, system, retry: settings.retry.clone(), counters: Arc::default() })
     }

@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 use connect_email_operator::api;
 use connect_email_operator::azure::OperatorCredential;
 use connect_email_operator::config::{MicrosoftConfig, azure_clients};
+use connect_email_operator::connect::api::ConnectClient;
 use connect_email_operator::controller::{self, Context, Settings, SystemClock};
+use connect_email_operator::http::{HttpClient, HttpSettings};
 
 #[derive(Parser)]
 #[command(
@@ -47,7 +49,13 @@ struct RunArgs {
     /// Microsoft Graph base URL for every cloud (default per cloud).
     #[arg(long, env = "CEO_GRAPH_ENDPOINT")]
     graph_endpoint: Option<url::Url>,
-    /// Extra CA certificate (PEM) to trust for Microsoft and Webex endpoints, e.g. a simulator's.
+    /// Exchange Online base URL for every cloud (default per cloud).
+    #[arg(long, env = "CEO_EXCHANGE_ENDPOINT")]
+    exchange_endpoint: Option<url::Url>,
+    /// Webex Connect Digital Asset API base URL (default: https://assetmanagement.<region>.webexconnect.io).
+    #[arg(long, env = "CEO_CONNECT_ENDPOINT")]
+    connect_endpoint: Option<url::Url>,
+    /// Extra CA certificates (PEM bundle) to trust for Microsoft and Webex endpoints, e.g. a simulator's.
     #[arg(long, env = "CEO_EXTRA_CA_FILE")]
     extra_ca_file: Option<PathBuf>,
     /// Periodic re-check of external state, e.g. 10m.
@@ -79,6 +87,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut microsoft = MicrosoftConfig::default();
     microsoft.overrides.authority_host = args.authority_host;
     microsoft.overrides.graph = args.graph_endpoint;
+    microsoft.overrides.exchange = args.exchange_endpoint;
     microsoft.authority_from_env()?;
     if let Some(path) = &args.extra_ca_file {
         microsoft.extra_ca_pem =
@@ -89,7 +98,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let azure = azure_clients(&microsoft, credential)?;
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let settings = Settings { resync: args.resync, ..Settings::default() };
-    let ctx = Arc::new(Context::new(client, azure, Arc::new(SystemClock), settings));
+    let http_settings = HttpSettings { extra_ca_pem: microsoft.extra_ca_pem.clone(), ..HttpSettings::default() };
+    let connect = ConnectClient::new(HttpClient::new("connect", &http_settings)?, args.connect_endpoint);
+    let ctx = Arc::new(Context::new(client, azure, Arc::new(SystemClock), settings).with_connect(Arc::new(connect)));
     let shutdown = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");

@@ -1,6 +1,8 @@
 //! Webex Connect: the values of the email asset form (Manual mode) and the Digital Asset API
 //! (Api mode). The API's public schema is incomplete; its field mapping lives in one module.
 
+pub mod api;
+
 use serde::Serialize;
 
 use crate::api::Cloud;

@@ -51,6 +51,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
     pub recorder: Recorder,
+    /// Webex Connect Digital Asset API (EmailChannel Api mode).
+    pub connect: Arc<dyn crate::connect::api::ConnectAssets>,
     /// Consecutive failures per object, for exponential backoff in `error_policy`.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -59,14 +61,23 @@ impl Context {
     pub fn new(client: Client, azure: AzureClients, clock: Arc<dyn Clock>, settings: Settings) -> Self {
         let reporter =
             Reporter { controller: settings.field_manager.clone(), instance: std::env::var("POD_NAME").ok() };
+        let http = crate::http::HttpClient::new("connect", &crate::http::HttpSettings::default())
+            .expect("a default HTTP client builds");
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             azure,
             clock,
             settings,
+            connect: Arc::new(crate::connect::api::ConnectClient::new(http, None)),
             failures: Mutex::default(),
         }
+    }
+
+    /// Uses `connect` for the Connect API (another endpoint, a test CA).
+    pub fn with_connect(mut self, connect: Arc<dyn crate::connect::api::ConnectAssets>) -> Self {
+        self.connect = connect;
+        self
     }
 
     /// Records a failure and returns the backoff for this object: 5 s doubling up to 5 min.

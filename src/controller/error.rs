@@ -12,6 +12,8 @@ pub enum Error {
     /// The spec is valid for the schema but cannot be applied; the message says what to change.
     #[error("{0}")]
     InvalidSpec(String),
+    #[error(transparent)]
+    Connect(#[from] crate::connect::api::ConnectError),
     #[error("finalizer: {0}")]
     Finalizer(String),
     #[error("object is missing {0}")]
@@ -28,6 +30,7 @@ impl Error {
             Self::Azure(AzureError::Transport(_)) => "transport",
             Self::Azure(_) => "azure",
             Self::InvalidSpec(_) => "invalid_spec",
+            Self::Connect(_) => "connect",
             Self::Finalizer(_) => "finalizer",
             Self::MissingObjectKey(_) => "missing_object_key",
         }

@@ -141,17 +141,12 @@ impl ExchangeClient {
         Self { http, endpoints, tokens }
     }
 
-    async fn invoke(
-        &self,
-        tenant: &str,
-        mailbox_domain: &str,
-        command: &wire::Command,
-    ) -> Result<Vec<serde_json::Value>, ExchangeError> {
+    async fn invoke(&self, tenant: &str, command: &wire::Command) -> Result<Vec<serde_json::Value>, ExchangeError> {
         use secrecy::ExposeSecret;
         let token = self.tokens.token(tenant, &self.endpoints.exchange_scope).await?;
         let url = wire::invoke_url(&self.endpoints.exchange, tenant);
         let body = command.body();
-        let anchor = wire::anchor_mailbox(mailbox_domain);
+        let anchor = wire::anchor_mailbox(tenant);
         let response = self
             .http
             .send(command.name, |c| {
@@ -162,14 +157,10 @@ impl ExchangeClient {
     }
 }
 
-fn domain_of(mailbox: &str) -> &str {
-    mailbox.rsplit_once('@').map(|(_, d)| d).unwrap_or(mailbox)
-}
-
 #[async_trait::async_trait]
 impl MailboxAdmin for ExchangeClient {
     async fn forwarding(&self, tenant: &str, mailbox: &str) -> Result<MailboxForwarding, ExchangeError> {
-        let rows = self.invoke(tenant, domain_of(mailbox), &wire::get_mailbox(mailbox)).await?;
+        let rows = self.invoke(tenant, &wire::get_mailbox(mailbox)).await?;
         wire::mailbox_forwarding(mailbox, &rows)
     }
 
@@ -180,15 +171,12 @@ impl MailboxAdmin for ExchangeClient {
         target: Option<&str>,
         keep_copy: bool,
     ) -> Result<(), ExchangeError> {
-        self.invoke(tenant, domain_of(mailbox), &wire::set_mailbox_forwarding(mailbox, target, keep_copy))
-            .await
-            .map(drop)
+        self.invoke(tenant, &wire::set_mailbox_forwarding(mailbox, target, keep_copy)).await.map(drop)
     }
 
     async fn smtp_auth(&self, tenant: &str, mailbox: &str) -> Result<SmtpAuth, ExchangeError> {
-        let domain = domain_of(mailbox);
-        let cas = self.invoke(tenant, domain, &wire::get_cas_mailbox(mailbox)).await?;
-        let org = self.invoke(tenant, domain, &wire::get_transport_config()).await?;
+        let cas = self.invoke(tenant, &wire::get_cas_mailbox(mailbox)).await?;
+        let org = self.invoke(tenant, &wire::get_transport_config()).await?;
         wire::smtp_auth(mailbox, &cas, &org)
     }
 
@@ -198,14 +186,13 @@ impl MailboxAdmin for ExchangeClient {
         mailbox: &str,
         disabled: Option<bool>,
     ) -> Result<(), ExchangeError> {
-        self.invoke(tenant, domain_of(mailbox), &wire::set_cas_smtp_auth(mailbox, disabled)).await.map(drop)
+        self.invoke(tenant, &wire::set_cas_smtp_auth(mailbox, disabled)).await.map(drop)
     }
 
     async fn outbound_forwarding(&self, tenant: &str, mailbox: &str) -> Result<OutboundForwarding, ExchangeError> {
-        let domain = domain_of(mailbox);
-        let policies = self.invoke(tenant, domain, &wire::get_outbound_policies()).await?;
-        let rules = self.invoke(tenant, domain, &wire::get_outbound_rules()).await?;
-        let remote = self.invoke(tenant, domain, &wire::get_default_remote_domain()).await?;
+        let policies = self.invoke(tenant, &wire::get_outbound_policies()).await?;
+        let rules = self.invoke(tenant, &wire::get_outbound_rules()).await?;
+        let remote = self.invoke(tenant, &wire::get_default_remote_domain()).await?;
         wire::outbound_forwarding(mailbox, &policies, &rules, &remote)
     }
 }

@@ -13,11 +13,10 @@ pub fn invoke_url(exchange: &Url, tenant: &str) -> String {
     format!("{}/adminapi/beta/{tenant}/InvokeCommand", exchange.as_str().trim_end_matches('/'))
 }
 
-/// The routing hint the ExchangeOnlineManagement module sends for app-only calls. Unconfirmed:
-/// which domain must follow the `@` (the module uses the organisation's domain; we use the
-/// mailbox's, which belongs to the same organisation).
-pub fn anchor_mailbox(domain: &str) -> String {
-    format!("APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{domain}")
+/// The routing hint sent for app-only calls, addressed with the tenant ID as public callers
+/// (e.g. CIPP's New-ExoRequest) do.
+pub fn anchor_mailbox(tenant: &str) -> String {
+    format!("APP:SystemMailbox{{bb558c35-97f1-4cb9-8ff7-d53741dc928c}}@{tenant}")
 }
 
 /// One cmdlet invocation.

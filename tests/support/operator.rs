@@ -4,12 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use connect_email_operator::api::AzureAppRegistration;
+use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_operator::azure::graph::LagRetry;
 use connect_email_operator::azure::{EndpointOverrides, OperatorCredential};
 use connect_email_operator::config::{MicrosoftConfig, azure_clients};
+use connect_email_operator::connect::api::ConnectClient;
 use connect_email_operator::controller::{self, Context, Settings, SystemClock};
+use connect_email_operator::http::{HttpClient, HttpSettings};
 use connect_email_operator::sim::microsoft::{MicrosoftSim, SimOptions};
+use connect_email_operator::sim::{ConnectOptions, ConnectSim};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams};
 use url::Url;
@@ -20,8 +23,13 @@ pub const TENANT: &str = "11111111-2222-3333-4444-555555555555";
 pub const OPERATOR_CLIENT_ID: &str = "0e0e0e0e-1111-2222-3333-444444444444";
 pub const OPERATOR_SECRET: &str = "operator-test-secret~not-a-real-one";
 
+pub const CONNECT_ORG: &str = "0f3c8a55-6b8e-4c0e-9d1c-3d9f0f3f0a11";
+pub const CONNECT_TOKEN: &str = "webex-access-token-for-tests";
+
 pub struct Harness {
     pub sim: MicrosoftSim,
+    /// Webex Connect (tenant host `acme.us.webexconnect.io`).
+    pub connect: ConnectSim,
     pub client: Client,
     pub ns: TestNamespace,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -43,7 +51,8 @@ impl Harness {
         let client = client().await;
         install_crds(&client).await;
         let ns = TestNamespace::new(&client, test).await;
-        Self { sim, client, ns, stop: None, task: None }
+        let connect = start_connect().await;
+        Self { sim, client, ns, connect, stop: None, task: None }
     }
 
     pub async fn start_with(test: &str, options: SimOptions) -> Self {
@@ -52,14 +61,16 @@ impl Harness {
         let client = client().await;
         install_crds(&client).await;
         let ns = TestNamespace::new(&client, test).await;
+        let connect = start_connect().await;
         let url = Url::parse(&sim.url()).unwrap();
+        let bundle = format!("{}\n{}", sim.ca_pem(), connect.ca_pem());
         let config = MicrosoftConfig {
             overrides: EndpointOverrides {
                 authority_host: Some(url.clone()),
                 graph: Some(url.clone()),
                 exchange: Some(url),
             },
-            extra_ca_pem: Some(sim.ca_pem()),
+            extra_ca_pem: Some(bundle.clone()),
             lag_retry: Some(LagRetry { attempts: 20, delay: Duration::from_millis(100) }),
         };
         let credential = OperatorCredential::ClientSecret {
@@ -67,12 +78,18 @@ impl Harness {
             secret: OPERATOR_SECRET.to_string().into(),
         };
         let azure = azure_clients(&config, credential).expect("clients");
+        // A short resync so drift made behind the operator's back is repaired within the test.
         let settings = Settings {
-            resync: Duration::from_secs(30),
+            resync: Duration::from_secs(2),
             propagation_poll: Duration::from_millis(300),
             ..Settings::default()
         };
-        let ctx = Arc::new(Context::new(client.clone(), azure, Arc::new(SystemClock), settings));
+        let http = HttpClient::new("connect", &HttpSettings { extra_ca_pem: Some(bundle), ..HttpSettings::default() })
+            .unwrap();
+        let connect_client = ConnectClient::new(http, Some(Url::parse(&connect.url()).unwrap()));
+        let ctx = Arc::new(
+            Context::new(client.clone(), azure, Arc::new(SystemClock), settings).with_connect(Arc::new(connect_client)),
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let namespace = ns.name.clone();
         let task = tokio::spawn(async move {
@@ -81,7 +98,7 @@ impl Harness {
             })
             .await
         });
-        Self { sim, client, ns, stop: Some(stop), task: Some(task) }
+        Self { sim, client, ns, connect, stop: Some(stop), task: Some(task) }
     }
 
     /// A Graph client with the operator's identity, for out-of-band changes ("someone in the portal").
@@ -110,6 +127,8 @@ impl Harness {
     /// Deletes the test's resources while the controllers still run (so finalizers complete),
     /// stops the controllers and deletes the namespace.
     pub async fn finish(mut self) {
+        let channels: Api<EmailChannel> = Api::namespaced(self.client.clone(), &self.ns.name);
+        let _ = channels.delete_collection(&DeleteParams::default(), &ListParams::default()).await;
         let registrations: Api<AzureAppRegistration> = Api::namespaced(self.client.clone(), &self.ns.name);
         let _ = registrations.delete_collection(&DeleteParams::default(), &ListParams::default()).await;
         let _ = tokio::time::timeout(Duration::from_secs(30), async {
@@ -126,4 +145,12 @@ impl Harness {
         }
         self.ns.delete().await;
     }
+}
+
+async fn start_connect() -> ConnectSim {
+    let connect = ConnectSim::start(ConnectOptions::default().region("us").tenant_host("acme"))
+        .await
+        .expect("Connect simulator starts");
+    connect.add_org(CONNECT_ORG, CONNECT_TOKEN);
+    connect
 }

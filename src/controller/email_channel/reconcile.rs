@@ -176,11 +176,6 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
     let clients = run.ctx.azure.for_cloud(cloud).clone();
     let current_key = reg_status.credential.as_ref().filter(|c| c.verified_at.is_some()).map(|c| c.key_id.clone());
 
-    // 2. Exchange Online.
-    let forwarding_address = spec.connect.forwarding_address.clone();
-    run.status.forwarding_address = forwarding_address.clone();
-    mailbox(run, clients.mailboxes.as_ref(), &tenant, forwarding_address.as_deref()).await;
-
     // 3. Connect.
     let authorize_url = clients.endpoints.authorize_url(&tenant);
     let applied = match spec.connect.mode {
@@ -239,18 +234,162 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
                 ));
             }
         }
-        ConnectMode::Api => {
-            run.condition(
-                cond::CONNECT_ASSET_SYNCED,
-                false,
-                reason::NOT_MANAGED,
-                "Api mode is not implemented yet: use Manual mode (see README)",
-            );
-        }
+        ConnectMode::Api => match push_to_connect(run, ns, &registration, current_key.as_deref(), &authorize_url).await
+        {
+            Ok(Some(key)) => acknowledge(run, &registrations, &registration, Some(&key)).await?,
+            Ok(None) => {}
+            Err(e) => {
+                let why = if e.is_permanent() { reason::EXTERNAL_ERROR } else { reason::THROTTLED };
+                run.condition(cond::CONNECT_ASSET_SYNCED, false, why, e.to_string());
+            }
+        },
     }
-    run.status.connect =
-        Some(ConnectStatus { asset_id: None, applied_key_id: applied, authorize_url: Some(authorize_url) });
+    if spec.connect.mode == ConnectMode::Manual {
+        run.status.connect =
+            Some(ConnectStatus { asset_id: None, applied_key_id: applied, authorize_url: Some(authorize_url) });
+    }
+
+    // 4. Exchange Online (after Connect: in Api mode the forwarding address comes from the asset).
+    let forwarding_address = match spec.connect.mode {
+        ConnectMode::Manual => spec.connect.forwarding_address.clone(),
+        ConnectMode::Api => run.status.forwarding_address.clone(),
+    };
+    run.status.forwarding_address = forwarding_address.clone();
+    mailbox(run, clients.mailboxes.as_ref(), &tenant, forwarding_address.as_deref()).await;
     finish(run)
+}
+
+/// Api mode: create or update the asset with the current settings and secret. Returns the key ID
+/// Connect now holds, once it holds the current verified one.
+async fn push_to_connect(
+    run: &mut Run<'_>,
+    ns: &str,
+    registration: &AzureAppRegistration,
+    current_key: Option<&str>,
+    authorize_url: &str,
+) -> Result<Option<String>, Error> {
+    use crate::connect::api::{AssetSettings, Org};
+    use crate::controller::app_registration::secret::{ANNOTATION_KEY_ID, KEY_CLIENT_SECRET};
+    use k8s_openapi::api::core::v1::Secret;
+    let spec = &run.obj.spec;
+    let secrets: Api<Secret> = Api::namespaced(run.ctx.client.clone(), ns);
+    let read = |secret: Option<Secret>, key: &str| -> Option<secrecy::SecretString> {
+        let bytes = secret?.data?.get(key)?.0.clone();
+        String::from_utf8(bytes).ok().filter(|s| !s.is_empty()).map(Into::into)
+    };
+    let Some(creds) = &spec.connect.credentials_secret_ref else { return Ok(None) };
+    let Some(token) = read(secrets.get_opt(&creds.name).await?, &creds.key) else {
+        run.condition(
+            cond::CONNECT_ASSET_SYNCED,
+            false,
+            reason::INVALID_SPEC,
+            format!(
+                "Secret {ns}/{} has no key {}: store a Webex access token there (connect.credentialsSecretRef)",
+                creds.name, creds.key
+            ),
+        );
+        return Ok(None);
+    };
+    let org = Org {
+        region: spec.connect.region,
+        organization_id: spec.connect.organization_id.as_deref().unwrap_or_default(),
+        token: &token,
+    };
+    let connect = run.ctx.connect.clone();
+    let existing = connect.find(&org, &spec.connect.asset_name).await?;
+    let applied = run.status.connect.as_ref().and_then(|c| c.applied_key_id.clone());
+    let (Some(key), Some(client_id)) = (current_key, registration.status.as_ref().and_then(|s| s.app_id.clone()))
+    else {
+        run.condition(
+            cond::CONNECT_ASSET_SYNCED,
+            false,
+            reason::DEPENDENCY_NOT_READY,
+            "waiting for a verified client secret",
+        );
+        return Ok(None);
+    };
+    // The secret to push: the registration's current verified one, read from its Secret.
+    let app_secret = secrets.get_opt(&registration.spec.client_secret.secret_name).await?;
+    let stored_key = app_secret.as_ref().and_then(|s| s.metadata.annotations.as_ref()?.get(ANNOTATION_KEY_ID).cloned());
+    let client_secret = read(app_secret, KEY_CLIENT_SECRET);
+    let (true, Some(client_secret)) = (stored_key.as_deref() == Some(key), client_secret) else {
+        run.condition(
+            cond::CONNECT_ASSET_SYNCED,
+            false,
+            reason::DEPENDENCY_NOT_READY,
+            "the Secret does not hold the current client secret yet",
+        );
+        return Ok(None);
+    };
+    let endpoints = &run.ctx.azure.for_cloud(registration.spec.cloud).endpoints;
+    let settings = AssetSettings {
+        asset_name: spec.connect.asset_name.clone(),
+        email_id: spec.mailbox.clone(),
+        smtp_server: spec.smtp.server.clone(),
+        smtp_port: spec.smtp.port,
+        smtp_security: connect::security_label(spec.smtp.security).to_uppercase(),
+        smtp_username: spec.mailbox.clone(),
+        client_id,
+        client_secret,
+        authorization_url: endpoints.authorize_url(&registration.spec.tenant_id),
+        token_url: endpoints.token_url(&registration.spec.tenant_id),
+        scope: connect::scope(registration.spec.cloud).to_string(),
+    };
+    let asset = match existing {
+        None => {
+            let asset = connect.create(&org, &settings).await?;
+            let note = format!("Created Connect email asset {} ({})", asset.asset_name, asset.asset_id);
+            report::event(&run.ctx.recorder, run.obj, EventType::Normal, "ConnectAssetCreated", "Create", note).await;
+            asset
+        }
+        Some(asset) if !settings.matches(&asset) || applied.as_deref() != Some(key) => {
+            let asset = connect.update(&org, &asset.asset_id, &settings).await?;
+            let note = format!("Pushed client ID, secret {key} and settings to Connect asset {}", asset.asset_id);
+            report::event(&run.ctx.recorder, run.obj, EventType::Normal, "ConnectAssetUpdated", "Update", note).await;
+            asset
+        }
+        Some(asset) => asset,
+    };
+    let callback = connect::callback_url(&spec.connect.tenant_host);
+    match asset.callback_url.as_deref() {
+        Some(reported) if reported != callback => run.condition(
+            cond::CONNECT_ASSET_SYNCED,
+            false,
+            reason::INVALID_SPEC,
+            format!("Connect reports the callback URL {reported}, but connect.tenantHost gives {callback}: fix connect.tenantHost"),
+        ),
+        _ => run.condition(
+            cond::CONNECT_ASSET_SYNCED,
+            true,
+            reason::RECONCILED,
+            format!("asset {} holds client secret {key}", asset.asset_id),
+        ),
+    }
+    if asset.is_authorized() {
+        run.condition(
+            cond::CONNECT_AUTHORIZED,
+            true,
+            reason::RECONCILED,
+            "Connect holds a refresh token for the mailbox",
+        );
+    } else {
+        run.condition(
+            cond::CONNECT_AUTHORIZED,
+            false,
+            reason::SIGN_IN_REQUIRED,
+            format!(
+                "a person must sign in once: Webex Connect → Assets → Apps → {} → Generate Token, signing in as {} (authorization URL {authorize_url})",
+                spec.connect.asset_name, spec.mailbox
+            ),
+        );
+    }
+    run.status.forwarding_address = asset.forwarding_address.clone();
+    run.status.connect = Some(ConnectStatus {
+        asset_id: Some(asset.asset_id.clone()),
+        applied_key_id: Some(key.to_string()),
+        authorize_url: Some(authorize_url.to_string()),
+    });
+    Ok(Some(key.to_string()))
 }
 
 /// Tells the app registration that Connect holds `key`, so its previous secret may be revoked.

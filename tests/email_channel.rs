@@ -1,0 +1,261 @@
+//! EmailChannel end to end: the real apiserver, the controllers in-process, the Microsoft
+//! simulator (Graph, token endpoint, Exchange Online) and the Webex Connect simulator.
+
+mod support;
+
+use std::time::Duration;
+
+use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
+use connect_email_operator::sim::AutoForwardingMode;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, TENANT};
+use support::*;
+
+const MAILBOX: &str = "support@contoso.com";
+const FORWARD_TO: &str = "4f1c2a9b7e@mail-us.imiconnect.io";
+
+fn manual_channel(name: &str) -> Value {
+    json!({
+        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
+        "metadata": {"name": name},
+        "spec": {
+            "mailbox": MAILBOX,
+            "azure": {"tenantId": TENANT},
+            "connect": {"mode": "Manual", "region": "us", "tenantHost": "acme.us.webexconnect.io",
+                        "assetName": "Support email", "forwardingAddress": FORWARD_TO}
+        }
+    })
+}
+
+async fn apply(h: &Harness, object: &Value) {
+    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let name = object["metadata"]["name"].as_str().unwrap();
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await.expect("apply");
+}
+
+async fn condition(h: &Harness, name: &str, type_: &str, status: &str) -> EmailChannel {
+    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
+    eventually(Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let obj = api.get(name).await.map_err(|e| e.to_string())?;
+            let conditions = obj.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+            match conditions.iter().find(|c| c.type_ == type_) {
+                Some(c) if c.status == status => Ok(obj),
+                other => Err(format!("{type_} is {other:?}; all: {conditions:#?}")),
+            }
+        }
+    })
+    .await
+}
+
+fn message(obj: &EmailChannel, type_: &str) -> String {
+    obj.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == type_).unwrap().message.clone()
+}
+
+async fn annotate_channel(h: &Harness, name: &str, key: &str, value: &str) {
+    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let patch = json!({"metadata": {"annotations": {key: value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+}
+
+async fn registration(h: &Harness, name: &str) -> AzureAppRegistration {
+    Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name).get(name).await.unwrap()
+}
+
+/// The verified key of the registration, once it exists and has one.
+async fn current_key_of(h: &Harness, name: &str) -> Option<String> {
+    let r = Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name).get_opt(name).await.ok()??;
+    r.status?.credential.filter(|c| c.verified_at.is_some()).map(|c| c.key_id)
+}
+
+#[tokio::test]
+async fn a_manual_channel_configures_the_mailbox_and_waits_for_the_person_in_connect() {
+    let h = Harness::start("ech-manual").await;
+    h.sim.exchange().add_mailbox(TENANT, MAILBOX);
+    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    apply(&h, &manual_channel("support")).await;
+
+    // The child registration: callback URL, implicit grant, least-privilege permissions, owned.
+    condition(&h, "support", "ConnectAssetSynced", "False").await;
+    let child = registration(&h, "support").await;
+    assert_eq!(child.spec.redirect_uris, vec!["https://acme.us.webexconnect.io/callback".to_string()]);
+    assert!(child.spec.implicit_grant.access_tokens);
+    assert!(child.spec.client_secret.require_acknowledgement);
+    assert_eq!(child.metadata.owner_references.as_ref().unwrap()[0].kind, "EmailChannel");
+    let key = eventually(Duration::from_secs(30), || async {
+        current_key_of(&h, "support").await.ok_or("no verified key yet".to_string())
+    })
+    .await;
+    condition(&h, "support", "AppRegistrationReady", "True").await;
+
+    // Exchange: SMTP AUTH explicitly on (the organisation default is off), forwarding with a copy.
+    let mailbox = eventually(Duration::from_secs(30), || async {
+        let m = h.sim.exchange().mailbox(TENANT, MAILBOX).unwrap();
+        if m.forwarding_smtp_address.is_some() { Ok(m) } else { Err("no forwarding yet".to_string()) }
+    })
+    .await;
+    assert_eq!(
+        mailbox.forwarding_smtp_address.as_deref().map(|a| a.to_lowercase()),
+        Some(format!("smtp:{FORWARD_TO}"))
+    );
+    assert!(mailbox.deliver_to_mailbox_and_forward);
+    assert_eq!(mailbox.smtp_client_authentication_disabled, Some(false));
+    condition(&h, "support", "MailboxConfigured", "True").await;
+    condition(&h, "support", "OutboundForwardingAllowed", "True").await;
+
+    // Connect: the message says exactly what to do, with the key to acknowledge.
+    let pending = condition(&h, "support", "ConnectSecretOutdated", "True").await;
+    let m = message(&pending, "ConnectSecretOutdated");
+    assert!(m.contains("Secret support-azure (key client-secret)"), "{m}");
+    assert!(m.contains(&format!("connectemail.dev/connect-secret-applied={key}")), "{m}");
+    assert!(message(&pending, "Ready").contains("ConnectAssetSynced"));
+
+    annotate_channel(&h, "support", "connectemail.dev/connect-secret-applied", &key).await;
+    let ready = condition(&h, "support", "Ready", "True").await;
+    let status = ready.status.unwrap();
+    assert_eq!(status.app_id, registration(&h, "support").await.status.unwrap().app_id);
+    assert_eq!(status.secret_name.as_deref(), Some("support-azure"));
+    assert_eq!(status.callback_url.as_deref(), Some("https://acme.us.webexconnect.io/callback"));
+    assert!(status.connect.unwrap().authorize_url.unwrap().ends_with(&format!("/{TENANT}/oauth2/v2.0/authorize")));
+    // The acknowledgement reached the registration; settings were written once, not on every resync.
+    eventually(Duration::from_secs(10), || async {
+        let r = registration(&h, "support").await;
+        let ack = r.metadata.annotations.unwrap_or_default().get("connectemail.dev/secret-acknowledged").cloned();
+        if ack.as_deref() == Some(key.as_str()) { Ok(()) } else { Err(format!("{ack:?}")) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(h.sim.exchange().count_cmdlet("Set-Mailbox"), 1);
+    assert_eq!(h.sim.exchange().count_cmdlet("Set-CASMailbox"), 1);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_rotation_holds_the_old_secret_until_the_person_confirms_the_new_one() {
+    let h = Harness::start("ech-manual-rotate").await;
+    h.sim.exchange().add_mailbox(TENANT, MAILBOX);
+    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    let mut object = manual_channel("rot");
+    object["spec"]["azure"]["clientSecret"] = json!({"secretName": "rot-azure", "revokeAfter": "0s"});
+    apply(&h, &object).await;
+    let first =
+        eventually(Duration::from_secs(30), || async { current_key_of(&h, "rot").await.ok_or("no key".to_string()) })
+            .await;
+    annotate_channel(&h, "rot", "connectemail.dev/connect-secret-applied", &first).await;
+    condition(&h, "rot", "Ready", "True").await;
+
+    let registrations: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let patch = json!({"metadata": {"annotations": {"connectemail.dev/rotate": "1"}}});
+    registrations.patch("rot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let second = eventually(Duration::from_secs(30), || async {
+        match current_key_of(&h, "rot").await {
+            Some(k) if k != first => Ok(k),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let outdated = condition(&h, "rot", "ConnectSecretOutdated", "True").await;
+    assert!(message(&outdated, "ConnectSecretOutdated").contains(&second));
+    // Connect still uses the first secret: it stays valid, in Entra ID and in the Secret.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let app = h.sim.applications(TENANT).remove(0);
+    assert_eq!(app.passwords.len(), 2, "the old secret must wait for Connect");
+    let secret = Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).get("rot-azure").await.unwrap();
+    assert!(secret.data.unwrap().contains_key("previous-client-secret"));
+
+    annotate_channel(&h, "rot", "connectemail.dev/connect-secret-applied", &second).await;
+    condition(&h, "rot", "Ready", "True").await;
+    eventually(Duration::from_secs(30), || async {
+        let n = h.sim.applications(TENANT)[0].passwords.len();
+        if n == 1 { Ok(()) } else { Err(format!("{n} passwords")) }
+    })
+    .await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn blocked_forwarding_and_missing_exchange_rights_are_explained_without_blocking_the_secret() {
+    let h = Harness::start("ech-blocked").await;
+    h.sim.exchange().add_mailbox(TENANT, MAILBOX);
+    // Default policy left at Automatic (behaves as Off).
+    apply(&h, &manual_channel("blocked")).await;
+    let obj = condition(&h, "blocked", "OutboundForwardingAllowed", "False").await;
+    let m = message(&obj, "OutboundForwardingAllowed");
+    assert!(m.contains("AutoForwardingMode Automatic"), "{m}");
+    assert!(m.contains("Set-HostedOutboundSpamFilterPolicy -Identity 'Default' -AutoForwardingMode On"), "{m}");
+
+    h.sim.exchange().set_role_missing(TENANT, true);
+    let obj = condition(&h, "blocked", "MailboxConfigured", "False").await;
+    let c = obj.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "MailboxConfigured").unwrap().clone();
+    assert_eq!(c.reason, "PermissionDenied");
+    assert!(c.message.contains("Exchange.ManageAsApp"), "{}", c.message);
+    // The app registration and its secret are unaffected.
+    condition(&h, "blocked", "AppRegistrationReady", "True").await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in() {
+    let h = Harness::start("ech-api").await;
+    h.sim.exchange().add_mailbox(TENANT, MAILBOX);
+    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    let token: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).create(&PostParams::default(), &token).await.unwrap();
+    apply(&h, &json!({
+        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
+        "metadata": {"name": "billing"},
+        "spec": {
+            "mailbox": MAILBOX,
+            "azure": {"tenantId": TENANT, "clientSecret": {"secretName": "billing-azure", "revokeAfter": "0s"}},
+            "connect": {"mode": "Api", "region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Billing email",
+                        "organizationId": CONNECT_ORG, "credentialsSecretRef": {"name": "webex-connect-api"}}
+        }
+    }))
+    .await;
+    let waiting = condition(&h, "billing", "ConnectAuthorized", "False").await;
+    let m = message(&waiting, "ConnectAuthorized");
+    assert!(m.contains("Generate Token") && m.contains(MAILBOX), "{m}");
+    let status = waiting.status.unwrap();
+    let asset_id = status.connect.as_ref().unwrap().asset_id.clone().expect("asset created");
+    let asset = h.connect.asset(&asset_id).unwrap();
+    let app = h.sim.applications(TENANT).remove(0);
+    assert_eq!(asset.oauth.client_id, app.app_id);
+    assert_eq!(asset.oauth.client_secret, app.passwords[0].secret_text, "Connect holds the current secret");
+    assert_eq!(asset.oauth.scope, "offline_access https://outlook.office.com/SMTP.Send");
+    assert!(asset.oauth.token_url.ends_with(&format!("/{TENANT}/oauth2/v2.0/token")));
+    assert_eq!(asset.email_id, MAILBOX);
+
+    // The person signs in once; the mailbox forwards to the address Connect generated.
+    h.connect.complete_sign_in(&asset_id);
+    let ready = condition(&h, "billing", "Ready", "True").await;
+    assert_eq!(ready.status.as_ref().unwrap().forwarding_address.as_deref(), Some(asset.forwarding_address.as_str()));
+    let mailbox = h.sim.exchange().mailbox(TENANT, MAILBOX).unwrap();
+    assert_eq!(
+        mailbox.forwarding_smtp_address.map(|a| a.to_lowercase()),
+        Some(format!("smtp:{}", asset.forwarding_address))
+    );
+
+    // A rotation is pushed to Connect, then the old secret goes.
+    let registrations: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let patch = json!({"metadata": {"annotations": {"connectemail.dev/rotate": "1"}}});
+    registrations.patch("billing", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    eventually(Duration::from_secs(45), || async {
+        let app = h.sim.applications(TENANT).remove(0);
+        let asset = h.connect.asset(&asset_id).unwrap();
+        let pushed = app.passwords.len() == 1 && asset.oauth.client_secret == app.passwords[0].secret_text;
+        if pushed && h.connect.pushed_secrets().len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("{} passwords", app.passwords.len()))
+        }
+    })
+    .await;
+    condition(&h, "billing", "Ready", "True").await;
+    h.finish().await;
+}
