@@ -6,6 +6,7 @@ pub mod azure;
 pub mod config;
 pub mod connect;
 pub mod controller;
+pub mod doctor;
 pub mod exchange;
 pub mod failpoint;
 pub mod http;

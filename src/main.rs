@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use connect_email_operator::api;
-use connect_email_operator::azure::OperatorCredential;
+use connect_email_operator::azure::{AzureClients, OperatorCredential};
 use connect_email_operator::config::{MicrosoftConfig, azure_clients};
 use connect_email_operator::connect::api::ConnectClient;
 use connect_email_operator::controller::{self, Context, Settings, SystemClock};
@@ -28,21 +28,28 @@ struct Cli {
 enum Command {
     /// Run the controllers (uses the in-cluster config or KUBECONFIG).
     Run(Box<RunArgs>),
+    /// Check a channel live (token, consent, SMTP AUTH, forwarding, policy, Connect, expiry) and
+    /// print a pass/fail table with fixes; exits 1 when a check fails.
+    Doctor(Box<DoctorArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
     Crds {
         /// Directory to write `<plural>.<group>.yaml` files into (created if missing).
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
+    /// Run the Microsoft and Webex Connect simulators (local demo); writes ca.pem and operator.env.
+    Sim {
+        /// Directory for ca.pem and operator.env.
+        #[arg(long, default_value = "target/demo")]
+        state_dir: PathBuf,
+    },
     /// Print the version of the operator and of the Kubernetes API it is built against.
     Version,
 }
 
+/// Where the external systems are and how the operator authenticates (shared by run and doctor).
 #[derive(clap::Args)]
-struct RunArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    namespace: Option<String>,
+struct ExternalArgs {
     /// Login host for every cloud (default per cloud; AZURE_AUTHORITY_HOST is honoured).
     #[arg(long, env = "CEO_AUTHORITY_HOST")]
     authority_host: Option<url::Url>,
@@ -55,15 +62,52 @@ struct RunArgs {
     /// Webex Connect Digital Asset API base URL (default: https://assetmanagement.<region>.webexconnect.io).
     #[arg(long, env = "CEO_CONNECT_ENDPOINT")]
     connect_endpoint: Option<url::Url>,
-    /// Extra CA certificates (PEM bundle) to trust for Microsoft and Webex endpoints, e.g. a simulator's.
+    /// Extra CA certificates (PEM bundle) to trust for Microsoft and Webex endpoints, e.g. the simulators'.
     #[arg(long, env = "CEO_EXTRA_CA_FILE")]
     extra_ca_file: Option<PathBuf>,
+}
+
+impl ExternalArgs {
+    fn clients(&self) -> anyhow::Result<(AzureClients, ConnectClient)> {
+        let mut microsoft = MicrosoftConfig::default();
+        microsoft.overrides.authority_host = self.authority_host.clone();
+        microsoft.overrides.graph = self.graph_endpoint.clone();
+        microsoft.overrides.exchange = self.exchange_endpoint.clone();
+        microsoft.authority_from_env()?;
+        if let Some(path) = &self.extra_ca_file {
+            microsoft.extra_ca_pem =
+                Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?);
+        }
+        let credential = OperatorCredential::from_env()?;
+        tracing::info!(credential = ?credential, "operator identity");
+        let azure = azure_clients(&microsoft, credential)?;
+        let http_settings = HttpSettings { extra_ca_pem: microsoft.extra_ca_pem.clone(), ..HttpSettings::default() };
+        let connect = ConnectClient::new(HttpClient::new("connect", &http_settings)?, self.connect_endpoint.clone());
+        Ok((azure, connect))
+    }
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    #[command(flatten)]
+    external: ExternalArgs,
     /// Periodic re-check of external state, e.g. 10m.
     #[arg(long, env = "CEO_RESYNC", default_value = "10m", value_parser = parse_duration)]
     resync: Duration,
     /// Log as JSON lines.
     #[arg(long, env = "CEO_LOG_JSON")]
     log_json: bool,
+}
+
+#[derive(clap::Args)]
+struct DoctorArgs {
+    /// The EmailChannel (or AzureAppRegistration) as NAMESPACE/NAME.
+    target: String,
+    #[command(flatten)]
+    external: ExternalArgs,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -84,22 +128,10 @@ fn init_tracing(json: bool) {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_tracing(args.log_json);
-    let mut microsoft = MicrosoftConfig::default();
-    microsoft.overrides.authority_host = args.authority_host;
-    microsoft.overrides.graph = args.graph_endpoint;
-    microsoft.overrides.exchange = args.exchange_endpoint;
-    microsoft.authority_from_env()?;
-    if let Some(path) = &args.extra_ca_file {
-        microsoft.extra_ca_pem =
-            Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?);
-    }
-    let credential = OperatorCredential::from_env()?;
-    tracing::info!(credential = ?credential, "starting connect-email-operator");
-    let azure = azure_clients(&microsoft, credential)?;
+    tracing::info!("starting connect-email-operator {}", env!("CARGO_PKG_VERSION"));
+    let (azure, connect) = args.external.clients()?;
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let settings = Settings { resync: args.resync, ..Settings::default() };
-    let http_settings = HttpSettings { extra_ca_pem: microsoft.extra_ca_pem.clone(), ..HttpSettings::default() };
-    let connect = ConnectClient::new(HttpClient::new("connect", &http_settings)?, args.connect_endpoint);
     let ctx = Arc::new(Context::new(client, azure, Arc::new(SystemClock), settings).with_connect(Arc::new(connect)));
     let shutdown = async {
         let mut term =
@@ -114,10 +146,38 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn doctor(args: DoctorArgs) -> anyhow::Result<bool> {
+    let (namespace, name) = args.target.split_once('/').context("give the target as NAMESPACE/NAME")?;
+    let (azure, connect) = args.external.clients()?;
+    let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    let checks =
+        connect_email_operator::doctor::diagnose(client, &azure, &connect, namespace, name, jiff::Timestamp::now())
+            .await?;
+    print!("{}", connect_email_operator::doctor::render(&checks));
+    Ok(!connect_email_operator::doctor::failed(&checks))
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => {
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(*args))?;
+        }
+        Command::Doctor(args) => {
+            let ok = tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(doctor(*args))?;
+            if !ok {
+                std::process::exit(1);
+            }
+        }
+        Command::Sim { state_dir } => {
+            init_tracing(false);
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
+                let sims = connect_email_operator::sim::standalone::start(&state_dir).await?;
+                println!("microsoft simulator: {}", sims.microsoft.url());
+                println!("connect simulator:   {}", sims.connect.url());
+                println!("operator settings:   {}", state_dir.join("operator.env").display());
+                tokio::signal::ctrl_c().await?;
+                anyhow::Ok(())
+            })?;
         }
         Command::Crds { output_dir: None } => {
             for crd in api::crds() {

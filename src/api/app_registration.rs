@@ -24,7 +24,7 @@ use super::common::{ClientSecretSpec, Cloud, Permission};
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "App ID", type_ = "string", json_path = ".status.appId"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.clientSecret.secretName"),
-    printcolumn(name = "Secret Expiry", type_ = "date", json_path = ".status.credential.notAfter"),
+    printcolumn(name = "Secret Expiry", type_ = "string", json_path = ".status.credential.notAfter"),
     printcolumn(
         name = "Reason",
         type_ = "string",

@@ -25,7 +25,7 @@ use super::common::{ClientSecretSpec, Cloud, LocalObjectReference, Permission, S
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Mailbox", type_ = "string", json_path = ".spec.mailbox"),
     printcolumn(name = "App ID", type_ = "string", json_path = ".status.appId"),
-    printcolumn(name = "Secret Expiry", type_ = "date", json_path = ".status.secretNotAfter"),
+    printcolumn(name = "Secret Expiry", type_ = "string", json_path = ".status.secretNotAfter"),
     printcolumn(
         name = "Reason",
         type_ = "string",

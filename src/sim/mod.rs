@@ -18,6 +18,7 @@ mod faults;
 pub mod microsoft;
 mod random;
 pub(crate) mod server;
+pub mod standalone;
 pub mod tls;
 
 use std::sync::{Mutex, MutexGuard};

@@ -1,0 +1,310 @@
+//! `connect-email-operator doctor NAMESPACE/NAME`: the TAC guide's verification and troubleshooting
+//! steps, run live against Kubernetes, Entra ID, Exchange Online and Webex Connect, printed as a
+//! pass/fail table with the fix for each failure. Read-only: it changes nothing.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use secrecy::SecretString;
+
+use crate::api::email_channel::ConnectMode;
+use crate::api::{AzureAppRegistration, EmailChannel};
+use crate::azure::AzureClients;
+use crate::azure::error::aadsts;
+use crate::connect;
+use crate::connect::api::{ConnectAssets, Org};
+use crate::controller::app_registration::secret::{self as secret_keys, KEY_CLIENT_ID, KEY_CLIENT_SECRET};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Warn,
+    Fail,
+    Info,
+}
+
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub name: String,
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+fn check(name: &str, outcome: Outcome, detail: impl Into<String>) -> Check {
+    Check { name: name.into(), outcome, detail: detail.into() }
+}
+
+/// The table as printed.
+pub fn render(checks: &[Check]) -> String {
+    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(5).max(5);
+    let mut out = format!("{:<width$}  {:<6}  DETAIL / FIX\n", "CHECK", "RESULT");
+    for c in checks {
+        let label = match c.outcome {
+            Outcome::Pass => "PASS",
+            Outcome::Warn => "WARN",
+            Outcome::Fail => "FAIL",
+            Outcome::Info => "INFO",
+        };
+        out.push_str(&format!("{:<width$}  {label:<6}  {}\n", c.name, c.detail));
+    }
+    out
+}
+
+pub fn failed(checks: &[Check]) -> bool {
+    checks.iter().any(|c| c.outcome == Outcome::Fail)
+}
+
+fn text(secret: &Secret, key: &str) -> Option<String> {
+    secret.data.as_ref()?.get(key).and_then(|v| String::from_utf8(v.0.clone()).ok()).filter(|s| !s.is_empty())
+}
+
+/// Runs every check for the EmailChannel (or AzureAppRegistration) `namespace/name`.
+pub async fn diagnose(
+    client: kube::Client,
+    azure: &AzureClients,
+    connect_api: &dyn ConnectAssets,
+    namespace: &str,
+    name: &str,
+    now: jiff::Timestamp,
+) -> anyhow::Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    let channels: Api<EmailChannel> = Api::namespaced(client.clone(), namespace);
+    let registrations: Api<AzureAppRegistration> = Api::namespaced(client.clone(), namespace);
+    let channel = channels.get_opt(name).await?;
+    let registration_name = match &channel {
+        Some(c) => c.status.as_ref().and_then(|s| s.app_registration.clone()).unwrap_or_else(|| name.to_string()),
+        None => name.to_string(),
+    };
+    let Some(registration) = registrations.get_opt(&registration_name).await? else {
+        anyhow::bail!("no EmailChannel or AzureAppRegistration {namespace}/{name}");
+    };
+
+    // Conditions as the controllers report them.
+    let conditions = channel
+        .as_ref()
+        .and_then(|c| c.status.as_ref())
+        .map(|s| s.conditions.clone())
+        .or_else(|| registration.status.as_ref().map(|s| s.conditions.clone()))
+        .unwrap_or_default();
+    for c in
+        conditions.iter().filter(|c| c.type_ != "Ready" && c.type_ != "Rotating" && c.type_ != "ConnectSecretOutdated")
+    {
+        let outcome = if c.status == "True" { Outcome::Pass } else { Outcome::Fail };
+        checks.push(check(&format!("condition {}", c.type_), outcome, format!("{}: {}", c.reason, c.message)));
+    }
+
+    // The secret at the token endpoint.
+    let spec = &registration.spec;
+    let clients = azure.for_cloud(spec.cloud);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret_name = &spec.client_secret.secret_name;
+    match secrets.get_opt(secret_name).await? {
+        None => checks.push(check("client secret works", Outcome::Fail, format!("Secret {secret_name} does not exist: the operator recreates it (and issues a new secret) on its next reconcile"))),
+        Some(secret) => match (text(&secret, KEY_CLIENT_ID), text(&secret, KEY_CLIENT_SECRET)) {
+            (Some(client_id), Some(value)) => {
+                let value: SecretString = value.into();
+                let key = secret.metadata.annotations.as_ref().and_then(|a| a.get(secret_keys::ANNOTATION_KEY_ID).cloned()).unwrap_or_default();
+                match clients.verifier.verify(&spec.tenant_id, &client_id, &value).await {
+                    Ok(()) => checks.push(check("client secret works", Outcome::Pass, format!("token issued for {client_id} with secret {key}"))),
+                    Err(e) if e.has_aadsts(aadsts::EXPIRED_SECRET) => checks.push(check("client secret works", Outcome::Fail, format!("{e}. Fix: kubectl annotate azureappregistration {registration_name} -n {namespace} --overwrite connectemail.dev/rotate=$(date +%s)"))),
+                    Err(e) if e.has_aadsts(aadsts::INVALID_SECRET) => checks.push(check("client secret works", Outcome::Fail, format!("{e}. The Secret holds a wrong value (often the secret ID pasted instead of its value): delete Secret {secret_name} and the operator issues a new one"))),
+                    Err(e) => checks.push(check("client secret works", Outcome::Fail, e.to_string())),
+                }
+            }
+            _ => checks.push(check("client secret works", Outcome::Fail, format!("Secret {secret_name} lacks client-id or client-secret"))),
+        },
+    }
+
+    // Expiry.
+    if let Some(c) = registration.status.as_ref().and_then(|s| s.credential.clone()) {
+        let left = c.not_after.0.duration_since(now);
+        let days = left.as_hours() / 24;
+        let (outcome, detail) = if left.is_negative() {
+            (Outcome::Fail, format!("expired at {}", c.not_after.0))
+        } else if now >= c.renewal_time.0 {
+            (
+                Outcome::Warn,
+                format!("{days} days left; renewal time {} has passed: is the operator running?", c.renewal_time.0),
+            )
+        } else {
+            (Outcome::Pass, format!("{days} days left (expires {}), renewal at {}", c.not_after.0, c.renewal_time.0))
+        };
+        checks.push(check("secret expiry", outcome, detail));
+    }
+
+    // Consent, live.
+    if let (Some(status), true) = (registration.status.as_ref(), spec.admin_consent) {
+        if let Some(sp) = &status.service_principal_id {
+            let grants = clients.directory.delegated_grants(&spec.tenant_id, sp).await?;
+            let roles = clients.directory.app_role_assignments(&spec.tenant_id, sp).await?;
+            let scopes: Vec<String> = grants.iter().flat_map(|g| g.scopes()).collect();
+            let wanted: Vec<&String> = status.granted_permissions.iter().flat_map(|p| p.delegated.iter()).collect();
+            let missing: Vec<&&String> = wanted.iter().filter(|w| !scopes.contains(w)).collect();
+            let want_roles = status.granted_permissions.iter().map(|p| p.application.len()).sum::<usize>();
+            if missing.is_empty() && roles.len() >= want_roles {
+                checks.push(check(
+                    "admin consent",
+                    Outcome::Pass,
+                    format!("delegated: {}; app roles assigned: {}", scopes.join(" "), roles.len()),
+                ));
+            } else {
+                checks.push(check("admin consent", Outcome::Fail, format!("missing delegated {missing:?} / {} of {want_roles} app roles: the operator re-grants on its next reconcile; check its DelegatedPermissionGrant.ReadWrite.All and AppRoleAssignment.ReadWrite.All permissions", roles.len())));
+            }
+        }
+    }
+
+    let Some(channel) = channel else { return Ok(checks) };
+    let cspec = &channel.spec;
+    let tenant = &spec.tenant_id;
+
+    // Exchange, live.
+    match clients.mailboxes.smtp_auth(tenant, &cspec.mailbox).await {
+        Ok(auth) if auth.effective_enabled() => checks.push(check("SMTP AUTH", Outcome::Pass, format!("enabled for {} (mailbox setting {:?}, organisation disabled = {})", cspec.mailbox, auth.mailbox_disabled, auth.organization_disabled))),
+        Ok(auth) => checks.push(check("SMTP AUTH", Outcome::Fail, format!("disabled for {} (mailbox {:?}, organisation disabled = {}). Fix: Set-CASMailbox -Identity {} -SmtpClientAuthenticationDisabled $false", cspec.mailbox, auth.mailbox_disabled, auth.organization_disabled, cspec.mailbox))),
+        Err(e) => checks.push(check("SMTP AUTH", Outcome::Fail, e.to_string())),
+    }
+    let expected = channel.status.as_ref().and_then(|s| s.forwarding_address.clone());
+    match clients.mailboxes.forwarding(tenant, &cspec.mailbox).await {
+        Ok(f)
+            if cspec.exchange.forwarding.enabled
+                && f.smtp_address.as_deref().map(str::to_lowercase) == expected.as_deref().map(str::to_lowercase)
+                && f.address.is_none() =>
+        {
+            checks.push(check(
+                "forwarding",
+                Outcome::Pass,
+                format!("to {} (keep a copy: {})", expected.unwrap_or_default(), f.deliver_to_mailbox_and_forward),
+            ))
+        }
+        Ok(f) if !cspec.exchange.forwarding.enabled => {
+            checks.push(check("forwarding", Outcome::Info, format!("not managed; currently {:?}", f.smtp_address)))
+        }
+        Ok(f) => checks.push(check(
+            "forwarding",
+            Outcome::Fail,
+            format!("forwards to {:?} (internal {:?}), expected {expected:?}", f.smtp_address, f.address),
+        )),
+        Err(e) => checks.push(check("forwarding", Outcome::Fail, e.to_string())),
+    }
+    match clients.mailboxes.outbound_forwarding(tenant, &cspec.mailbox).await {
+        Ok(o) if o.allows_external_forwarding() => checks.push(check("outbound forwarding policy", Outcome::Pass, format!("policy {} allows it", o.policy))),
+        Ok(o) => checks.push(check("outbound forwarding policy", Outcome::Fail, format!("policy {} AutoForwardingMode {:?}, remote domain auto-forward {}. Fix: Set-HostedOutboundSpamFilterPolicy -Identity '{}' -AutoForwardingMode On", o.policy, o.mode, o.remote_domain_auto_forward, o.policy))),
+        Err(e) => checks.push(check("outbound forwarding policy", Outcome::Fail, e.to_string())),
+    }
+
+    // Connect.
+    let client_id = registration.status.as_ref().and_then(|s| s.app_id.clone()).unwrap_or_default();
+    let form = connect::asset_form(cspec, spec.cloud, &clients.endpoints, tenant, &client_id, secret_name);
+    let current_key = registration.status.as_ref().and_then(|s| s.credential.as_ref()).map(|c| c.key_id.clone());
+    match cspec.connect.mode {
+        ConnectMode::Manual => {
+            for (field, value) in [
+                ("Email ID", form.email_id.clone()),
+                (
+                    "SMTP server / port / security",
+                    format!("{} / {} / {}", form.smtp_server, form.smtp_port, form.smtp_security),
+                ),
+                ("SMTP username", form.smtp_username.clone()),
+                ("Client ID", form.client_id.clone()),
+                ("Client secret", form.client_secret_from.clone()),
+                ("Authorization URL", form.authorization_url.clone()),
+                ("Token URL", form.token_url.clone()),
+                ("Scope", form.scope.to_string()),
+                ("Call back URL", form.callback_url.clone()),
+            ] {
+                checks.push(check(&format!("Connect form: {field}"), Outcome::Info, value));
+            }
+            let applied = channel
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::api::ANNOTATION_CONNECT_SECRET_APPLIED).cloned());
+            if applied.is_some() && applied == current_key {
+                checks.push(check(
+                    "Connect secret",
+                    Outcome::Pass,
+                    format!("confirmed: Connect holds {}", applied.unwrap_or_default()),
+                ));
+            } else {
+                checks.push(check("Connect secret", Outcome::Fail, format!("Connect confirmed {applied:?}, current is {current_key:?}: enter the current secret in Connect and annotate the channel")));
+            }
+        }
+        ConnectMode::Api => {
+            let token = match &cspec.connect.credentials_secret_ref {
+                Some(r) => secrets.get_opt(&r.name).await?.and_then(|s| text(&s, &r.key)),
+                None => None,
+            };
+            match token {
+                None => checks.push(check(
+                    "Connect asset",
+                    Outcome::Fail,
+                    "no Webex access token in connect.credentialsSecretRef",
+                )),
+                Some(token) => {
+                    let token: SecretString = token.into();
+                    let org = Org {
+                        region: cspec.connect.region,
+                        organization_id: cspec.connect.organization_id.as_deref().unwrap_or_default(),
+                        token: &token,
+                    };
+                    match connect_api.find(&org, &cspec.connect.asset_name).await {
+                        Ok(Some(asset)) => {
+                            let fields_ok = asset.oauth.client_id == form.client_id
+                                && asset.oauth.token_url == form.token_url
+                                && asset.oauth.scope == form.scope
+                                && asset.email_id == form.email_id;
+                            let outcome = if fields_ok { Outcome::Pass } else { Outcome::Fail };
+                            checks.push(check(
+                                "Connect asset",
+                                outcome,
+                                format!(
+                                    "{} ({}): client ID {}, token URL {}, scope {}",
+                                    asset.asset_name,
+                                    asset.asset_id,
+                                    asset.oauth.client_id,
+                                    asset.oauth.token_url,
+                                    asset.oauth.scope
+                                ),
+                            ));
+                            let outcome = if asset.is_authorized() { Outcome::Pass } else { Outcome::Fail };
+                            checks.push(check(
+                                "Connect token",
+                                outcome,
+                                if asset.is_authorized() {
+                                    "Generate Token completed".to_string()
+                                } else {
+                                    format!(
+                                        "no token yet: Connect → Assets → Apps → {} → Generate Token, sign in as {}",
+                                        asset.asset_name, cspec.mailbox
+                                    )
+                                },
+                            ));
+                        }
+                        Ok(None) => checks.push(check(
+                            "Connect asset",
+                            Outcome::Fail,
+                            format!("no asset named {:?}", cspec.connect.asset_name),
+                        )),
+                        Err(e) => checks.push(check("Connect asset", Outcome::Fail, e.to_string())),
+                    }
+                }
+            }
+        }
+    }
+    Ok(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_aligns_and_a_single_failure_fails_the_run() {
+        let checks =
+            vec![check("client secret works", Outcome::Pass, "ok"), check("SMTP AUTH", Outcome::Fail, "disabled")];
+        let table = render(&checks);
+        assert!(table.contains("client secret works  PASS    ok"), "{table}");
+        assert!(table.contains("SMTP AUTH            FAIL    disabled"), "{table}");
+        assert!(failed(&checks));
+        assert!(!failed(&checks[..1]));
+    }
+}
