@@ -132,8 +132,10 @@ pub async fn diagnose(
     }
 
     // Consent, live.
-    if let (Some(status), true) = (registration.status.as_ref(), spec.admin_consent) {
-        if let Some(sp) = &status.service_principal_id {
+    if let (Some(status), true) = (registration.status.as_ref(), spec.admin_consent)
+        && let Some(sp) = &status.service_principal_id
+    {
+        {
             let grants = clients.directory.delegated_grants(&spec.tenant_id, sp).await?;
             let roles = clients.directory.app_role_assignments(&spec.tenant_id, sp).await?;
             let scopes: Vec<String> = grants.iter().flat_map(|g| g.scopes()).collect();
