@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod exchange;
 pub mod failpoint;
 pub mod http;
+pub mod plan;
 pub mod sim;
 
 /// The Kubernetes API version the types are generated for (k8s-openapi feature); the supported

@@ -31,6 +31,8 @@ enum Command {
     /// Check a channel live (token, consent, SMTP AUTH, forwarding, policy, Connect, expiry) and
     /// print a pass/fail table with fixes; exits 1 when a check fails.
     Doctor(Box<DoctorArgs>),
+    /// Print what the next reconcile of NAMESPACE/NAME would change, changing nothing.
+    Plan(Box<DoctorArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD into a directory.
     Crds {
         /// Directory to write `<plural>.<group>.yaml` files into (created if missing).
@@ -167,6 +169,22 @@ fn main() -> anyhow::Result<()> {
             if !ok {
                 std::process::exit(1);
             }
+        }
+        Command::Plan(args) => {
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
+                let (namespace, name) = args.target.split_once('/').context("give the target as NAMESPACE/NAME")?;
+                let (azure, _) = args.external.clients()?;
+                let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+                let changes =
+                    connect_email_operator::plan::plan(client, &azure, namespace, name, jiff::Timestamp::now()).await?;
+                if changes.is_empty() {
+                    println!("{namespace}/{name}: in sync, nothing to change");
+                }
+                for change in changes {
+                    println!("- {change}");
+                }
+                anyhow::Ok(())
+            })?;
         }
         Command::Sim { state_dir } => {
             init_tracing(false);

@@ -440,3 +440,20 @@ async fn continuous_rotation_never_breaks_a_consumer_reading_the_secret() {
     .await;
     h.finish().await;
 }
+
+#[tokio::test]
+async fn plan_reports_what_would_change_without_changing_anything() {
+    // No controller runs: only `plan` touches the simulators.
+    let h = Harness::without_operator("aar-plan").await;
+    apply(&h, &registration("planned")).await;
+    let azure = h.azure_clients();
+    let changes =
+        connect_email_operator::plan::plan(h.client.clone(), &azure, &h.ns.name, "planned", jiff::Timestamp::now())
+            .await
+            .unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(changes[0].starts_with("create application \"Webex Connect support@contoso.com\""), "{changes:?}");
+    let writes: Vec<_> = h.sim.calls().into_iter().filter(|c| c.method != "GET" && c.route != routes::TOKEN).collect();
+    assert!(writes.is_empty(), "plan wrote to Microsoft: {writes:?}");
+    h.finish().await;
+}

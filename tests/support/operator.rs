@@ -101,6 +101,25 @@ impl Harness {
         Self { sim, client, ns, connect, stop: Some(stop), task: Some(task) }
     }
 
+    /// The operator's Microsoft clients pointed at the simulator (for `plan` / `doctor` in tests).
+    pub fn azure_clients(&self) -> connect_email_operator::azure::AzureClients {
+        let url = Url::parse(&self.sim.url()).unwrap();
+        let config = MicrosoftConfig {
+            overrides: EndpointOverrides {
+                authority_host: Some(url.clone()),
+                graph: Some(url.clone()),
+                exchange: Some(url),
+            },
+            extra_ca_pem: Some(self.sim.ca_pem()),
+            lag_retry: None,
+        };
+        let credential = OperatorCredential::ClientSecret {
+            client_id: OPERATOR_CLIENT_ID.into(),
+            secret: OPERATOR_SECRET.to_string().into(),
+        };
+        azure_clients(&config, credential).unwrap()
+    }
+
     /// A Graph client with the operator's identity, for out-of-band changes ("someone in the portal").
     pub fn portal(&self) -> std::sync::Arc<dyn connect_email_operator::azure::Directory> {
         let url = Url::parse(&self.sim.url()).unwrap();

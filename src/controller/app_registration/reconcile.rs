@@ -618,7 +618,16 @@ fn parse_reason(s: &str) -> IssueReason {
 
 /// The current credential as status, the Secret and the application show it.
 fn current_credential(run: &Run<'_>, app: &Application, stored: &ObservedSecret) -> Option<CurrentCredential> {
-    let c = run.status.credential.as_ref()?;
+    observe_current(run.status.credential.as_ref(), app, stored)
+}
+
+/// The current credential as status, the Secret and the application show it (pure; also used by `plan`).
+pub fn observe_current(
+    credential: Option<&CredentialStatus>,
+    app: &Application,
+    stored: &ObservedSecret,
+) -> Option<CurrentCredential> {
+    let c = credential?;
     Some(CurrentCredential {
         key_id: c.key_id.clone(),
         not_before: c.not_before.0,
