@@ -175,6 +175,11 @@ async fn a_crash_at_every_rotation_step_converges_without_leaks_duplicates_or_ou
         op.kill();
         h.finish().await;
     }
-    println!("\nCrash matrix (AzureAppRegistration, forced rotation, revokeAfter 0s):\n{}", table.join("\n"));
+    let report = format!("Crash matrix (AzureAppRegistration, forced rotation, revokeAfter 0s):\n{}\n", table.join("\n"));
+    println!("\n{report}");
+    // scripts/test prints the reports at the end of the run (cargo hides a passing test's output).
+    let dir = repo_root().join("target/reports");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("crash-matrix.md"), &report).unwrap();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
