@@ -120,7 +120,8 @@ async fn a_registration_becomes_ready_with_one_app_consent_and_a_working_secret(
     assert_eq!(s.metadata.owner_references.as_ref().unwrap()[0].uid, ready.metadata.uid.clone().unwrap());
     assert!(credential.verified_at.is_some());
     // Renewal at two thirds of 720h.
-    assert_eq!(credential.renewal_time.0.duration_since(credential.not_before.0).as_hours(), 480);
+    let renewal = credential.renewal_time.0.duration_since(credential.not_before.0).as_secs();
+    assert!((480 * 3600 - 60..=480 * 3600).contains(&renewal), "renewal after {renewal}s");
 
     // Nothing secret in status.
     let status_json = serde_json::to_string(&ready.status).unwrap();
@@ -391,9 +392,12 @@ async fn a_tenant_policy_cap_clamps_the_secret_lifetime() {
     apply(&h, &object).await;
     let status = wait_for_condition(&h, "capped", "Ready", "True").await.status.unwrap();
     let c = status.credential.unwrap();
-    assert_eq!(c.not_after.0.duration_since(c.not_before.0).as_hours(), 720);
+    // The end is requested as "now + lifetime"; Entra stamps the start a moment later.
+    let lifetime = c.not_after.0.duration_since(c.not_before.0).as_secs();
+    assert!((720 * 3600 - 60..=720 * 3600).contains(&lifetime), "lifetime {lifetime}s");
     // Renewal at two thirds of what was actually issued.
-    assert_eq!(c.renewal_time.0.duration_since(c.not_before.0).as_hours(), 480);
+    let renewal = c.renewal_time.0.duration_since(c.not_before.0).as_secs();
+    assert!((480 * 3600 - 60..=480 * 3600).contains(&renewal), "renewal after {renewal}s");
     h.finish().await;
 }
 

@@ -175,7 +175,8 @@ async fn a_crash_at_every_rotation_step_converges_without_leaks_duplicates_or_ou
         op.kill();
         h.finish().await;
     }
-    let report = format!("Crash matrix (AzureAppRegistration, forced rotation, revokeAfter 0s):\n{}\n", table.join("\n"));
+    let report =
+        format!("Crash matrix (AzureAppRegistration, forced rotation, revokeAfter 0s):\n{}\n", table.join("\n"));
     println!("\n{report}");
     // scripts/test prints the reports at the end of the run (cargo hides a passing test's output).
     let dir = repo_root().join("target/reports");

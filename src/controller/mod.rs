@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod context;
 pub mod email_channel;
 pub mod error;
+pub mod lifecycle;
 pub mod report;
 pub mod run;
 

@@ -7,9 +7,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::runtime::{Controller, watcher};
 
-use super::Context;
 use super::app_registration::{reconcile, secret};
 use super::email_channel::reconcile as channel;
+use super::{Context, lifecycle};
 use crate::api::{AzureAppRegistration, EmailChannel};
 
 /// Runs every controller until `shutdown` resolves. `namespace` limits the watch to one namespace.
@@ -33,13 +33,13 @@ pub async fn run(
     let registration_controller = Controller::new(registrations.clone(), watcher::Config::default())
         .owns(secrets, owned)
         .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+        .run(reconcile::reconcile, lifecycle::error_policy, ctx.clone())
         .for_each(log_result);
     // A channel is reconciled again when its child registration changes (status, rotation).
     let channel_controller = Controller::new(channels, watcher::Config::default())
         .owns(registrations, watcher::Config::default())
         .graceful_shutdown_on(shutdown)
-        .run(channel::reconcile, channel::error_policy, ctx)
+        .run(channel::reconcile, lifecycle::error_policy, ctx)
         .for_each(log_result);
     tokio::join!(registration_controller, channel_controller);
 }

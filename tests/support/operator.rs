@@ -122,25 +122,7 @@ impl Harness {
 
     /// A Graph client with the operator's identity, for out-of-band changes ("someone in the portal").
     pub fn portal(&self) -> std::sync::Arc<dyn connect_email_operator::azure::Directory> {
-        let url = Url::parse(&self.sim.url()).unwrap();
-        let config = MicrosoftConfig {
-            overrides: EndpointOverrides {
-                authority_host: Some(url.clone()),
-                graph: Some(url.clone()),
-                exchange: Some(url),
-            },
-            extra_ca_pem: Some(self.sim.ca_pem()),
-            lag_retry: None,
-        };
-        let credential = OperatorCredential::ClientSecret {
-            client_id: OPERATOR_CLIENT_ID.into(),
-            secret: OPERATOR_SECRET.to_string().into(),
-        };
-        azure_clients(&config, credential)
-            .unwrap()
-            .for_cloud(connect_email_operator::api::Cloud::AzurePublic)
-            .directory
-            .clone()
+        self.azure_clients().for_cloud(connect_email_operator::api::Cloud::AzurePublic).directory.clone()
     }
 
     /// Deletes the test's resources while the controllers still run (so finalizers complete),

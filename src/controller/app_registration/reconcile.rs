@@ -18,7 +18,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use secrecy::SecretString;
 
@@ -30,13 +29,13 @@ use crate::api::app_registration::{
 };
 use crate::api::conditions::{app_registration as cond, reason};
 use crate::api::{
-    ANNOTATION_PAUSED, ANNOTATION_ROTATE, ANNOTATION_SECRET_ACKNOWLEDGED, AzureAppRegistration, FINALIZER, Permission,
+    ANNOTATION_PAUSED, ANNOTATION_ROTATE, ANNOTATION_SECRET_ACKNOWLEDGED, AzureAppRegistration, Permission,
 };
 use crate::azure::error::aadsts;
 use crate::azure::model::Application;
 use crate::azure::{AzureError, CloudClients};
 use crate::controller::{Context, Error};
-use crate::controller::{conditions, report};
+use crate::controller::{conditions, lifecycle, report};
 use crate::failpoint;
 
 /// The uniqueName of the application the operator creates for a resource: derived from the UID,
@@ -46,30 +45,7 @@ pub fn unique_name(uid: &str) -> String {
 }
 
 pub async fn reconcile(obj: Arc<AzureAppRegistration>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = obj.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
-    let key = format!("{ns}/{}", obj.name_any());
-    let api: Api<AzureAppRegistration> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            FinalizerEvent::Apply(o) => apply(o, &ctx).await,
-            FinalizerEvent::Cleanup(o) => cleanup(o, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    });
-    if result.is_ok() {
-        ctx.reset_backoff(&key);
-    }
-    result
-}
-
-pub fn error_policy(obj: Arc<AzureAppRegistration>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
-    tracing::warn!(resource = %key, error = %error, kind = error.metric_label(), "reconcile failed");
-    if error.is_permanent() { Action::requeue(ctx.settings.resync) } else { Action::requeue(ctx.backoff(&key)) }
+    lifecycle::reconcile_with_finalizer(obj, &ctx, |o| apply(o, &ctx), |o| cleanup(o, &ctx)).await
 }
 
 fn is_paused(obj: &AzureAppRegistration) -> bool {

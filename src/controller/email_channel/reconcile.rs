@@ -16,7 +16,6 @@ use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 
 use super::desired::{self, ConnectSecret};
@@ -24,40 +23,17 @@ use crate::api::conditions::{app_registration as app_cond, email_channel as cond
 use crate::api::email_channel::{ConnectMode, ConnectStatus, EmailChannelStatus};
 use crate::api::{
     ANNOTATION_CONNECT_SECRET_APPLIED, ANNOTATION_PAUSED, ANNOTATION_SECRET_ACKNOWLEDGED, AzureAppRegistration,
-    EmailChannel, FINALIZER,
+    EmailChannel,
 };
 use crate::connect;
-use crate::controller::{Context, Error, conditions, report};
+use crate::controller::{Context, Error, conditions, lifecycle, report};
 use crate::exchange::{AutoForwardingMode, ExchangeError, MailboxAdmin};
 
 pub async fn reconcile(obj: Arc<EmailChannel>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = obj.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
-    let key = format!("{ns}/{}", obj.name_any());
-    let api: Api<EmailChannel> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            FinalizerEvent::Apply(o) => apply(o, &ctx).await,
-            // Kubernetes children go with their owner references; nothing external to undo in
-            // Manual mode. (Api mode leaves the Connect asset: deleting a channel must not
-            // silently break mail flow that a person may have re-pointed.)
-            FinalizerEvent::Cleanup(_) => Ok(Action::await_change()),
-        }
-    })
-    .await
-    .map_err(|e| match e {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    });
-    if result.is_ok() {
-        ctx.reset_backoff(&key);
-    }
-    result
-}
-
-pub fn error_policy(obj: Arc<EmailChannel>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
-    tracing::warn!(resource = %key, error = %error, kind = error.metric_label(), "reconcile failed");
-    if error.is_permanent() { Action::requeue(ctx.settings.resync) } else { Action::requeue(ctx.backoff(&key)) }
+    // Kubernetes children go with their owner references; nothing external to undo in Manual mode.
+    // (Api mode leaves the Connect asset: deleting a channel must not silently break mail flow
+    // that a person may have re-pointed.)
+    lifecycle::reconcile_with_finalizer(obj, &ctx, |o| apply(o, &ctx), |_| async { Ok(Action::await_change()) }).await
 }
 
 struct Run<'a> {
