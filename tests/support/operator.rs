@@ -42,11 +42,13 @@ impl Harness {
     }
 
     /// The simulator, the cluster and a namespace, without controllers (tests that run the
-    /// operator as a process start it themselves).
+    /// operator as a process, or under another identity, start it themselves).
     pub async fn without_operator(test: &str) -> Self {
-        let sim = MicrosoftSim::start(SimOptions { tenants: vec![TENANT.into()], ..SimOptions::default() })
-            .await
-            .expect("simulator starts");
+        Self::without_operator_with(test, SimOptions { tenants: vec![TENANT.into()], ..SimOptions::default() }).await
+    }
+
+    async fn without_operator_with(test: &str, options: SimOptions) -> Self {
+        let sim = MicrosoftSim::start(options).await.expect("simulator starts");
         sim.add_operator_client_secret(TENANT, OPERATOR_CLIENT_ID, OPERATOR_SECRET);
         let client = client().await;
         install_crds(&client).await;
@@ -56,14 +58,15 @@ impl Harness {
     }
 
     pub async fn start_with(test: &str, options: SimOptions) -> Self {
-        let sim = MicrosoftSim::start(options).await.expect("simulator starts");
-        sim.add_operator_client_secret(TENANT, OPERATOR_CLIENT_ID, OPERATOR_SECRET);
-        let client = client().await;
-        install_crds(&client).await;
-        let ns = TestNamespace::new(&client, test).await;
-        let connect = start_connect().await;
-        let url = Url::parse(&sim.url()).unwrap();
-        let bundle = format!("{}\n{}", sim.ca_pem(), connect.ca_pem());
+        let mut h = Self::without_operator_with(test, options).await;
+        h.start_operator(h.client.clone());
+        h
+    }
+
+    /// Runs the controllers in-process for this namespace, talking to Kubernetes as `client`.
+    pub fn start_operator(&mut self, client: Client) {
+        let url = Url::parse(&self.sim.url()).unwrap();
+        let bundle = format!("{}\n{}", self.sim.ca_pem(), self.connect.ca_pem());
         let config = MicrosoftConfig {
             overrides: EndpointOverrides {
                 authority_host: Some(url.clone()),
@@ -86,19 +89,20 @@ impl Harness {
         };
         let http = HttpClient::new("connect", &HttpSettings { extra_ca_pem: Some(bundle), ..HttpSettings::default() })
             .unwrap();
-        let connect_client = ConnectClient::new(http, Some(Url::parse(&connect.url()).unwrap()));
+        let connect_client = ConnectClient::new(http, Some(Url::parse(&self.connect.url()).unwrap()));
         let ctx = Arc::new(
-            Context::new(client.clone(), azure, Arc::new(SystemClock), settings).with_connect(Arc::new(connect_client)),
+            Context::new(client, azure, Arc::new(SystemClock), settings).with_connect(Arc::new(connect_client)),
         );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let namespace = ns.name.clone();
+        let namespace = self.ns.name.clone();
         let task = tokio::spawn(async move {
             controller::run::run(ctx, Some(namespace), async move {
                 let _ = stopped.await;
             })
             .await
         });
-        Self { sim, client, ns, connect, stop: Some(stop), task: Some(task) }
+        self.stop = Some(stop);
+        self.task = Some(task);
     }
 
     /// The operator's Microsoft clients pointed at the simulator (for `plan` / `doctor` in tests).

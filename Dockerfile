@@ -1,0 +1,14 @@
+# Multi-stage build of the operator image: a static-ish Rust binary on distroless, non-root.
+# No container engine is available on the development machines of this project, so this file is
+# not built by CI (see README); the deploy/ manifests reference the tag it produces.
+FROM rust:1.89-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock rustfmt.toml ./
+COPY src ./src
+RUN cargo build --release --locked --bin connect-email-operator
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/target/release/connect-email-operator /usr/local/bin/connect-email-operator
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/connect-email-operator"]
+CMD ["run"]

@@ -1,0 +1,119 @@
+//! The ClusterRole in deploy/base/rbac.yaml is enough, and no more than needed: the operator runs
+//! under a ServiceAccount token bound to exactly those rules (RBAC enforced by the real apiserver)
+//! and takes an EmailChannel to Ready.
+
+mod support;
+
+use std::time::Duration;
+
+use connect_email_operator::api::EmailChannel;
+use connect_email_operator::sim::AutoForwardingMode;
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::json;
+use support::operator::{Harness, TENANT};
+use support::*;
+
+/// A client authenticating with `token` instead of the admin certificate.
+async fn client_with_token(token: String) -> Client {
+    let mut kubeconfig = Kubeconfig::read_from(kubeconfig_path()).unwrap();
+    for named in &mut kubeconfig.auth_infos {
+        named.auth_info = Some(kube::config::AuthInfo { token: Some(token.clone().into()), ..Default::default() });
+    }
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    Client::try_from(config).unwrap()
+}
+
+#[tokio::test]
+async fn the_operator_completes_a_channel_with_only_the_deployed_cluster_role() {
+    let mut h = Harness::without_operator("rbac").await;
+    let admin = h.client.clone();
+    let ns = h.ns.name.clone();
+    let name = format!("connect-email-operator-{ns}");
+
+    // The ClusterRole and binding exactly as deployed, bound to a ServiceAccount of this test.
+    let text = std::fs::read_to_string(repo_root().join("deploy/base/rbac.yaml")).unwrap();
+    let mut documents = serde_yaml::Deserializer::from_str(&text);
+    let mut role: ClusterRole = serde::Deserialize::deserialize(documents.next().unwrap()).unwrap();
+    let mut binding: ClusterRoleBinding = serde::Deserialize::deserialize(documents.next().unwrap()).unwrap();
+    role.metadata.name = Some(name.clone());
+    binding.metadata.name = Some(name.clone());
+    binding.role_ref.name = name.clone();
+    let subjects = binding.subjects.as_mut().unwrap();
+    subjects[0].namespace = Some(ns.clone());
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    Api::<ClusterRole>::all(admin.clone()).patch(&name, &params, &Patch::Apply(&role)).await.unwrap();
+    Api::<ClusterRoleBinding>::all(admin.clone()).patch(&name, &params, &Patch::Apply(&binding)).await.unwrap();
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "connect-email-operator"}})).unwrap();
+    accounts.create(&PostParams::default(), &sa).await.unwrap();
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}})).unwrap();
+    let token = accounts
+        .create_token_request("connect-email-operator", &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let operator = client_with_token(token).await;
+
+    // The identity is really restricted: nothing outside the rules.
+    let pods = Api::<Pod>::namespaced(operator.clone(), &ns).list(&ListParams::default()).await;
+    assert!(matches!(pods, Err(kube::Error::Api(ref s)) if s.code == 403), "pods should be forbidden: {pods:?}");
+    let delete = Api::<Secret>::namespaced(operator.clone(), &ns).delete("anything", &DeleteParams::default()).await;
+    assert!(matches!(delete, Err(kube::Error::Api(ref s)) if s.code == 403), "deleting Secrets should be forbidden");
+
+    h.sim.exchange().add_mailbox(TENANT, "support@contoso.com");
+    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    h.start_operator(operator);
+    let channels: Api<EmailChannel> = Api::namespaced(admin.clone(), &ns);
+    let channel = json!({
+        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
+        "metadata": {"name": "support"},
+        "spec": {
+            "mailbox": "support@contoso.com",
+            "azure": {"tenantId": TENANT},
+            "connect": {"region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Support",
+                        "forwardingAddress": "abc@mail-us.imiconnect.io"}
+        }
+    });
+    channels.patch("support", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&channel)).await.unwrap();
+    let key = eventually(Duration::from_secs(60), || async {
+        let c = channels.get("support").await.map_err(|e| e.to_string())?;
+        let s = c.status.unwrap_or_default();
+        let ready = |t: &str| s.conditions.iter().any(|c| c.type_ == t && c.status == "True");
+        if ready("AppRegistrationReady") && ready("MailboxConfigured") && ready("ConnectSecretOutdated") {
+            let r = Api::<connect_email_operator::api::AzureAppRegistration>::namespaced(admin.clone(), &ns)
+                .get("support")
+                .await
+                .map_err(|e| e.to_string())?;
+            r.status.and_then(|s| s.credential).map(|c| c.key_id).ok_or("no key".to_string())
+        } else {
+            Err(format!("{:#?}", s.conditions))
+        }
+    })
+    .await;
+    let patch = json!({"metadata": {"annotations": {"connectemail.dev/connect-secret-applied": key}}});
+    channels.patch("support", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    eventually(Duration::from_secs(60), || async {
+        let c = channels.get("support").await.map_err(|e| e.to_string())?;
+        let s = c.status.unwrap_or_default();
+        if s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
+            Ok(())
+        } else {
+            Err(format!("{s:?}"))
+        }
+    })
+    .await;
+    // The operator wrote the credentials Secret and its events under this identity.
+    assert!(Api::<Secret>::namespaced(admin.clone(), &ns).get_opt("support-azure").await.unwrap().is_some());
+
+    h.finish().await;
+    let _ = Api::<ClusterRoleBinding>::all(admin.clone()).delete(&name, &DeleteParams::default()).await;
+    let _ = Api::<ClusterRole>::all(admin).delete(&name, &DeleteParams::default()).await;
+}
