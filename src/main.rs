@@ -102,6 +102,9 @@ struct RunArgs {
     /// Log as JSON lines.
     #[arg(long, env = "CEO_LOG_JSON")]
     log_json: bool,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "CEO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
 }
 
 #[derive(clap::Args)]
@@ -135,6 +138,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let settings = Settings { resync: args.resync, ..Settings::default() };
     let ctx = Arc::new(Context::new(client, azure, Arc::new(SystemClock), settings).with_connect(Arc::new(connect)));
+    let metrics = ctx.metrics.clone();
+    let metrics_addr = args.metrics_addr;
+    tokio::spawn(async move {
+        if let Err(e) = connect_email_operator::metrics::serve(metrics_addr, metrics).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    });
     let shutdown = async {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");

@@ -53,6 +53,7 @@ pub struct Context {
     pub recorder: Recorder,
     /// Webex Connect Digital Asset API (EmailChannel Api mode).
     pub connect: Arc<dyn crate::connect::api::ConnectAssets>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Consecutive failures per object, for exponential backoff in `error_policy`.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -70,6 +71,7 @@ impl Context {
             clock,
             settings,
             connect: Arc::new(crate::connect::api::ConnectClient::new(http, None)),
+            metrics: Arc::default(),
             failures: Mutex::default(),
         }
     }

@@ -37,6 +37,7 @@ where
 {
     let ns = obj.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     let key = key(obj.as_ref());
+    let started = std::time::Instant::now();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
@@ -49,8 +50,11 @@ where
         finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
     });
-    if result.is_ok() {
-        ctx.reset_backoff(&key);
+    let kind = K::kind(&());
+    ctx.metrics.reconciled(&kind, started.elapsed());
+    match &result {
+        Ok(_) => ctx.reset_backoff(&key),
+        Err(e) => ctx.metrics.failed(&kind, e.metric_label()),
     }
     result
 }

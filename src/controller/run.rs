@@ -30,6 +30,8 @@ pub async fn run(
         None => Api::all(client.clone()),
     };
     let shutdown = shutdown.shared();
+    // Ready once the watches are set up (the controllers start on the first poll below).
+    ctx.metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     let registration_controller = Controller::new(registrations.clone(), watcher::Config::default())
         .owns(secrets, owned)
         .graceful_shutdown_on(shutdown.clone())

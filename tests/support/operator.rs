@@ -32,6 +32,8 @@ pub struct Harness {
     pub connect: ConnectSim,
     pub client: Client,
     pub ns: TestNamespace,
+    /// The in-process operator's metrics, once started.
+    pub metrics: Option<Arc<connect_email_operator::metrics::Metrics>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -54,7 +56,7 @@ impl Harness {
         install_crds(&client).await;
         let ns = TestNamespace::new(&client, test).await;
         let connect = start_connect().await;
-        Self { sim, client, ns, connect, stop: None, task: None }
+        Self { sim, client, ns, connect, metrics: None, stop: None, task: None }
     }
 
     pub async fn start_with(test: &str, options: SimOptions) -> Self {
@@ -93,6 +95,7 @@ impl Harness {
         let ctx = Arc::new(
             Context::new(client, azure, Arc::new(SystemClock), settings).with_connect(Arc::new(connect_client)),
         );
+        self.metrics = Some(ctx.metrics.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let namespace = self.ns.name.clone();
         let task = tokio::spawn(async move {

@@ -26,7 +26,7 @@ impl OperatorProcess {
         let log = dir.join(format!("{log_name}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_connect-email-operator"))
-            .args(["run", "--namespace", namespace, "--resync", "30s"])
+            .args(["run", "--namespace", namespace, "--resync", "30s", "--metrics-addr", "127.0.0.1:0"])
             .args(["--authority-host", &sim.url(), "--graph-endpoint", &sim.url()])
             .arg("--extra-ca-file")
             .arg(&ca)

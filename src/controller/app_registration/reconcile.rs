@@ -119,6 +119,8 @@ async fn apply(cached: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Actio
         run.condition(cond::READY, false, why, message);
     }
     run.write_status().await?;
+    let times = run.status.credential.as_ref().map(|c| (c.not_after.0, c.renewal_time.0));
+    ctx.metrics.credential(&ns, &obj.name_any(), times);
     outcome?;
     Ok(Action::requeue(jitter(run.requeue)))
 }
@@ -814,6 +816,7 @@ async fn cleanup(obj: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Action
         Some(adopt) => clients.directory.app_by_app_id(tenant, &adopt.app_id).await?,
         None => clients.directory.app_by_unique_name(tenant, &unique_name(&uid)).await?,
     };
+    ctx.metrics.credential(&obj.namespace().unwrap_or_default(), &obj.name_any(), None);
     let Some(app) = app else {
         return Ok(Action::await_change());
     };
