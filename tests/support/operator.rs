@@ -140,7 +140,13 @@ impl Harness {
         let registrations: Api<AzureAppRegistration> = Api::namespaced(self.client.clone(), &self.ns.name);
         let _ = registrations.delete_collection(&DeleteParams::default(), &ListParams::default()).await;
         let _ = tokio::time::timeout(Duration::from_secs(30), async {
-            while registrations.list(&ListParams::default()).await.map(|l| !l.items.is_empty()).unwrap_or(false) {
+            loop {
+                let channels_left = channels.list(&ListParams::default()).await.map(|l| l.items.len()).unwrap_or(0);
+                let registrations_left =
+                    registrations.list(&ListParams::default()).await.map(|l| l.items.len()).unwrap_or(0);
+                if channels_left + registrations_left == 0 {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
