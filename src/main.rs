@@ -102,6 +102,12 @@ struct RunArgs {
     /// Log as JSON lines.
     #[arg(long, env = "CEO_LOG_JSON")]
     log_json: bool,
+    /// Elect a leader on a Lease before reconciling (run two replicas safely).
+    #[arg(long, env = "CEO_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the Lease (default: the pod's namespace, POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "connect-email-operator")]
+    lease_namespace: String,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "CEO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
@@ -145,16 +151,50 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::error!(error = %e, "the metrics endpoint stopped");
         }
     });
-    let shutdown = async {
+    // With leader election, wait for the Lease; losing it stops the controllers and exits non-zero
+    // so the pod restarts as a candidate (another replica has taken over).
+    // A standby replica is healthy and ready (rollouts must not wait for it to lead).
+    ctx.metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    let lost = if args.leader_election {
+        let identity = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| format!("connect-email-operator-{}", std::process::id()));
+        let settings = connect_email_operator::leader::LeaseSettings {
+            namespace: args.lease_namespace.clone(),
+            name: "connect-email-operator".into(),
+            identity,
+            lease_duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+        };
+        tracing::info!("waiting for leadership");
+        Some(connect_email_operator::leader::Elector::new(ctx.client.clone(), settings).lead().await)
+    } else {
+        None
+    };
+    let lost_leadership = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lost_flag = lost_leadership.clone();
+    let shutdown = async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let lost = async {
+            match lost {
+                Some(rx) => {
+                    let _ = rx.await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {},
             _ = term.recv() => {},
+            _ = lost => lost_flag.store(true, std::sync::atomic::Ordering::Relaxed),
         }
         tracing::info!("shutting down");
     };
     controller::run::run(ctx, args.namespace, shutdown).await;
+    if lost_leadership.load(std::sync::atomic::Ordering::Relaxed) {
+        anyhow::bail!("lost leadership");
+    }
     Ok(())
 }
 
