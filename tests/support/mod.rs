@@ -148,5 +148,6 @@ pub fn kubectl(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+pub mod hygiene;
 pub mod operator;
 pub mod process;

@@ -50,6 +50,7 @@ impl Harness {
     }
 
     async fn without_operator_with(test: &str, options: SimOptions) -> Self {
+        super::hygiene::capture_logs();
         let sim = MicrosoftSim::start(options).await.expect("simulator starts");
         sim.add_operator_client_secret(TENANT, OPERATOR_CLIENT_ID, OPERATOR_SECRET);
         let client = client().await;
@@ -132,9 +133,51 @@ impl Harness {
         self.azure_clients().for_cloud(connect_email_operator::api::Cloud::AzurePublic).directory.clone()
     }
 
+    /// No secret value issued by the simulators (client secrets, access tokens, secrets pushed to
+    /// Connect) appears in the operator's logs, the namespace's events or any status.
+    pub async fn assert_no_secret_leaked(&self) {
+        use k8s_openapi::api::events::v1::Event;
+        let mut secrets = self.sim.issued_secrets();
+        secrets.extend(self.sim.issued_tokens());
+        secrets.extend(self.connect.pushed_secrets());
+        secrets.extend([OPERATOR_SECRET.to_string(), CONNECT_TOKEN.to_string()]);
+        // Secret data travels base64-encoded in Kubernetes objects: look for that form too.
+        use base64::Engine;
+        let encoded: Vec<String> =
+            secrets.iter().map(|s| base64::engine::general_purpose::STANDARD.encode(s.as_bytes())).collect();
+        secrets.extend(encoded);
+        let ns = &self.ns.name;
+        let events = Api::<Event>::namespaced(self.client.clone(), ns).list(&ListParams::default()).await.unwrap();
+        let registrations = Api::<AzureAppRegistration>::namespaced(self.client.clone(), ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        let channels =
+            Api::<EmailChannel>::namespaced(self.client.clone(), ns).list(&ListParams::default()).await.unwrap();
+        let statuses: Vec<String> = registrations
+            .items
+            .iter()
+            .map(|r| serde_json::to_string(&r.status).unwrap())
+            .chain(channels.items.iter().map(|c| serde_json::to_string(&c.status).unwrap()))
+            .collect();
+        let logs = super::hygiene::logs();
+        if self.metrics.is_some() {
+            assert!(logs.contains("reconcil"), "the operator's logs were not captured");
+        }
+        super::hygiene::assert_no_secret_in(
+            &secrets,
+            &[
+                ("the operator's logs", logs),
+                ("events", serde_json::to_string(&events.items).unwrap()),
+                ("status", statuses.join("\n")),
+            ],
+        );
+    }
+
     /// Deletes the test's resources while the controllers still run (so finalizers complete),
     /// stops the controllers and deletes the namespace.
     pub async fn finish(mut self) {
+        self.assert_no_secret_leaked().await;
         let channels: Api<EmailChannel> = Api::namespaced(self.client.clone(), &self.ns.name);
         let _ = channels.delete_collection(&DeleteParams::default(), &ListParams::default()).await;
         let registrations: Api<AzureAppRegistration> = Api::namespaced(self.client.clone(), &self.ns.name);

@@ -1,0 +1,50 @@
+//! Secret hygiene for the whole e2e suite: every test binary captures the operator's logs (debug
+//! level) in memory, and each harness checks at the end that no secret value the simulators
+//! issued appears in those logs, in the namespace's events, or in any resource's status.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the capturing subscriber (once per test binary).
+pub fn capture_logs() {
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(buffer.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("connect_email_operator=debug,kube=debug"))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buffer
+    });
+}
+
+/// Everything logged so far in this test binary.
+pub fn logs() -> String {
+    LOGS.get().map(|b| String::from_utf8_lossy(&b.lock().unwrap()).into_owned()).unwrap_or_default()
+}
+
+/// Panics naming where a secret leaked (never the secret itself).
+pub fn assert_no_secret_in(secrets: &[String], places: &[(&str, String)]) {
+    for (place, text) in places {
+        for (i, secret) in secrets.iter().enumerate() {
+            assert!(!text.contains(secret.as_str()), "issued secret #{i} appears in {place}");
+        }
+    }
+}
