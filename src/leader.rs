@@ -37,7 +37,7 @@ impl Elector {
         let s = &self.settings;
         let spec = |transitions: i32, acquired: Option<MicroTime>| LeaseSpec {
             holder_identity: Some(s.identity.clone()),
-            lease_duration_seconds: Some(s.lease_duration.as_secs() as i32),
+            lease_duration_seconds: Some(s.lease_duration.as_secs().max(1) as i32),
             acquire_time: acquired.or(Some(MicroTime(now))),
             renew_time: Some(MicroTime(now)),
             lease_transitions: Some(transitions),

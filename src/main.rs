@@ -105,6 +105,9 @@ struct RunArgs {
     /// Elect a leader on a Lease before reconciling (run two replicas safely).
     #[arg(long, env = "CEO_LEADER_ELECTION")]
     leader_election: bool,
+    /// How long a leader's Lease lasts without renewal (it renews every third of it).
+    #[arg(long, env = "CEO_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
     /// Namespace of the Lease (default: the pod's namespace, POD_NAMESPACE).
     #[arg(long, env = "POD_NAMESPACE", default_value = "connect-email-operator")]
     lease_namespace: String,
@@ -163,8 +166,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             namespace: args.lease_namespace.clone(),
             name: "connect-email-operator".into(),
             identity,
-            lease_duration: Duration::from_secs(15),
-            renew_every: Duration::from_secs(5),
+            lease_duration: args.lease_duration,
+            renew_every: args.lease_duration / 3,
         };
         tracing::info!("waiting for leadership");
         Some(connect_email_operator::leader::Elector::new(ctx.client.clone(), settings).lead().await)

@@ -54,3 +54,57 @@ async fn exactly_one_candidate_leads_and_another_takes_over_after_the_lease_expi
     assert_eq!(spec.lease_transitions, Some(1));
     ns.delete().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_operator_processes_only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
+    use connect_email_operator::api::AzureAppRegistration;
+    use kube::api::{Patch, PatchParams};
+    use support::operator::{Harness, TENANT};
+    use support::process::OperatorProcess;
+
+    let h = Harness::without_operator("leader-failover").await;
+    let ns = h.ns.name.clone();
+    let args = ["--leader-election", "--lease-duration", "3s", "--lease-namespace", ns.as_str()];
+    let mut a = OperatorProcess::spawn_with(&ns, &h.sim, &[], "replica-a", &args, &[("POD_NAME", "replica-a")]);
+    let mut b = OperatorProcess::spawn_with(&ns, &h.sim, &[], "replica-b", &args, &[("POD_NAME", "replica-b")]);
+    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &ns);
+    let object = serde_json::json!({
+        "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
+        "metadata": {"name": "ha"},
+        "spec": {"tenantId": TENANT, "displayName": "HA", "redirectUris": ["https://acme.us.webexconnect.io/callback"],
+                 "clientSecret": {"secretName": "ha-credentials", "revokeAfter": "0s"}}
+    });
+    api.patch("ha", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&object)).await.unwrap();
+    let ready = |api: Api<AzureAppRegistration>, rotated: Option<String>| async move {
+        let o = api.get("ha").await.map_err(|e| e.to_string())?;
+        let s = o.status.unwrap_or_default();
+        let ok = s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        let key = s.credential.map(|c| c.key_id);
+        if ok && key.is_some() && key != rotated { Ok(key.unwrap()) } else { Err("not ready".to_string()) }
+    };
+    let first = eventually(Duration::from_secs(60), || ready(api.clone(), None)).await;
+    let leases: Api<Lease> = Api::namespaced(h.client.clone(), &ns);
+    let holder = leases.get("connect-email-operator").await.unwrap().spec.unwrap().holder_identity.unwrap();
+    let (leader, standby) = if holder == "replica-a" { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    assert!(standby.logs().contains("waiting for leadership"));
+    assert!(!standby.logs().contains("issuing a new client secret"), "the standby reconciled");
+    assert!(leader.logs().contains("issuing a new client secret"));
+
+    // The leader dies; the standby takes over within the lease duration and carries on.
+    leader.kill();
+    let rotate = serde_json::json!({"metadata": {"annotations": {"connectemail.dev/rotate": "after-failover"}}});
+    api.patch("ha", &PatchParams::default(), &Patch::Merge(&rotate)).await.unwrap();
+    eventually(Duration::from_secs(60), || ready(api.clone(), Some(first.clone()))).await;
+    let new_holder = leases.get("connect-email-operator").await.unwrap().spec.unwrap().holder_identity.unwrap();
+    assert_ne!(new_holder, holder);
+    assert!(standby.logs().contains("became the leader"));
+    assert_eq!(h.sim.applications(TENANT).len(), 1);
+
+    api.delete("ha", &Default::default()).await.unwrap();
+    eventually(Duration::from_secs(30), || async {
+        if api.get_opt("ha").await.unwrap().is_none() { Ok(()) } else { Err("still there".to_string()) }
+    })
+    .await;
+    standby.kill();
+    h.finish().await;
+}

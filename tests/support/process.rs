@@ -19,6 +19,18 @@ impl OperatorProcess {
     /// Starts `connect-email-operator run` for one namespace against the simulator, with the
     /// given failpoints armed.
     pub fn spawn(namespace: &str, sim: &MicrosoftSim, failpoints: &[&str], log_name: &str) -> Self {
+        Self::spawn_with(namespace, sim, failpoints, log_name, &[], &[])
+    }
+
+    /// As `spawn`, with extra arguments and environment variables.
+    pub fn spawn_with(
+        namespace: &str,
+        sim: &MicrosoftSim,
+        failpoints: &[&str],
+        log_name: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("ceo-{namespace}"));
         std::fs::create_dir_all(&dir).unwrap();
         let ca = dir.join("sim-ca.pem");
@@ -35,6 +47,8 @@ impl OperatorProcess {
             .env("AZURE_CLIENT_SECRET", OPERATOR_SECRET)
             .env_remove("AZURE_FEDERATED_TOKEN_FILE")
             .env("CEO_FAILPOINTS", failpoints.join(","))
+            .args(args)
+            .envs(envs.iter().copied())
             .env("RUST_LOG", "debug,kube=info,hyper=info,rustls=info,h2=info,tower=info")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
