@@ -80,7 +80,10 @@ async fn with_two_operator_processes_only_the_leader_reconciles_and_the_other_ta
         let s = o.status.unwrap_or_default();
         let ok = s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
         let key = s.credential.map(|c| c.key_id);
-        if ok && key.is_some() && key != rotated { Ok(key.unwrap()) } else { Err("not ready".to_string()) }
+        match key {
+            Some(key) if ok && Some(&key) != rotated.as_ref() => Ok(key),
+            _ => Err("not ready".to_string()),
+        }
     };
     let first = eventually(Duration::from_secs(60), || ready(api.clone(), None)).await;
     let leases: Api<Lease> = Api::namespaced(h.client.clone(), &ns);
