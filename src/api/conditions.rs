@@ -53,4 +53,27 @@ pub mod reason {
     pub const SIGN_IN_REQUIRED: &str = "SignInRequired";
     pub const FORWARDING_BLOCKED: &str = "ForwardingBlockedByPolicy";
     pub const NOT_MANAGED: &str = "NotManaged";
+
+    /// Every reason above (health checks and alerts are tested against this list).
+    pub const ALL: &[&str] = &[
+        RECONCILED,
+        IN_PROGRESS,
+        INVALID_SPEC,
+        PAUSED,
+        UNKNOWN_PERMISSION,
+        SECRET_ISSUED,
+        SECRET_VERIFIED,
+        SECRET_EXPIRED,
+        SECRET_REJECTED,
+        LIFETIME_CLAMPED,
+        WAITING_FOR_ACKNOWLEDGEMENT,
+        WAITING_FOR_PROPAGATION,
+        THROTTLED,
+        EXTERNAL_ERROR,
+        PERMISSION_DENIED,
+        DEPENDENCY_NOT_READY,
+        SIGN_IN_REQUIRED,
+        FORWARDING_BLOCKED,
+        NOT_MANAGED,
+    ];
 }
