@@ -12,7 +12,7 @@ use support::*;
 
 #[test]
 fn checked_in_crds_match_the_rust_types() {
-    // crds/ and the kustomize base's copy.
+    // crds/ and the copies in the kustomize base and the Helm chart.
     for (dir, crd) in
         ["crds", "deploy/base/crds"].into_iter().flat_map(|d| api::crds().into_iter().map(move |c| (d, c)))
     {
