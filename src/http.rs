@@ -140,6 +140,7 @@ impl HttpClient {
         loop {
             attempt += 1;
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let started = std::time::Instant::now();
             let outcome = match build(&self.inner).send().await {
                 Ok(resp) => {
                     let status = resp.status();
@@ -151,6 +152,8 @@ impl HttpClient {
                 }
                 Err(e) => Err(e),
             };
+            let status = outcome.as_ref().ok().map(|r| r.status.as_u16());
+            crate::metrics::global().request(self.system, status, started.elapsed());
             match outcome {
                 Ok(response) if is_retryable_status(response.status) && attempt < self.retry.max_attempts => {
                     if response.status == StatusCode::TOO_MANY_REQUESTS {

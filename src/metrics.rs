@@ -30,6 +30,26 @@ pub struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// login, graph, exchange, connect
+    pub system: String,
+    /// HTTP status code, or "error" when no response arrived.
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SystemLabels {
+    pub system: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadyLabels {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResourceLabels {
     pub namespace: String,
     pub name: String,
@@ -43,7 +63,17 @@ pub struct Metrics {
     pub reconcile_duration: Family<KindLabels, Histogram>,
     pub secret_expiration: Family<ResourceLabels, Gauge>,
     pub secret_renewal: Family<ResourceLabels, Gauge>,
+    pub resource_ready: Family<ReadyLabels, Gauge>,
+    pub external_requests: Family<RequestLabels, Counter>,
+    pub external_latency: Family<SystemLabels, Histogram>,
+    pub external_throttled: Family<SystemLabels, Counter>,
     pub ready: AtomicBool,
+}
+
+/// The process's metrics: one registry shared by the controllers and every HTTP client.
+pub fn global() -> Arc<Metrics> {
+    static GLOBAL: std::sync::OnceLock<Arc<Metrics>> = std::sync::OnceLock::new();
+    GLOBAL.get_or_init(|| Arc::new(Metrics::default())).clone()
 }
 
 impl Default for Metrics {
@@ -56,6 +86,28 @@ impl Default for Metrics {
         });
         let secret_expiration = Family::<ResourceLabels, Gauge>::default();
         let secret_renewal = Family::<ResourceLabels, Gauge>::default();
+        let resource_ready = Family::<ReadyLabels, Gauge>::default();
+        registry.register(
+            "resource_ready",
+            "1 when the resource's Ready condition is True, else 0",
+            resource_ready.clone(),
+        );
+        let external_requests = Family::<RequestLabels, Counter>::default();
+        let external_latency = Family::<SystemLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 12))
+        });
+        let external_throttled = Family::<SystemLabels, Counter>::default();
+        registry.register(
+            "external_requests",
+            "HTTP requests to Microsoft and Webex per system and status",
+            external_requests.clone(),
+        );
+        registry.register(
+            "external_request_duration_seconds",
+            "HTTP request latency per external system",
+            external_latency.clone(),
+        );
+        registry.register("external_throttled", "429 answers per external system", external_throttled.clone());
         registry.register("reconciliations", "Reconciles per kind", reconciliations.clone());
         registry.register("reconcile_errors", "Failed reconciles per kind and error", reconcile_errors.clone());
         registry.register("reconcile_duration_seconds", "Reconcile duration per kind", reconcile_duration.clone());
@@ -76,6 +128,10 @@ impl Default for Metrics {
             reconcile_duration,
             secret_expiration,
             secret_renewal,
+            resource_ready,
+            external_requests,
+            external_latency,
+            external_throttled,
             ready: AtomicBool::new(false),
         }
     }
@@ -90,6 +146,30 @@ impl Metrics {
 
     pub fn failed(&self, kind: &str, error: &str) {
         self.reconcile_errors.get_or_create(&ErrorLabels { kind: kind.into(), error: error.into() }).inc();
+    }
+
+    /// Records whether a resource is Ready (None: forget it, e.g. after deletion).
+    pub fn ready_state(&self, kind: &str, namespace: &str, name: &str, ready: Option<bool>) {
+        let labels = ReadyLabels { kind: kind.into(), namespace: namespace.into(), name: name.into() };
+        match ready {
+            Some(ready) => {
+                self.resource_ready.get_or_create(&labels).set(i64::from(ready));
+            }
+            None => {
+                self.resource_ready.remove(&labels);
+            }
+        }
+    }
+
+    /// One HTTP attempt to an external system (`status` None: no response).
+    pub fn request(&self, system: &str, status: Option<u16>, took: Duration) {
+        let code = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+        self.external_requests.get_or_create(&RequestLabels { system: system.into(), code }).inc();
+        let labels = SystemLabels { system: system.into() };
+        self.external_latency.get_or_create(&labels).observe(took.as_secs_f64());
+        if status == Some(429) {
+            self.external_throttled.get_or_create(&labels).inc();
+        }
     }
 
     /// Records (or with `None`, forgets) a resource's credential times.
@@ -151,6 +231,8 @@ mod tests {
         let m = Metrics::default();
         m.reconciled("AzureAppRegistration", Duration::from_millis(30));
         m.failed("AzureAppRegistration", "graph");
+        m.request("graph", Some(429), Duration::from_millis(120));
+        m.request("graph", None, Duration::from_millis(5));
         m.credential(
             "ns",
             "app",
@@ -173,6 +255,15 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(
+            text.contains(r#"connect_email_operator_external_requests_total{system="graph",code="429"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"connect_email_operator_external_requests_total{system="graph",code="error"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"connect_email_operator_external_throttled_total{system="graph"} 1"#), "{text}");
         m.credential("ns", "app", None);
         assert!(!m.encode().contains(r#"name="app""#));
     }

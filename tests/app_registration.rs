@@ -328,6 +328,13 @@ async fn bursts_of_429_and_503_are_survived() {
     let statuses: Vec<u16> = h.sim.calls().iter().map(|c| c.status).collect();
     assert!(statuses.iter().filter(|s| **s == 429).count() >= 7, "{statuses:?}");
     assert!(statuses.contains(&503));
+    // The throttling shows in the metrics an operator dashboard would graph.
+    let metrics = connect_email_operator::metrics::global().encode();
+    assert!(metrics.contains(r#"connect_email_operator_external_throttled_total{system="graph"}"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"connect_email_operator_external_requests_total{system="graph",code="503"}"#),
+        "{metrics}"
+    );
     assert_eq!(h.sim.applications(TENANT).len(), 1);
     assert_eq!(h.sim.applications(TENANT)[0].passwords.len(), 1);
     h.finish().await;

@@ -115,6 +115,12 @@ async fn a_manual_channel_configures_the_mailbox_and_waits_for_the_person_in_con
 
     annotate_channel(&h, "support", "connectemail.dev/connect-secret-applied", &key).await;
     let ready = condition(&h, "support", "Ready", "True").await;
+    let gauge = format!(
+        "connect_email_operator_resource_ready{{kind=\"EmailChannel\",namespace=\"{}\",name=\"support\"}} 1",
+        h.ns.name
+    );
+    let metrics = connect_email_operator::metrics::global().encode();
+    assert!(metrics.contains(&gauge), "{metrics}");
     let status = ready.status.unwrap();
     assert_eq!(status.app_id, registration(&h, "support").await.status.unwrap().app_id);
     assert_eq!(status.secret_name.as_deref(), Some("support-azure"));

@@ -10,7 +10,7 @@ use connect_email_operator::api::EmailChannel;
 use connect_email_operator::sim::AutoForwardingMode;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -116,4 +116,122 @@ async fn the_operator_completes_a_channel_with_only_the_deployed_cluster_role() 
     h.finish().await;
     let _ = Api::<ClusterRoleBinding>::all(admin.clone()).delete(&name, &DeleteParams::default()).await;
     let _ = Api::<ClusterRole>::all(admin).delete(&name, &DeleteParams::default()).await;
+}
+
+/// A token for a new ServiceAccount `name` in `ns`.
+async fn service_account_token(admin: &Client, ns: &str, name: &str) -> String {
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    accounts.create(&PostParams::default(), &sa).await.unwrap();
+    let request: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}})).unwrap();
+    accounts.create_token_request(name, &PostParams::default(), &request).await.unwrap().status.unwrap().token
+}
+
+#[tokio::test]
+async fn in_namespaced_mode_the_operator_runs_its_namespaces_and_is_refused_everywhere_else() {
+    let mut h = Harness::without_operator("rbac-ns").await;
+    let admin = h.client.clone();
+    let ns = h.ns.name.clone();
+    let other = TestNamespace::new(&admin, "rbac-other").await;
+    let second = TestNamespace::new(&admin, "rbac-second").await;
+    let foreign: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "not-yours"}, "stringData": {"k": "v"}})).unwrap();
+    Api::<Secret>::namespaced(admin.clone(), &other.name).create(&PostParams::default(), &foreign).await.unwrap();
+
+    // The chart's namespaced RBAC, rendered for two watched namespaces (the release lives in the first).
+    let watched = format!("{ns},{}", second.name);
+    let rendered = helm_template(&[
+        "--namespace",
+        &ns,
+        "--set",
+        "rbac.scope=Namespace",
+        "--set",
+        &format!("watchNamespaces={{{watched}}}"),
+    ]);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut bound = 0;
+    for document in serde_yaml::Deserializer::from_str(&rendered) {
+        let value: serde_json::Value = serde::Deserialize::deserialize(document).unwrap();
+        if value["metadata"]["name"] != "ceo-connect-email-operator" {
+            continue;
+        }
+        match value["kind"].as_str() {
+            Some("Role") => {
+                let target = value["metadata"]["namespace"].as_str().unwrap().to_string();
+                let role: Role = serde_json::from_value(value).unwrap();
+                Api::<Role>::namespaced(admin.clone(), &target)
+                    .patch("ceo-connect-email-operator", &params, &Patch::Apply(&role))
+                    .await
+                    .unwrap();
+                bound += 1;
+            }
+            Some("RoleBinding") => {
+                let target = value["metadata"]["namespace"].as_str().unwrap().to_string();
+                let binding: RoleBinding = serde_json::from_value(value).unwrap();
+                Api::<RoleBinding>::namespaced(admin.clone(), &target)
+                    .patch("ceo-connect-email-operator", &params, &Patch::Apply(&binding))
+                    .await
+                    .unwrap();
+                bound += 1;
+            }
+            Some(kind) => assert!(!kind.starts_with("Cluster"), "namespaced mode must not render a {kind}"),
+            None => {}
+        }
+    }
+    assert_eq!(bound, 4, "the chart rendered a Role and a RoleBinding per watched namespace");
+    let operator = client_with_token(service_account_token(&admin, &ns, "ceo-connect-email-operator").await).await;
+
+    // Refused outside its namespace.
+    let secret = Api::<Secret>::namespaced(operator.clone(), &other.name).get("not-yours").await;
+    assert!(matches!(secret, Err(kube::Error::Api(ref s)) if s.code == 403), "{secret:?}");
+    let everywhere = Api::<EmailChannel>::all(operator.clone()).list(&ListParams::default()).await;
+    assert!(matches!(everywhere, Err(kube::Error::Api(ref s)) if s.code == 403), "cluster-wide list must be refused");
+
+    // And at work inside it.
+    h.sim.exchange().add_mailbox(TENANT, "support@contoso.com");
+    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    h.start_operator_for(operator, watched.clone());
+    // The second watched namespace is served too.
+    let registrations: Api<connect_email_operator::api::AzureAppRegistration> =
+        Api::namespaced(admin.clone(), &second.name);
+    let registration = json!({
+        "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
+        "metadata": {"name": "second"},
+        "spec": {"tenantId": TENANT, "displayName": "Second", "clientSecret": {"secretName": "second-credentials"}}
+    });
+    registrations.patch("second", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&registration)).await.unwrap();
+    let channels: Api<EmailChannel> = Api::namespaced(admin.clone(), &ns);
+    let channel = json!({
+        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
+        "metadata": {"name": "support"},
+        "spec": {
+            "mailbox": "support@contoso.com",
+            "azure": {"tenantId": TENANT},
+            "connect": {"region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Support",
+                        "forwardingAddress": "abc@mail-us.imiconnect.io"}
+        }
+    });
+    channels.patch("support", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&channel)).await.unwrap();
+    eventually(Duration::from_secs(60), || async {
+        let c = channels.get("support").await.map_err(|e| e.to_string())?;
+        let s = c.status.unwrap_or_default();
+        let ok = |t: &str| s.conditions.iter().any(|c| c.type_ == t && c.status == "True");
+        if ok("AppRegistrationReady") && ok("MailboxConfigured") { Ok(()) } else { Err(format!("{:#?}", s.conditions)) }
+    })
+    .await;
+    eventually(Duration::from_secs(60), || async {
+        let r = registrations.get("second").await.map_err(|e| e.to_string())?;
+        let ready = r.status.unwrap_or_default().conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        if ready { Ok(()) } else { Err("second namespace not served".to_string()) }
+    })
+    .await;
+    registrations.delete("second", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(30), || async {
+        if registrations.get_opt("second").await.unwrap().is_none() { Ok(()) } else { Err("not deleted".to_string()) }
+    })
+    .await;
+    h.finish().await;
+    other.delete().await;
+    second.delete().await;
 }

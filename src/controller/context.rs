@@ -71,7 +71,7 @@ impl Context {
             clock,
             settings,
             connect: Arc::new(crate::connect::api::ConnectClient::new(http, None)),
-            metrics: Arc::default(),
+            metrics: crate::metrics::global(),
             failures: Mutex::default(),
         }
     }

@@ -12,26 +12,46 @@ use super::email_channel::reconcile as channel;
 use super::{Context, lifecycle};
 use crate::api::{AzureAppRegistration, EmailChannel};
 
-/// Runs every controller until `shutdown` resolves. `namespace` limits the watch to one namespace.
+/// Runs every controller until `shutdown` resolves. `namespace` limits the watches to one
+/// namespace, or to several given as a comma-separated list (`a,b`): one pair of controllers per
+/// namespace, so namespaced RBAC (a Role in each) is enough.
 pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let client = ctx.client.clone();
-    let (registrations, secrets): (Api<AzureAppRegistration>, Api<Secret>) = match &namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
-    // Only the Secrets this operator writes: the watch stays small however many Secrets exist.
-    let owned = watcher::Config::default().labels(&format!("{}={}", secret::LABEL_MANAGED_BY, secret::MANAGED_BY));
-    let channels: Api<EmailChannel> = match &namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+    let namespaces: Vec<Option<String>> = match namespace {
+        Some(list) => list.split(',').map(str::trim).filter(|n| !n.is_empty()).map(|n| Some(n.to_string())).collect(),
+        None => vec![None],
     };
     let shutdown = shutdown.shared();
     // Ready once the watches are set up (the controllers start on the first poll below).
     ctx.metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    let all = namespaces.into_iter().map(|ns| run_scope(ctx.clone(), ns, shutdown.clone()));
+    futures::future::join_all(all).await;
+}
+
+async fn run_scope(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let client = ctx.client.clone();
+    fn api<K>(client: &kube::Client, namespace: &Option<String>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let registrations: Api<AzureAppRegistration> = api(&client, &namespace);
+    let secrets: Api<Secret> = api(&client, &namespace);
+    let channels: Api<EmailChannel> = api(&client, &namespace);
+    // Only the Secrets this operator writes: the watch stays small however many Secrets exist.
+    let owned = watcher::Config::default().labels(&format!("{}={}", secret::LABEL_MANAGED_BY, secret::MANAGED_BY));
     let registration_controller = Controller::new(registrations.clone(), watcher::Config::default())
         .owns(secrets, owned)
         .graceful_shutdown_on(shutdown.clone())

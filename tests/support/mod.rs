@@ -151,3 +151,19 @@ pub fn kubectl(args: &[&str]) -> (bool, String, String) {
 pub mod hygiene;
 pub mod operator;
 pub mod process;
+
+/// Renders the Helm chart with `helm template` (helm from tests/tools/install-helm).
+pub fn helm_template(args: &[&str]) -> String {
+    let helm = repo_root().join("target/tools/bin/helm");
+    assert!(helm.exists(), "helm is not built: run tests/tools/install-helm (scripts/test does)");
+    let chart = repo_root().join("charts/connect-email-operator");
+    let output = std::process::Command::new(helm)
+        .args(["template", "ceo"])
+        .arg(chart)
+        .args(["--kube-version", "v1.35.4"])
+        .args(args)
+        .output()
+        .expect("run helm");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}

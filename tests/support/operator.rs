@@ -68,6 +68,12 @@ impl Harness {
 
     /// Runs the controllers in-process for this namespace, talking to Kubernetes as `client`.
     pub fn start_operator(&mut self, client: Client) {
+        let namespace = self.ns.name.clone();
+        self.start_operator_for(client, namespace);
+    }
+
+    /// As `start_operator`, watching `namespaces` (comma-separated, as `--namespace` takes them).
+    pub fn start_operator_for(&mut self, client: Client, namespaces: String) {
         let url = Url::parse(&self.sim.url()).unwrap();
         let bundle = format!("{}\n{}", self.sim.ca_pem(), self.connect.ca_pem());
         let config = MicrosoftConfig {
@@ -98,9 +104,8 @@ impl Harness {
         );
         self.metrics = Some(ctx.metrics.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let namespace = self.ns.name.clone();
         let task = tokio::spawn(async move {
-            controller::run::run(ctx, Some(namespace), async move {
+            controller::run::run(ctx, Some(namespaces), async move {
                 let _ = stopped.await;
             })
             .await

@@ -50,9 +50,12 @@ impl Run<'_> {
     }
 }
 
-async fn apply(obj: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error> {
-    let ns = obj.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+async fn apply(cached: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error> {
+    let ns = cached.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     let api: Api<EmailChannel> = Api::namespaced(ctx.client.clone(), &ns);
+    // As for registrations: status records which key Connect holds, so act on a fresh read, not a
+    // watch cache that may lag behind our own last status write (it made Api mode push twice).
+    let Some(obj) = api.get_opt(&cached.name_any()).await? else { return Ok(Action::await_change()) };
     let mut run = Run { obj: &obj, ctx, status: obj.status.clone().unwrap_or_default(), now: ctx.clock.now() };
     run.status.observed_generation = obj.meta().generation;
     if obj.annotations().get(ANNOTATION_PAUSED).is_some_and(|v| v == "true") {
@@ -62,14 +65,14 @@ async fn apply(obj: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error> {
             reason::PAUSED,
             format!("{ANNOTATION_PAUSED} is set: external systems are left untouched"),
         );
-        report::apply_status(&api, &*obj, &run.status, &ctx.settings.field_manager).await?;
+        report::apply_status(&api, &obj, &run.status, &ctx.settings.field_manager).await?;
         return Ok(Action::await_change());
     }
     let outcome = steps(&mut run, &ns).await;
     if let Err(e) = &outcome {
         run.condition(cond::READY, false, reason::EXTERNAL_ERROR, e.to_string());
     }
-    report::apply_status(&api, &*obj, &run.status, &ctx.settings.field_manager).await?;
+    report::apply_status(&api, &obj, &run.status, &ctx.settings.field_manager).await?;
     outcome?;
     let ready = conditions::is_true(&run.status.conditions, cond::READY);
     // Not ready yet: look again soon (a person may be acting in Connect); ready: the periodic resync.
