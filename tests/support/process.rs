@@ -37,7 +37,11 @@ impl OperatorProcess {
         std::fs::write(&ca, sim.ca_pem()).unwrap();
         let log = dir.join(format!("{log_name}.log"));
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_connect-email-operator"))
+        // Integration tests get the binary cargo built for them (examples compile this module too).
+        let binary = option_env!("CARGO_BIN_EXE_connect-email-operator")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| super::repo_root().join("target/debug/connect-email-operator"));
+        let child = Command::new(binary)
             .args(["run", "--namespace", namespace, "--resync", "30s", "--metrics-addr", "127.0.0.1:0"])
             .args(["--authority-host", &sim.url(), "--graph-endpoint", &sim.url()])
             .arg("--extra-ca-file")
