@@ -18,6 +18,26 @@ use serde_json::json;
 use support::operator::{Harness, TENANT};
 use support::*;
 
+/// The channel both RBAC tests take through the operator.
+fn support_channel() -> serde_json::Value {
+    json!({
+        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
+        "metadata": {"name": "support"},
+        "spec": {
+            "mailbox": "support@contoso.com",
+            "azure": {"tenantId": TENANT},
+            "connect": {"region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Support",
+                        "forwardingAddress": "abc@mail-us.imiconnect.io"}
+        }
+    })
+}
+
+/// Its mailbox exists and the tenant allows external forwarding.
+fn allow_forwarding_for_support(h: &Harness) {
+    h.sim.exchange().add_mailbox(TENANT, "support@contoso.com");
+    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+}
+
 /// A client authenticating with `token` instead of the admin certificate.
 async fn client_with_token(token: String) -> Client {
     let mut kubeconfig = Kubeconfig::read_from(kubeconfig_path()).unwrap();
@@ -68,20 +88,10 @@ async fn the_operator_completes_a_channel_with_only_the_deployed_cluster_role() 
     let delete = Api::<Secret>::namespaced(operator.clone(), &ns).delete("anything", &DeleteParams::default()).await;
     assert!(matches!(delete, Err(kube::Error::Api(ref s)) if s.code == 403), "deleting Secrets should be forbidden");
 
-    h.sim.exchange().add_mailbox(TENANT, "support@contoso.com");
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    allow_forwarding_for_support(&h);
     h.start_operator(operator);
     let channels: Api<EmailChannel> = Api::namespaced(admin.clone(), &ns);
-    let channel = json!({
-        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
-        "metadata": {"name": "support"},
-        "spec": {
-            "mailbox": "support@contoso.com",
-            "azure": {"tenantId": TENANT},
-            "connect": {"region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Support",
-                        "forwardingAddress": "abc@mail-us.imiconnect.io"}
-        }
-    });
+    let channel = support_channel();
     channels.patch("support", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&channel)).await.unwrap();
     let key = eventually(Duration::from_secs(60), || async {
         let c = channels.get("support").await.map_err(|e| e.to_string())?;
@@ -189,8 +199,7 @@ async fn in_namespaced_mode_the_operator_runs_its_namespaces_and_is_refused_ever
     assert!(matches!(everywhere, Err(kube::Error::Api(ref s)) if s.code == 403), "cluster-wide list must be refused");
 
     // And at work inside it.
-    h.sim.exchange().add_mailbox(TENANT, "support@contoso.com");
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    allow_forwarding_for_support(&h);
     h.start_operator_for(operator, watched.clone());
     // The second watched namespace is served too.
     let registrations: Api<connect_email_operator::api::AzureAppRegistration> =
@@ -202,16 +211,7 @@ async fn in_namespaced_mode_the_operator_runs_its_namespaces_and_is_refused_ever
     });
     registrations.patch("second", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&registration)).await.unwrap();
     let channels: Api<EmailChannel> = Api::namespaced(admin.clone(), &ns);
-    let channel = json!({
-        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
-        "metadata": {"name": "support"},
-        "spec": {
-            "mailbox": "support@contoso.com",
-            "azure": {"tenantId": TENANT},
-            "connect": {"region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Support",
-                        "forwardingAddress": "abc@mail-us.imiconnect.io"}
-        }
-    });
+    let channel = support_channel();
     channels.patch("support", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&channel)).await.unwrap();
     eventually(Duration::from_secs(60), || async {
         let c = channels.get("support").await.map_err(|e| e.to_string())?;
