@@ -70,6 +70,14 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// Client-side admission for one request: waits for room before each attempt and learns from
+/// each answer (see `azure::throttle`).
+#[async_trait::async_trait]
+pub trait Gate: Send + Sync {
+    async fn admit(&self);
+    fn observe(&self, status: StatusCode, headers: &HeaderMap, retry_after: Option<Duration>);
+}
+
 /// A complete response: status, headers and body bytes.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -136,9 +144,23 @@ impl HttpClient {
         operation: &'static str,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, TransportError> {
+        self.send_gated(operation, None, build).await
+    }
+
+    /// As [`HttpClient::send`], with every attempt admitted by `gate` first and its answer
+    /// reported back to it (client-side rate limiting).
+    pub async fn send_gated(
+        &self,
+        operation: &'static str,
+        gate: Option<&(dyn Gate + '_)>,
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, TransportError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            if let Some(gate) = gate {
+                gate.admit().await;
+            }
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let started = std::time::Instant::now();
             let outcome = match build(&self.inner).send().await {
@@ -154,6 +176,9 @@ impl HttpClient {
             };
             let status = outcome.as_ref().ok().map(|r| r.status.as_u16());
             crate::metrics::global().request(self.system, status, started.elapsed());
+            if let (Some(gate), Ok(response)) = (gate, &outcome) {
+                gate.observe(response.status, &response.headers, retry_after(&response.headers));
+            }
             match outcome {
                 Ok(response) if is_retryable_status(response.status) && attempt < self.retry.max_attempts => {
                     if response.status == StatusCode::TOO_MANY_REQUESTS {

@@ -10,6 +10,7 @@ use connect_email_operator::api;
 use connect_email_operator::azure::{AzureClients, OperatorCredential};
 use connect_email_operator::config::{MicrosoftConfig, azure_clients};
 use connect_email_operator::connect::api::ConnectClient;
+use connect_email_operator::controller::drift::DriftDetection;
 use connect_email_operator::controller::{self, Context, Settings, SystemClock};
 use connect_email_operator::http::{HttpClient, HttpSettings};
 
@@ -96,9 +97,20 @@ struct RunArgs {
     namespace: Option<String>,
     #[command(flatten)]
     external: ExternalArgs,
-    /// Periodic re-check of external state, e.g. 10m.
-    #[arg(long, env = "CEO_RESYNC", default_value = "10m", value_parser = parse_duration)]
-    resync: Duration,
+    /// Full re-check of each AzureAppRegistration against Graph, e.g. 10m (default: 10m with
+    /// `--drift-detection poll`, 6h with `delta`, where the change feeds find drift).
+    #[arg(long, env = "CEO_RESYNC", value_parser = parse_duration)]
+    resync: Option<Duration>,
+    /// Re-check of each EmailChannel's Exchange mailbox and Connect asset (they have no change feed).
+    #[arg(long, env = "CEO_CHANNEL_RESYNC", default_value = "30m", value_parser = parse_duration)]
+    channel_resync: Duration,
+    /// How Entra-side drift is found: `delta` (Graph change feeds, three reads per tenant per
+    /// poll) or `poll` (every object re-reads Graph at each resync).
+    #[arg(long, env = "CEO_DRIFT_DETECTION", default_value = "delta")]
+    drift_detection: DriftDetection,
+    /// How often the change feeds are read with `--drift-detection delta`.
+    #[arg(long, env = "CEO_DRIFT_POLL_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    drift_poll_interval: Duration,
     /// Log as JSON lines.
     #[arg(long, env = "CEO_LOG_JSON")]
     log_json: bool,
@@ -145,7 +157,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!("starting connect-email-operator {}", env!("CARGO_PKG_VERSION"));
     let (azure, connect) = args.external.clients()?;
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
-    let settings = Settings { resync: args.resync, ..Settings::default() };
+    let resync = args.resync.unwrap_or(match args.drift_detection {
+        DriftDetection::Poll => Duration::from_secs(600),
+        DriftDetection::Delta => Duration::from_secs(6 * 3600),
+    });
+    let settings = Settings {
+        resync,
+        channel_resync: args.channel_resync,
+        drift: args.drift_detection,
+        drift_poll: args.drift_poll_interval,
+        ..Settings::default()
+    };
     let ctx = Arc::new(Context::new(client, azure, Arc::new(SystemClock), settings).with_connect(Arc::new(connect)));
     let metrics = ctx.metrics.clone();
     let metrics_addr = args.metrics_addr;

@@ -92,6 +92,11 @@ impl AzureError {
         }
     }
 
+    /// A delta link Graph no longer knows (expired or invalid): synchronise again from scratch.
+    pub fn is_sync_reset(&self) -> bool {
+        self.status() == Some(410) || self.has_graph_code("syncStateNotFound") || self.has_graph_code("resyncRequired")
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::Graph(g) if g.status == 404)
     }

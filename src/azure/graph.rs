@@ -9,8 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::model::*;
+use super::throttle::{Cost, GraphLimits, GraphThrottle};
 use super::{AzureError, Endpoints, TokenProvider};
-use crate::http::{HttpClient, Response};
+use crate::http::{Gate, HttpClient, Response};
 
 /// What the controllers need from Entra ID. 404 on delete/remove counts as done.
 #[async_trait::async_trait]
@@ -67,6 +68,10 @@ pub trait Directory: Send + Sync {
     async fn delete_delegated_grant(&self, tenant: &str, grant_id: &str) -> Result<(), AzureError>;
     /// The tenant's maximum password lifetime, when an app management policy sets one.
     async fn password_lifetime_cap(&self, tenant: &str) -> Result<Option<jiff::SignedDuration>, AzureError>;
+    /// Changes to a collection since `link` (the link a previous call returned), following pages;
+    /// without a link, no changes and a link from now (`$deltatoken=latest`). An expired link is
+    /// an error for which [`AzureError::is_sync_reset`] holds: start again without a link.
+    async fn changes(&self, tenant: &str, feed: ChangeFeed, link: Option<&str>) -> Result<Changes, AzureError>;
 }
 
 /// Retries for Graph's documented replication lag (writes right after a create).
@@ -89,6 +94,28 @@ pub struct GraphClient {
     endpoints: Endpoints,
     tokens: Arc<TokenProvider>,
     lag: LagRetry,
+    throttle: Arc<GraphThrottle>,
+}
+
+/// One request's ticket at its tenant's gate.
+struct Ticket {
+    gate: Arc<super::throttle::TenantGate>,
+    cost: Cost,
+}
+
+#[async_trait::async_trait]
+impl Gate for Ticket {
+    async fn admit(&self) {
+        self.gate.admit(self.cost).await
+    }
+    fn observe(
+        &self,
+        status: reqwest::StatusCode,
+        headers: &reqwest::header::HeaderMap,
+        retry_after: Option<Duration>,
+    ) {
+        self.gate.observe(status, headers, retry_after)
+    }
 }
 
 enum Body<'a> {
@@ -109,7 +136,24 @@ mod erased {
 
 impl GraphClient {
     pub fn new(http: HttpClient, endpoints: Endpoints, tokens: Arc<TokenProvider>) -> Self {
-        Self { http, endpoints, tokens, lag: LagRetry::default() }
+        Self {
+            http,
+            endpoints,
+            tokens,
+            lag: LagRetry::default(),
+            throttle: Arc::new(GraphThrottle::new(GraphLimits::default())),
+        }
+    }
+
+    /// Uses these planning limits for the client-side rate limiter.
+    pub fn with_limits(mut self, limits: GraphLimits) -> Self {
+        self.throttle = Arc::new(GraphThrottle::new(limits));
+        self
+    }
+
+    /// The client-side rate limiter (for metrics and benchmarks).
+    pub fn throttle(&self) -> &Arc<GraphThrottle> {
+        &self.throttle
     }
 
     pub fn with_lag_retry(mut self, lag: LagRetry) -> Self {
@@ -141,9 +185,10 @@ impl GraphClient {
             Body::None => None,
             Body::Json(b) => Some(b.to_json()),
         };
+        let ticket = Ticket { gate: self.throttle.tenant(tenant), cost: Cost::of(&method, path) };
         let response = self
             .http
-            .send(operation, |c| {
+            .send_gated(operation, Some(&ticket), |c| {
                 use secrecy::ExposeSecret;
                 let mut req = c
                     .request(method.clone(), &url)
@@ -258,6 +303,57 @@ fn ok_if_not_found(result: Result<Response, AzureError>) -> Result<(), AzureErro
 
 #[async_trait::async_trait]
 impl Directory for GraphClient {
+    async fn changes(&self, tenant: &str, feed: ChangeFeed, link: Option<&str>) -> Result<Changes, AzureError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            value: Vec<Item>,
+            #[serde(rename = "@odata.nextLink")]
+            next: Option<String>,
+            #[serde(rename = "@odata.deltaLink")]
+            delta: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Item {
+            id: String,
+            app_id: Option<String>,
+            client_id: Option<String>,
+            #[serde(rename = "@removed")]
+            removed: Option<serde_json::Value>,
+        }
+        let (collection, select) = match feed {
+            ChangeFeed::Applications => ("applications", "id,appId"),
+            ChangeFeed::ServicePrincipals => ("servicePrincipals", "id,appId"),
+            ChangeFeed::DelegatedGrants => ("oauth2PermissionGrants", "id,clientId"),
+        };
+        let prefix = self.url("");
+        let mut next = Some(match link {
+            Some(link) => link.strip_prefix(&prefix).unwrap_or(link).to_string(),
+            None => format!("{collection}/delta?$select={select}&$deltatoken=latest"),
+        });
+        let mut changed = Vec::new();
+        while let Some(path) = next.take() {
+            let page: Page = self.get_json("delta", tenant, &path).await?;
+            changed.extend(page.value.into_iter().map(|i| ChangedObject {
+                id: i.id,
+                app_id: i.app_id,
+                client_id: i.client_id,
+                removed: i.removed.is_some(),
+            }));
+            match (page.next, page.delta) {
+                (Some(n), _) => next = Some(n.strip_prefix(&prefix).unwrap_or(&n).to_string()),
+                (None, Some(d)) => return Ok(Changes { changed, link: d }),
+                (None, None) => {
+                    return Err(AzureError::Decode {
+                        context: "delta",
+                        message: "a delta page had neither @odata.nextLink nor @odata.deltaLink".into(),
+                    });
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
     async fn app_by_unique_name(&self, tenant: &str, unique_name: &str) -> Result<Option<Application>, AzureError> {
         self.get_optional("getApplication", tenant, &format!("applications(uniqueName='{}')", odata(unique_name))).await
     }

@@ -10,6 +10,7 @@
 pub mod error;
 pub mod graph;
 pub mod model;
+pub mod throttle;
 pub mod token;
 
 use std::sync::Arc;

@@ -166,3 +166,29 @@ impl OAuth2PermissionGrant {
         self.scope.as_deref().unwrap_or_default().split_whitespace().map(str::to_string).collect()
     }
 }
+
+/// A collection the operator follows with delta query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ChangeFeed {
+    Applications,
+    ServicePrincipals,
+    DelegatedGrants,
+}
+
+/// An object reported by a delta query (only the properties the operator selects).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangedObject {
+    pub id: String,
+    pub app_id: Option<String>,
+    /// For delegated grants: the client service principal's object ID.
+    pub client_id: Option<String>,
+    /// Deleted (or moved to deleted items).
+    pub removed: bool,
+}
+
+/// One delta round: what changed, and the link for the next round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Changes {
+    pub changed: Vec<ChangedObject>,
+    pub link: String,
+}

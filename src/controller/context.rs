@@ -27,20 +27,30 @@ impl Clock for SystemClock {
 /// Operator settings that shape reconciles.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Periodic re-check of external state (drift repair), default 10 minutes.
+    /// Periodic full re-check of each AzureAppRegistration against Graph (drift repair), default
+    /// 10 minutes; with delta drift detection a rare safety net.
     pub resync: Duration,
+    /// Periodic re-check of each EmailChannel's Exchange and Connect state (no change feeds).
+    pub channel_resync: Duration,
     /// How soon to re-verify a new secret that the token endpoint does not accept yet.
     pub propagation_poll: Duration,
     /// Name under which status, Secrets and events are written.
     pub field_manager: String,
+    /// How Entra-side drift is found between resyncs.
+    pub drift: super::drift::DriftDetection,
+    /// How often the change feeds are read (`Delta` mode).
+    pub drift_poll: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             resync: Duration::from_secs(600),
+            channel_resync: Duration::from_secs(600),
             propagation_poll: Duration::from_secs(5),
             field_manager: "connect-email-operator".into(),
+            drift: super::drift::DriftDetection::Poll,
+            drift_poll: Duration::from_secs(60),
         }
     }
 }

@@ -5,6 +5,7 @@
 pub mod app_registration;
 pub mod conditions;
 pub mod context;
+pub mod drift;
 pub mod email_channel;
 pub mod error;
 pub mod lifecycle;

@@ -52,8 +52,12 @@ async fn run_scope(
     let channels: Api<EmailChannel> = api(&client, &namespace);
     // Only the Secrets this operator writes: the watch stays small however many Secrets exist.
     let owned = watcher::Config::default().labels(&format!("{}={}", secret::LABEL_MANAGED_BY, secret::MANAGED_BY));
-    let registration_controller = Controller::new(registrations.clone(), watcher::Config::default())
+    let registration_controller = Controller::new(registrations.clone(), watcher::Config::default());
+    // Entra-side changes found by the change feeds (delta mode) reconcile just those objects.
+    let drift = super::drift::triggers(ctx.clone(), registration_controller.store());
+    let registration_controller = registration_controller
         .owns(secrets, owned)
+        .reconcile_on(drift)
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile::reconcile, lifecycle::error_policy, ctx.clone())
         .for_each(log_result);

@@ -76,7 +76,8 @@ async fn apply(cached: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error
     outcome?;
     let ready = conditions::is_true(&run.status.conditions, cond::READY);
     // Not ready yet: look again soon (a person may be acting in Connect); ready: the periodic resync.
-    Ok(Action::requeue(if ready { ctx.settings.resync } else { ctx.settings.resync.min(Duration::from_secs(30)) }))
+    let resync = ctx.settings.channel_resync;
+    Ok(Action::requeue(if ready { resync } else { resync.min(Duration::from_secs(30)) }))
 }
 
 async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {

@@ -80,6 +80,12 @@ impl Faults {
         lock(&self.shared.settings).write_rate_limit = Some((writes, per));
     }
 
+    /// Resource units allowed per window for each (tenant, calling application), e.g. 3,500 per
+    /// 10 s for a small tenant; costs follow Graph's published table.
+    pub fn set_resource_unit_limit(&self, units: u32, per: Duration) {
+        lock(&self.shared.settings).unit_rate_limit = Some((units, per));
+    }
+
     pub fn clear_write_rate_limit(&self) {
         lock(&self.shared.settings).write_rate_limit = None;
     }

@@ -14,6 +14,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value, json};
 
 use super::Audience;
+use super::delta::Collection;
 use super::routes::{AppKey, Endpoint, NoRoute, Op, SpKey};
 use super::state::{
     Directory, Settings, Shared, SimAppRoleAssignment, SimApplication, SimOAuth2Grant, SimPassword,
@@ -404,9 +405,8 @@ pub(crate) fn handle(shared: &Shared, endpoint: &Endpoint, request: &SimRequest,
         return GraphError::unauthenticated("Access token validation failure.").into_response(ids, now);
     };
     tenant.purge_expired(now);
-    if endpoint.op.is_write()
-        && let Err(error) = rate_limit(tenant, &cx)
-    {
+    let cost = resource_units(endpoint.op, &cx);
+    if let Err(error) = rate_limit(tenant, &cx, endpoint.op.is_write(), cost) {
         return error.into_response(ids, now);
     }
     let body = match parse_body(endpoint.op, &request.body) {
@@ -414,11 +414,57 @@ pub(crate) fn handle(shared: &Shared, endpoint: &Endpoint, request: &SimRequest,
         Err(error) => return error.into_response(ids, now),
     };
     let result = dispatch(tenant, &mut cx, endpoint, &body);
+    let usage = limit_usage(tenant, &cx);
     directory.issued_secrets.append(&mut cx.new_secrets);
     match result {
-        Ok(response) => ids.stamp(response),
+        Ok(response) => {
+            let mut response = ids.stamp(response).with_header("x-ms-resource-unit", &cost.to_string());
+            // Documented: only once more than 0.8 of a limit is used; 0.8 to 1.8.
+            if usage > 0.8 {
+                response.set_header("x-ms-throttle-limit-percentage", &format!("{:.2}", usage.min(1.8)));
+            }
+            response
+        }
         Err(error) => error.into_response(ids, now),
     }
+}
+
+/// Graph's published base cost of an identity request in resource units (throttling-limits):
+/// lists of applications, grants and a principal's app role assignments cost 2, other requests 1;
+/// `$select` takes one off, `$expand` adds one, `$top` below 20 takes one off; never below 1.
+fn resource_units(op: Op, cx: &Ctx) -> u32 {
+    let base: i64 = match op {
+        Op::ListApplications | Op::ListGrants | Op::GetGrant | Op::ListAppRoleAssignments => 2,
+        _ => 1,
+    };
+    let mut cost = base;
+    if !op.is_write() {
+        if cx.query("$select").is_some() {
+            cost -= 1;
+        }
+        if cx.query("$expand").is_some() {
+            cost += 1;
+        }
+        if cx.query("$top").and_then(|t| t.parse::<u32>().ok()).is_some_and(|t| t < 20) {
+            cost -= 1;
+        }
+    }
+    cost.max(1) as u32
+}
+
+/// The larger used fraction of the caller's two limits in this tenant (after this request).
+fn limit_usage(tenant: &Tenant, cx: &Ctx) -> f64 {
+    let writes = match (cx.settings.write_rate_limit, tenant.writes.get(&cx.client_id)) {
+        (Some((limit, _)), Some(window)) => window.len() as f64 / f64::from(limit.max(1)),
+        _ => 0.0,
+    };
+    let units = match (cx.settings.unit_rate_limit, tenant.units.get(&cx.client_id)) {
+        (Some((limit, _)), Some(window)) => {
+            window.iter().map(|(_, u)| f64::from(*u)).sum::<f64>() / f64::from(limit.max(1))
+        }
+        _ => 0.0,
+    };
+    writes.max(units)
 }
 
 fn authenticate(directory: &Directory, request: &SimRequest, now: Timestamp) -> Result<(String, String), GraphError> {
@@ -438,25 +484,46 @@ fn authenticate(directory: &Directory, request: &SimRequest, now: Timestamp) -> 
     Ok((issued.tenant.clone(), issued.client_id.clone()))
 }
 
-/// Identity-and-access write limit per (tenant, application): a sliding window on the sim clock.
-fn rate_limit(tenant: &mut Tenant, cx: &Ctx) -> Result<(), GraphError> {
-    let Some((limit, per)) = cx.settings.write_rate_limit else {
-        return Ok(());
-    };
-    let window = tenant.writes.entry(cx.client_id.clone()).or_default();
-    while window.front().is_some_and(|t| add(*t, per) <= cx.now) {
-        window.pop_front();
+/// Identity-and-access limits per (tenant, application), sliding windows on the sim clock: writes
+/// (3,000 per 150 s documented) and resource units (3,500–8,000 per 10 s by tenant size).
+/// Throttled requests do not count.
+fn rate_limit(tenant: &mut Tenant, cx: &Ctx, write: bool, cost: u32) -> Result<(), GraphError> {
+    let scope = |limit: &str| format!("Tenant_Application/{limit}/{}/{}", cx.client_id, cx.tenant);
+    if let Some((limit, per)) = cx.settings.unit_rate_limit {
+        let window = tenant.units.entry(cx.client_id.clone()).or_default();
+        while window.front().is_some_and(|(t, _)| add(*t, per) <= cx.now) {
+            window.pop_front();
+        }
+        let used: u32 = window.iter().map(|(_, u)| u).sum();
+        if used + cost > limit {
+            let oldest = window.front().map(|(t, _)| *t).unwrap_or(cx.now);
+            return Err(GraphError::throttled(Some(seconds_until(add(oldest, per), cx.now)))
+                .header("x-ms-throttle-scope", scope("ReadWrite"))
+                .header("x-ms-throttle-information", "ResourceUnitLimitExceeded"));
+        }
     }
-    if window.len() >= limit as usize {
-        let oldest = *window.front().expect("non-empty when over the limit");
-        let wait = add(oldest, per).duration_since(cx.now);
-        let seconds = u64::try_from((wait.as_nanos() + 999_999_999) / 1_000_000_000).unwrap_or(1);
-        return Err(GraphError::throttled(Some(seconds.max(1)))
-            .header("x-ms-throttle-scope", format!("Tenant_Application/Write/{}/{}", cx.client_id, cx.tenant))
-            .header("x-ms-throttle-information", "WriteLimitExceeded"));
+    if write && let Some((limit, per)) = cx.settings.write_rate_limit {
+        let window = tenant.writes.entry(cx.client_id.clone()).or_default();
+        while window.front().is_some_and(|t| add(*t, per) <= cx.now) {
+            window.pop_front();
+        }
+        if window.len() >= limit as usize {
+            let oldest = *window.front().expect("non-empty when over the limit");
+            return Err(GraphError::throttled(Some(seconds_until(add(oldest, per), cx.now)))
+                .header("x-ms-throttle-scope", scope("Write"))
+                .header("x-ms-throttle-information", "WriteLimitExceeded"));
+        }
+        window.push_back(cx.now);
     }
-    window.push_back(cx.now);
+    if cx.settings.unit_rate_limit.is_some() {
+        tenant.units.entry(cx.client_id.clone()).or_default().push_back((cx.now, cost));
+    }
     Ok(())
+}
+
+fn seconds_until(at: Timestamp, now: Timestamp) -> u64 {
+    let wait = at.duration_since(now);
+    u64::try_from((wait.as_nanos() + 999_999_999) / 1_000_000_000).unwrap_or(1).max(1)
 }
 
 fn parse_body(op: Op, body: &[u8]) -> Result<Value, GraphError> {
@@ -489,6 +556,9 @@ fn dispatch(t: &mut Tenant, cx: &mut Ctx, ep: &Endpoint, body: &Value) -> GraphR
     match ep.op {
         Op::Token | Op::InvokeCommand => unreachable!("not a Graph route"),
         Op::ListApplications => list_applications(t, cx),
+        Op::ApplicationsDelta => delta(t, cx, Collection::Applications),
+        Op::ServicePrincipalsDelta => delta(t, cx, Collection::ServicePrincipals),
+        Op::GrantsDelta => delta(t, cx, Collection::Grants),
         Op::CreateApplication => create_application(t, cx, None, body),
         Op::GetApplication(key) => {
             let app = find_app(t, cx, key, &ep.key)?;
@@ -572,6 +642,30 @@ fn dispatch(t: &mut Tenant, cx: &mut Ctx, ep: &Endpoint, body: &Value) -> GraphR
 
 fn time(t: Timestamp) -> Value {
     Value::String(t.to_string())
+}
+
+fn delta(t: &mut Tenant, cx: &Ctx, collection: Collection) -> GraphResult {
+    let current: Vec<(String, Value)> = match collection {
+        Collection::Applications => {
+            t.applications.iter().filter(|a| a.deleted.is_none()).map(|a| (a.id.clone(), app_json(a))).collect()
+        }
+        Collection::ServicePrincipals => t.service_principals.iter().map(|s| (s.id.clone(), sp_json(s))).collect(),
+        Collection::Grants => t.grants.iter().map(|g| (g.id.clone(), grant_json(g))).collect(),
+    };
+    let restorable: std::collections::HashSet<String> =
+        t.applications.iter().filter(|a| a.deleted.is_some()).map(|a| a.id.to_ascii_lowercase()).collect();
+    t.delta
+        .answer(
+            collection,
+            &current,
+            |id| restorable.contains(id),
+            cx.query("$deltatoken"),
+            cx.query("$skiptoken"),
+            cx.query("$select"),
+            cx.page_size,
+            &cx.base,
+        )
+        .map_err(|(status, code, message)| GraphError::new(status, code, message))
 }
 
 fn entity(cx: &Ctx, fragment: &str, mut value: Value) -> SimResponse {

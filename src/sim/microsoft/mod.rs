@@ -46,6 +46,7 @@
 //! Unconfirmed choices are marked where they are made (in `graph.rs` and `token.rs`). Exchange
 //! keeps its own account of sources in [`exchange`].
 
+mod delta;
 pub mod exchange;
 mod faults;
 mod graph;

@@ -24,6 +24,9 @@ pub const DELETE_APPLICATION_BY_UNIQUE_NAME: &str = "DELETE /applications(unique
 pub const ADD_PASSWORD: &str = "POST /applications/{id}/addPassword";
 pub const REMOVE_PASSWORD: &str = "POST /applications/{id}/removePassword";
 
+/// Change tracking (delta query); `$deltatoken=latest` starts from now.
+pub const APPLICATIONS_DELTA: &str = "GET /applications/delta";
+
 pub const LIST_DELETED_APPLICATIONS: &str = "GET /directory/deletedItems/microsoft.graph.application";
 pub const GET_DELETED_ITEM: &str = "GET /directory/deletedItems/{id}";
 pub const RESTORE_DELETED_ITEM: &str = "POST /directory/deletedItems/{id}/restore";
@@ -39,6 +42,8 @@ pub const GET_SERVICE_PRINCIPAL_BY_APP_ID: &str = "GET /servicePrincipals(appId=
 pub const UPSERT_SERVICE_PRINCIPAL: &str = "PATCH /servicePrincipals(appId='{appId}')";
 pub const DELETE_SERVICE_PRINCIPAL_BY_APP_ID: &str = "DELETE /servicePrincipals(appId='{appId}')";
 
+pub const SERVICE_PRINCIPALS_DELTA: &str = "GET /servicePrincipals/delta";
+
 pub const LIST_APP_ROLE_ASSIGNMENTS: &str = "GET /servicePrincipals/{id}/appRoleAssignments";
 pub const CREATE_APP_ROLE_ASSIGNMENT: &str = "POST /servicePrincipals/{id}/appRoleAssignments";
 pub const DELETE_APP_ROLE_ASSIGNMENT: &str = "DELETE /servicePrincipals/{id}/appRoleAssignments/{assignmentId}";
@@ -52,15 +57,18 @@ pub const GET_GRANT: &str = "GET /oauth2PermissionGrants/{id}";
 pub const UPDATE_GRANT: &str = "PATCH /oauth2PermissionGrants/{id}";
 pub const DELETE_GRANT: &str = "DELETE /oauth2PermissionGrants/{id}";
 
+pub const GRANTS_DELTA: &str = "GET /oauth2PermissionGrants/delta";
+
 pub const GET_DEFAULT_APP_MANAGEMENT_POLICY: &str = "GET /policies/defaultAppManagementPolicy";
 
 /// Exchange Online's admin API (not under Graph's `/v1.0`); `{tenant}` is a tenant ID or domain.
 pub const INVOKE_COMMAND: &str = "POST /adminapi/beta/{tenant}/InvokeCommand";
 
 /// Every route template, in the order of the constants above.
-pub const ALL: [&str; 39] = [
+pub const ALL: [&str; 42] = [
     TOKEN,
     LIST_APPLICATIONS,
+    APPLICATIONS_DELTA,
     CREATE_APPLICATION,
     GET_APPLICATION,
     UPDATE_APPLICATION,
@@ -78,6 +86,7 @@ pub const ALL: [&str; 39] = [
     RESTORE_DELETED_ITEM,
     PURGE_DELETED_ITEM,
     LIST_SERVICE_PRINCIPALS,
+    SERVICE_PRINCIPALS_DELTA,
     CREATE_SERVICE_PRINCIPAL,
     GET_SERVICE_PRINCIPAL,
     UPDATE_SERVICE_PRINCIPAL,
@@ -92,6 +101,7 @@ pub const ALL: [&str; 39] = [
     CREATE_APP_ROLE_ASSIGNED_TO,
     DELETE_APP_ROLE_ASSIGNED_TO,
     LIST_GRANTS,
+    GRANTS_DELTA,
     CREATE_GRANT,
     GET_GRANT,
     UPDATE_GRANT,
@@ -133,6 +143,7 @@ pub(crate) enum SpKey {
 pub(crate) enum Op {
     Token,
     ListApplications,
+    ApplicationsDelta,
     CreateApplication,
     GetApplication(AppKey),
     UpdateApplication(AppKey),
@@ -144,6 +155,7 @@ pub(crate) enum Op {
     RestoreDeletedItem,
     PurgeDeletedItem,
     ListServicePrincipals,
+    ServicePrincipalsDelta,
     CreateServicePrincipal,
     GetServicePrincipal(SpKey),
     UpdateServicePrincipal(SpKey),
@@ -155,6 +167,7 @@ pub(crate) enum Op {
     CreateAppRoleAssignedTo,
     DeleteAppRoleAssignedTo,
     ListGrants,
+    GrantsDelta,
     CreateGrant,
     GetGrant,
     UpdateGrant,
@@ -170,6 +183,7 @@ impl Op {
         match self {
             Op::Token => TOKEN,
             Op::ListApplications => LIST_APPLICATIONS,
+            Op::ApplicationsDelta => APPLICATIONS_DELTA,
             Op::CreateApplication => CREATE_APPLICATION,
             Op::GetApplication(A::Id) => GET_APPLICATION,
             Op::GetApplication(A::AppId) => GET_APPLICATION_BY_APP_ID,
@@ -187,6 +201,7 @@ impl Op {
             Op::RestoreDeletedItem => RESTORE_DELETED_ITEM,
             Op::PurgeDeletedItem => PURGE_DELETED_ITEM,
             Op::ListServicePrincipals => LIST_SERVICE_PRINCIPALS,
+            Op::ServicePrincipalsDelta => SERVICE_PRINCIPALS_DELTA,
             Op::CreateServicePrincipal => CREATE_SERVICE_PRINCIPAL,
             Op::GetServicePrincipal(S::Id) => GET_SERVICE_PRINCIPAL,
             Op::GetServicePrincipal(S::AppId) => GET_SERVICE_PRINCIPAL_BY_APP_ID,
@@ -201,6 +216,7 @@ impl Op {
             Op::CreateAppRoleAssignedTo => CREATE_APP_ROLE_ASSIGNED_TO,
             Op::DeleteAppRoleAssignedTo => DELETE_APP_ROLE_ASSIGNED_TO,
             Op::ListGrants => LIST_GRANTS,
+            Op::GrantsDelta => GRANTS_DELTA,
             Op::CreateGrant => CREATE_GRANT,
             Op::GetGrant => GET_GRANT,
             Op::UpdateGrant => UPDATE_GRANT,
@@ -318,6 +334,11 @@ fn parse_segment(segment: &str) -> Result<Segment<'_>, NoRoute> {
     Ok(Segment { name, key: Some((key_name.trim().to_string(), value)) })
 }
 
+/// `delta` or its fully qualified name `microsoft.graph.delta` (what the SDKs send).
+fn is_delta(segment: &str) -> bool {
+    is(segment, "delta") || is(segment, "microsoft.graph.delta")
+}
+
 fn is(segment: &str, name: &str) -> bool {
     segment.eq_ignore_ascii_case(name)
 }
@@ -355,6 +376,8 @@ fn graph_route(method: &Method, segments: &[&str]) -> Result<Endpoint, NoRoute> 
             ([], Method::GET) => Ok(endpoint(Op::ListApplications, "", "")),
             ([], Method::POST) => Ok(endpoint(Op::CreateApplication, "", "")),
             ([], _) => not_allowed(),
+            ([d], Method::GET) if is_delta(d) => Ok(endpoint(Op::ApplicationsDelta, "", "")),
+            ([d], _) if is_delta(d) => not_allowed(),
             ([id], Method::GET) => Ok(endpoint(Op::GetApplication(AppKey::Id), id, "")),
             ([id], Method::PATCH) => Ok(endpoint(Op::UpdateApplication(AppKey::Id), id, "")),
             ([id], Method::DELETE) => Ok(endpoint(Op::DeleteApplication(AppKey::Id), id, "")),
@@ -404,6 +427,8 @@ fn graph_route(method: &Method, segments: &[&str]) -> Result<Endpoint, NoRoute> 
             ([], Method::GET) => Ok(endpoint(Op::ListServicePrincipals, "", "")),
             ([], Method::POST) => Ok(endpoint(Op::CreateServicePrincipal, "", "")),
             ([], _) => not_allowed(),
+            ([d], Method::GET) if is_delta(d) => Ok(endpoint(Op::ServicePrincipalsDelta, "", "")),
+            ([d], _) if is_delta(d) => not_allowed(),
             ([id], Method::GET) => Ok(endpoint(Op::GetServicePrincipal(SpKey::Id), id, "")),
             ([id], Method::PATCH) => Ok(endpoint(Op::UpdateServicePrincipal(SpKey::Id), id, "")),
             ([id], Method::DELETE) => Ok(endpoint(Op::DeleteServicePrincipal(SpKey::Id), id, "")),
@@ -440,6 +465,8 @@ fn graph_route(method: &Method, segments: &[&str]) -> Result<Endpoint, NoRoute> 
             ([], Method::GET) => Ok(endpoint(Op::ListGrants, "", "")),
             ([], Method::POST) => Ok(endpoint(Op::CreateGrant, "", "")),
             ([], _) => not_allowed(),
+            ([d], Method::GET) if is_delta(d) => Ok(endpoint(Op::GrantsDelta, "", "")),
+            ([d], _) if is_delta(d) => not_allowed(),
             ([id], Method::GET) => Ok(endpoint(Op::GetGrant, id, "")),
             ([id], Method::PATCH) => Ok(endpoint(Op::UpdateGrant, id, "")),
             ([id], Method::DELETE) => Ok(endpoint(Op::DeleteGrant, id, "")),

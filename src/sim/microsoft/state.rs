@@ -170,6 +170,10 @@ pub(crate) struct Tenant {
     pub grants: Vec<SimOAuth2Grant>,
     /// Recent Graph writes per calling client, for the write rate limit.
     pub writes: HashMap<String, VecDeque<Timestamp>>,
+    /// Recent resource units per calling client, for the resource-unit limit.
+    pub units: HashMap<String, VecDeque<(Timestamp, u32)>>,
+    /// Delta query tokens and page sessions.
+    pub delta: super::delta::DeltaState,
     /// The tenant's Exchange Online organization.
     pub exchange: ExchangeOrg,
 }
@@ -190,6 +194,7 @@ pub(crate) struct Settings {
     pub password_propagation: Duration,
     pub password_lifetime_cap: Option<Duration>,
     pub write_rate_limit: Option<(u32, Duration)>,
+    pub unit_rate_limit: Option<(u32, Duration)>,
 }
 
 /// Everything the request handlers and the public handle share.
@@ -265,6 +270,8 @@ impl Tenant {
             assignments: Vec::new(),
             grants: Vec::new(),
             writes: HashMap::new(),
+            units: HashMap::new(),
+            delta: Default::default(),
             exchange: ExchangeOrg::new(),
         }
     }

@@ -1,0 +1,396 @@
+//! Client-side admission control for Microsoft Graph, per tenant: the operator paces itself under
+//! Graph's documented identity limits instead of running into them.
+//!
+//! Graph limits identity writes per (application, tenant) to 3,000 per 150 s and all requests to
+//! 3,500–8,000 resource units per 10 s depending on tenant size (throttling-limits). The limiter
+//! keeps a sliding-window log of what it sent per tenant (both budgets, with headroom) and makes
+//! each request wait for room before it is sent. It adapts to what Graph reports:
+//! - `x-ms-throttle-limit-percentage` (sent once more than 0.8 of a limit is used): when Graph
+//!   reports more use than the log explains (other clients share the budget, or the tenant's limit
+//!   is lower), the effective limits shrink;
+//! - 429: the whole tenant pauses for `Retry-After` (or a backoff when absent, as identity APIs
+//!   sometimes do) and the limit named by `x-ms-throttle-scope` / `x-ms-throttle-information`
+//!   shrinks;
+//! - successful answers without the header slowly restore the limits (additive increase).
+//!
+//! Waiting is FIFO per tenant and per budget (a queued write never blocks reads).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use tokio::time::Instant;
+
+/// Limits the client plans for. Defaults: Graph's documented identity limits for the smallest
+/// tenant size, used up to `headroom`.
+#[derive(Clone, Debug)]
+pub struct GraphLimits {
+    pub writes: u32,
+    pub write_window: Duration,
+    pub resource_units: u32,
+    pub unit_window: Duration,
+    /// Fraction of each documented limit the client allows itself (room for other callers and
+    /// clock skew).
+    pub headroom: f64,
+    /// Pause after a 429 without `Retry-After`.
+    pub default_pause: Duration,
+}
+
+impl Default for GraphLimits {
+    fn default() -> Self {
+        Self {
+            writes: 3000,
+            write_window: Duration::from_secs(150),
+            resource_units: 3500,
+            unit_window: Duration::from_secs(10),
+            headroom: 0.95,
+            default_pause: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What one request costs, from Graph's published table of base costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cost {
+    pub write: bool,
+    pub units: u32,
+}
+
+impl Cost {
+    /// Base resource units for an identity request (throttling-limits, "identity and access"):
+    /// lists of applications, grants and app role assignments cost 2, other reads 1, writes 1
+    /// resource unit plus one write.
+    pub fn of(method: &reqwest::Method, path: &str) -> Cost {
+        let path = path.split('?').next().unwrap_or(path).trim_matches('/');
+        if *method != reqwest::Method::GET {
+            return Cost { write: true, units: 1 };
+        }
+        let two = path == "applications"
+            || path.starts_with("oauth2PermissionGrants")
+            || (path.starts_with("servicePrincipals/") && path.ends_with("/appRoleAssignments"));
+        Cost { write: false, units: if two { 2 } else { 1 } }
+    }
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct ThrottleStats {
+    /// Requests that had to wait for room.
+    pub delayed: AtomicU64,
+    /// Total wait, in milliseconds.
+    pub waited_ms: AtomicU64,
+    /// Times the limits shrank (429 or a higher reported use than expected).
+    pub shrinks: AtomicU64,
+}
+
+/// The limiter for every tenant one Graph client talks to.
+#[derive(Debug)]
+pub struct GraphThrottle {
+    limits: GraphLimits,
+    tenants: Mutex<HashMap<String, Arc<TenantGate>>>,
+    pub stats: Arc<ThrottleStats>,
+}
+
+#[derive(Debug)]
+pub struct TenantGate {
+    limits: GraphLimits,
+    /// Serialises waiting writers (FIFO) so that writes are admitted in order.
+    write_queue: tokio::sync::Mutex<()>,
+    /// Serialises waiting readers of the resource-unit budget.
+    unit_queue: tokio::sync::Mutex<()>,
+    state: Mutex<GateState>,
+    stats: Arc<ThrottleStats>,
+}
+
+#[derive(Debug)]
+struct GateState {
+    writes: VecDeque<Instant>,
+    units: VecDeque<(Instant, u32)>,
+    unit_sum: u32,
+    /// Effective limits as fractions of the documented ones (adapted).
+    write_factor: f64,
+    unit_factor: f64,
+    paused_until: Option<Instant>,
+}
+
+impl GraphThrottle {
+    pub fn new(limits: GraphLimits) -> Self {
+        Self { limits, tenants: Mutex::default(), stats: Arc::default() }
+    }
+
+    pub fn tenant(&self, tenant: &str) -> Arc<TenantGate> {
+        let mut tenants = self.tenants.lock().expect("not poisoned");
+        tenants
+            .entry(tenant.to_ascii_lowercase())
+            .or_insert_with(|| {
+                Arc::new(TenantGate {
+                    limits: self.limits.clone(),
+                    write_queue: tokio::sync::Mutex::new(()),
+                    unit_queue: tokio::sync::Mutex::new(()),
+                    state: Mutex::new(GateState {
+                        writes: VecDeque::new(),
+                        units: VecDeque::new(),
+                        unit_sum: 0,
+                        write_factor: self.limits.headroom,
+                        unit_factor: self.limits.headroom,
+                        paused_until: None,
+                    }),
+                    stats: self.stats.clone(),
+                })
+            })
+            .clone()
+    }
+
+    /// The effective (write, resource unit) limits of a tenant right now.
+    pub fn effective_limits(&self, tenant: &str) -> (u32, u32) {
+        let gate = self.tenant(tenant);
+        let state = gate.state.lock().expect("not poisoned");
+        (gate.write_limit(&state), gate.unit_limit(&state))
+    }
+}
+
+/// Floor for adapted limits: never below a tenth of the documented limit.
+const MIN_FACTOR: f64 = 0.1;
+
+impl TenantGate {
+    fn write_limit(&self, s: &GateState) -> u32 {
+        ((self.limits.writes as f64 * s.write_factor).floor() as u32).max(1)
+    }
+
+    fn unit_limit(&self, s: &GateState) -> u32 {
+        ((self.limits.resource_units as f64 * s.unit_factor).floor() as u32).max(2)
+    }
+
+    fn prune(&self, s: &mut GateState, now: Instant) {
+        while s.writes.front().is_some_and(|t| *t + self.limits.write_window <= now) {
+            s.writes.pop_front();
+        }
+        while let Some((t, u)) = s.units.front().copied() {
+            if t + self.limits.unit_window > now {
+                break;
+            }
+            s.units.pop_front();
+            s.unit_sum -= u;
+        }
+    }
+
+    /// How long until `cost` fits (zero when it fits now).
+    fn wait_for(&self, s: &GateState, cost: Cost, now: Instant) -> Duration {
+        let mut until = now;
+        if let Some(p) = s.paused_until {
+            until = until.max(p);
+        }
+        if cost.write && s.writes.len() as u32 >= self.write_limit(s) {
+            // Room once enough of the oldest writes leave the window.
+            let excess = s.writes.len() + 1 - self.write_limit(s) as usize;
+            if let Some(t) = s.writes.get(excess - 1) {
+                until = until.max(*t + self.limits.write_window);
+            }
+        }
+        if s.unit_sum + cost.units > self.unit_limit(s) {
+            let mut freed = 0;
+            let need = s.unit_sum + cost.units - self.unit_limit(s);
+            for (t, u) in &s.units {
+                freed += u;
+                if freed >= need {
+                    until = until.max(*t + self.limits.unit_window);
+                    break;
+                }
+            }
+        }
+        until.saturating_duration_since(now)
+    }
+
+    /// Waits until the request fits the tenant's budgets, then records it.
+    pub async fn admit(&self, cost: Cost) {
+        // Writers queue on both budgets, readers on the unit budget only.
+        let _write_turn = if cost.write { Some(self.write_queue.lock().await) } else { None };
+        let _unit_turn = self.unit_queue.lock().await;
+        let mut waited = Duration::ZERO;
+        loop {
+            let now = Instant::now();
+            let wait = {
+                let mut s = self.state.lock().expect("not poisoned");
+                self.prune(&mut s, now);
+                let wait = self.wait_for(&s, cost, now);
+                if wait.is_zero() {
+                    if cost.write {
+                        s.writes.push_back(now);
+                    }
+                    s.units.push_back((now, cost.units));
+                    s.unit_sum += cost.units;
+                }
+                wait
+            };
+            if wait.is_zero() {
+                break;
+            }
+            waited += wait;
+            tokio::time::sleep(wait).await;
+        }
+        if !waited.is_zero() {
+            self.stats.delayed.fetch_add(1, Ordering::Relaxed);
+            self.stats.waited_ms.fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Learns from an answer: 429 pauses the tenant and shrinks the limit it names; a reported
+    /// use above what the log explains shrinks both; a quiet success restores a little.
+    pub fn observe(&self, status: StatusCode, headers: &HeaderMap, retry_after: Option<Duration>) {
+        let now = Instant::now();
+        let mut s = self.state.lock().expect("not poisoned");
+        self.prune(&mut s, now);
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let pause = retry_after.unwrap_or(self.limits.default_pause);
+            s.paused_until = Some(s.paused_until.unwrap_or(now).max(now + pause));
+            let scope = header("x-ms-throttle-scope");
+            let info = header("x-ms-throttle-information");
+            let writes = info.contains("Write") || scope.contains("/Write/");
+            let units = info.contains("ResourceUnit") || !writes;
+            if writes {
+                s.write_factor = (s.write_factor * 0.8).max(MIN_FACTOR);
+            }
+            if units {
+                s.unit_factor = (s.unit_factor * 0.8).max(MIN_FACTOR);
+            }
+            self.stats.shrinks.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                write_limit = self.write_limit(&s),
+                unit_limit = self.unit_limit(&s),
+                ?pause,
+                "Graph throttled: pausing tenant"
+            );
+            return;
+        }
+        if !status.is_success() {
+            return;
+        }
+        let reported = header("x-ms-throttle-limit-percentage").trim().parse::<f64>().ok();
+        match reported {
+            Some(p) => {
+                // Our own share of each documented limit, as Graph would count it.
+                let own = (s.writes.len() as f64 / self.limits.writes as f64)
+                    .max(s.unit_sum as f64 / self.limits.resource_units as f64);
+                if p > own + 0.05 {
+                    // Someone else uses the budget too (or the limit is lower): give way.
+                    s.write_factor = (s.write_factor * 0.9).max(MIN_FACTOR);
+                    s.unit_factor = (s.unit_factor * 0.9).max(MIN_FACTOR);
+                    self.stats.shrinks.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(reported = p, own, "Graph reports more use than ours: slowing down");
+                }
+            }
+            None => {
+                let ceiling = self.limits.headroom;
+                s.write_factor = (s.write_factor + 0.002).min(ceiling);
+                s.unit_factor = (s.unit_factor + 0.002).min(ceiling);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(writes: u32, units: u32) -> GraphLimits {
+        GraphLimits {
+            writes,
+            write_window: Duration::from_secs(10),
+            resource_units: units,
+            unit_window: Duration::from_secs(1),
+            headroom: 1.0,
+            default_pause: Duration::from_secs(3),
+        }
+    }
+
+    const WRITE: Cost = Cost { write: true, units: 1 };
+    const READ: Cost = Cost { write: false, units: 1 };
+
+    #[test]
+    fn costs_follow_the_published_table() {
+        use reqwest::Method;
+        assert_eq!(Cost::of(&Method::GET, "applications(uniqueName='x')"), READ);
+        assert_eq!(Cost::of(&Method::GET, "applications?$filter=x"), Cost { write: false, units: 2 });
+        assert_eq!(Cost::of(&Method::GET, "oauth2PermissionGrants?$filter=clientId eq 'x'").units, 2);
+        assert_eq!(Cost::of(&Method::GET, "servicePrincipals/abc/appRoleAssignments").units, 2);
+        assert_eq!(Cost::of(&Method::PATCH, "applications/abc"), WRITE);
+        assert_eq!(Cost::of(&Method::POST, "applications/abc/addPassword"), WRITE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_beyond_the_window_wait_for_the_oldest_to_leave() {
+        let throttle = GraphThrottle::new(limits(3, 1000));
+        let gate = throttle.tenant("t");
+        let start = Instant::now();
+        for _ in 0..3 {
+            gate.admit(WRITE).await;
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        gate.admit(WRITE).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        assert_eq!(throttle.stats.delayed.load(Ordering::Relaxed), 1);
+        // Reads are not held back by the write budget.
+        let before = Instant::now();
+        gate.admit(READ).await;
+        assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resource_units_are_budgeted_per_window() {
+        let throttle = GraphThrottle::new(limits(100, 4));
+        let gate = throttle.tenant("t");
+        let start = Instant::now();
+        gate.admit(Cost { write: false, units: 2 }).await;
+        gate.admit(Cost { write: false, units: 2 }).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        gate.admit(READ).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_pauses_the_tenant_and_shrinks_the_named_limit() {
+        let throttle = GraphThrottle::new(limits(100, 1000));
+        let gate = throttle.tenant("t");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ms-throttle-information", "WriteLimitExceeded".parse().unwrap());
+        gate.observe(StatusCode::TOO_MANY_REQUESTS, &headers, Some(Duration::from_secs(7)));
+        assert_eq!(throttle.effective_limits("t"), (80, 1000));
+        let start = Instant::now();
+        gate.admit(READ).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(7), "every request of the tenant waits for Retry-After");
+        // Without Retry-After: the default pause.
+        gate.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), None);
+        let start = Instant::now();
+        gate.admit(READ).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        // Other tenants are unaffected.
+        let start = Instant::now();
+        throttle.tenant("other").admit(WRITE).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reported_use_above_ours_slows_down_and_quiet_successes_recover() {
+        let throttle = GraphThrottle::new(limits(100, 1000));
+        let gate = throttle.tenant("t");
+        gate.admit(WRITE).await;
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ms-throttle-limit-percentage", "0.9".parse().unwrap());
+        gate.observe(StatusCode::OK, &headers, None);
+        assert_eq!(throttle.effective_limits("t"), (90, 900));
+        // Graph's figure matching our own use changes nothing.
+        for _ in 0..89 {
+            gate.admit(WRITE).await;
+        }
+        gate.observe(StatusCode::OK, &headers, None);
+        assert_eq!(throttle.effective_limits("t"), (90, 900));
+        for _ in 0..100 {
+            gate.observe(StatusCode::OK, &HeaderMap::new(), None);
+        }
+        assert_eq!(throttle.effective_limits("t"), (100, 1000));
+    }
+}
