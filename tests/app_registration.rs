@@ -313,6 +313,89 @@ async fn drift_made_outside_the_operator_is_repaired() {
     h.finish().await;
 }
 
+/// Delta drift detection: an idle operator reads only the change feeds (no per-object reads), and
+/// drift is still repaired, each repair starting from a change the feed reported.
+#[tokio::test]
+async fn change_feeds_find_drift_without_per_object_polling() {
+    use connect_email_operator::controller::Settings;
+    use connect_email_operator::controller::drift::DriftDetection;
+    let settings = Settings {
+        resync: Duration::from_secs(3600),
+        channel_resync: Duration::from_secs(3600),
+        propagation_poll: Duration::from_millis(300),
+        drift: DriftDetection::Delta,
+        drift_poll: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let options = connect_email_operator::sim::SimOptions::default().tenant(TENANT);
+    let h = Harness::start_with_settings("aar-delta", options, settings).await;
+    apply(&h, &registration("feedy")).await;
+    let ready = wait_for_condition(&h, "feedy", "Ready", "True").await.status.unwrap();
+    let object_id = ready.object_id.clone().unwrap();
+
+    // Let the feeds report the operator's own creation and settle, then watch an idle period.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.sim.reset_calls();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = h.sim.calls();
+    let feeds = idle
+        .iter()
+        .filter(|c| {
+            [routes::APPLICATIONS_DELTA, routes::SERVICE_PRINCIPALS_DELTA, routes::GRANTS_DELTA]
+                .contains(&c.route.as_str())
+        })
+        .count();
+    let others: Vec<&str> =
+        idle.iter().map(|c| c.route.as_str()).filter(|r| !r.ends_with("/delta") && *r != routes::TOKEN).collect();
+    assert!(feeds >= 6, "the three feeds are read every 300 ms: {feeds} reads");
+    assert!(others.is_empty(), "an idle operator reads nothing per object: {others:?}");
+
+    // The redirect URI edited in the portal: the application feed reports it, the app is repaired.
+    let portal = h.portal();
+    let app = portal.app_by_unique_name(TENANT, ready.unique_name.as_deref().unwrap()).await.unwrap().unwrap();
+    let mut web = app.web.clone().unwrap();
+    web.redirect_uris = vec!["https://evil.example.com/callback".into()];
+    let update = connect_email_operator::azure::model::ApplicationUpdate {
+        unique_name: None,
+        display_name: app.display_name.clone().unwrap(),
+        sign_in_audience: "AzureADMyOrg".into(),
+        web,
+        required_resource_access: app.required_resource_access.clone(),
+        notes: None,
+    };
+    h.sim.reset_calls();
+    portal.update_app(TENANT, &object_id, &update).await.unwrap();
+    eventually(Duration::from_secs(30), || async {
+        let app = &h.sim.applications(TENANT)[0];
+        if app.redirect_uris == vec!["https://acme.us.webexconnect.io/callback".to_string()] {
+            Ok(())
+        } else {
+            Err(format!("redirect URIs {:?}", app.redirect_uris))
+        }
+    })
+    .await;
+    let calls = h.sim.calls();
+    let edit = calls.iter().position(|c| c.route == routes::UPDATE_APPLICATION).expect("the portal's edit");
+    let feed = calls.iter().skip(edit).position(|c| c.route == routes::APPLICATIONS_DELTA).expect("a feed read");
+    let reread =
+        calls.iter().skip(edit + feed).position(|c| c.route == routes::GET_APPLICATION_BY_UNIQUE_NAME).is_some();
+    assert!(reread, "the repair starts after the feed reported the change");
+
+    // Consent withdrawn in the portal: the grant feed reports it, consent is granted again.
+    let sp = ready.service_principal_id.clone().unwrap();
+    for grant in portal.delegated_grants(TENANT, &sp).await.unwrap() {
+        portal.delete_delegated_grant(TENANT, &grant.id).await.unwrap();
+    }
+    eventually(Duration::from_secs(30), || async {
+        match h.sim.oauth2_permission_grants(TENANT).len() {
+            2 => Ok(()),
+            n => Err(format!("{n} grants")),
+        }
+    })
+    .await;
+    h.finish().await;
+}
+
 fn s_key(secret: &Secret) -> String {
     secret.metadata.annotations.as_ref().unwrap()["connectemail.dev/key-id"].clone()
 }

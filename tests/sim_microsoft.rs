@@ -735,6 +735,109 @@ async fn writes_beyond_the_rate_limit_are_throttled_per_client() {
     assert_eq!(after.status, 201, "{after:?}");
 }
 
+#[tokio::test]
+async fn usage_above_eighty_percent_is_reported_and_resource_units_are_limited() {
+    let sim = Sim::start().await;
+    sim.sim.faults().set_write_rate_limit(10, Duration::from_secs(60));
+    for i in 0..8 {
+        let reply = sim.upsert(&format!("/applications(uniqueName='u{i}')"), json!({"displayName": "u"})).await;
+        assert_eq!(reply.status, 201);
+        assert_eq!(reply.header("x-ms-resource-unit"), Some("1"));
+        // Documented: only sent once more than 0.8 of the limit is used.
+        assert_eq!(reply.header("x-ms-throttle-limit-percentage"), None, "after {} writes", i + 1);
+    }
+    let ninth = sim.upsert("/applications(uniqueName='u8')", json!({"displayName": "u"})).await;
+    assert_eq!(ninth.header("x-ms-throttle-limit-percentage"), Some("0.90"));
+    // Listing applications costs 2 units, 1 with $select.
+    assert_eq!(sim.get("/applications").await.header("x-ms-resource-unit"), Some("2"));
+    assert_eq!(sim.get("/applications?$select=id").await.header("x-ms-resource-unit"), Some("1"));
+
+    sim.sim.faults().clear_write_rate_limit();
+    sim.sim.faults().set_resource_unit_limit(5, Duration::from_secs(10));
+    assert_eq!(sim.get("/applications").await.status, 200); // 2
+    assert_eq!(sim.get("/applications").await.status, 200); // 4
+    let over = sim.get("/applications").await;
+    over.graph_error(429, "TooManyRequests");
+    assert_eq!(over.header("x-ms-throttle-information"), Some("ResourceUnitLimitExceeded"));
+    assert_eq!(
+        over.header("x-ms-throttle-scope"),
+        Some(format!("Tenant_Application/ReadWrite/{OPERATOR}/{TENANT}").as_str())
+    );
+    assert!(over.header("retry-after").is_some());
+    assert_eq!(sim.get("/applications?$select=id").await.status, 200, "a 1-unit request still fits");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delta query
+
+#[tokio::test]
+async fn delta_reports_changes_and_removals_since_a_link() {
+    let sim = Sim::with(SimOptions::default().page_size(2)).await;
+    let a = sim.create_app_with_sp("d-a").await;
+    let b = sim.create_app("d-b").await;
+    sim.create_app("d-c").await;
+
+    // A full synchronisation pages through everything, then hands out a delta link.
+    let first = sim.get("/applications/delta?$select=id,appId").await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.body["value"].as_array().unwrap().len(), 2);
+    assert!(first.body["value"][0].get("displayName").is_none(), "$select limits the properties");
+    let next = first.body["@odata.nextLink"].as_str().unwrap();
+    assert!(first.body.get("@odata.deltaLink").is_none());
+    let second = sim.get(next.split_once("/v1.0").unwrap().1).await;
+    assert_eq!(second.body["value"].as_array().unwrap().len(), 1);
+    assert!(second.body["@odata.deltaLink"].is_string());
+
+    // From now: no objects, only a link.
+    let latest = sim.get("/applications/delta?$deltatoken=latest").await;
+    assert_eq!(latest.body["value"], json!([]));
+    let link = latest.body["@odata.deltaLink"].as_str().unwrap().split_once("/v1.0").unwrap().1.to_string();
+
+    let unchanged = sim.get(&link).await;
+    assert_eq!(unchanged.body["value"], json!([]), "nothing changed yet");
+    let link = unchanged.body["@odata.deltaLink"].as_str().unwrap().split_once("/v1.0").unwrap().1.to_string();
+
+    assert_eq!(sim.patch(&format!("/applications/{}", a.id), json!({"notes": "edited"})).await.status, 204);
+    sim.new_secret(&b).await;
+    let d = sim.create_app("d-d").await;
+    assert_eq!(sim.delete(&format!("/applications/{}", b.id)).await.status, 204);
+    // Three changes, two per page.
+    let changes = sim.get(&link).await;
+    let mut value = changes.body["value"].as_array().unwrap().clone();
+    assert_eq!(value.len(), 2);
+    let rest = sim.get(changes.body["@odata.nextLink"].as_str().unwrap().split_once("/v1.0").unwrap().1).await;
+    value.extend(rest.body["value"].as_array().unwrap().iter().cloned());
+    assert!(rest.body["@odata.deltaLink"].is_string());
+    let ids: Vec<&str> =
+        value.iter().filter(|v| v.get("@removed").is_none()).map(|v| v["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&a.id.as_str()) && ids.contains(&d.id.as_str()), "{value:?}");
+    let removed: Vec<&Value> = value.iter().filter(|v| v.get("@removed").is_some()).collect();
+    assert_eq!(removed.len(), 1, "{value:?}");
+    assert_eq!(removed[0]["id"], b.id.to_ascii_lowercase());
+    assert_eq!(removed[0]["@removed"]["reason"], "changed", "in deleted items: restorable");
+
+    // Grants and service principals have their own feeds.
+    let grants = sim.get("/oauth2PermissionGrants/delta?$deltatoken=latest").await;
+    let grant_link = grants.body["@odata.deltaLink"].as_str().unwrap().split_once("/v1.0").unwrap().1.to_string();
+    let sp = sim.service_principal_id(&a.app_id).await;
+    let exchange = sim.service_principal_id(EXCHANGE_APP_ID).await;
+    let created = sim
+        .post(
+            "/oauth2PermissionGrants",
+            json!({"clientId": sp, "consentType": "AllPrincipals", "resourceId": exchange, "scope": "SMTP.Send"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let grant_changes = sim.get(&format!("{grant_link}&$select=id,clientId")).await;
+    assert_eq!(grant_changes.body["value"][0]["clientId"], sp);
+    assert_eq!(sim.get("/servicePrincipals/delta?$deltatoken=latest").await.status, 200);
+
+    // An unknown (or expired) token: start again.
+    let expired = sim.get("/applications/delta?$deltatoken=not-a-token").await;
+    expired.graph_error(410, "syncStateNotFound");
+    assert_eq!(sim.sim.count(routes::APPLICATIONS_DELTA), 7);
+}
+
 // ---------------------------------------------------------------------------------------------
 // App management policy
 

@@ -36,6 +36,8 @@ pub struct Harness {
     pub metrics: Option<Arc<connect_email_operator::metrics::Metrics>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Settings for the in-process operator instead of the test defaults.
+    pub settings: Option<Settings>,
 }
 
 impl Harness {
@@ -49,7 +51,7 @@ impl Harness {
         Self::without_operator_with(test, SimOptions { tenants: vec![TENANT.into()], ..SimOptions::default() }).await
     }
 
-    async fn without_operator_with(test: &str, options: SimOptions) -> Self {
+    pub async fn without_operator_with(test: &str, options: SimOptions) -> Self {
         super::hygiene::capture_logs();
         let sim = MicrosoftSim::start(options).await.expect("simulator starts");
         sim.add_operator_client_secret(TENANT, OPERATOR_CLIENT_ID, OPERATOR_SECRET);
@@ -57,7 +59,15 @@ impl Harness {
         install_crds(&client).await;
         let ns = TestNamespace::new(&client, test).await;
         let connect = start_connect().await;
-        Self { sim, client, ns, connect, metrics: None, stop: None, task: None }
+        Self { sim, client, ns, connect, metrics: None, stop: None, task: None, settings: None }
+    }
+
+    /// As `start_with`, the operator running with `settings`.
+    pub async fn start_with_settings(test: &str, options: SimOptions, settings: Settings) -> Self {
+        let mut h = Self::without_operator_with(test, options).await;
+        h.settings = Some(settings);
+        h.start_operator(h.client.clone());
+        h
     }
 
     pub async fn start_with(test: &str, options: SimOptions) -> Self {
@@ -91,11 +101,12 @@ impl Harness {
         };
         let azure = azure_clients(&config, credential).expect("clients");
         // A short resync so drift made behind the operator's back is repaired within the test.
-        let settings = Settings {
+        let settings = self.settings.clone().unwrap_or(Settings {
             resync: Duration::from_secs(2),
+            channel_resync: Duration::from_secs(2),
             propagation_poll: Duration::from_millis(300),
             ..Settings::default()
-        };
+        });
         let http = HttpClient::new("connect", &HttpSettings { extra_ca_pem: Some(bundle), ..HttpSettings::default() })
             .unwrap();
         let connect_client = ConnectClient::new(http, Some(Url::parse(&self.connect.url()).unwrap()));
