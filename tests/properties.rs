@@ -593,3 +593,27 @@ fn renew_before_zero_renews_at_two_thirds_not_at_expiry() {
     let renewal = policy.renewal_time(not_before, not_before + SignedDuration::from_hours(900));
     assert_eq!(renewal, not_before + SignedDuration::from_hours(600));
 }
+
+proptest! {
+    /// Whatever admission lets through for a channel (mailbox up to 254, tenantHost up to 239
+    /// characters), its child fits the AzureAppRegistration's own bounds, so the operator never
+    /// writes a child that admission rejects. Found: a long mailbox overflowed displayName (120)
+    /// and a long tenantHost (then up to 253) the redirect URI (256).
+    #[test]
+    fn a_channel_child_fits_the_registration_bounds(
+        local in "[a-z0-9.]{1,240}",
+        host in "[a-z]{1,60}(\\.[a-z]{1,60}){1,3}",
+    ) {
+        let mailbox: String = format!("{local}@contoso.com").chars().take(254).collect();
+        let host: String = host.chars().take(239).collect();
+        prop_assume!(!host.ends_with('.'));
+        let spec: EmailChannelSpec = serde_json::from_value(serde_json::json!({
+            "mailbox": mailbox, "azure": {"tenantId": "11111111-2222-3333-4444-555555555555"},
+            "connect": {"region": "us", "tenantHost": host, "assetName": "A", "forwardingAddress": "a@b.io"}
+        }))
+        .unwrap();
+        let child = child_spec("c", &spec).unwrap();
+        prop_assert!(child.display_name.chars().count() <= 120, "{}", child.display_name.len());
+        prop_assert!(child.redirect_uris.iter().all(|u| u.len() <= 256));
+    }
+}
