@@ -49,7 +49,7 @@ pub fn parse_duration(input: &str) -> Result<SignedDuration, DurationError> {
         let mut scale = unit_nanos;
         for digit in fraction.bytes().take(18) {
             scale /= 10;
-            part += i128::from(digit - b'0') * scale;
+            part = part.checked_add(i128::from(digit - b'0') * scale).ok_or(err("too large"))?;
         }
         total_nanos = total_nanos.checked_add(part).ok_or(err("too large"))?;
         rest = after;

@@ -162,8 +162,9 @@ pub struct ConnectSettings {
     /// Webex Connect region of the tenant: us, eu, uk, ca, au, sg or in (Japan uses au).
     pub region: ConnectRegion,
     /// Host name of the Connect tenant, e.g. `acme.us.webexconnect.io`; the callback URL is
-    /// `https://<tenantHost>/callback`.
-    #[schemars(length(min = 1, max = 253))]
+    /// `https://<tenantHost>/callback`. At most 239 characters, so that the callback URL fits the
+    /// 256 characters Entra ID allows for a redirect URI.
+    #[schemars(length(min = 1, max = 239))]
     #[schemars(extend("x-kubernetes-validations" = [
         {"rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)+$')",
          "message": "connect.tenantHost must be a host name such as acme.us.webexconnect.io (no scheme, no path)"}

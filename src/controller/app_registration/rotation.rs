@@ -60,13 +60,13 @@ impl SecretPolicy {
 
     /// When a secret valid from `not_before` to `not_after` must be renewed. A fixed renewBefore
     /// that does not fit the actual lifetime (e.g. after clamping) falls back to the default, as
-    /// cert-manager does.
+    /// cert-manager does; so does `0s`, which would renew only once the secret has expired.
     pub fn renewal_time(&self, not_before: Timestamp, not_after: Timestamp) -> Timestamp {
         let lifetime = not_after.duration_since(not_before);
         let default = not_after - lifetime / 3;
         match self.renew_before {
             RenewBefore::Default => default,
-            RenewBefore::Fixed(before) if before < lifetime => not_after - before,
+            RenewBefore::Fixed(before) if before > SignedDuration::ZERO && before < lifetime => not_after - before,
             RenewBefore::Fixed(_) => default,
             RenewBefore::Percentage(p) => not_after - lifetime * p / 100,
         }
@@ -233,7 +233,9 @@ pub fn revocation(
     if policy.require_acknowledgement && acknowledged_key_id != Some(current.key_id.as_str()) {
         return Revocation::WaitingForAcknowledgement;
     }
-    let at = verified_at + policy.revoke_after;
+    // revokeAfter is bounded only in syntax at admission: a grace period past the end of the
+    // calendar means "never", not an arithmetic panic.
+    let at = verified_at.checked_add(policy.revoke_after).unwrap_or(Timestamp::MAX);
     if now >= at { Revocation::Now } else { Revocation::At(at) }
 }
 

@@ -41,7 +41,7 @@ pub fn child_spec(channel_name: &str, spec: &EmailChannelSpec) -> Option<AzureAp
     Some(AzureAppRegistrationSpec {
         tenant_id,
         cloud: spec.azure.cloud.unwrap_or_default(),
-        display_name: spec.azure.display_name.clone().unwrap_or_else(|| format!("Webex Connect {}", spec.mailbox)),
+        display_name: spec.azure.display_name.clone().unwrap_or_else(|| default_display_name(&spec.mailbox)),
         sign_in_audience: SignInAudience::AzureADMyOrg,
         redirect_uris: vec![connect::callback_url(&spec.connect.tenant_host)],
         // The TAC guide turns on "Access tokens" for the implicit grant.
@@ -53,6 +53,15 @@ pub fn child_spec(channel_name: &str, spec: &EmailChannelSpec) -> Option<AzureAp
         deletion_policy: DeletionPolicy::Delete,
     })
 }
+
+/// `Webex Connect <mailbox>`, cut to the 120 characters AzureAppRegistration.displayName allows
+/// (a mailbox may have up to 254).
+pub fn default_display_name(mailbox: &str) -> String {
+    format!("Webex Connect {mailbox}").chars().take(DISPLAY_NAME_MAX).collect()
+}
+
+/// Bound of `displayName` in the AzureAppRegistration schema.
+pub const DISPLAY_NAME_MAX: usize = 120;
 
 /// Whether mailbox forwarding must change to reach `target` (None: no forwarding wanted).
 pub fn forwarding_needs_change(observed: &MailboxForwarding, target: Option<&str>, keep_copy: bool) -> bool {

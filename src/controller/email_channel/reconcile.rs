@@ -120,7 +120,7 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
             cond::APP_REGISTRATION_READY,
             false,
             reason::DEPENDENCY_NOT_READY,
-            format!("AzureAppRegistration {registration_name} does not exist in namespace {ns}"),
+            format!("AzureAppRegistration {registration_name} does not exist in namespace {ns}: create it, or fix azure.appRegistrationRef"),
         );
         return finish(run);
     };
@@ -258,13 +258,16 @@ async fn push_to_connect(
         String::from_utf8(bytes).ok().filter(|s| !s.is_empty()).map(Into::into)
     };
     let Some(creds) = &spec.connect.credentials_secret_ref else { return Ok(None) };
-    let Some(token) = read(secrets.get_opt(&creds.name).await?, &creds.key) else {
+    let credentials = secrets.get_opt(&creds.name).await?;
+    let found = credentials.is_some();
+    let Some(token) = read(credentials, &creds.key) else {
+        let problem = if found { format!("has no non-empty key {}", creds.key) } else { "does not exist".into() };
         run.condition(
             cond::CONNECT_ASSET_SYNCED,
             false,
             reason::INVALID_SPEC,
             format!(
-                "Secret {ns}/{} has no key {}: store a Webex access token there (connect.credentialsSecretRef)",
+                "Secret {ns}/{} (connect.credentialsSecretRef) {problem}: create it with the Webex access token under key {}, or fix connect.credentialsSecretRef",
                 creds.name, creds.key
             ),
         );
