@@ -88,12 +88,24 @@ pub async fn token_accepts(h: &Harness, client_id: &str, secret: &str) -> bool {
     response.is_ok_and(|r| r.status().is_success())
 }
 
-/// No outage: when a secret has been written, the Secret holds one the token endpoint accepts.
+/// No outage: when a secret has been written, the Secret holds one the token endpoint accepts
+/// (`client-secret`, or during a rotation `previous-client-secret` while the new one propagates).
 pub async fn secret_works_or_absent(h: &Harness) -> bool {
-    match stored_secret(h).await {
-        Some((id, secret, _)) => token_accepts(h, &id, &secret).await,
-        None => true,
+    let Some(s) = Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).get_opt(CHANNEL_SECRET).await.ok().flatten()
+    else {
+        return true;
+    };
+    let data = s.data.unwrap_or_default();
+    let get = |k: &str| data.get(k).and_then(|v| String::from_utf8(v.0.clone()).ok());
+    let Some(id) = get("client-id") else { return false };
+    for key in ["client-secret", "previous-client-secret"] {
+        if let Some(secret) = get(key)
+            && token_accepts(h, &id, &secret).await
+        {
+            return true;
+        }
     }
+    false
 }
 
 /// Waits (up to `timeout`) for [`converged_now`].
