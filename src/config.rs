@@ -21,6 +21,8 @@ pub struct MicrosoftConfig {
     /// PEM of an extra trusted CA (e.g. the simulators' test CA). TLS verification stays on.
     pub extra_ca_pem: Option<String>,
     pub lag_retry: Option<LagRetry>,
+    /// Whole-request timeout of the Microsoft clients (default: [`HttpSettings`]'s).
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 impl MicrosoftConfig {
@@ -38,7 +40,10 @@ impl MicrosoftConfig {
 
 /// Clients for the three clouds, sharing one HTTP client per system and one token cache.
 pub fn azure_clients(config: &MicrosoftConfig, credential: OperatorCredential) -> Result<AzureClients, reqwest::Error> {
-    let settings = HttpSettings { extra_ca_pem: config.extra_ca_pem.clone(), ..HttpSettings::default() };
+    let mut settings = HttpSettings { extra_ca_pem: config.extra_ca_pem.clone(), ..HttpSettings::default() };
+    if let Some(timeout) = config.request_timeout {
+        settings.timeout = timeout;
+    }
     let login_http = HttpClient::new("login", &settings)?;
     let graph_http = HttpClient::new("graph", &settings)?;
     let exchange_http = HttpClient::new("exchange", &settings)?;

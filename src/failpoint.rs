@@ -21,7 +21,7 @@ pub fn hit(name: &str) {
     }
 }
 
-/// Every failpoint, in reconcile order (the crash matrix iterates over these).
+/// Every AzureAppRegistration failpoint, in reconcile order (the crash matrix iterates over these).
 pub const ALL: &[&str] = &[
     "app-registration/before-intent",
     "app-registration/after-intent",
@@ -30,4 +30,18 @@ pub const ALL: &[&str] = &[
     "app-registration/after-status-write",
     "app-registration/before-revoke",
     "app-registration/after-revoke",
+];
+
+/// Every EmailChannel failpoint, in reconcile order: the Connect push (Api mode), the
+/// acknowledgement that lets the registration revoke the previous secret, the Exchange writes,
+/// and the status write that records the key Connect holds.
+pub const CHANNEL: &[&str] = &[
+    "email-channel/before-connect-push",
+    "email-channel/after-connect-push",
+    "email-channel/after-acknowledge",
+    "email-channel/before-set-smtp-auth",
+    "email-channel/after-set-smtp-auth",
+    "email-channel/before-set-forwarding",
+    "email-channel/after-set-forwarding",
+    "email-channel/after-status-write",
 ];

@@ -148,6 +148,7 @@ pub fn kubectl(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+pub mod channel;
 pub mod hygiene;
 pub mod operator;
 pub mod process;

@@ -34,6 +34,9 @@ pub struct Harness {
     pub ns: TestNamespace,
     /// The in-process operator's metrics, once started.
     pub metrics: Option<Arc<connect_email_operator::metrics::Metrics>>,
+    /// Whole-request timeout of the in-process operator's Microsoft and Connect clients (default
+    /// 30 s); set before `start_operator` to test requests that outlast it.
+    pub client_timeout: Option<Duration>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     /// Settings for the in-process operator instead of the test defaults.
@@ -59,7 +62,7 @@ impl Harness {
         install_crds(&client).await;
         let ns = TestNamespace::new(&client, test).await;
         let connect = start_connect().await;
-        Self { sim, client, ns, connect, metrics: None, stop: None, task: None, settings: None }
+        Self { sim, client, ns, connect, metrics: None, client_timeout: None, stop: None, task: None, settings: None }
     }
 
     /// As `start_with`, the operator running with `settings`.
@@ -94,6 +97,7 @@ impl Harness {
             },
             extra_ca_pem: Some(bundle.clone()),
             lag_retry: Some(LagRetry { attempts: 20, delay: Duration::from_millis(100) }),
+            request_timeout: self.client_timeout,
         };
         let credential = OperatorCredential::ClientSecret {
             client_id: OPERATOR_CLIENT_ID.into(),
@@ -107,8 +111,11 @@ impl Harness {
             propagation_poll: Duration::from_millis(300),
             ..Settings::default()
         });
-        let http = HttpClient::new("connect", &HttpSettings { extra_ca_pem: Some(bundle), ..HttpSettings::default() })
-            .unwrap();
+        let mut http_settings = HttpSettings { extra_ca_pem: Some(bundle), ..HttpSettings::default() };
+        if let Some(timeout) = self.client_timeout {
+            http_settings.timeout = timeout;
+        }
+        let http = HttpClient::new("connect", &http_settings).unwrap();
         let connect_client = ConnectClient::new(http, Some(Url::parse(&self.connect.url()).unwrap()));
         let ctx = Arc::new(
             Context::new(client, azure, Arc::new(SystemClock), settings).with_connect(Arc::new(connect_client)),
@@ -136,6 +143,7 @@ impl Harness {
             },
             extra_ca_pem: Some(self.sim.ca_pem()),
             lag_retry: None,
+            request_timeout: None,
         };
         let credential = OperatorCredential::ClientSecret {
             client_id: OPERATOR_CLIENT_ID.into(),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use connect_email_operator::sim::ConnectSim;
 use connect_email_operator::sim::microsoft::MicrosoftSim;
 
 use super::kubeconfig_path;
@@ -22,6 +23,21 @@ impl OperatorProcess {
         Self::spawn_with(namespace, sim, failpoints, log_name, &[], &[])
     }
 
+    /// As `spawn`, with Exchange Online on the Microsoft simulator and `connect` as the Webex
+    /// Connect API (for EmailChannels).
+    pub fn spawn_for_channels(
+        namespace: &str,
+        sim: &MicrosoftSim,
+        connect: &ConnectSim,
+        failpoints: &[&str],
+        log_name: &str,
+    ) -> Self {
+        let exchange = sim.url();
+        let connect_url = connect.url();
+        let args = ["--exchange-endpoint", &exchange, "--connect-endpoint", &connect_url];
+        Self::start(namespace, sim, Some(&connect.ca_pem()), failpoints, log_name, &args, &[])
+    }
+
     /// As `spawn`, with extra arguments and environment variables.
     pub fn spawn_with(
         namespace: &str,
@@ -31,10 +47,26 @@ impl OperatorProcess {
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> Self {
+        Self::start(namespace, sim, None, failpoints, log_name, args, envs)
+    }
+
+    fn start(
+        namespace: &str,
+        sim: &MicrosoftSim,
+        extra_ca_pem: Option<&str>,
+        failpoints: &[&str],
+        log_name: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("ceo-{namespace}"));
         std::fs::create_dir_all(&dir).unwrap();
         let ca = dir.join("sim-ca.pem");
-        std::fs::write(&ca, sim.ca_pem()).unwrap();
+        let bundle = match extra_ca_pem {
+            Some(extra) => format!("{}\n{extra}", sim.ca_pem()),
+            None => sim.ca_pem(),
+        };
+        std::fs::write(&ca, bundle).unwrap();
         let log = dir.join(format!("{log_name}.log"));
         let out = std::fs::File::create(&log).unwrap();
         // Integration tests get the binary cargo built for them (examples compile this module too).

@@ -25,9 +25,9 @@ use crate::api::{
     ANNOTATION_CONNECT_SECRET_APPLIED, ANNOTATION_PAUSED, ANNOTATION_SECRET_ACKNOWLEDGED, AzureAppRegistration,
     EmailChannel,
 };
-use crate::connect;
 use crate::controller::{Context, Error, conditions, lifecycle, report};
 use crate::exchange::{AutoForwardingMode, ExchangeError, MailboxAdmin};
+use crate::{connect, failpoint};
 
 pub async fn reconcile(obj: Arc<EmailChannel>, ctx: Arc<Context>) -> Result<Action, Error> {
     // Kubernetes children go with their owner references; nothing external to undo in Manual mode.
@@ -73,6 +73,10 @@ async fn apply(cached: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error
         run.condition(cond::READY, false, reason::EXTERNAL_ERROR, e.to_string());
     }
     report::apply_status(&api, &obj, &run.status, &ctx.settings.field_manager).await?;
+    let applied_key = |s: Option<&EmailChannelStatus>| s.and_then(|s| s.connect.as_ref()?.applied_key_id.clone());
+    if applied_key(Some(&run.status)) != applied_key(obj.status.as_ref()) {
+        failpoint::hit("email-channel/after-status-write");
+    }
     outcome?;
     let ready = conditions::is_true(&run.status.conditions, cond::READY);
     // Not ready yet: look again soon (a person may be acting in Connect); ready: the periodic resync.
@@ -320,13 +324,17 @@ async fn push_to_connect(
     };
     let asset = match existing {
         None => {
+            failpoint::hit("email-channel/before-connect-push");
             let asset = connect.create(&org, &settings).await?;
+            failpoint::hit("email-channel/after-connect-push");
             let note = format!("Created Connect email asset {} ({})", asset.asset_name, asset.asset_id);
             report::event(&run.ctx.recorder, run.obj, EventType::Normal, "ConnectAssetCreated", "Create", note).await;
             asset
         }
         Some(asset) if !settings.matches(&asset) || applied.as_deref() != Some(key) => {
+            failpoint::hit("email-channel/before-connect-push");
             let asset = connect.update(&org, &asset.asset_id, &settings).await?;
+            failpoint::hit("email-channel/after-connect-push");
             let note = format!("Pushed client ID, secret {key} and settings to Connect asset {}", asset.asset_id);
             report::event(&run.ctx.recorder, run.obj, EventType::Normal, "ConnectAssetUpdated", "Update", note).await;
             asset
@@ -388,6 +396,7 @@ async fn acknowledge(
     }
     let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_SECRET_ACKNOWLEDGED: key}}});
     registrations.patch(&registration.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    failpoint::hit("email-channel/after-acknowledge");
     report::event(
         &run.ctx.recorder,
         run.obj,
@@ -421,7 +430,9 @@ async fn mailbox(run: &mut Run<'_>, exchange: &dyn MailboxAdmin, tenant: &str, f
         let mut problems = Vec::new();
         if let Some(disabled) = desired::smtp_auth_change(auth, settings.smtp_auth) {
             if settings.manage {
+                failpoint::hit("email-channel/before-set-smtp-auth");
                 exchange.set_smtp_auth_disabled(tenant, &spec.mailbox, disabled).await?;
+                failpoint::hit("email-channel/after-set-smtp-auth");
                 changed.push(if settings.smtp_auth { "SMTP AUTH enabled" } else { "SMTP AUTH disabled" });
             } else {
                 problems.push(format!(
@@ -435,7 +446,9 @@ async fn mailbox(run: &mut Run<'_>, exchange: &dyn MailboxAdmin, tenant: &str, f
             problems.push("no Connect forwarding address is known yet".to_string());
         } else if desired::forwarding_needs_change(&forwarding, target, settings.forwarding.keep_copy) {
             if settings.manage {
+                failpoint::hit("email-channel/before-set-forwarding");
                 exchange.set_forwarding(tenant, &spec.mailbox, target, settings.forwarding.keep_copy).await?;
+                failpoint::hit("email-channel/after-set-forwarding");
                 changed.push(if target.is_some() { "forwarding set" } else { "forwarding removed" });
             } else {
                 problems.push(format!(
