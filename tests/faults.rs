@@ -151,14 +151,14 @@ fn attempts(
     };
     let calls: Vec<CallRecord> = match system {
         System::Graph => {
-            channel::microsoft_calls(h, since).into_iter().filter(|c| c.route == routes::ADD_PASSWORD).collect()
+            channel::microsoft_calls(h, &since).into_iter().filter(|c| c.route == routes::ADD_PASSWORD).collect()
         }
-        System::Exchange => channel::microsoft_calls(h, since)
+        System::Exchange => channel::microsoft_calls(h, &since)
             .into_iter()
             .filter(|c| c.cmdlet.as_deref() == Some("Set-Mailbox"))
             .collect(),
         System::Connect => {
-            channel::connect_calls(h, since).into_iter().filter(|c| c.route == connect_routes::UPDATE_ASSET).collect()
+            channel::connect_calls(h, &since).into_iter().filter(|c| c.route == connect_routes::UPDATE_ASSET).collect()
         }
         System::Kubernetes => {
             let (seen, injected) = conflicts.counts();
@@ -167,7 +167,7 @@ fn attempts(
     };
     if let Fault::ReplicationLag(_) = fault {
         // Every Graph read of a young object and token request for a young app answered "not found".
-        let all = channel::microsoft_calls(h, since);
+        let all = channel::microsoft_calls(h, &since);
         let lagged = all
             .iter()
             .filter(|c| c.status == 404 || (c.route == routes::TOKEN && c.status == 400 && c.client_id.is_some()))
@@ -267,7 +267,7 @@ async fn run(system: System, fault: Fault) -> (Vec<String>, Vec<String>) {
         Some(w) => w.stop().await,
         None => true,
     };
-    let (calls, injected, retried) = attempts(&h, system, fault, since, &conflicts, errors_before);
+    let (calls, injected, retried) = attempts(&h, system, fault, since.clone(), &conflicts, errors_before);
     let invariants = Invariants::check(&h, converged, phase == Phase::Rotation, since, &hygiene::logs()).await;
 
     let mut problems = invariants.problems.clone();

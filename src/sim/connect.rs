@@ -439,6 +439,7 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
         tenant: org,
         client_id: None,
         cmdlet: None,
+        key_id: None,
         at: Timestamp::now(),
     });
     outcome

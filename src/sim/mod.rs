@@ -53,6 +53,8 @@ pub struct CallRecord {
     /// Exchange `InvokeCommand` only: the cmdlet named in the body, in its canonical spelling
     /// when the simulator knows it (`"Set-Mailbox"`), else as sent.
     pub cmdlet: Option<String>,
+    /// Microsoft `removePassword` only: the `keyId` in the body (which password was removed).
+    pub key_id: Option<String>,
     /// Simulated time of the request (real time for Connect, which has no simulated clock).
     pub at: Timestamp,
 }

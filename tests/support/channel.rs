@@ -143,23 +143,26 @@ pub async fn converged_now(h: &Harness, not_key: Option<&str>) -> Result<(EmailC
 }
 
 /// Where the calls of one phase start in the simulators' logs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Mark {
     microsoft: usize,
     connect: usize,
+    /// The password the application had when the phase started (the key a rotation replaces).
+    key_id: Option<String>,
 }
 
 pub fn mark(h: &Harness) -> Mark {
-    Mark { microsoft: h.sim.calls().len(), connect: h.connect.calls().len() }
+    let key_id = h.sim.applications(TENANT).first().and_then(|a| a.passwords.first()).map(|p| p.key_id.clone());
+    Mark { microsoft: h.sim.calls().len(), connect: h.connect.calls().len(), key_id }
 }
 
 /// Microsoft calls since `mark`.
-pub fn microsoft_calls(h: &Harness, mark: Mark) -> Vec<CallRecord> {
+pub fn microsoft_calls(h: &Harness, mark: &Mark) -> Vec<CallRecord> {
     h.sim.calls().split_off(mark.microsoft)
 }
 
 /// Connect calls since `mark`.
-pub fn connect_calls(h: &Harness, mark: Mark) -> Vec<CallRecord> {
+pub fn connect_calls(h: &Harness, mark: &Mark) -> Vec<CallRecord> {
     h.connect.calls().split_off(mark.connect)
 }
 
@@ -217,18 +220,21 @@ impl Invariants {
             && acknowledged.as_deref() == Some(current.as_str());
         // The previous password went only after the new one was verified at the token endpoint and
         // Connect had accepted it (both simulators stamp calls with the same wall clock).
-        let calls = microsoft_calls(h, since);
-        let pushes: Vec<CallRecord> = connect_calls(h, since)
+        let calls = microsoft_calls(h, &since);
+        let pushes: Vec<CallRecord> = connect_calls(h, &since)
             .into_iter()
             .filter(|c| {
                 (c.route == connect_routes::UPDATE_ASSET || c.route == connect_routes::CREATE_ASSET) && c.status < 300
             })
             .collect();
         let current_add = calls.iter().rposition(|c| c.route == routes::ADD_PASSWORD && c.status < 300);
+        // Revocations: removals of a key the Secret held before this phase. Removing a password
+        // whose text never left the operator (an interrupted issue) is not a revocation.
         let revokes: Vec<usize> = calls
             .iter()
             .enumerate()
             .filter(|(_, c)| c.route == routes::REMOVE_PASSWORD && c.status < 300)
+            .filter(|(_, c)| since.key_id.is_some() && c.key_id == since.key_id)
             .map(|(i, _)| i)
             .collect();
         let ordered = revokes.iter().all(|&i| {

@@ -418,6 +418,21 @@ async fn manage_credential(
         }
     }
 
+    // A previous key the Secret still serves but the status does not journal (a status write that
+    // failed): journal it again, so that it is revoked by the protocol (verified, acknowledged,
+    // revokeAfter) instead of being forgotten or taken for a leftover.
+    if let Some(prev) = stored.previous_key_id.clone()
+        && run.status.credential.as_ref().is_none_or(|c| c.key_id != prev)
+        && !run.status.previous_credentials.iter().any(|p| p.key_id == prev)
+        && let Some(end) = app.password_credentials.iter().find(|p| p.key_id == prev).and_then(|p| p.end_date_time)
+    {
+        run.status.previous_credentials.push(PreviousCredential {
+            key_id: prev,
+            not_after: Time(end),
+            revoke_at: None,
+        });
+    }
+
     // 2. Should a new secret be issued?
     let current = current_credential(run, app, &stored);
     let rotate_annotation = run.obj.annotations().get(ANNOTATION_ROTATE).cloned();
@@ -522,11 +537,14 @@ async fn manage_credential(
         .await;
     }
 
-    // 6. Leftovers of interrupted rotations.
+    // 6. Leftovers of interrupted rotations. What the Secret holds is never a leftover: consumers
+    //    may be using it (it is revoked only through step 5).
     let mut keep: Vec<&str> = run.status.previous_credentials.iter().map(|p| p.key_id.as_str()).collect();
     if let Some(c) = &run.status.credential {
         keep.push(c.key_id.as_str());
     }
+    keep.extend(stored.key_id.as_deref());
+    keep.extend(stored.previous_key_id.as_deref());
     let orphans = rotation::orphaned_passwords(
         &app_passwords,
         uid,
@@ -701,7 +719,7 @@ async fn issue(
     let new = clients.directory.add_password(&tenant, &app.id, &marker, run.now + lifetime).await?;
     failpoint::hit("app-registration/after-add-password");
     // 3. The Secret at once, keeping the previous secret readable while it is still valid.
-    let old = run.status.credential.take();
+    let old = run.status.credential.clone();
     let keep_old = old.as_ref().filter(|o| {
         stored.key_id.as_deref() == Some(o.key_id.as_str())
             && stored.secret.is_some()
@@ -725,8 +743,13 @@ async fn issue(
         renewal_time: Time(policy.renewal_time(new.start, new.end)),
         verified_at: None,
     };
-    run.status.credential = Some(credential);
-    write_secret(run, app, stored).await?;
+    // Status is written even when a reconcile fails (to report why): it must never claim a key
+    // the Secret does not hold, or the key consumers use would look like an orphan later.
+    let before = run.status.credential.replace(credential);
+    if let Err(e) = write_secret(run, app, stored).await {
+        run.status.credential = before;
+        return Err(e);
+    }
     failpoint::hit("app-registration/after-secret-write");
     // 4. Status: new current, old kept for revocation, intent done.
     if let Some(o) = keep_old {

@@ -448,6 +448,10 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
         cmdlet = cmdlet.as_deref().unwrap_or(""),
         "microsoft simulator request"
     );
+    let key_id = (route == routes::REMOVE_PASSWORD)
+        .then(|| serde_json::from_slice::<serde_json::Value>(&request.body).ok())
+        .flatten()
+        .and_then(|b| b.get("keyId").and_then(|k| k.as_str()).map(str::to_string));
     lock(&shared.calls).push(CallRecord {
         method: request.method.to_string(),
         route,
@@ -457,6 +461,7 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
         tenant,
         client_id,
         cmdlet,
+        key_id,
         at: now,
     });
     outcome
