@@ -35,7 +35,8 @@ pub struct GraphLimits {
     /// Fraction of each documented limit the client allows itself (room for other callers and
     /// clock skew).
     pub headroom: f64,
-    /// Pause after a 429 without `Retry-After`.
+    /// Pause of the whole tenant after a 429 without `Retry-After` (the throttled request itself
+    /// also backs off exponentially in the request path).
     pub default_pause: Duration,
 }
 
@@ -47,7 +48,7 @@ impl Default for GraphLimits {
             resource_units: 3500,
             unit_window: Duration::from_secs(10),
             headroom: 0.95,
-            default_pause: Duration::from_secs(5),
+            default_pause: Duration::from_secs(1),
         }
     }
 }
