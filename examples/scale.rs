@@ -315,5 +315,18 @@ async fn main() {
     for (k, v) in rows {
         println!("| {k} | {v} |");
     }
-    h.finish().await;
+    // No operator runs any more: drop the finalizers so that the namespace can go.
+    let unfinalize = json!({"metadata": {"finalizers": null}});
+    let patch = Patch::Merge(&unfinalize);
+    let lp = ListParams::default();
+    let channels = Api::<EmailChannel>::namespaced(h.client.clone(), &h.ns.name);
+    for c in channels.list_metadata(&lp).await.map(|l| l.items).unwrap_or_default() {
+        let _ = channels.patch_metadata(&c.metadata.name.unwrap_or_default(), &PatchParams::default(), &patch).await;
+    }
+    let registrations = Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name);
+    for r in registrations.list_metadata(&lp).await.map(|l| l.items).unwrap_or_default() {
+        let _ =
+            registrations.patch_metadata(&r.metadata.name.unwrap_or_default(), &PatchParams::default(), &patch).await;
+    }
+    h.ns.delete().await;
 }

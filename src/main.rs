@@ -108,6 +108,9 @@ struct RunArgs {
     /// poll) or `poll` (every object re-reads Graph at each resync).
     #[arg(long, env = "CEO_DRIFT_DETECTION", default_value = "delta")]
     drift_detection: DriftDetection,
+    /// Reconciles running at once per controller (Graph's write limit bounds throughput, not this).
+    #[arg(long, env = "CEO_CONCURRENCY", default_value_t = 50)]
+    concurrency: u16,
     /// How often the change feeds are read with `--drift-detection delta`.
     #[arg(long, env = "CEO_DRIFT_POLL_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     drift_poll_interval: Duration,
@@ -166,6 +169,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         channel_resync: args.channel_resync,
         drift: args.drift_detection,
         drift_poll: args.drift_poll_interval,
+        concurrency: args.concurrency,
         ..Settings::default()
     };
     let ctx = Arc::new(Context::new(client, azure, Arc::new(SystemClock), settings).with_connect(Arc::new(connect)));

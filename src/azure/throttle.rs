@@ -32,9 +32,12 @@ pub struct GraphLimits {
     pub write_window: Duration,
     pub resource_units: u32,
     pub unit_window: Duration,
-    /// Fraction of each documented limit the client allows itself (room for other callers and
-    /// clock skew).
+    /// Fraction of the write limit the client allows itself (room for other callers and clock
+    /// skew between sending and Graph's count).
     pub headroom: f64,
+    /// The same for resource units: their window is short (10 s), so the delay between admission
+    /// and arrival under load needs more room.
+    pub unit_headroom: f64,
     /// Pause of the whole tenant after a 429 without `Retry-After` (the throttled request itself
     /// also backs off exponentially in the request path).
     pub default_pause: Duration,
@@ -48,6 +51,7 @@ impl Default for GraphLimits {
             resource_units: 3500,
             unit_window: Duration::from_secs(10),
             headroom: 0.95,
+            unit_headroom: 0.85,
             default_pause: Duration::from_secs(1),
         }
     }
@@ -136,7 +140,7 @@ impl GraphThrottle {
                         units: VecDeque::new(),
                         unit_sum: 0,
                         write_factor: self.limits.headroom,
-                        unit_factor: self.limits.headroom,
+                        unit_factor: self.limits.unit_headroom,
                         paused_until: None,
                     }),
                     stats: self.stats.clone(),
@@ -247,7 +251,13 @@ impl TenantGate {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         if status == StatusCode::TOO_MANY_REQUESTS {
             let pause = retry_after.unwrap_or(self.limits.default_pause);
+            // Requests in flight when Graph started throttling all come back 429 together: one
+            // overload is one shrink, not one per request.
+            let already_paused = s.paused_until.is_some_and(|p| p > now);
             s.paused_until = Some(s.paused_until.unwrap_or(now).max(now + pause));
+            if already_paused {
+                return;
+            }
             let scope = header("x-ms-throttle-scope");
             let info = header("x-ms-throttle-information");
             let writes = info.contains("Write") || scope.contains("/Write/");
@@ -285,9 +295,8 @@ impl TenantGate {
                 }
             }
             None => {
-                let ceiling = self.limits.headroom;
-                s.write_factor = (s.write_factor + 0.002).min(ceiling);
-                s.unit_factor = (s.unit_factor + 0.002).min(ceiling);
+                s.write_factor = (s.write_factor + 0.002).min(self.limits.headroom);
+                s.unit_factor = (s.unit_factor + 0.002).min(self.limits.unit_headroom);
             }
         }
     }
@@ -304,6 +313,7 @@ mod tests {
             resource_units: units,
             unit_window: Duration::from_secs(1),
             headroom: 1.0,
+            unit_headroom: 1.0,
             default_pause: Duration::from_secs(3),
         }
     }
@@ -358,6 +368,9 @@ mod tests {
         let gate = throttle.tenant("t");
         let mut headers = HeaderMap::new();
         headers.insert("x-ms-throttle-information", "WriteLimitExceeded".parse().unwrap());
+        gate.observe(StatusCode::TOO_MANY_REQUESTS, &headers, Some(Duration::from_secs(7)));
+        assert_eq!(throttle.effective_limits("t"), (80, 1000));
+        // Other requests answered 429 by the same overload: no further shrinking.
         gate.observe(StatusCode::TOO_MANY_REQUESTS, &headers, Some(Duration::from_secs(7)));
         assert_eq!(throttle.effective_limits("t"), (80, 1000));
         let start = Instant::now();

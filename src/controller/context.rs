@@ -40,6 +40,9 @@ pub struct Settings {
     pub drift: super::drift::DriftDetection,
     /// How often the change feeds are read (`Delta` mode).
     pub drift_poll: Duration,
+    /// Reconciles running at once per controller: Graph's write limit, not concurrency, bounds
+    /// throughput; each reconcile in flight holds connections and buffers.
+    pub concurrency: u16,
 }
 
 impl Default for Settings {
@@ -51,6 +54,7 @@ impl Default for Settings {
             field_manager: "connect-email-operator".into(),
             drift: super::drift::DriftDetection::Poll,
             drift_poll: Duration::from_secs(60),
+            concurrency: 50,
         }
     }
 }
