@@ -70,6 +70,8 @@ pub struct Context {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Consecutive failures per object, for exponential backoff in `error_policy`.
     failures: Mutex<HashMap<String, u32>>,
+    /// Per channel UID: the mailbox inputs last found configured in Exchange, and when.
+    mailboxes: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
 
 impl Context {
@@ -87,6 +89,7 @@ impl Context {
             connect: Arc::new(crate::connect::api::ConnectClient::new(http, None)),
             metrics: crate::metrics::global(),
             failures: Mutex::default(),
+            mailboxes: Mutex::default(),
         }
     }
 
@@ -102,6 +105,21 @@ impl Context {
         let n = failures.entry(key.to_string()).or_insert(0);
         *n = (*n + 1).min(10);
         Duration::from_secs(5u64.saturating_mul(1 << (*n - 1))).min(Duration::from_secs(300))
+    }
+
+    /// Whether the channel's mailbox was found configured for these inputs less than `within` ago.
+    pub fn mailbox_checked_recently(&self, uid: &str, inputs: &str, within: Duration) -> bool {
+        let checked = self.mailboxes.lock().expect("not poisoned");
+        checked.get(uid).is_some_and(|(i, at)| i == inputs && at.elapsed() < within)
+    }
+
+    /// Records a mailbox check: `Some(inputs)` when everything was found right, `None` otherwise.
+    pub fn mailbox_checked(&self, uid: &str, configured: Option<String>) {
+        let mut checked = self.mailboxes.lock().expect("not poisoned");
+        match configured {
+            Some(inputs) => checked.insert(uid.to_string(), (inputs, std::time::Instant::now())),
+            None => checked.remove(uid),
+        };
     }
 
     pub fn reset_backoff(&self, key: &str) {

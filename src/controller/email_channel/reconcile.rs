@@ -239,7 +239,22 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
         ConnectMode::Api => run.status.forwarding_address.clone(),
     };
     run.status.forwarding_address = forwarding_address.clone();
+    // A channel reconciles again on every change of its child registration; the mailbox was
+    // checked moments ago with the same inputs and found right, so skip Exchange until the next
+    // channel resync (Exchange has no change feed; drift is found at that resync).
+    let uid = run.obj.uid().unwrap_or_default();
+    let inputs =
+        format!("{tenant}|{}|{forwarding_address:?}|{:?}|{:?}", spec.mailbox, spec.exchange, run.obj.meta().generation);
+    let fresh_for = run.ctx.settings.channel_resync.mul_f64(0.9);
+    let configured = |run: &Run<'_>| {
+        conditions::is_true(&run.status.conditions, cond::MAILBOX_CONFIGURED)
+            && conditions::is_true(&run.status.conditions, cond::OUTBOUND_FORWARDING_ALLOWED)
+    };
+    if configured(run) && run.ctx.mailbox_checked_recently(&uid, &inputs, fresh_for) {
+        return finish(run);
+    }
     mailbox(run, clients.mailboxes.as_ref(), &tenant, forwarding_address.as_deref()).await;
+    run.ctx.mailbox_checked(&uid, configured(run).then_some(inputs));
     finish(run)
 }
 
