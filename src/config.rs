@@ -23,6 +23,8 @@ pub struct MicrosoftConfig {
     pub lag_retry: Option<LagRetry>,
     /// Whole-request timeout of the Microsoft clients (default: [`HttpSettings`]'s).
     pub request_timeout: Option<std::time::Duration>,
+    /// Graph limits the client-side rate limiter plans for (default: the documented ones).
+    pub graph_limits: Option<crate::azure::throttle::GraphLimits>,
 }
 
 impl MicrosoftConfig {
@@ -57,6 +59,9 @@ pub fn azure_clients(config: &MicrosoftConfig, credential: OperatorCredential) -
             let mut graph = GraphClient::new(graph_http.clone(), endpoints.clone(), tokens);
             if let Some(lag) = &config.lag_retry {
                 graph = graph.with_lag_retry(lag.clone());
+            }
+            if let Some(limits) = &config.graph_limits {
+                graph = graph.with_limits(limits.clone());
             }
             CloudClients { cloud, endpoints, directory: Arc::new(graph), verifier: Arc::new(token_client), mailboxes }
         })

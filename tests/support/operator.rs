@@ -98,6 +98,7 @@ impl Harness {
             extra_ca_pem: Some(bundle.clone()),
             lag_retry: Some(LagRetry { attempts: 20, delay: Duration::from_millis(100) }),
             request_timeout: self.client_timeout,
+            graph_limits: None,
         };
         let credential = OperatorCredential::ClientSecret {
             client_id: OPERATOR_CLIENT_ID.into(),
@@ -144,6 +145,7 @@ impl Harness {
             extra_ca_pem: Some(self.sim.ca_pem()),
             lag_retry: None,
             request_timeout: None,
+            graph_limits: None,
         };
         let credential = OperatorCredential::ClientSecret {
             client_id: OPERATOR_CLIENT_ID.into(),
