@@ -11,7 +11,6 @@ use std::time::Duration;
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_operator::failpoint;
 use connect_email_operator::sim::routes;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use support::channel;
@@ -35,29 +34,7 @@ fn registration() -> serde_json::Value {
 
 /// The Secret's client secret, if the token endpoint accepts it for the app.
 async fn secret_works(h: &Harness) -> Result<String, String> {
-    let s = Api::<Secret>::namespaced(h.client.clone(), &h.ns.name)
-        .get("crashy-credentials")
-        .await
-        .map_err(|e| e.to_string())?;
-    let data = s.data.ok_or("no data")?;
-    let get = |k: &str| data.get(k).map(|v| String::from_utf8(v.0.clone()).unwrap()).ok_or(format!("no {k}"));
-    let (client_id, secret) = (get("client-id")?, get("client-secret")?);
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(h.sim.ca_pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
-    let response = http
-        .post(get("token-url")?)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id.as_str()),
-            ("client_secret", secret.as_str()),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if response.status().is_success() { Ok(client_id) } else { Err(format!("token endpoint: {}", response.status())) }
+    channel::secret_accepted(h, "crashy-credentials").await.map(|(client_id, _)| client_id)
 }
 
 async fn ready_with_key(api: &Api<AzureAppRegistration>, not_key: Option<String>) -> AzureAppRegistration {

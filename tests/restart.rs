@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use connect_email_operator::api::AzureAppRegistration;
 use connect_email_operator::sim::routes;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use support::operator::{Harness, TENANT};
@@ -111,33 +110,7 @@ fn registration() -> serde_json::Value {
 
 /// The Secret's key ID, if the token endpoint accepts its client secret.
 async fn secret_works(h: &Harness) -> Result<String, String> {
-    let s = Api::<Secret>::namespaced(h.client.clone(), &h.ns.name)
-        .get("restarty-credentials")
-        .await
-        .map_err(|e| e.to_string())?;
-    let key_id = s.metadata.annotations.as_ref().and_then(|a| a.get("connectemail.dev/key-id").cloned());
-    let data = s.data.ok_or("no data")?;
-    let get = |k: &str| data.get(k).map(|v| String::from_utf8(v.0.clone()).unwrap()).ok_or(format!("no {k}"));
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(h.sim.ca_pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
-    let response = http
-        .post(get("token-url")?)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", get("client-id")?.as_str()),
-            ("client_secret", get("client-secret")?.as_str()),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if response.status().is_success() {
-        key_id.ok_or("no key-id annotation".into())
-    } else {
-        Err(format!("token endpoint: {}", response.status()))
-    }
+    channel::secret_accepted(h, "restarty-credentials").await.map(|(_, key_id)| key_id)
 }
 
 async fn settled(api: &Api<AzureAppRegistration>, not_key: Option<&str>, timeout: Duration) -> AzureAppRegistration {

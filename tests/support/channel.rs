@@ -88,6 +88,19 @@ pub async fn token_accepts(h: &Harness, client_id: &str, secret: &str) -> bool {
     response.is_ok_and(|r| r.status().is_success())
 }
 
+/// The Secret `name`'s (client ID, key ID) if the token endpoint accepts its client secret.
+pub async fn secret_accepted(h: &Harness, name: &str) -> Result<(String, String), String> {
+    let s = Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).get(name).await.map_err(|e| e.to_string())?;
+    let key_id = s.metadata.annotations.as_ref().and_then(|a| a.get("connectemail.dev/key-id").cloned());
+    let data = s.data.ok_or("no data")?;
+    let get = |k: &str| data.get(k).and_then(|v| String::from_utf8(v.0.clone()).ok()).ok_or(format!("no {k}"));
+    let (client_id, secret) = (get("client-id")?, get("client-secret")?);
+    if !token_accepts(h, &client_id, &secret).await {
+        return Err("the token endpoint refuses the Secret's client secret".into());
+    }
+    Ok((client_id, key_id.ok_or("no key-id annotation")?))
+}
+
 /// No outage: when a secret has been written, the Secret holds one the token endpoint accepts
 /// (`client-secret`, or during a rotation `previous-client-secret` while the new one propagates).
 pub async fn secret_works_or_absent(h: &Harness) -> bool {
