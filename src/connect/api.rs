@@ -158,6 +158,9 @@ pub struct Org<'a> {
 #[async_trait::async_trait]
 pub trait ConnectAssets: Send + Sync {
     async fn find(&self, org: &Org<'_>, asset_name: &str) -> Result<Option<Asset>, ConnectError>;
+    /// One asset by ID (None when Connect no longer has it): one small read instead of listing
+    /// every asset of the organisation.
+    async fn get(&self, org: &Org<'_>, asset_id: &str) -> Result<Option<Asset>, ConnectError>;
     async fn create(&self, org: &Org<'_>, settings: &AssetSettings) -> Result<Asset, ConnectError>;
     async fn update(&self, org: &Org<'_>, asset_id: &str, settings: &AssetSettings) -> Result<Asset, ConnectError>;
 }
@@ -239,6 +242,15 @@ impl ConnectAssets for ConnectClient {
         let response = self.call("listAssets", org, reqwest::Method::GET, self.url(org.region, ""), None).await?;
         let list: List = decode("listAssets", &response)?;
         Ok(list.assets.into_iter().find(|a| a.asset_name.eq_ignore_ascii_case(asset_name)))
+    }
+
+    async fn get(&self, org: &Org<'_>, asset_id: &str) -> Result<Option<Asset>, ConnectError> {
+        let url = self.url(org.region, &format!("/{asset_id}"));
+        match self.call("getAsset", org, reqwest::Method::GET, url, None).await {
+            Ok(response) => decode("getAsset", &response).map(Some),
+            Err(ConnectError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn create(&self, org: &Org<'_>, settings: &AssetSettings) -> Result<Asset, ConnectError> {

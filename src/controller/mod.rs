@@ -11,6 +11,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod report;
 pub mod run;
+pub mod triggers;
 
 pub use context::{Clock, Context, Settings, SystemClock};
 pub use error::Error;

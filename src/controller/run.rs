@@ -6,12 +6,13 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::ResourceExt;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Config;
-use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, reflector, watcher};
 
 use super::app_registration::{reconcile, secret};
 use super::email_channel::reconcile as channel;
-use super::{Context, lifecycle};
+use super::{Context, lifecycle, triggers};
 use crate::api::{AzureAppRegistration, EmailChannel};
 
 /// Runs every controller until `shutdown` resolves. `namespace` limits the watches to one
@@ -50,26 +51,39 @@ async fn run_scope(
         }
     }
     let registrations: Api<AzureAppRegistration> = api(&client, &namespace);
-    let secrets: Api<Secret> = api(&client, &namespace);
+    let secrets: Api<PartialObjectMeta<Secret>> = api(&client, &namespace);
     let channels: Api<EmailChannel> = api(&client, &namespace);
     let (reg_reader, reg_writer) = reflector::store();
-    // Only the Secrets this operator writes: the watch stays small however many Secrets exist.
+    // Only the Secrets this operator writes, and only their metadata: the watch stays small however
+    // many Secrets exist, and no secret value is cached. Any change (someone edits or deletes the
+    // Secret) reconciles the owning registration, which reads the Secret itself.
     let owned = watcher::Config::default().labels(&format!("{}={}", secret::LABEL_MANAGED_BY, secret::MANAGED_BY));
-    let registration_controller = Controller::for_stream(slim_watch(registrations.clone(), reg_writer), reg_reader)
-        .with_config(Config::default().concurrency(ctx.settings.concurrency));
+    let owned_secrets = watcher(secrets, owned).default_backoff().touched_objects();
+    let registration_controller =
+        Controller::for_stream(slim_watch(registrations.clone(), reg_writer, triggers::own_change), reg_reader)
+            .with_config(Config::default().concurrency(ctx.settings.concurrency));
     // Entra-side changes found by the change feeds (delta mode) reconcile just those objects.
     let drift = super::drift::triggers(ctx.clone(), registration_controller.store());
     let registration_controller = registration_controller
-        .owns(secrets, owned)
+        .owns_stream(owned_secrets)
         .reconcile_on(drift)
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile::reconcile, lifecycle::error_policy, ctx.clone())
         .for_each(log_result);
-    // A channel is reconciled again when its child registration changes (status, rotation).
+    // A channel is reconciled again when its registration (owned, or shared through
+    // appRegistrationRef) changes in what the channel reads: readiness, app ID, current secret.
+    // The registrations are not cached here (the registration controller caches them).
     let (channel_reader, channel_writer) = reflector::store();
-    let channel_controller = Controller::for_stream(slim_watch(channels, channel_writer), channel_reader)
-        .with_config(Config::default().concurrency(ctx.settings.concurrency))
-        .owns(registrations, watcher::Config::default())
+    let channel_controller =
+        Controller::for_stream(slim_watch(channels, channel_writer, triggers::own_change), channel_reader)
+            .with_config(Config::default().concurrency(ctx.settings.concurrency));
+    let channel_store = channel_controller.store();
+    let registration_changes = triggers::changes(
+        watcher(registrations, watcher::Config::default()).default_backoff(),
+        triggers::registration_for_channel,
+    );
+    let channel_controller = channel_controller
+        .watches_stream(registration_changes, move |reg| triggers::channels_of(&reg, &channel_store))
         .graceful_shutdown_on(shutdown)
         .run(channel::reconcile, lifecycle::error_policy, ctx)
         .for_each(log_result);
@@ -79,9 +93,11 @@ async fn run_scope(
 /// The watch behind a controller's cache, without what reconciles never read from the cache
 /// (managedFields, kubectl's last-applied copy): every reconcile starts from a fresh GET, so the
 /// cache only triggers and feeds drift matching. This is most of the cache's size at scale.
+/// Only changes passing `predicate` start a reconcile (the cache sees every change).
 fn slim_watch<K>(
     api: Api<K>,
     writer: reflector::store::Writer<K>,
+    predicate: fn(&K) -> Option<u64>,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -94,6 +110,7 @@ where
         })
         .reflect(writer)
         .applied_objects()
+        .predicate_filter(predicate, PredicateConfig::default())
 }
 
 async fn log_result<K: std::fmt::Debug, E: std::fmt::Display>(result: Result<K, E>) {

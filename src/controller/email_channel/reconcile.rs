@@ -93,33 +93,48 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
     run.status.callback_url = Some(callback.clone());
 
     // 1. The app registration.
-    let registration_name = match desired::child_spec(&name, spec) {
+    let (registration_name, registration) = match desired::child_spec(&name, spec) {
         Some(child_spec) => {
-            if let Some(existing) = registrations.get_opt(&name).await?
+            let existing = registrations.get_opt(&name).await?;
+            if let Some(existing) = &existing
                 && !existing.owner_references().iter().any(|o| Some(&o.uid) == obj.uid().as_ref())
             {
                 return Err(Error::InvalidSpec(format!(
                     "an AzureAppRegistration named {name} already exists and is not owned by this channel: use azure.appRegistrationRef to share it, or rename one of them"
                 )));
             }
-            let child = serde_json::json!({
-                "apiVersion": "connectemail.dev/v1alpha1",
-                "kind": "AzureAppRegistration",
-                "metadata": {
-                    "name": name,
-                    "ownerReferences": [obj.controller_owner_ref(&())],
-                    "labels": {"connectemail.dev/email-channel": name},
-                },
-                "spec": child_spec,
+            // Apply only when something differs: an unchanged apply is a no-op for the apiserver
+            // but still costs it a managed-fields merge on every channel reconcile.
+            let current = existing.filter(|e| {
+                e.spec == child_spec && e.labels().get(LABEL_EMAIL_CHANNEL).map(String::as_str) == Some(name.as_str())
             });
-            let params = PatchParams::apply(&run.ctx.settings.field_manager).force();
-            registrations.patch(&name, &params, &Patch::Apply(&child)).await?;
-            name.clone()
+            let child = match current {
+                Some(child) => child,
+                None => {
+                    let child = serde_json::json!({
+                        "apiVersion": "connectemail.dev/v1alpha1",
+                        "kind": "AzureAppRegistration",
+                        "metadata": {
+                            "name": name,
+                            "ownerReferences": [obj.controller_owner_ref(&())],
+                            "labels": {LABEL_EMAIL_CHANNEL: name},
+                        },
+                        "spec": child_spec,
+                    });
+                    let params = PatchParams::apply(&run.ctx.settings.field_manager).force();
+                    registrations.patch(&name, &params, &Patch::Apply(&child)).await?
+                }
+            };
+            (name.clone(), Some(child))
         }
-        None => spec.azure.app_registration_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
+        None => {
+            let reference = spec.azure.app_registration_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+            let registration = registrations.get_opt(&reference).await?;
+            (reference, registration)
+        }
     };
     run.status.app_registration = Some(registration_name.clone());
-    let Some(registration) = registrations.get_opt(&registration_name).await? else {
+    let Some(registration) = registration else {
         run.condition(
             cond::APP_REGISTRATION_READY,
             false,
@@ -258,6 +273,9 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
     finish(run)
 }
 
+/// Label naming the channel on its child registration.
+const LABEL_EMAIL_CHANNEL: &str = "connectemail.dev/email-channel";
+
 /// Api mode: create or update the asset with the current settings and secret. Returns the key ID
 /// Connect now holds, once it holds the current verified one.
 async fn push_to_connect(
@@ -298,8 +316,20 @@ async fn push_to_connect(
         token: &token,
     };
     let connect = run.ctx.connect.clone();
-    let existing = connect.find(&org, &spec.connect.asset_name).await?;
     let applied = run.status.connect.as_ref().and_then(|c| c.applied_key_id.clone());
+    // The asset this channel created, by ID; listing (every asset of the organisation, a cost
+    // growing with the number of channels) only to find it the first time or if it was deleted.
+    let known = run.status.connect.as_ref().and_then(|c| c.asset_id.clone());
+    let by_id = match &known {
+        Some(id) => {
+            connect.get(&org, id).await?.filter(|a| a.asset_name.eq_ignore_ascii_case(&spec.connect.asset_name))
+        }
+        None => None,
+    };
+    let existing = match by_id {
+        Some(asset) => Some(asset),
+        None => connect.find(&org, &spec.connect.asset_name).await?,
+    };
     let (Some(key), Some(client_id)) = (current_key, registration.status.as_ref().and_then(|s| s.app_id.clone()))
     else {
         run.condition(
