@@ -227,7 +227,9 @@ async fn main() {
     let calls = h.sim.calls();
     let (writes, reads, tokens, exchange, throttled) = tally(&calls);
     let connect_calls = h.connect.calls().len();
-    let reconciles = operator.counter("connect_email_operator_reconciliations_total").await;
+    let reconciles = |kind: &str| format!("connect_email_operator_reconciliations_total{{kind=\"{kind}\"}}");
+    let channel_reconciles = operator.counter(&reconciles("EmailChannel")).await;
+    let registration_reconciles = operator.counter(&reconciles("AzureAppRegistration")).await;
     let cpu = operator.cpu_seconds();
     tokio::time::sleep(Duration::from_secs(15)).await;
     let steady_rss = operator.proc_field("VmRSS:");
@@ -261,7 +263,15 @@ async fn main() {
         ("Exchange calls per resource".into(), per(exchange)),
         ("Connect calls per resource".into(), per(connect_calls)),
         ("429 answers".into(), throttled.to_string()),
-        ("reconciles per object".into(), format!("{:.1}", reconciles / n as f64)),
+        (
+            "reconciles per resource (of which EmailChannel / AzureAppRegistration)".into(),
+            format!(
+                "{:.1} ({:.1} / {:.1})",
+                (channel_reconciles + registration_reconciles) / n as f64,
+                channel_reconciles / n as f64,
+                registration_reconciles / n as f64
+            ),
+        ),
         ("operator CPU seconds".into(), format!("{cpu:.1}")),
         ("operator peak RSS".into(), mib(peak_rss)),
         ("operator RSS 15 s after all Ready".into(), mib(steady_rss)),

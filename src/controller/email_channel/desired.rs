@@ -54,6 +54,14 @@ pub fn child_spec(channel_name: &str, spec: &EmailChannelSpec) -> Option<AzureAp
     })
 }
 
+/// Whether a channel whose failing conditions have these reasons should be looked at again soon:
+/// yes unless every one waits on the app registration (or on what follows from it), whose watch
+/// reconciles the channel when it changes. A person signing in to Connect, throttling and errors
+/// of Exchange or Connect give no notification, so they are polled.
+pub fn poll_soon(failing_reasons: &[&str]) -> bool {
+    failing_reasons.iter().any(|r| *r != crate::api::conditions::reason::DEPENDENCY_NOT_READY)
+}
+
 /// `Webex Connect <mailbox>`, cut to the 120 characters AzureAppRegistration.displayName allows
 /// (a mailbox may have up to 254).
 pub fn default_display_name(mailbox: &str) -> String {
@@ -124,6 +132,15 @@ mod tests {
         assert_eq!(child.client_secret.secret_name, "support-azure");
         assert!(child.client_secret.require_acknowledgement, "Connect must confirm before the old secret goes");
         assert_eq!(child.display_name, "Webex Connect support@contoso.com");
+    }
+
+    #[test]
+    fn only_waiting_on_the_registration_needs_no_polling() {
+        use crate::api::conditions::reason;
+        assert!(!poll_soon(&[]));
+        assert!(!poll_soon(&[reason::DEPENDENCY_NOT_READY, reason::DEPENDENCY_NOT_READY]));
+        assert!(poll_soon(&[reason::DEPENDENCY_NOT_READY, reason::SIGN_IN_REQUIRED]));
+        assert!(poll_soon(&[reason::THROTTLED]));
     }
 
     #[test]

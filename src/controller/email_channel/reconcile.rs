@@ -78,10 +78,14 @@ async fn apply(cached: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error
         failpoint::hit("email-channel/after-status-write");
     }
     outcome?;
-    let ready = conditions::is_true(&run.status.conditions, cond::READY);
-    // Not ready yet: look again soon (a person may be acting in Connect); ready: the periodic resync.
+    // Look again soon only while waiting on something that cannot notify us (a person signing in
+    // to Connect, a throttled or failing Exchange or Connect); waiting on the registration needs no
+    // polling, its watch reconciles this channel when it changes. Otherwise: the periodic resync.
     let resync = ctx.settings.channel_resync;
-    Ok(Action::requeue(if ready { resync } else { resync.min(Duration::from_secs(30)) }))
+    let failing =
+        REQUIRED.iter().filter_map(|t| conditions::get(&run.status.conditions, t)).filter(|c| c.status != "True");
+    let reasons: Vec<&str> = failing.map(|c| c.reason.as_str()).collect();
+    Ok(Action::requeue(if desired::poll_soon(&reasons) { resync.min(Duration::from_secs(30)) } else { resync }))
 }
 
 async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
@@ -257,6 +261,19 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
     // A channel reconciles again on every change of its child registration; the mailbox was
     // checked moments ago with the same inputs and found right, so skip Exchange until the next
     // channel resync (Exchange has no change feed; drift is found at that resync).
+    // Api mode learns the forwarding address from the asset, which waits for a verified secret:
+    // configure the mailbox once, with the address, rather than re-reading Exchange meanwhile.
+    if spec.connect.mode == ConnectMode::Api && spec.exchange.forwarding.enabled && forwarding_address.is_none() {
+        let waiting = "waiting for the forwarding address Connect generates for the asset (the asset is created once the app registration has a verified client secret)";
+        run.condition(cond::MAILBOX_CONFIGURED, false, reason::DEPENDENCY_NOT_READY, waiting);
+        run.condition(
+            cond::OUTBOUND_FORWARDING_ALLOWED,
+            false,
+            reason::DEPENDENCY_NOT_READY,
+            "checked once the mailbox forwards to Connect",
+        );
+        return finish(run);
+    }
     let uid = run.obj.uid().unwrap_or_default();
     let inputs =
         format!("{tenant}|{}|{forwarding_address:?}|{:?}|{:?}", spec.mailbox, spec.exchange, run.obj.meta().generation);
@@ -580,16 +597,18 @@ async fn mailbox(run: &mut Run<'_>, exchange: &dyn MailboxAdmin, tenant: &str, f
     }
 }
 
+/// The conditions Ready aggregates.
+const REQUIRED: [&str; 5] = [
+    cond::APP_REGISTRATION_READY,
+    cond::MAILBOX_CONFIGURED,
+    cond::OUTBOUND_FORWARDING_ALLOWED,
+    cond::CONNECT_ASSET_SYNCED,
+    cond::CONNECT_AUTHORIZED,
+];
+
 /// Ready aggregates the conditions that apply to this channel's spec.
 fn finish(run: &mut Run<'_>) -> Result<(), Error> {
-    let required = [
-        cond::APP_REGISTRATION_READY,
-        cond::MAILBOX_CONFIGURED,
-        cond::OUTBOUND_FORWARDING_ALLOWED,
-        cond::CONNECT_ASSET_SYNCED,
-        cond::CONNECT_AUTHORIZED,
-    ];
-    let failing: Vec<String> = required
+    let failing: Vec<String> = REQUIRED
         .iter()
         .filter_map(|t| match conditions::get(&run.status.conditions, t) {
             Some(c) if c.status == "True" => None,
