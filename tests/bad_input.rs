@@ -163,7 +163,15 @@ async fn a_missing_connect_credentials_secret_or_key_is_reported_with_the_fix() 
 
 #[tokio::test]
 async fn a_reference_to_a_missing_app_registration_is_reported_with_the_fix() {
-    let h = Harness::start("bad-ref").await;
+    // Resyncs of an hour: what happens within the test is driven by watches alone.
+    let settings = connect_email_operator::controller::Settings {
+        resync: Duration::from_secs(3600),
+        channel_resync: Duration::from_secs(3600),
+        propagation_poll: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let options = connect_email_operator::sim::SimOptions::default().tenant(TENANT);
+    let h = Harness::start_with_settings("bad-ref", options, settings).await;
     let mut object = manual_channel("byref", "ref@contoso.com", "acme.us.webexconnect.io", "Ref");
     object["spec"]["azure"] = json!({"appRegistrationRef": {"name": "shared-app"}});
     apply::<EmailChannel>(&h, &object).await.unwrap();
@@ -175,6 +183,11 @@ async fn a_reference_to_a_missing_app_registration_is_reported_with_the_fix() {
             h.ns.name
         )
     );
+    // Creating it is noticed through the registration watch (a channel waiting only on its
+    // registration is not polled, and the resync is an hour away).
+    let shared = registration("shared-app", vec!["https://acme.us.webexconnect.io/callback".into()]);
+    apply::<AzureAppRegistration>(&h, &shared).await.unwrap();
+    channel_condition(&h, "byref", "AppRegistrationReady", "True", "shared-app: application").await;
     h.finish().await;
 }
 

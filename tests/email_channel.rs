@@ -263,6 +263,11 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
     })
     .await;
     condition(&h, "billing", "Ready", "True").await;
+    // Connect was asked for its list of assets once, to find this one before creating it; every
+    // later look (sign-in, rotation, resyncs) read the asset by its ID.
+    use connect_email_operator::sim::connect::routes as connect_routes;
+    assert_eq!(h.connect.count(connect_routes::LIST_ASSETS), 1);
+    assert!(h.connect.count(connect_routes::GET_ASSET) >= 2);
     h.finish().await;
 }
 

@@ -334,19 +334,6 @@ async fn push_to_connect(
     };
     let connect = run.ctx.connect.clone();
     let applied = run.status.connect.as_ref().and_then(|c| c.applied_key_id.clone());
-    // The asset this channel created, by ID; listing (every asset of the organisation, a cost
-    // growing with the number of channels) only to find it the first time or if it was deleted.
-    let known = run.status.connect.as_ref().and_then(|c| c.asset_id.clone());
-    let by_id = match &known {
-        Some(id) => {
-            connect.get(&org, id).await?.filter(|a| a.asset_name.eq_ignore_ascii_case(&spec.connect.asset_name))
-        }
-        None => None,
-    };
-    let existing = match by_id {
-        Some(asset) => Some(asset),
-        None => connect.find(&org, &spec.connect.asset_name).await?,
-    };
     let (Some(key), Some(client_id)) = (current_key, registration.status.as_ref().and_then(|s| s.app_id.clone()))
     else {
         run.condition(
@@ -369,6 +356,19 @@ async fn push_to_connect(
             "the Secret does not hold the current client secret yet",
         );
         return Ok(None);
+    };
+    // The asset this channel created, by ID; listing (every asset of the organisation, a cost
+    // growing with the number of channels) only to find it the first time or if it was deleted.
+    let known = run.status.connect.as_ref().and_then(|c| c.asset_id.clone());
+    let by_id = match &known {
+        Some(id) => {
+            connect.get(&org, id).await?.filter(|a| a.asset_name.eq_ignore_ascii_case(&spec.connect.asset_name))
+        }
+        None => None,
+    };
+    let existing = match by_id {
+        Some(asset) => Some(asset),
+        None => connect.find(&org, &spec.connect.asset_name).await?,
     };
     let endpoints = &run.ctx.azure.for_cloud(registration.spec.cloud).endpoints;
     let settings = AssetSettings {
