@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::report::Recorder;
 use jiff::Timestamp;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 
 use crate::azure::AzureClients;
 
@@ -76,12 +76,10 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, azure: AzureClients, clock: Arc<dyn Clock>, settings: Settings) -> Self {
-        let reporter =
-            Reporter { controller: settings.field_manager.clone(), instance: std::env::var("POD_NAME").ok() };
         let http = crate::http::HttpClient::new("connect", &crate::http::HttpSettings::default())
             .expect("a default HTTP client builds");
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), settings.field_manager.clone(), std::env::var("POD_NAME").ok()),
             client,
             azure,
             clock,

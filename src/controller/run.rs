@@ -13,6 +13,7 @@ use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, reflector, watc
 use super::app_registration::{reconcile, secret};
 use super::email_channel::reconcile as channel;
 use super::{Context, lifecycle, triggers};
+use crate::api::app_registration::AzureAppRegistrationStatus;
 use crate::api::{AzureAppRegistration, EmailChannel};
 
 /// Runs every controller until `shutdown` resolves. `namespace` limits the watches to one
@@ -59,9 +60,11 @@ async fn run_scope(
     // Secret) reconciles the owning registration, which reads the Secret itself.
     let owned = watcher::Config::default().labels(&format!("{}={}", secret::LABEL_MANAGED_BY, secret::MANAGED_BY));
     let owned_secrets = watcher(secrets, owned).default_backoff().touched_objects();
-    let registration_controller =
-        Controller::for_stream(slim_watch(registrations.clone(), reg_writer, triggers::own_change), reg_reader)
-            .with_config(Config::default().concurrency(ctx.settings.concurrency));
+    let registration_controller = Controller::for_stream(
+        slim_watch(registrations.clone(), reg_writer, cached_registration, triggers::own_change),
+        reg_reader,
+    )
+    .with_config(Config::default().concurrency(ctx.settings.concurrency));
     // Entra-side changes found by the change feeds (delta mode) reconcile just those objects.
     let drift = super::drift::triggers(ctx.clone(), registration_controller.store());
     let registration_controller = registration_controller
@@ -74,9 +77,11 @@ async fn run_scope(
     // appRegistrationRef) changes in what the channel reads: readiness, app ID, current secret.
     // The registrations are not cached here (the registration controller caches them).
     let (channel_reader, channel_writer) = reflector::store();
-    let channel_controller =
-        Controller::for_stream(slim_watch(channels, channel_writer, triggers::own_change), channel_reader)
-            .with_config(Config::default().concurrency(ctx.settings.concurrency));
+    let channel_controller = Controller::for_stream(
+        slim_watch(channels, channel_writer, cached_channel, triggers::own_change),
+        channel_reader,
+    )
+    .with_config(Config::default().concurrency(ctx.settings.concurrency));
     let channel_store = channel_controller.store();
     let registration_changes = triggers::changes(
         watcher(registrations, watcher::Config::default()).default_backoff(),
@@ -93,10 +98,12 @@ async fn run_scope(
 /// The watch behind a controller's cache, without what reconciles never read from the cache
 /// (managedFields, kubectl's last-applied copy): every reconcile starts from a fresh GET, so the
 /// cache only triggers and feeds drift matching. This is most of the cache's size at scale.
-/// Only changes passing `predicate` start a reconcile (the cache sees every change).
+/// `trim` drops what nobody reads from the cache. Only changes passing `predicate` start a
+/// reconcile (the cache sees every change).
 fn slim_watch<K>(
     api: Api<K>,
     writer: reflector::store::Writer<K>,
+    trim: fn(&mut K),
     predicate: fn(&K) -> Option<u64>,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
@@ -104,9 +111,10 @@ where
 {
     watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(|o: &mut K| {
+        .modify(move |o: &mut K| {
             o.managed_fields_mut().clear();
             o.annotations_mut().remove("kubectl.kubernetes.io/last-applied-configuration");
+            trim(o);
         })
         .reflect(writer)
         .applied_objects()
@@ -118,4 +126,28 @@ async fn log_result<K: std::fmt::Debug, E: std::fmt::Display>(result: Result<K, 
         Ok(object) => tracing::debug!(resource = ?object, "reconciled"),
         Err(e) => tracing::debug!(error = %e, "reconcile error"),
     }
+}
+
+/// A registration as cached: what the change feeds match on (tenant, cloud, the Entra IDs in
+/// status) and what deletion reads (tenant, cloud, adopt, deletionPolicy); reconciles read the
+/// rest from a fresh GET. At 10,000 registrations the conditions' messages and the redirect URIs
+/// were most of the cache.
+fn cached_registration(o: &mut AzureAppRegistration) {
+    o.spec.redirect_uris = Vec::new();
+    o.spec.permissions = Vec::new();
+    o.spec.display_name = String::new();
+    if let Some(status) = o.status.take() {
+        o.status = Some(AzureAppRegistrationStatus {
+            app_id: status.app_id,
+            object_id: status.object_id,
+            service_principal_id: status.service_principal_id,
+            ..Default::default()
+        });
+    }
+}
+
+/// A channel as cached: its spec (a shared registration's watch looks up who references it); the
+/// status is read from a fresh GET.
+fn cached_channel(o: &mut EmailChannel) {
+    o.status = None;
 }
