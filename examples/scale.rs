@@ -213,6 +213,22 @@ async fn main() {
     let ready_now = ready_counter(&h, kind);
     let operator = Operator::spawn(&h, if kind == Kind::Memory { &unlimited } else { &[] });
     let started = Instant::now();
+    // Ready resources every 30 s from the start (creation included), sampled by its own task.
+    let timeline = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sampler = {
+        let (timeline, ready_now) = (timeline.clone(), ready_now.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + Duration::from_secs(30),
+                Duration::from_secs(30),
+            );
+            for i in 1.. {
+                tick.tick().await;
+                let ready = ready_now.load(std::sync::atomic::Ordering::Relaxed);
+                timeline.lock().unwrap().push(format!("{}: {ready}", 30 * i));
+            }
+        })
+    };
     let params = PatchParams::apply("bench");
     futures::stream::iter(0..n)
         .for_each_concurrent(16, |i| {
@@ -233,7 +249,6 @@ async fn main() {
     // The one step a person does per channel: sign in to the Connect asset.
     let signed_in = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     let mut peak_rss = 0;
-    let mut timeline: Vec<String> = Vec::new();
     let ready = loop {
         if kind == Kind::Channels {
             for asset in h.connect.assets(CONNECT_ORG) {
@@ -244,16 +259,14 @@ async fn main() {
         }
         peak_rss = peak_rss.max(operator.proc_field("VmHWM:"));
         let ready = ready_now.load(std::sync::atomic::Ordering::Relaxed);
-        let elapsed = started.elapsed().as_secs();
-        if elapsed >= 30 * (timeline.len() as u64 + 1) {
-            timeline.push(format!("{}: {ready}", 30 * (timeline.len() + 1)));
-        }
         if ready == n || started.elapsed() > Duration::from_secs(3600) {
             break ready;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let to_ready = started.elapsed();
+    sampler.abort();
+    let timeline = timeline.lock().unwrap().join(", ");
     let calls = h.sim.calls();
     let (writes, reads, tokens, exchange, throttled) = tally(&calls);
     let connect_calls = h.connect.calls().len();
@@ -283,7 +296,7 @@ async fn main() {
         ("created (API calls done) after".into(), format!("{:.1} s", created.as_secs_f64())),
         ("time until all Ready".into(), format!("{:.1} s ({ready}/{n} Ready)", to_ready.as_secs_f64())),
         ("failed (not Ready)".into(), (n - ready).to_string()),
-        ("Ready after 30, 60, … s".into(), timeline.join(", ")),
+        ("Ready after 30, 60, … s".into(), timeline),
     ];
     if kind != Kind::Memory {
         rows.push((
@@ -303,9 +316,9 @@ async fn main() {
             "reconciles per resource (of which EmailChannel / AzureAppRegistration)".into(),
             format!(
                 "{:.1} ({:.1} / {:.1})",
-                (channel_reconciles + registration_reconciles) / n as f64,
-                channel_reconciles / n as f64,
-                registration_reconciles / n as f64
+                (channel_reconciles + registration_reconciles) / n as f64 + 0.0,
+                channel_reconciles / n as f64 + 0.0,
+                registration_reconciles / n as f64 + 0.0
             ),
         ),
         (
@@ -313,8 +326,8 @@ async fn main() {
                 .into(),
             format!(
                 "{:.2} / {:.2}",
-                channel_busy / 50.0 / to_ready.as_secs_f64(),
-                registration_busy / 50.0 / to_ready.as_secs_f64()
+                channel_busy / 50.0 / to_ready.as_secs_f64() + 0.0,
+                registration_busy / 50.0 / to_ready.as_secs_f64() + 0.0
             ),
         ),
         ("operator CPU seconds".into(), format!("{cpu:.1}")),
