@@ -62,6 +62,19 @@ pub fn poll_soon(failing_reasons: &[&str]) -> bool {
     failing_reasons.iter().any(|r| *r != crate::api::conditions::reason::DEPENDENCY_NOT_READY)
 }
 
+/// How soon to look again at a channel that [`poll_soon`]: every 30 s, but while waiting for a
+/// sign-in in Connect for `signing_in`, a quarter of that wait (at least 5 s): a person who clicks
+/// "Generate Token" right away sees the channel Ready within seconds, and a channel waiting for
+/// hours costs one Connect read per 30 s.
+pub fn poll_interval(signing_in: Option<std::time::Duration>) -> std::time::Duration {
+    use std::time::Duration;
+    let steady = Duration::from_secs(30);
+    match signing_in {
+        Some(waited) => (waited / 4).clamp(Duration::from_secs(5), steady),
+        None => steady,
+    }
+}
+
 /// `Webex Connect <mailbox>`, cut to the 120 characters AzureAppRegistration.displayName allows
 /// (a mailbox may have up to 254).
 pub fn default_display_name(mailbox: &str) -> String {
@@ -141,6 +154,16 @@ mod tests {
         assert!(!poll_soon(&[reason::DEPENDENCY_NOT_READY, reason::DEPENDENCY_NOT_READY]));
         assert!(poll_soon(&[reason::DEPENDENCY_NOT_READY, reason::SIGN_IN_REQUIRED]));
         assert!(poll_soon(&[reason::THROTTLED]));
+    }
+
+    #[test]
+    fn a_fresh_sign_in_wait_is_polled_sooner_then_every_30_seconds() {
+        use std::time::Duration;
+        let s = Duration::from_secs;
+        assert_eq!(poll_interval(None), s(30));
+        assert_eq!(poll_interval(Some(s(0))), s(5));
+        assert_eq!(poll_interval(Some(s(60))), s(15));
+        assert_eq!(poll_interval(Some(s(3600))), s(30));
     }
 
     #[test]

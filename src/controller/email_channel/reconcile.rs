@@ -85,7 +85,17 @@ async fn apply(cached: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error
     let failing =
         REQUIRED.iter().filter_map(|t| conditions::get(&run.status.conditions, t)).filter(|c| c.status != "True");
     let reasons: Vec<&str> = failing.map(|c| c.reason.as_str()).collect();
-    Ok(Action::requeue(if desired::poll_soon(&reasons) { resync.min(Duration::from_secs(30)) } else { resync }))
+    if !desired::poll_soon(&reasons) {
+        return Ok(Action::requeue(resync));
+    }
+    // A sign-in in Connect usually follows soon after the asset was pushed (the person has the
+    // portal open): look more often at first, then every 30 s.
+    let signing_in = conditions::get(&run.status.conditions, cond::CONNECT_AUTHORIZED)
+        .filter(|c| {
+            c.status != "True" && c.reason == reason::SIGN_IN_REQUIRED && obj.spec.connect.mode == ConnectMode::Api
+        })
+        .map(|c| Duration::try_from(run.now.duration_since(c.last_transition_time.0)).unwrap_or_default());
+    Ok(Action::requeue(resync.min(desired::poll_interval(signing_in))))
 }
 
 async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
