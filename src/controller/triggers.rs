@@ -25,10 +25,6 @@ use super::conditions;
 use crate::api::conditions::app_registration as app_cond;
 use crate::api::{AzureAppRegistration, EmailChannel};
 
-fn finish(h: DefaultHasher) -> Option<u64> {
-    Some(h.finish())
-}
-
 /// Predicate for a controller's own objects: everything but status.
 pub fn own_change<K: Resource>(obj: &K) -> Option<u64> {
     let meta = obj.meta();
@@ -38,7 +34,7 @@ pub fn own_change<K: Resource>(obj: &K) -> Option<u64> {
     meta.annotations.hash(&mut h);
     meta.finalizers.hash(&mut h);
     meta.deletion_timestamp.as_ref().map(|t| t.0.to_string()).hash(&mut h);
-    finish(h)
+    Some(h.finish())
 }
 
 /// Predicate for a registration as its channels see it: what the channel reconcile reads.
@@ -55,7 +51,7 @@ pub fn registration_for_channel(reg: &AzureAppRegistration) -> Option<u64> {
     credential
         .map(|c| (&c.key_id, c.not_after.0.to_string(), c.verified_at.as_ref().map(|t| t.0.to_string())))
         .hash(&mut h);
-    finish(h)
+    Some(h.finish())
 }
 
 /// The channels a registration change concerns: the channel owning it, or else every channel in
@@ -86,6 +82,10 @@ pub fn channels_of(reg: &AzureAppRegistration, channels: &Store<EmailChannel>) -
 /// Predicate hashes by namespace and name.
 type Hashes = HashMap<(Option<String>, Option<String>), u64>;
 
+fn key<K: Resource>(obj: &K) -> (Option<String>, Option<String>) {
+    (obj.meta().namespace.clone(), obj.meta().name.clone())
+}
+
 /// The objects of a watch whose `predicate` hash changed, and every deleted object. Unlike
 /// `touched_objects().predicate_filter(..)`, a deletion is never swallowed: a deleted child must
 /// reconcile its owner at once (to recreate it or report it), not at the next resync.
@@ -99,22 +99,20 @@ where
     events
         .map(move |event| {
             let pass = |obj: K, map: &mut Hashes, previous: Option<u64>| {
-                let key = (obj.meta().namespace.clone(), obj.meta().name.clone());
                 let hash = predicate(&obj);
                 let changed = hash.is_none() || hash != previous;
                 if let Some(hash) = hash {
-                    map.insert(key, hash);
+                    map.insert(key(&obj), hash);
                 }
                 changed.then_some(obj)
             };
             let out = match event? {
                 watcher::Event::Apply(obj) => {
-                    let key = (obj.meta().namespace.clone(), obj.meta().name.clone());
-                    let previous = seen.get(&key).copied();
+                    let previous = seen.get(&key(&obj)).copied();
                     pass(obj, &mut seen, previous)
                 }
                 watcher::Event::Delete(obj) => {
-                    seen.remove(&(obj.meta().namespace.clone(), obj.meta().name.clone()));
+                    seen.remove(&key(&obj));
                     Some(obj)
                 }
                 watcher::Event::Init => {
@@ -122,8 +120,7 @@ where
                     None
                 }
                 watcher::Event::InitApply(obj) => {
-                    let key = (obj.meta().namespace.clone(), obj.meta().name.clone());
-                    let previous = seen.get(&key).copied();
+                    let previous = seen.get(&key(&obj)).copied();
                     pass(obj, relisted.get_or_insert_default(), previous)
                 }
                 watcher::Event::InitDone => {

@@ -268,9 +268,6 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
         ConnectMode::Api => run.status.forwarding_address.clone(),
     };
     run.status.forwarding_address = forwarding_address.clone();
-    // A channel reconciles again on every change of its child registration; the mailbox was
-    // checked moments ago with the same inputs and found right, so skip Exchange until the next
-    // channel resync (Exchange has no change feed; drift is found at that resync).
     // Api mode learns the forwarding address from the asset, which waits for a verified secret:
     // configure the mailbox once, with the address, rather than re-reading Exchange meanwhile.
     if spec.connect.mode == ConnectMode::Api && spec.exchange.forwarding.enabled && forwarding_address.is_none() {
@@ -284,6 +281,9 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
         );
         return finish(run);
     }
+    // A channel reconciles again when its registration becomes ready or rotates; if the mailbox was
+    // checked recently with the same inputs and found right, skip Exchange until the next channel
+    // resync (Exchange has no change feed; drift is found at that resync).
     let uid = run.obj.uid().unwrap_or_default();
     let inputs =
         format!("{tenant}|{}|{forwarding_address:?}|{:?}|{:?}", spec.mailbox, spec.exchange, run.obj.meta().generation);
