@@ -23,7 +23,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, OPERATOR_CLIENT_ID, OPERATOR_SECRET, TENANT};
+use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, OPERATOR_CLIENT_ID, OPERATOR_SECRET, TENANT, TENANT_REF};
 
 /// Periodic intervals are divided by this in the idle phase: 3 minutes stand for an hour.
 const TIME_SCALE: u64 = 20;
@@ -107,14 +107,14 @@ fn manifest(kind: Kind, i: usize) -> serde_json::Value {
     match kind {
         Kind::Channels => json!({
             "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel", "metadata": {"name": name},
-            "spec": {"mailbox": format!("user{i}@contoso.com"), "azure": {"tenantId": TENANT},
+            "spec": {"mailbox": format!("user{i}@contoso.com"), "azure": {"tenantRef": {"name": TENANT_REF}},
                      "connect": {"mode": "Api", "region": "us", "tenantHost": "acme.us.webexconnect.io",
                                  "assetName": name, "organizationId": CONNECT_ORG,
                                  "credentialsSecretRef": {"name": "webex-connect-api"}}}
         }),
         _ => json!({
             "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration", "metadata": {"name": name},
-            "spec": {"tenantId": TENANT, "displayName": name,
+            "spec": {"tenantRef": {"name": TENANT_REF}, "displayName": name,
                      "redirectUris": ["https://acme.us.webexconnect.io/callback"],
                      "permissions": [{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}],
                      "clientSecret": {"secretName": format!("{name}-credentials")}}

@@ -94,7 +94,20 @@ pub async fn diagnose(
 
     // The secret at the token endpoint.
     let spec = &registration.spec;
-    let clients = azure.for_cloud(spec.cloud);
+    let Some((tenant_id, cloud)) = registration.tenant() else {
+        checks.push(check(
+            "tenant",
+            Outcome::Fail,
+            format!(
+                "AzureAppRegistration {} has not been admitted by EntraTenant {} yet: see its Admitted condition",
+                registration.metadata.name.as_deref().unwrap_or_default(),
+                spec.tenant_ref.name
+            ),
+        ));
+        return Ok(checks);
+    };
+    let tenant_id = tenant_id.to_string();
+    let clients = azure.for_cloud(cloud);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret_name = &spec.client_secret.secret_name;
     match secrets.get_opt(secret_name).await? {
@@ -103,7 +116,7 @@ pub async fn diagnose(
             (Some(client_id), Some(value)) => {
                 let value: SecretString = value.into();
                 let key = secret.metadata.annotations.as_ref().and_then(|a| a.get(secret_keys::ANNOTATION_KEY_ID).cloned()).unwrap_or_default();
-                match clients.verifier.verify(&spec.tenant_id, &client_id, &value).await {
+                match clients.verifier.verify(&tenant_id, &client_id, &value).await {
                     Ok(()) => checks.push(check("client secret works", Outcome::Pass, format!("token issued for {client_id} with secret {key}"))),
                     Err(e) if e.has_aadsts(aadsts::EXPIRED_SECRET) => checks.push(check("client secret works", Outcome::Fail, format!("{e}. Fix: kubectl annotate azureappregistration {registration_name} -n {namespace} --overwrite connectemail.dev/rotate=$(date +%s)"))),
                     Err(e) if e.has_aadsts(aadsts::INVALID_SECRET) => checks.push(check("client secret works", Outcome::Fail, format!("{e}. The Secret holds a wrong value (often the secret ID pasted instead of its value): delete Secret {secret_name} and the operator issues a new one"))),
@@ -136,8 +149,8 @@ pub async fn diagnose(
         && let Some(sp) = &status.service_principal_id
     {
         {
-            let grants = clients.directory.delegated_grants(&spec.tenant_id, sp).await?;
-            let roles = clients.directory.app_role_assignments(&spec.tenant_id, sp).await?;
+            let grants = clients.directory.delegated_grants(&tenant_id, sp).await?;
+            let roles = clients.directory.app_role_assignments(&tenant_id, sp).await?;
             let scopes: Vec<String> = grants.iter().flat_map(|g| g.scopes()).collect();
             let wanted: Vec<&String> = status.granted_permissions.iter().flat_map(|p| p.delegated.iter()).collect();
             let missing: Vec<&&String> = wanted.iter().filter(|w| !scopes.contains(w)).collect();
@@ -156,7 +169,7 @@ pub async fn diagnose(
 
     let Some(channel) = channel else { return Ok(checks) };
     let cspec = &channel.spec;
-    let tenant = &spec.tenant_id;
+    let tenant = &tenant_id;
 
     // Exchange, live.
     match clients.mailboxes.smtp_auth(tenant, &cspec.mailbox).await {
@@ -195,7 +208,7 @@ pub async fn diagnose(
 
     // Connect.
     let client_id = registration.status.as_ref().and_then(|s| s.app_id.clone()).unwrap_or_default();
-    let form = connect::asset_form(cspec, spec.cloud, &clients.endpoints, tenant, &client_id, secret_name);
+    let form = connect::asset_form(cspec, cloud, &clients.endpoints, tenant, &client_id, secret_name);
     let current_key = registration.status.as_ref().and_then(|s| s.credential.as_ref()).map(|c| c.key_id.clone());
     match cspec.connect.mode {
         ConnectMode::Manual => {

@@ -1,5 +1,5 @@
 //! connect-email-operator: a Kubernetes operator that automates "configure a Webex Connect Email
-//! app with Office 365 OAuth". See README.md and DESIGN.md for the architecture.
+//! app with Office 365 OAuth". See README.md and docs/architecture.md.
 
 pub mod api;
 pub mod azure;
@@ -13,6 +13,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
+pub mod policy;
 pub mod sim;
 
 /// The Kubernetes API version the types are generated for (k8s-openapi feature); the supported

@@ -50,16 +50,26 @@ pub async fn plan(
     }
     let Some(registration) = registration else { return Ok(changes) };
     let spec = &registration.spec;
-    let clients = azure.for_cloud(spec.cloud);
-    let tenant = spec.tenant_id.as_str();
+    let Some((tenant, cloud)) = registration.tenant() else {
+        changes.push(format!(
+            "nothing in Entra ID until EntraTenant {} admits the registration (see its Admitted condition)",
+            spec.tenant_ref.name
+        ));
+        return Ok(changes);
+    };
+    let clients = azure.for_cloud(cloud);
     let status = registration.status.clone().unwrap_or_default();
 
     // Application and consent.
     let mut resources = BTreeMap::new();
     for p in &spec.permissions {
         if !resources.contains_key(&p.resource) {
-            resources
-                .insert(p.resource.clone(), clients.directory.resource_service_principal(tenant, &p.resource).await?);
+            // As the reconcile: the API by its application ID (well-known names map to first-party IDs).
+            let sp = match crate::policy::resource_app_id(&p.resource) {
+                Some(app_id) => clients.directory.service_principal(tenant, &app_id).await?,
+                None => None,
+            };
+            resources.insert(p.resource.clone(), sp);
         }
     }
     let resolved = desired::resolve_permissions(&spec.permissions, &resources);

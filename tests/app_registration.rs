@@ -10,7 +10,7 @@ use connect_email_operator::sim::routes;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use support::operator::{Harness, TENANT};
+use support::operator::{Harness, TENANT, TENANT_REF};
 use support::*;
 
 const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
@@ -23,7 +23,7 @@ fn registration(name: &str) -> Value {
         "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
         "metadata": {"name": name},
         "spec": {
-            "tenantId": TENANT,
+            "tenantRef": {"name": TENANT_REF},
             "displayName": "Webex Connect support@contoso.com",
             "redirectUris": ["https://acme.us.webexconnect.io/callback"],
             "implicitGrant": {"accessTokens": true},

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, TENANT};
+use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, TENANT, TENANT_REF};
 use support::*;
 
 fn api_channel(name: &str, mailbox: &str, credentials: &str) -> Value {
@@ -21,7 +21,7 @@ fn api_channel(name: &str, mailbox: &str, credentials: &str) -> Value {
         "metadata": {"name": name},
         "spec": {
             "mailbox": mailbox,
-            "azure": {"tenantId": TENANT},
+            "azure": {"tenantRef": {"name": TENANT_REF}},
             "connect": {"mode": "Api", "region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Bad input",
                         "organizationId": CONNECT_ORG, "credentialsSecretRef": {"name": credentials}}
         }
@@ -34,7 +34,7 @@ fn manual_channel(name: &str, mailbox: &str, tenant_host: &str, asset_name: &str
         "metadata": {"name": name},
         "spec": {
             "mailbox": mailbox,
-            "azure": {"tenantId": TENANT},
+            "azure": {"tenantRef": {"name": TENANT_REF}},
             "connect": {"mode": "Manual", "region": "us", "tenantHost": tenant_host, "assetName": asset_name,
                         "forwardingAddress": "4f1c2a9b7e@mail-us.imiconnect.io"}
         }
@@ -46,7 +46,7 @@ fn registration(name: &str, redirect_uris: Vec<String>) -> Value {
         "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
         "metadata": {"name": name},
         "spec": {
-            "tenantId": TENANT,
+            "tenantRef": {"name": TENANT_REF},
             "displayName": "R".repeat(120),
             "redirectUris": redirect_uris,
             "permissions": [{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}],

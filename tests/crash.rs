@@ -14,7 +14,7 @@ use connect_email_operator::sim::routes;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use support::channel;
-use support::operator::{Harness, TENANT};
+use support::operator::{Harness, TENANT, TENANT_REF};
 use support::process::OperatorProcess;
 use support::*;
 
@@ -23,7 +23,7 @@ fn registration() -> serde_json::Value {
         "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
         "metadata": {"name": "crashy"},
         "spec": {
-            "tenantId": TENANT,
+            "tenantRef": {"name": TENANT_REF},
             "displayName": "Crash test",
             "redirectUris": ["https://acme.us.webexconnect.io/callback"],
             "permissions": [{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}],

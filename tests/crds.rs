@@ -51,7 +51,7 @@ fn app_registration() -> Value {
         "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
         "metadata": {"name": "app"},
         "spec": {
-            "tenantId": "11111111-2222-3333-4444-555555555555",
+            "tenantRef": {"name": "test-tenant"},
             "displayName": "Test app",
             "redirectUris": ["https://acme.us.webexconnect.io/callback"],
             "permissions": [{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}],
@@ -66,7 +66,7 @@ fn email_channel() -> Value {
         "metadata": {"name": "channel"},
         "spec": {
             "mailbox": "support@contoso.com",
-            "azure": {"tenantId": "11111111-2222-3333-4444-555555555555"},
+            "azure": {"tenantRef": {"name": "test-tenant"}},
             "connect": {
                 "mode": "Manual", "region": "us", "tenantHost": "acme.us.webexconnect.io",
                 "assetName": "Support", "forwardingAddress": "abc123@mail-us.imiconnect.io"

@@ -10,7 +10,7 @@ use connect_email_operator::sim::AutoForwardingMode;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, TENANT};
+use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, TENANT, TENANT_REF};
 use support::*;
 
 const MAILBOX: &str = "support@contoso.com";
@@ -22,7 +22,7 @@ fn manual_channel(name: &str) -> Value {
         "metadata": {"name": name},
         "spec": {
             "mailbox": MAILBOX,
-            "azure": {"tenantId": TENANT},
+            "azure": {"tenantRef": {"name": TENANT_REF}},
             "connect": {"mode": "Manual", "region": "us", "tenantHost": "acme.us.webexconnect.io",
                         "assetName": "Support email", "forwardingAddress": FORWARD_TO}
         }
@@ -218,7 +218,7 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
         "metadata": {"name": "billing"},
         "spec": {
             "mailbox": MAILBOX,
-            "azure": {"tenantId": TENANT, "clientSecret": {"secretName": "billing-azure", "revokeAfter": "0s"}},
+            "azure": {"tenantRef": {"name": TENANT_REF}, "clientSecret": {"secretName": "billing-azure", "revokeAfter": "0s"}},
             "connect": {"mode": "Api", "region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Billing email",
                         "organizationId": CONNECT_ORG, "credentialsSecretRef": {"name": "webex-connect-api"}}
         }

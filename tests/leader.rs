@@ -59,7 +59,7 @@ async fn exactly_one_candidate_leads_and_another_takes_over_after_the_lease_expi
 async fn with_two_operator_processes_only_the_leader_reconciles_and_the_other_takes_over_when_it_dies() {
     use connect_email_operator::api::AzureAppRegistration;
     use kube::api::{Patch, PatchParams};
-    use support::operator::{Harness, TENANT};
+    use support::operator::{Harness, TENANT, TENANT_REF};
     use support::process::OperatorProcess;
 
     let h = Harness::without_operator("leader-failover").await;
@@ -71,7 +71,7 @@ async fn with_two_operator_processes_only_the_leader_reconciles_and_the_other_ta
     let object = serde_json::json!({
         "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
         "metadata": {"name": "ha"},
-        "spec": {"tenantId": TENANT, "displayName": "HA", "redirectUris": ["https://acme.us.webexconnect.io/callback"],
+        "spec": {"tenantRef": {"name": TENANT_REF}, "displayName": "HA", "redirectUris": ["https://acme.us.webexconnect.io/callback"],
                  "clientSecret": {"secretName": "ha-credentials", "revokeAfter": "0s"}}
     });
     api.patch("ha", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&object)).await.unwrap();

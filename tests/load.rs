@@ -20,7 +20,7 @@ use futures::future::join_all;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, TENANT};
+use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, TENANT, TENANT_REF};
 use support::*;
 
 /// Graph routes the operator uses for a channel; the token endpoint is left alone because the
@@ -52,7 +52,7 @@ fn channel(i: usize) -> serde_json::Value {
         "metadata": {"name": format!("ch{i:03}")},
         "spec": {
             "mailbox": mailbox(i),
-            "azure": {"tenantId": TENANT, "clientSecret": {"secretName": format!("ch{i:03}-azure"), "revokeAfter": "5s"}},
+            "azure": {"tenantRef": {"name": TENANT_REF}, "clientSecret": {"secretName": format!("ch{i:03}-azure"), "revokeAfter": "5s"}},
             "connect": {"mode": "Api", "region": "us", "tenantHost": "acme.us.webexconnect.io",
                         "assetName": format!("Load {i:03}"), "organizationId": CONNECT_ORG,
                         "credentialsSecretRef": {"name": "webex-connect-api"}}

@@ -294,7 +294,7 @@ fn registration_spec() -> impl Strategy<Value = AzureAppRegistrationSpec> {
     )
         .prop_map(|(display_name, redirect_uris, access, id, audience)| {
             serde_json::from_value(serde_json::json!({
-                "tenantId": "11111111-2222-3333-4444-555555555555",
+                "tenantRef": {"name": "test-tenant"},
                 "displayName": display_name,
                 "signInAudience": audience,
                 "redirectUris": redirect_uris,
@@ -429,7 +429,7 @@ fn channel_spec() -> impl Strategy<Value = EmailChannelSpec> {
         any::<bool>(),
     )
         .prop_map(|(mailbox, host, display_name, manual, custom_secret)| {
-            let mut azure = serde_json::json!({"tenantId": "11111111-2222-3333-4444-555555555555"});
+            let mut azure = serde_json::json!({"tenantRef": {"name": "test-tenant"}});
             if let Some(d) = display_name {
                 azure["displayName"] = d.into();
             }
@@ -608,7 +608,7 @@ proptest! {
         let host: String = host.chars().take(239).collect();
         prop_assume!(!host.ends_with('.'));
         let spec: EmailChannelSpec = serde_json::from_value(serde_json::json!({
-            "mailbox": mailbox, "azure": {"tenantId": "11111111-2222-3333-4444-555555555555"},
+            "mailbox": mailbox, "azure": {"tenantRef": {"name": "test-tenant"}},
             "connect": {"region": "us", "tenantHost": host, "assetName": "A", "forwardingAddress": "a@b.io"}
         }))
         .unwrap();

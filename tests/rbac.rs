@@ -15,7 +15,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
-use support::operator::{Harness, TENANT};
+use support::operator::{Harness, TENANT, TENANT_REF};
 use support::*;
 
 /// The channel both RBAC tests take through the operator.
@@ -25,7 +25,7 @@ fn support_channel() -> serde_json::Value {
         "metadata": {"name": "support"},
         "spec": {
             "mailbox": "support@contoso.com",
-            "azure": {"tenantId": TENANT},
+            "azure": {"tenantRef": {"name": TENANT_REF}},
             "connect": {"region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Support",
                         "forwardingAddress": "abc@mail-us.imiconnect.io"}
         }
@@ -207,7 +207,7 @@ async fn in_namespaced_mode_the_operator_runs_its_namespaces_and_is_refused_ever
     let registration = json!({
         "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
         "metadata": {"name": "second"},
-        "spec": {"tenantId": TENANT, "displayName": "Second", "clientSecret": {"secretName": "second-credentials"}}
+        "spec": {"tenantRef": {"name": TENANT_REF}, "displayName": "Second", "clientSecret": {"secretName": "second-credentials"}}
     });
     registrations.patch("second", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&registration)).await.unwrap();
     let channels: Api<EmailChannel> = Api::namespaced(admin.clone(), &ns);

@@ -16,7 +16,7 @@ use connect_email_operator::api::AzureAppRegistration;
 use connect_email_operator::sim::routes;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use support::operator::{Harness, TENANT};
+use support::operator::{Harness, TENANT, TENANT_REF};
 use support::*;
 
 /// A control plane of this test's own, stopped and purged on drop (also when the test fails).
@@ -99,7 +99,7 @@ fn registration() -> serde_json::Value {
         "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
         "metadata": {"name": "restarty"},
         "spec": {
-            "tenantId": TENANT,
+            "tenantRef": {"name": TENANT_REF},
             "displayName": "Restart test",
             "redirectUris": ["https://acme.us.webexconnect.io/callback"],
             "permissions": [{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}],

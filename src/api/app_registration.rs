@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{ClientSecretSpec, Cloud, Permission};
+use super::tenant::TenantReference;
 
 /// Desired state of an Entra ID application registration and its client secret.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -22,6 +23,8 @@ use super::common::{ClientSecretSpec, Cloud, Permission};
     category = "connectemail",
     doc = "An Entra ID (Azure AD) application registration whose client secret the operator keeps in a Secret and rotates before it expires.",
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Tenant", type_ = "string", json_path = ".spec.tenantRef.name"),
+    printcolumn(name = "Admitted", type_ = "string", json_path = ".status.conditions[?(@.type==\"Admitted\")].status"),
     printcolumn(name = "App ID", type_ = "string", json_path = ".status.appId"),
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.clientSecret.secretName"),
     printcolumn(name = "Secret Expiry", type_ = "string", json_path = ".status.credential.notAfter"),
@@ -41,17 +44,13 @@ use super::common::{ClientSecretSpec, Cloud, Permission};
      "message": "adopt can only be set when the resource is created; the operator already manages an application of its own"}
 ]))]
 pub struct AzureAppRegistrationSpec {
-    /// Directory (tenant) ID of the Entra tenant, a GUID (Entra admin center → Overview). Immutable.
-    #[schemars(length(max = 36))]
+    /// The EntraTenant (cluster-scoped, set up by the cluster administrator) whose tenant the
+    /// application lives in; it must admit this namespace and allow what this resource asks for.
+    /// Immutable.
     #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self.matches('^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')",
-         "message": "tenantId must be the tenant's GUID, e.g. 72f988bf-86f1-41af-91ab-2d7cd011db47 (Entra admin center → Overview → Tenant ID)"},
-        {"rule": "self == oldSelf", "message": "tenantId is immutable: create a new resource for another tenant"}
+        {"rule": "self == oldSelf", "message": "tenantRef is immutable: create a new resource for another tenant"}
     ]))]
-    pub tenant_id: String,
-    /// Microsoft cloud: AzurePublic (default), AzureUSGovernment or AzureChina.
-    #[serde(default)]
-    pub cloud: Cloud,
+    pub tenant_ref: TenantReference,
     /// Display name of the application in Entra ID.
     #[schemars(length(min = 1, max = 120))]
     pub display_name: String,
@@ -93,6 +92,14 @@ pub struct AzureAppRegistrationSpec {
 
 fn default_true() -> bool {
     true
+}
+
+impl AzureAppRegistration {
+    /// The tenant and cloud the application lives in, once an EntraTenant has admitted the resource.
+    pub fn tenant(&self) -> Option<(&str, Cloud)> {
+        let status = self.status.as_ref()?;
+        Some((status.tenant_id.as_deref()?, status.cloud.unwrap_or_default()))
+    }
 }
 
 /// Supported account types of the application.
@@ -156,9 +163,16 @@ pub struct AzureAppRegistrationStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, CredentialReady, ConsentGranted, Rotating.
+    /// Ready, Admitted, CredentialReady, ConsentGranted, Rotating.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The tenant the application was created in (from the EntraTenant when it first admitted
+    /// this resource); deletion cleans up there even if the EntraTenant is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// The cloud of `tenantId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<Cloud>,
     /// The application's uniqueName in Entra ID (derived from this resource's UID).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_name: Option<String>,

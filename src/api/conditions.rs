@@ -6,6 +6,9 @@
 pub mod app_registration {
     /// Everything below is true: the application exists as specified and a verified secret is in the Secret.
     pub const READY: &str = "Ready";
+    /// The EntraTenant named by `tenantRef` admits this namespace and allows what the spec asks
+    /// for. While False the operator makes no external call for the resource.
+    pub const ADMITTED: &str = "Admitted";
     /// The Secret holds a client secret that the token endpoint accepts and that is not expired.
     pub const CREDENTIAL_READY: &str = "CredentialReady";
     /// Admin consent matches `spec.permissions` (app role assignments and delegated grants).
@@ -18,6 +21,9 @@ pub mod app_registration {
 pub mod email_channel {
     /// All the conditions below that apply to this channel's spec are true.
     pub const READY: &str = "Ready";
+    /// The EntraTenant of the channel's registration admits this namespace, the mailbox and the
+    /// forwarding destination. While False the operator makes no external call for the channel.
+    pub const ADMITTED: &str = "Admitted";
     /// The child (or referenced) `AzureAppRegistration` is Ready.
     pub const APP_REGISTRATION_READY: &str = "AppRegistrationReady";
     /// SMTP AUTH and forwarding on the Exchange Online mailbox match the spec.
@@ -53,6 +59,16 @@ pub mod reason {
     pub const SIGN_IN_REQUIRED: &str = "SignInRequired";
     pub const FORWARDING_BLOCKED: &str = "ForwardingBlockedByPolicy";
     pub const NOT_MANAGED: &str = "NotManaged";
+    /// The EntraTenant admits the resource.
+    pub const ADMITTED: &str = "Admitted";
+    /// The EntraTenant is missing, does not admit the namespace, or forbids what the spec asks.
+    pub const NOT_ADMITTED: &str = "NotAdmitted";
+    /// The Secret to write exists and was not created for this resource.
+    pub const SECRET_CONFLICT: &str = "SecretConflict";
+    /// The mailbox has a forwarding or SMTP AUTH setting the operator did not set.
+    pub const MAILBOX_SETTING_IN_USE: &str = "MailboxSettingInUse";
+    /// The application to adopt has not opted in, or is managed by another resource.
+    pub const ADOPTION_REFUSED: &str = "AdoptionRefused";
 
     /// Every reason above (health checks and alerts are tested against this list).
     pub const ALL: &[&str] = &[
@@ -75,5 +91,10 @@ pub mod reason {
         SIGN_IN_REQUIRED,
         FORWARDING_BLOCKED,
         NOT_MANAGED,
+        ADMITTED,
+        NOT_ADMITTED,
+        SECRET_CONFLICT,
+        MAILBOX_SETTING_IN_USE,
+        ADOPTION_REFUSED,
     ];
 }

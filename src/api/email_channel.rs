@@ -9,7 +9,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{ClientSecretSpec, Cloud, LocalObjectReference, Permission, SecretKeyReference};
+use super::common::{ClientSecretSpec, LocalObjectReference, Permission, SecretKeyReference};
+use super::tenant::TenantReference;
 
 /// Desired state of one Webex Connect email channel backed by an Office 365 mailbox.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -24,6 +25,7 @@ use super::common::{ClientSecretSpec, Cloud, LocalObjectReference, Permission, S
     doc = "A Webex Connect email channel using Office 365 OAuth: Entra ID app and rotated secret, Exchange Online mailbox settings and the Connect email asset.",
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Mailbox", type_ = "string", json_path = ".spec.mailbox"),
+    printcolumn(name = "Admitted", type_ = "string", json_path = ".status.conditions[?(@.type==\"Admitted\")].status"),
     printcolumn(name = "App ID", type_ = "string", json_path = ".status.appId"),
     printcolumn(name = "Secret Expiry", type_ = "string", json_path = ".status.secretNotAfter"),
     printcolumn(
@@ -41,7 +43,9 @@ pub struct EmailChannelSpec {
     #[schemars(length(min = 3, max = 254))]
     #[schemars(extend("x-kubernetes-validations" = [
         {"rule": "self.matches('^[^@ ]+@[^@ ]+[.][^@ ]+$')",
-         "message": "mailbox must be an email address such as support@contoso.com"}
+         "message": "mailbox must be an email address such as support@contoso.com"},
+        {"rule": "self == oldSelf",
+         "message": "mailbox is immutable (the operator restores the earlier mailbox's settings only when the channel is deleted): create a new EmailChannel for another mailbox"}
     ]))]
     pub mailbox: String,
     /// The Entra ID side: a tenant to create a child AzureAppRegistration in, or a reference to
@@ -61,29 +65,22 @@ pub struct EmailChannelSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "has(self.tenantId) != has(self.appRegistrationRef)",
-     "message": "set exactly one of azure.tenantId (the operator creates the app registration) and azure.appRegistrationRef (use an existing AzureAppRegistration)"},
-    {"rule": "!has(self.appRegistrationRef) || !(has(self.displayName) || has(self.permissions) || has(self.clientSecret) || has(self.cloud))",
-     "message": "azure.displayName, cloud, permissions and clientSecret apply to the child app registration only; with azure.appRegistrationRef set them on the referenced AzureAppRegistration"},
-    {"rule": "!has(oldSelf.tenantId) || (has(self.tenantId) && self.tenantId == oldSelf.tenantId)",
-     "message": "azure.tenantId is immutable: create a new EmailChannel for another tenant"}
+    {"rule": "has(self.tenantRef) != has(self.appRegistrationRef)",
+     "message": "set exactly one of azure.tenantRef (the operator creates the app registration in that EntraTenant) and azure.appRegistrationRef (use an existing AzureAppRegistration)"},
+    {"rule": "!has(self.appRegistrationRef) || !(has(self.displayName) || has(self.permissions) || has(self.clientSecret))",
+     "message": "azure.displayName, permissions and clientSecret apply to the child app registration only; with azure.appRegistrationRef set them on the referenced AzureAppRegistration"},
+    {"rule": "!has(oldSelf.tenantRef) || (has(self.tenantRef) && self.tenantRef == oldSelf.tenantRef)",
+     "message": "azure.tenantRef is immutable: create a new EmailChannel for another tenant"}
 ]))]
 pub struct AzureSettings {
-    /// Directory (tenant) ID, a GUID. The operator creates a child AzureAppRegistration there. Immutable.
+    /// The EntraTenant (set up by the cluster administrator) to create the child
+    /// AzureAppRegistration in. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 36))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self.matches('^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')",
-         "message": "azure.tenantId must be the tenant's GUID, e.g. 72f988bf-86f1-41af-91ab-2d7cd011db47 (Entra admin center → Overview → Tenant ID)"}
-    ]))]
-    pub tenant_id: Option<String>,
+    pub tenant_ref: Option<TenantReference>,
     /// Use this existing AzureAppRegistration (same namespace) instead of creating one; it must
     /// list the Connect callback URL among its redirectUris.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_registration_ref: Option<LocalObjectReference>,
-    /// Microsoft cloud of the child app registration (default AzurePublic).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cloud: Option<Cloud>,
     /// Display name of the child application (default: `Webex Connect <mailbox>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 120))]
@@ -273,8 +270,8 @@ pub struct EmailChannelStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// AppRegistrationReady, MailboxConfigured, OutboundForwardingAllowed, ConnectAssetSynced,
-    /// ConnectAuthorized, Ready.
+    /// Admitted, AppRegistrationReady, MailboxConfigured, OutboundForwardingAllowed,
+    /// ConnectAssetSynced, ConnectAuthorized, Ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Name of the AzureAppRegistration in use.
@@ -298,6 +295,87 @@ pub struct EmailChannelStatus {
     /// The Connect asset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect: Option<ConnectStatus>,
+    /// The mailbox settings as they were before the operator first changed them (restored when
+    /// the channel is deleted), and what the operator set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<MailboxStatus>,
+}
+
+/// The mailbox settings the operator found and the ones it set. Once the operator has changed a
+/// setting it owns it: drift is repaired; on deletion the earlier value is restored, unless
+/// someone changed the setting again since (their value is then kept).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MailboxStatus {
+    /// The mailbox these values belong to (in the tenant of the channel's registration).
+    pub address: String,
+    /// The tenant the mailbox lives in.
+    pub tenant_id: String,
+    /// The tenant's cloud.
+    #[serde(default)]
+    pub cloud: super::common::Cloud,
+    /// Forwarding before the operator changed it; unset while the operator has not changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_forwarding: Option<ForwardingValue>,
+    /// Forwarding the operator set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_forwarding: Option<ForwardingValue>,
+    /// `SmtpClientAuthenticationDisabled` before the operator changed it (`inherit` = unset);
+    /// unset while the operator has not changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_smtp_auth_disabled: Option<SmtpAuthValue>,
+    /// `SmtpClientAuthenticationDisabled` the operator set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_smtp_auth_disabled: Option<SmtpAuthValue>,
+}
+
+/// A mailbox's forwarding (`ForwardingSmtpAddress`, `DeliverToMailboxAndForward`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardingValue {
+    /// The SMTP address mail is forwarded to; unset: no forwarding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_address: Option<String>,
+    /// A recipient inside the organisation (`ForwardingAddress`) that mail was forwarded to; the
+    /// operator cannot restore it (it restores the SMTP forwarding and reports this one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_address: Option<String>,
+    /// Keep a copy in the mailbox.
+    #[serde(default)]
+    pub keep_copy: bool,
+}
+
+/// A mailbox's `SmtpClientAuthenticationDisabled`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum SmtpAuthValue {
+    /// Unset: the organisation's setting applies.
+    #[serde(rename = "inherit")]
+    Inherit,
+    /// SMTP AUTH disabled for the mailbox.
+    #[serde(rename = "disabled")]
+    Disabled,
+    /// SMTP AUTH enabled for the mailbox.
+    #[serde(rename = "enabled")]
+    Enabled,
+}
+
+impl SmtpAuthValue {
+    /// As `SmtpClientAuthenticationDisabled` (None = inherit).
+    pub fn as_disabled(self) -> Option<bool> {
+        match self {
+            Self::Inherit => None,
+            Self::Disabled => Some(true),
+            Self::Enabled => Some(false),
+        }
+    }
+
+    pub fn from_disabled(disabled: Option<bool>) -> Self {
+        match disabled {
+            None => Self::Inherit,
+            Some(true) => Self::Disabled,
+            Some(false) => Self::Enabled,
+        }
+    }
 }
 
 /// Observed state of the Connect asset.

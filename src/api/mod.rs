@@ -1,8 +1,10 @@
-//! The two custom resources of API group `connectemail.dev/v1alpha1`, their conditions and the
+//! The custom resources of API group `connectemail.dev/v1alpha1`, their conditions and the
 //! annotations the operator reads. Validation lives in the generated schema (bounds, enums and CEL
 //! `x-kubernetes-validations`) so bad input is rejected at admission, without a webhook.
 //!
 //! ```text
+//!   EntraTenant (cluster-scoped, the administrator's: tenant, admitted namespaces, limits)
+//!        ▲ tenantRef
 //!   EmailChannel ──owns──▶ AzureAppRegistration ──owns──▶ Secret (client-id, client-secret, tenant-id)
 //!        │                         │
 //!        ├─ Exchange Online        └─ Entra ID application, service principal, consent, passwords
@@ -14,6 +16,7 @@ pub mod common;
 pub mod conditions;
 pub mod duration;
 pub mod email_channel;
+pub mod tenant;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -21,6 +24,7 @@ use kube::CustomResourceExt;
 pub use app_registration::{AzureAppRegistration, AzureAppRegistrationSpec, AzureAppRegistrationStatus};
 pub use common::{ClientSecretSpec, Cloud, Permission};
 pub use email_channel::{EmailChannel, EmailChannelSpec, EmailChannelStatus};
+pub use tenant::{EntraTenant, EntraTenantSpec, TenantReference};
 
 /// API group of both resources.
 pub const GROUP: &str = "connectemail.dev";
@@ -33,12 +37,14 @@ pub const ANNOTATION_PAUSED: &str = "connectemail.dev/paused";
 pub const ANNOTATION_CONNECT_SECRET_APPLIED: &str = "connectemail.dev/connect-secret-applied";
 /// On an AzureAppRegistration: the key ID its consumer confirmed using (see `requireAcknowledgement`).
 pub const ANNOTATION_SECRET_ACKNOWLEDGED: &str = "connectemail.dev/secret-acknowledged";
+/// On an Entra application: `connectemail.dev/adopt:<namespace>/<name>` lets that resource adopt it.
+pub const ADOPT_TAG_PREFIX: &str = "connectemail.dev/adopt:";
 /// Finalizer guarding external state (Entra application, passwords, Connect asset).
 pub const FINALIZER: &str = "connectemail.dev/cleanup";
 
 /// Every CRD this operator serves, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![AzureAppRegistration::crd(), EmailChannel::crd()]
+    vec![AzureAppRegistration::crd(), EmailChannel::crd(), EntraTenant::crd()]
 }
 
 /// File name used for a CRD under `crds/`.

@@ -74,6 +74,9 @@ pub trait Directory: Send + Sync {
     async fn changes(&self, tenant: &str, feed: ChangeFeed, link: Option<&str>) -> Result<Changes, AzureError>;
 }
 
+/// The tenant that owns Microsoft's first-party applications (`appOwnerOrganizationId`).
+pub const MICROSOFT_TENANT_ID: &str = "f8cdef31-a31e-4b4a-93e4-5f571e91255a";
+
 /// Retries for Graph's documented replication lag (writes right after a create).
 #[derive(Clone, Debug)]
 pub struct LagRetry {
@@ -491,9 +494,17 @@ impl Directory for GraphClient {
         if is_guid(resource) {
             return self.service_principal(tenant, resource).await;
         }
+        // Anyone in a tenant can register an application called "Microsoft Graph": a display name
+        // resolves only to a unique service principal whose application Microsoft's tenant owns.
         let path = format!("servicePrincipals?$filter=displayName%20eq%20'{}'", odata(resource));
         let found: Vec<ServicePrincipal> = self.list("findServicePrincipal", tenant, &path).await?;
-        Ok(found.into_iter().next())
+        let mut microsoft = found.into_iter().filter(|sp| {
+            sp.app_owner_organization_id.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(MICROSOFT_TENANT_ID))
+        });
+        match (microsoft.next(), microsoft.next()) {
+            (Some(sp), None) => Ok(Some(sp)),
+            _ => Ok(None),
+        }
     }
 
     async fn app_role_assignments(

@@ -21,6 +21,9 @@ pub struct Application {
     pub required_resource_access: Vec<RequiredResourceAccess>,
     #[serde(default)]
     pub password_credentials: Vec<PasswordCredential>,
+    /// Tags; `connectemail.dev/adopt:<namespace>/<name>` lets that resource adopt the application.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
@@ -105,6 +108,9 @@ impl std::fmt::Debug for NewPassword {
 pub struct ServicePrincipal {
     pub id: String,
     pub app_id: String,
+    /// The tenant that owns the application (Microsoft's own for first-party APIs).
+    #[serde(default)]
+    pub app_owner_organization_id: Option<String>,
     #[serde(default)]
     pub display_name: Option<String>,
     #[serde(default)]

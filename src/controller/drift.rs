@@ -55,7 +55,7 @@ pub fn affected(
     feed: ChangeFeed,
     changes: &[ChangedObject],
 ) -> Vec<ObjectRef<AzureAppRegistration>> {
-    let in_tenant = || objects.iter().filter(|o| o.spec.tenant_id.eq_ignore_ascii_case(tenant));
+    let in_tenant = || objects.iter().filter(|o| o.tenant().is_some_and(|(t, _)| t.eq_ignore_ascii_case(tenant)));
     let mut refs: BTreeMap<String, ObjectRef<AzureAppRegistration>> = BTreeMap::new();
     for change in changes {
         for o in in_tenant() {
@@ -110,8 +110,9 @@ async fn follow(
         }
         let objects = store.state();
         let mut tenants: BTreeMap<(String, String), crate::api::Cloud> = BTreeMap::new();
-        for o in &objects {
-            tenants.insert((format!("{:?}", o.spec.cloud), o.spec.tenant_id.to_ascii_lowercase()), o.spec.cloud);
+        // Registrations not admitted yet have nothing in Entra ID to drift.
+        for (tenant, cloud) in objects.iter().filter_map(|o| o.tenant()) {
+            tenants.insert((format!("{cloud:?}"), tenant.to_ascii_lowercase()), cloud);
         }
         for ((cloud_key, tenant), cloud) in tenants {
             let directory = ctx.azure.for_cloud(cloud).directory.clone();
@@ -131,7 +132,7 @@ async fn follow(
                         links.remove(&key);
                         objects
                             .iter()
-                            .filter(|o| o.spec.tenant_id.eq_ignore_ascii_case(&tenant))
+                            .filter(|o| o.tenant().is_some_and(|(t, _)| t.eq_ignore_ascii_case(&tenant)))
                             .map(|o| ObjectRef::from_obj(o.as_ref()))
                             .collect()
                     }
@@ -160,13 +161,14 @@ mod tests {
         let mut o: AzureAppRegistration = serde_json::from_value(serde_json::json!({
             "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
             "metadata": {"name": name, "namespace": "ns"},
-            "spec": {"tenantId": tenant, "displayName": name, "clientSecret": {"secretName": "s"}}
+            "spec": {"tenantRef": {"name": "t"}, "displayName": name, "clientSecret": {"secretName": "s"}}
         }))
         .unwrap();
         o.status = Some(AzureAppRegistrationStatus {
             object_id: Some(object_id.into()),
             app_id: Some(format!("app-{object_id}")),
             service_principal_id: Some(sp.into()),
+            tenant_id: Some(tenant.into()),
             ..Default::default()
         });
         Arc::new(o)

@@ -18,6 +18,10 @@ pub enum Error {
     Finalizer(String),
     #[error("object is missing {0}")]
     MissingObjectKey(&'static str),
+    /// The operator refuses to act (trust boundary, something it did not create): `reason` is the
+    /// condition reason, the message says what to change. Permanent until something changes.
+    #[error("{message}")]
+    Refused { reason: &'static str, message: String },
 }
 
 impl Error {
@@ -33,13 +37,14 @@ impl Error {
             Self::Connect(_) => "connect",
             Self::Finalizer(_) => "finalizer",
             Self::MissingObjectKey(_) => "missing_object_key",
+            Self::Refused { .. } => "refused",
         }
     }
 
     /// Errors that retrying cannot fix until something changes (spec, tenant permissions).
     pub fn is_permanent(&self) -> bool {
         match self {
-            Self::InvalidSpec(_) | Self::MissingObjectKey(_) => true,
+            Self::InvalidSpec(_) | Self::MissingObjectKey(_) | Self::Refused { .. } => true,
             Self::Azure(e) => {
                 !e.is_transient() && e.status().is_some_and(|s| (400..500).contains(&s)) && !e.is_throttled()
             }

@@ -2,6 +2,7 @@
 //!
 //! Each reconcile: observe external state (Graph, the Secret) → plan with pure functions →
 //! act through the external-system traits → write status with server-side apply.
+pub mod admission;
 pub mod app_registration;
 pub mod conditions;
 pub mod context;

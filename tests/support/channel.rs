@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use super::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, OPERATOR_SECRET, TENANT};
+use super::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, OPERATOR_SECRET, TENANT, TENANT_REF};
 use super::{FIELD_MANAGER, eventually};
 
 pub const MAILBOX: &str = "reliable@contoso.com";
@@ -36,7 +36,7 @@ pub fn manifest() -> serde_json::Value {
         "metadata": {"name": CHANNEL},
         "spec": {
             "mailbox": MAILBOX,
-            "azure": {"tenantId": TENANT, "clientSecret": {"secretName": CHANNEL_SECRET, "revokeAfter": "0s"}},
+            "azure": {"tenantRef": {"name": TENANT_REF}, "clientSecret": {"secretName": CHANNEL_SECRET, "revokeAfter": "0s"}},
             "connect": {"mode": "Api", "region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Reliable email",
                         "organizationId": CONNECT_ORG, "credentialsSecretRef": {"name": "webex-connect-api"}}
         }

@@ -20,6 +20,9 @@ use url::Url;
 use super::{TestNamespace, client, install_crds};
 
 pub const TENANT: &str = "11111111-2222-3333-4444-555555555555";
+/// The EntraTenant every test namespace may use (labelled `connectemail.dev/test=true`), applied
+/// by each harness: the tenant above, the mailboxes and permissions the tests use, adoption allowed.
+pub const TENANT_REF: &str = "test-tenant";
 pub const OPERATOR_CLIENT_ID: &str = "0e0e0e0e-1111-2222-3333-444444444444";
 pub const OPERATOR_SECRET: &str = "operator-test-secret~not-a-real-one";
 
@@ -60,6 +63,7 @@ impl Harness {
         sim.add_operator_client_secret(TENANT, OPERATOR_CLIENT_ID, OPERATOR_SECRET);
         let client = client().await;
         install_crds(&client).await;
+        apply_test_tenant(&client).await;
         let ns = TestNamespace::new(&client, test).await;
         let connect = start_connect().await;
         Self { sim, client, ns, connect, metrics: None, client_timeout: None, stop: None, task: None, settings: None }
@@ -228,6 +232,32 @@ impl Harness {
         }
         self.ns.delete().await;
     }
+}
+
+/// Applies the shared EntraTenant [`TENANT_REF`] (server-side apply: every harness applies the same).
+pub async fn apply_test_tenant(client: &Client) {
+    use connect_email_operator::api::EntraTenant;
+    use kube::api::{Patch, PatchParams};
+    let tenant = serde_json::json!({
+        "apiVersion": "connectemail.dev/v1alpha1",
+        "kind": "EntraTenant",
+        "metadata": {"name": TENANT_REF},
+        "spec": {
+            "tenantId": TENANT,
+            "namespaceSelector": {"matchLabels": {"connectemail.dev/test": "true"}},
+            "mailboxes": ["*@contoso.com", "*@*.contoso.com", "*@fabrikam.com"],
+            "forwarding": {"allowedDestinations": ["*@mail-us.imiconnect.io", "*@b.io"]},
+            "permissions": {"allowed": [
+                {"resourceAppId": "00000002-0000-0ff1-ce00-000000000000", "delegated": ["SMTP.Send"], "application": ["Mail.Send"]},
+                {"resourceAppId": "00000003-0000-0000-c000-000000000000", "delegated": ["offline_access"]},
+            ]},
+            "adoption": {"allowed": true},
+        },
+    });
+    Api::<EntraTenant>::all(client.clone())
+        .patch(TENANT_REF, &PatchParams::apply(super::FIELD_MANAGER).force(), &Patch::Apply(&tenant))
+        .await
+        .expect("apply the test EntraTenant");
 }
 
 async fn start_connect() -> ConnectSim {

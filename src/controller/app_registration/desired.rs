@@ -134,6 +134,31 @@ pub fn desired_application(
 
 /// Fields where the application differs from the desired body (empty: nothing to do). Order of
 /// redirect URIs and permissions is ignored so that Graph's own ordering never causes churn.
+/// Whether this resource (`namespace/name`, uniqueName `key`) may adopt `app`: never an application
+/// another resource of this operator manages (its uniqueName carries another UID), and only one
+/// whose owners opted in with the tag `connectemail.dev/adopt:<namespace>/<name>` (only someone
+/// with rights on the application can set a tag), until it carries this resource's uniqueName.
+pub fn may_adopt(app: &Application, key: &str, namespace: &str, name: &str) -> Result<(), String> {
+    if app.unique_name.as_deref() == Some(key) {
+        return Ok(());
+    }
+    if let Some(other) = app.unique_name.as_deref().filter(|u| u.starts_with(super::reconcile::UNIQUE_NAME_PREFIX)) {
+        return Err(format!(
+            "application {} is managed by another resource of this operator (uniqueName {other}): it cannot be adopted",
+            app.app_id
+        ));
+    }
+    let tag = format!("{}{namespace}/{name}", crate::api::ADOPT_TAG_PREFIX);
+    if app.tags.iter().any(|t| *t == tag) {
+        Ok(())
+    } else {
+        Err(format!(
+            "application {} has not opted in to adoption: an owner of the application must add the tag {tag} (Graph: PATCH /applications/{{id}} with tags) before this resource may adopt it",
+            app.app_id
+        ))
+    }
+}
+
 pub fn application_drift(observed: &Application, desired: &ApplicationUpdate) -> Vec<&'static str> {
     let mut drift = Vec::new();
     if observed.display_name.as_deref() != Some(desired.display_name.as_str()) {
@@ -236,6 +261,7 @@ mod tests {
         ServicePrincipal {
             id: "sp-exo".into(),
             app_id: "00000002-0000-0ff1-ce00-000000000000".into(),
+            app_owner_organization_id: None,
             display_name: Some("Office 365 Exchange Online".into()),
             app_roles: vec![
                 AppRole {
@@ -339,7 +365,7 @@ mod tests {
     #[test]
     fn drift_ignores_ordering_but_sees_real_changes() {
         let spec: AzureAppRegistrationSpec = serde_json::from_value(serde_json::json!({
-            "tenantId": "11111111-2222-3333-4444-555555555555", "displayName": "A",
+            "tenantRef": {"name": "t"}, "displayName": "A",
             "redirectUris": ["https://a/callback", "https://b/callback"],
             "implicitGrant": {"accessTokens": true},
             "clientSecret": {"secretName": "s"}

@@ -24,6 +24,7 @@ use secrecy::SecretString;
 use super::desired::{self, ResolvedPermission};
 use super::rotation::{self, CurrentCredential, IssueReason, PendingRecovery, Revocation, SecretPolicy, VerifyOutcome};
 use super::secret::{self, ObservedSecret};
+use crate::api::Cloud;
 use crate::api::app_registration::{
     AzureAppRegistrationStatus, CredentialStatus, DeletionPolicy, PendingRotation, PreviousCredential,
 };
@@ -34,15 +35,19 @@ use crate::api::{
 use crate::azure::error::aadsts;
 use crate::azure::model::Application;
 use crate::azure::{AzureError, CloudClients};
-use crate::controller::{Context, Error};
+use crate::controller::{Context, Error, admission};
 use crate::controller::{conditions, lifecycle, report};
 use crate::failpoint;
+use crate::policy::{self, Refusal};
 
 /// The uniqueName of the application the operator creates for a resource: derived from the UID,
 /// so a restart or a re-list never creates a second application.
 pub fn unique_name(uid: &str) -> String {
-    format!("connect-email-operator-{uid}")
+    format!("{UNIQUE_NAME_PREFIX}{uid}")
 }
+
+/// The prefix of every uniqueName the operator gives an application.
+pub const UNIQUE_NAME_PREFIX: &str = "connect-email-operator-";
 
 pub async fn reconcile(obj: Arc<AzureAppRegistration>, ctx: Arc<Context>) -> Result<Action, Error> {
     lifecycle::reconcile_with_finalizer(obj, &ctx, |o| apply(o, &ctx), |o| cleanup(o, &ctx)).await
@@ -56,6 +61,9 @@ fn is_paused(obj: &AzureAppRegistration) -> bool {
 struct Run<'a> {
     obj: &'a AzureAppRegistration,
     ctx: &'a Context,
+    /// The tenant (from the admitting EntraTenant) and its cloud.
+    tenant: String,
+    cloud: Cloud,
     api: Api<AzureAppRegistration>,
     status: AzureAppRegistrationStatus,
     now: Timestamp,
@@ -97,6 +105,8 @@ async fn apply(cached: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Actio
     let mut run = Run {
         obj: &obj,
         ctx,
+        tenant: String::new(),
+        cloud: Cloud::default(),
         api,
         status: obj.status.clone().unwrap_or_default(),
         now: ctx.clock.now(),
@@ -113,7 +123,36 @@ async fn apply(cached: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Actio
         run.write_status().await?;
         return Ok(Action::await_change());
     }
-    let outcome = apply_steps(&mut run).await;
+    // The trust boundary first: no external call for a resource its EntraTenant does not admit.
+    let resources = match admit(&obj, ctx, &ns).await? {
+        Ok((tenant, resources)) => {
+            run.tenant = tenant.tenant_id().to_string();
+            run.cloud = tenant.cloud();
+            run.condition(
+                cond::ADMITTED,
+                true,
+                reason::ADMITTED,
+                format!("EntraTenant {} admits this resource (tenant {})", tenant.name, run.tenant),
+            );
+            resources
+        }
+        Err(refusal) => {
+            let message = refusal.to_string();
+            run.condition(cond::ADMITTED, false, reason::NOT_ADMITTED, message.clone());
+            run.condition(cond::READY, false, reason::NOT_ADMITTED, message);
+            run.write_status().await?;
+            // A changed EntraTenant reconciles its resources (watch); the resync is a safety net.
+            return Ok(Action::requeue(ctx.settings.resync));
+        }
+    };
+    // Recorded before the first external call, so that deletion knows where to clean up even if
+    // the operator stops right after creating the application.
+    if run.status.tenant_id.is_none() {
+        run.status.tenant_id = Some(run.tenant.clone());
+        run.status.cloud = Some(run.cloud);
+        run.write_status().await?;
+    }
+    let outcome = apply_steps(&mut run, &resources).await;
     if let Err(e) = &outcome {
         let (why, message) = describe_failure(e);
         run.condition(cond::READY, false, why, message);
@@ -125,9 +164,37 @@ async fn apply(cached: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Actio
     Ok(Action::requeue(jitter(run.requeue)))
 }
 
+/// Whether the resource's EntraTenant admits it, and the application IDs its permissions resolve by.
+async fn admit(
+    obj: &AzureAppRegistration,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Result<(admission::Tenant, policy::ResourceIds), Refusal>, Error> {
+    let tenant = match admission::tenant(ctx, ns, &obj.spec.tenant_ref).await? {
+        Ok(t) => t,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    // The application lives where it was created: an EntraTenant recreated with another tenant ID
+    // under the same name must not send this resource's calls to another tenant.
+    if let Some(recorded) = obj.status.as_ref().and_then(|s| s.tenant_id.as_deref())
+        && !recorded.eq_ignore_ascii_case(tenant.tenant_id())
+    {
+        return Ok(Err(Refusal {
+            rule: "tenantRef",
+            message: format!(
+                "the application was created in tenant {recorded}, but EntraTenant {} now names tenant {}: restore the EntraTenant, or create a new resource",
+                tenant.name,
+                tenant.tenant_id()
+            ),
+        }));
+    }
+    Ok(policy::admit_registration(&tenant.name, &tenant.spec, &obj.spec).map(|ids| (tenant, ids)))
+}
+
 /// Condition reason and user-facing message for an error (no secret ever appears in these).
 fn describe_failure(e: &Error) -> (&'static str, String) {
     match e {
+        Error::Refused { reason, message } => (reason, message.clone()),
         Error::InvalidSpec(m) => (reason::INVALID_SPEC, m.clone()),
         Error::Azure(a) if a.is_permission_denied() => (
             reason::PERMISSION_DENIED,
@@ -144,17 +211,31 @@ fn jitter(d: Duration) -> Duration {
     d + d.mul_f64(rand::rng().random_range(0.0..0.02))
 }
 
-async fn apply_steps(run: &mut Run<'_>) -> Result<(), Error> {
+async fn apply_steps(run: &mut Run<'_>, resources: &policy::ResourceIds) -> Result<(), Error> {
     let obj = run.obj;
     let spec = &obj.spec;
     let uid = obj.uid().ok_or(Error::MissingObjectKey("uid"))?;
-    let clients = run.ctx.azure.for_cloud(spec.cloud).clone();
-    let tenant = spec.tenant_id.as_str();
+    let clients = run.ctx.azure.for_cloud(run.cloud).clone();
+    let tenant_id = run.tenant.clone();
+    let tenant = tenant_id.as_str();
     let policy = SecretPolicy::from_spec(&spec.client_secret).map_err(Error::InvalidSpec)?;
 
-    // Permissions by name → ids. A bad name leaves the application untouched (nothing half-applied)
-    // but does not stop credential management of an existing application.
-    let resolved = resolve(&clients, tenant, &spec.permissions).await?;
+    // A Secret this resource did not create is never written to, and no password is issued for it:
+    // checked before any call to Graph, so nothing is half-applied.
+    if let Some(existing) = read_secret(run).await?
+        && !secret::owned_by(&existing, &uid)
+    {
+        let message = format!(
+            "Secret {} already exists and was not created for this resource: choose another clientSecret.secretName, or delete that Secret if it is not in use",
+            spec.client_secret.secret_name
+        );
+        run.condition(cond::CREDENTIAL_READY, false, reason::SECRET_CONFLICT, message.clone());
+        return Err(Error::Refused { reason: reason::SECRET_CONFLICT, message });
+    }
+
+    // Permissions by application ID → permission ids. A bad name leaves the application untouched
+    // (nothing half-applied) but does not stop credential management of an existing application.
+    let resolved = resolve(&clients, tenant, &spec.permissions, resources).await?;
     if let Err(problem) = &resolved {
         run.condition(cond::CONSENT_GRANTED, false, reason::UNKNOWN_PERMISSION, problem.clone());
     }
@@ -165,12 +246,19 @@ async fn apply_steps(run: &mut Run<'_>) -> Result<(), Error> {
         format!("Managed by connect-email-operator from {}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
     let mut desired = desired::desired_application(spec, resolved.as_deref().unwrap_or_default(), notes);
     let existing = match &spec.adopt {
-        Some(adopt) => Some(clients.directory.app_by_app_id(tenant, &adopt.app_id).await?.ok_or_else(|| {
-            Error::InvalidSpec(format!(
-                "adopt.appId {} was not found in tenant {tenant}: check the application (client) ID",
-                adopt.app_id
-            ))
-        })?),
+        Some(adopt) => {
+            let app = clients.directory.app_by_app_id(tenant, &adopt.app_id).await?.ok_or_else(|| {
+                Error::InvalidSpec(format!(
+                    "adopt.appId {} was not found in tenant {tenant}: check the application (client) ID",
+                    adopt.app_id
+                ))
+            })?;
+            let ns = obj.namespace().unwrap_or_default();
+            if let Err(message) = desired::may_adopt(&app, &key, &ns, &obj.name_any()) {
+                return Err(Error::Refused { reason: reason::ADOPTION_REFUSED, message });
+            }
+            Some(app)
+        }
         None => clients.directory.app_by_unique_name(tenant, &key).await?,
     };
     let app = match (existing, &resolved) {
@@ -254,15 +342,19 @@ async fn apply_steps(run: &mut Run<'_>) -> Result<(), Error> {
     consent
 }
 
+/// Resource service principals are looked up by application ID only (the admission resolved
+/// display names of well-known APIs to their first-party IDs).
 async fn resolve(
     clients: &CloudClients,
     tenant: &str,
     permissions: &[Permission],
+    app_ids: &policy::ResourceIds,
 ) -> Result<Result<Vec<ResolvedPermission>, String>, Error> {
     let mut resources = BTreeMap::new();
     for p in permissions {
         if !resources.contains_key(&p.resource) {
-            let sp = clients.directory.resource_service_principal(tenant, &p.resource).await?;
+            let app_id = app_ids.get(&p.resource).ok_or(Error::MissingObjectKey("admitted resource app ID"))?;
+            let sp = clients.directory.service_principal(tenant, app_id).await?;
             resources.insert(p.resource.clone(), sp);
         }
     }
@@ -276,7 +368,8 @@ async fn manage_consent(
     sp_id: &str,
 ) -> Result<(), Error> {
     let spec = &run.obj.spec;
-    let tenant = spec.tenant_id.as_str();
+    let tenant = run.tenant.clone();
+    let tenant = tenant.as_str();
     if !spec.admin_consent {
         run.condition(
             cond::CONSENT_GRANTED,
@@ -387,7 +480,7 @@ async fn manage_credential(
     app: &Application,
     uid: &str,
 ) -> Result<(), Error> {
-    let tenant = run.obj.spec.tenant_id.clone();
+    let tenant = run.tenant.clone();
     let mut app_passwords = passwords(app);
     let mut stored = secret::observe(read_secret(run).await?.as_ref());
 
@@ -694,7 +787,7 @@ async fn issue(
     stored: &mut ObservedSecret,
     rotate_annotation: Option<String>,
 ) -> Result<(), Error> {
-    let tenant = run.obj.spec.tenant_id.clone();
+    let tenant = run.tenant.clone();
     // 1. Intent first: Graph returns the secret text once, so a crash after addPassword must be
     //    recognisable (the marker) and recoverable (see recover_pending).
     let marker = match &run.status.pending_rotation {
@@ -799,7 +892,7 @@ async fn write_secret(run: &Run<'_>, app: &Application, stored: &ObservedSecret)
         return Ok(());
     };
     let spec = &run.obj.spec;
-    let endpoints = &run.ctx.azure.for_cloud(spec.cloud).endpoints;
+    let endpoints = &run.ctx.azure.for_cloud(run.cloud).endpoints;
     let previous = match (&stored.previous_key_id, &stored.previous_secret) {
         (Some(k), Some(s)) => Some((k.as_str(), s)),
         _ => None,
@@ -808,9 +901,9 @@ async fn write_secret(run: &Run<'_>, app: &Application, stored: &ObservedSecret)
         run.obj,
         &secret::Contents {
             client_id: &app.app_id,
-            tenant_id: &spec.tenant_id,
-            authority: endpoints.authority(&spec.tenant_id),
-            token_url: endpoints.token_url(&spec.tenant_id),
+            tenant_id: &run.tenant,
+            authority: endpoints.authority(&run.tenant),
+            token_url: endpoints.token_url(&run.tenant),
             key_id,
             secret: text,
             not_after: cred.not_after.0,
@@ -833,13 +926,19 @@ async fn cleanup(obj: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Action
     }
     let spec = &obj.spec;
     let uid = obj.uid().ok_or(Error::MissingObjectKey("uid"))?;
-    let clients = ctx.azure.for_cloud(spec.cloud);
-    let tenant = spec.tenant_id.as_str();
+    ctx.metrics.credential(&obj.namespace().unwrap_or_default(), &obj.name_any(), None);
+    // Only what this resource created or adopted is cleaned up, in the tenant it was created in.
+    // A resource that never got that far (never admitted, a mistyped EntraTenant) has nothing
+    // outside the cluster: it goes at once, without a call to Graph.
+    let status = obj.status.clone().unwrap_or_default();
+    let Some(tenant) = status.tenant_id.as_deref() else {
+        return Ok(Action::await_change());
+    };
+    let clients = ctx.azure.for_cloud(status.cloud.unwrap_or_default());
     let app = match &spec.adopt {
         Some(adopt) => clients.directory.app_by_app_id(tenant, &adopt.app_id).await?,
         None => clients.directory.app_by_unique_name(tenant, &unique_name(&uid)).await?,
     };
-    ctx.metrics.credential(&obj.namespace().unwrap_or_default(), &obj.name_any(), None);
     let Some(app) = app else {
         return Ok(Action::await_change());
     };

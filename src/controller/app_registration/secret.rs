@@ -34,6 +34,12 @@ pub fn fingerprint(secret: &SecretString) -> String {
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "connect-email-operator";
 
+/// Whether `secret` was written for the resource with this UID (its owner reference): the only
+/// Secrets the operator writes to. A Secret someone else created is never merged into or adopted.
+pub fn owned_by(secret: &Secret, uid: &str) -> bool {
+    secret.metadata.owner_references.iter().flatten().any(|o| o.uid == uid)
+}
+
 /// What the Secret currently holds.
 #[derive(Default)]
 pub struct ObservedSecret {
@@ -128,7 +134,7 @@ mod tests {
         let owner: AzureAppRegistration = serde_json::from_value(serde_json::json!({
             "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
             "metadata": {"name": "a", "namespace": "n", "uid": "u1"},
-            "spec": {"tenantId": "11111111-2222-3333-4444-555555555555", "displayName": "A",
+            "spec": {"tenantRef": {"name": "t"}, "displayName": "A",
                      "clientSecret": {"secretName": "a-credentials"}}
         }))
         .unwrap();

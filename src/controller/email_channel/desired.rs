@@ -31,7 +31,7 @@ pub fn default_secret_name(channel: &str) -> String {
 /// The child AzureAppRegistration's spec (None when the channel references an existing one).
 /// Its secret's consumer is Connect, so the previous secret is held until Connect has the new one.
 pub fn child_spec(channel_name: &str, spec: &EmailChannelSpec) -> Option<AzureAppRegistrationSpec> {
-    let tenant_id = spec.azure.tenant_id.clone()?;
+    let tenant_ref = spec.azure.tenant_ref.clone()?;
     let mut client_secret = spec
         .azure
         .client_secret
@@ -39,8 +39,7 @@ pub fn child_spec(channel_name: &str, spec: &EmailChannelSpec) -> Option<AzureAp
         .unwrap_or_else(|| ClientSecretSpec::with_secret_name(default_secret_name(channel_name)));
     client_secret.require_acknowledgement = true;
     Some(AzureAppRegistrationSpec {
-        tenant_id,
-        cloud: spec.azure.cloud.unwrap_or_default(),
+        tenant_ref,
         display_name: spec.azure.display_name.clone().unwrap_or_else(|| default_display_name(&spec.mailbox)),
         sign_in_audience: SignInAudience::AzureADMyOrg,
         redirect_uris: vec![connect::callback_url(&spec.connect.tenant_host)],
@@ -102,6 +101,29 @@ pub fn smtp_auth_change(observed: SmtpAuth, want_enabled: bool) -> Option<Option
     }
 }
 
+/// Whether the operator may change the mailbox's forwarding: yes when it set the forwarding
+/// itself (`owned`), when there is none, or when the EntraTenant allows taking settings over.
+/// Otherwise the message describes what is there.
+pub fn may_change_forwarding(observed: &MailboxForwarding, owned: bool, take_over: bool) -> Result<(), String> {
+    if owned || take_over || (observed.smtp_address.is_none() && observed.address.is_none()) {
+        return Ok(());
+    }
+    let to = observed.smtp_address.as_deref().or(observed.address.as_deref()).unwrap_or_default();
+    Err(format!("the mailbox already forwards to {to}, which this operator did not set"))
+}
+
+/// Whether the operator may change the mailbox's `SmtpClientAuthenticationDisabled`: yes when it
+/// set it itself, when the mailbox inherits the organisation's setting, or when taking over is allowed.
+pub fn may_change_smtp_auth(observed: SmtpAuth, owned: bool, take_over: bool) -> Result<(), String> {
+    match observed.mailbox_disabled {
+        Some(disabled) if !owned && !take_over => Err(format!(
+            "SMTP AUTH is explicitly {} on the mailbox, which this operator did not set",
+            if disabled { "disabled" } else { "enabled" }
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The client secret as Connect holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConnectSecret {
@@ -129,7 +151,7 @@ mod tests {
     fn spec() -> EmailChannelSpec {
         serde_json::from_value(serde_json::json!({
             "mailbox": "support@contoso.com",
-            "azure": {"tenantId": "11111111-2222-3333-4444-555555555555"},
+            "azure": {"tenantRef": {"name": "contoso"}},
             "connect": {"region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Support",
                         "forwardingAddress": "abc@mail-us.imiconnect.io"}
         }))
@@ -169,7 +191,7 @@ mod tests {
     #[test]
     fn a_referenced_registration_means_no_child() {
         let mut s = spec();
-        s.azure.tenant_id = None;
+        s.azure.tenant_ref = None;
         s.azure.app_registration_ref = Some(crate::api::common::LocalObjectReference { name: "shared".into() });
         assert!(child_spec("support", &s).is_none());
     }
@@ -204,6 +226,29 @@ mod tests {
             smtp_auth_change(SmtpAuth { mailbox_disabled: None, organization_disabled: false }, false),
             Some(Some(true))
         );
+    }
+
+    #[test]
+    fn mailbox_settings_someone_else_made_are_not_taken_over() {
+        let theirs = MailboxForwarding {
+            smtp_address: Some("archive@contoso.com".into()),
+            address: None,
+            deliver_to_mailbox_and_forward: true,
+        };
+        let message = may_change_forwarding(&theirs, false, false).unwrap_err();
+        assert!(message.contains("archive@contoso.com"));
+        assert!(may_change_forwarding(&theirs, true, false).is_ok());
+        assert!(may_change_forwarding(&theirs, false, true).is_ok());
+        let internal = MailboxForwarding { address: Some("Boss".into()), ..MailboxForwarding::default() };
+        assert!(may_change_forwarding(&internal, false, false).is_err());
+        assert!(may_change_forwarding(&MailboxForwarding::default(), false, false).is_ok());
+
+        let explicit = SmtpAuth { mailbox_disabled: Some(true), organization_disabled: false };
+        assert!(may_change_smtp_auth(explicit, false, false).unwrap_err().contains("disabled"));
+        assert!(may_change_smtp_auth(explicit, true, false).is_ok());
+        assert!(may_change_smtp_auth(explicit, false, true).is_ok());
+        let inherit = SmtpAuth { mailbox_disabled: None, organization_disabled: true };
+        assert!(may_change_smtp_auth(inherit, false, false).is_ok());
     }
 
     #[test]

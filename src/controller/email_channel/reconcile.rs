@@ -20,20 +20,71 @@ use kube::{Resource, ResourceExt};
 
 use super::desired::{self, ConnectSecret};
 use crate::api::conditions::{app_registration as app_cond, email_channel as cond, reason};
-use crate::api::email_channel::{ConnectMode, ConnectStatus, EmailChannelStatus};
+use crate::api::email_channel::{
+    ConnectMode, ConnectStatus, EmailChannelStatus, ForwardingValue, MailboxStatus, SmtpAuthValue,
+};
 use crate::api::{
     ANNOTATION_CONNECT_SECRET_APPLIED, ANNOTATION_PAUSED, ANNOTATION_SECRET_ACKNOWLEDGED, AzureAppRegistration,
     EmailChannel,
 };
-use crate::controller::{Context, Error, conditions, lifecycle, report};
+use crate::controller::{Context, Error, admission, conditions, lifecycle, report};
 use crate::exchange::{AutoForwardingMode, ExchangeError, MailboxAdmin};
+use crate::policy::{self, Refusal};
 use crate::{connect, failpoint};
 
 pub async fn reconcile(obj: Arc<EmailChannel>, ctx: Arc<Context>) -> Result<Action, Error> {
     // Kubernetes children go with their owner references; nothing external to undo in Manual mode.
     // (Api mode leaves the Connect asset: deleting a channel must not silently break mail flow
     // that a person may have re-pointed.)
-    lifecycle::reconcile_with_finalizer(obj, &ctx, |o| apply(o, &ctx), |_| async { Ok(Action::await_change()) }).await
+    lifecycle::reconcile_with_finalizer(obj, &ctx, |o| apply(o, &ctx), |o| cleanup(o, &ctx)).await
+}
+
+/// Deletion: restore the mailbox settings the operator changed, unless someone changed them again
+/// since (their value wins). Nothing is called when the operator never changed the mailbox.
+async fn cleanup(obj: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error> {
+    let Some(record) = obj.status.as_ref().and_then(|s| s.mailbox.clone()) else {
+        return Ok(Action::await_change());
+    };
+    if obj.annotations().get(ANNOTATION_PAUSED).is_some_and(|v| v == "true") {
+        return Err(Error::InvalidSpec(format!(
+            "{ANNOTATION_PAUSED} is set: remove it to let deletion restore the mailbox settings"
+        )));
+    }
+    let exchange = ctx.azure.for_cloud(record.cloud).mailboxes.clone();
+    let (tenant, mailbox) = (record.tenant_id.as_str(), record.address.as_str());
+    let exchange_error = |e: ExchangeError| Error::InvalidSpec(format!("restoring mailbox {mailbox}: {e}"));
+    let mut restored = Vec::new();
+    if let (Some(applied), Some(previous)) = (&record.applied_forwarding, &record.previous_forwarding) {
+        let now = exchange.forwarding(tenant, mailbox).await.map_err(exchange_error)?;
+        let still_ours = now.address.is_none()
+            && now.smtp_address.as_deref().map(str::to_lowercase)
+                == applied.smtp_address.as_deref().map(str::to_lowercase);
+        if still_ours {
+            exchange
+                .set_forwarding(tenant, mailbox, previous.smtp_address.as_deref(), previous.keep_copy)
+                .await
+                .map_err(exchange_error)?;
+            restored.push(match &previous.smtp_address {
+                Some(a) => format!("forwarding to {a}"),
+                None => "no forwarding".to_string(),
+            });
+            if let Some(internal) = &previous.internal_address {
+                restored.push(format!("(forwarding to the internal recipient {internal} must be restored by hand)"));
+            }
+        }
+    }
+    if let (Some(applied), Some(previous)) = (record.applied_smtp_auth_disabled, record.previous_smtp_auth_disabled) {
+        let now = exchange.smtp_auth(tenant, mailbox).await.map_err(exchange_error)?;
+        if SmtpAuthValue::from_disabled(now.mailbox_disabled) == applied {
+            exchange.set_smtp_auth_disabled(tenant, mailbox, previous.as_disabled()).await.map_err(exchange_error)?;
+            restored.push(format!("SMTP AUTH {previous:?}").to_lowercase());
+        }
+    }
+    if !restored.is_empty() {
+        let note = format!("Restored mailbox {mailbox}: {}", restored.join(", "));
+        report::event(&ctx.recorder, obj.as_ref(), EventType::Normal, "MailboxRestored", "Delete", note).await;
+    }
+    Ok(Action::await_change())
 }
 
 struct Run<'a> {
@@ -106,6 +157,44 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
     let callback = connect::callback_url(&spec.connect.tenant_host);
     run.status.callback_url = Some(callback.clone());
 
+    // 0. The trust boundary: the EntraTenant (the channel's own, or its shared registration's) must
+    //    admit the namespace, the mailbox, the forwarding destination and the child's permissions;
+    //    otherwise nothing is created and no external system is called.
+    let referenced = match &spec.azure.app_registration_ref {
+        Some(r) => registrations.get_opt(&r.name).await?,
+        None => None,
+    };
+    let tenant_ref = match (&spec.azure.tenant_ref, &referenced) {
+        (Some(t), _) => t.clone(),
+        (None, Some(reg)) => reg.spec.tenant_ref.clone(),
+        (None, None) => {
+            let reference = spec.azure.app_registration_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+            run.status.app_registration = Some(reference.clone());
+            run.condition(
+                cond::APP_REGISTRATION_READY,
+                false,
+                reason::DEPENDENCY_NOT_READY,
+                format!("AzureAppRegistration {reference} does not exist in namespace {ns}: create it, or fix azure.appRegistrationRef"),
+            );
+            return finish(run);
+        }
+    };
+    let tenant = match admit(run, ns, &tenant_ref).await? {
+        Ok(tenant) => tenant,
+        Err(refusal) => {
+            let message = refusal.to_string();
+            run.condition(cond::ADMITTED, false, reason::NOT_ADMITTED, message.clone());
+            run.condition(cond::READY, false, reason::NOT_ADMITTED, message);
+            return Ok(());
+        }
+    };
+    run.condition(
+        cond::ADMITTED,
+        true,
+        reason::ADMITTED,
+        format!("EntraTenant {} admits this channel (tenant {})", tenant.name, tenant.tenant_id()),
+    );
+
     // 1. The app registration.
     let (registration_name, registration) = match desired::child_spec(&name, spec) {
         Some(child_spec) => {
@@ -143,8 +232,7 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
         }
         None => {
             let reference = spec.azure.app_registration_ref.as_ref().map(|r| r.name.clone()).unwrap_or_default();
-            let registration = registrations.get_opt(&reference).await?;
-            (reference, registration)
+            (reference, referenced)
         }
     };
     run.status.app_registration = Some(registration_name.clone());
@@ -184,8 +272,9 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
     run.status.app_id = reg_status.app_id.clone();
     run.status.secret_name = Some(registration.spec.client_secret.secret_name.clone());
     run.status.secret_not_after = reg_status.credential.as_ref().map(|c| c.not_after.clone());
-    let tenant = registration.spec.tenant_id.clone();
-    let cloud = registration.spec.cloud;
+    let cloud = tenant.cloud();
+    let policy = tenant.clone();
+    let tenant = tenant.tenant_id().to_string();
     let clients = run.ctx.azure.for_cloud(cloud).clone();
     let current_key = reg_status.credential.as_ref().filter(|c| c.verified_at.is_some()).map(|c| c.key_id.clone());
 
@@ -247,15 +336,18 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
                 ));
             }
         }
-        ConnectMode::Api => match push_to_connect(run, ns, &registration, current_key.as_deref(), &authorize_url).await
-        {
-            Ok(Some(key)) => acknowledge(run, &registrations, &registration, Some(&key)).await?,
-            Ok(None) => {}
-            Err(e) => {
-                let why = if e.is_permanent() { reason::EXTERNAL_ERROR } else { reason::THROTTLED };
-                run.condition(cond::CONNECT_ASSET_SYNCED, false, why, e.to_string());
+        ConnectMode::Api => {
+            match push_to_connect(run, ns, &registration, (&tenant, cloud), current_key.as_deref(), &authorize_url)
+                .await
+            {
+                Ok(Some(key)) => acknowledge(run, &registrations, &registration, Some(&key)).await?,
+                Ok(None) => {}
+                Err(e) => {
+                    let why = if e.is_permanent() { reason::EXTERNAL_ERROR } else { reason::THROTTLED };
+                    run.condition(cond::CONNECT_ASSET_SYNCED, false, why, e.to_string());
+                }
             }
-        },
+        }
     }
     if spec.connect.mode == ConnectMode::Manual {
         run.status.connect =
@@ -292,12 +384,57 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
         conditions::is_true(&run.status.conditions, cond::MAILBOX_CONFIGURED)
             && conditions::is_true(&run.status.conditions, cond::OUTBOUND_FORWARDING_ALLOWED)
     };
+    // The destination Connect gave (Api mode) is checked as the one a person typed (Manual mode).
+    if spec.exchange.forwarding.enabled
+        && let Some(address) = &forwarding_address
+        && let Err(refusal) = policy::admit_forwarding(&policy.name, &policy.spec, address)
+    {
+        run.condition(cond::MAILBOX_CONFIGURED, false, reason::NOT_ADMITTED, refusal.to_string());
+        run.condition(
+            cond::OUTBOUND_FORWARDING_ALLOWED,
+            false,
+            reason::NOT_ADMITTED,
+            "checked once the forwarding destination is allowed",
+        );
+        return finish(run);
+    }
     if configured(run) && run.ctx.mailbox_checked_recently(&uid, &inputs, fresh_for) {
         return finish(run);
     }
-    mailbox(run, clients.mailboxes.as_ref(), &tenant, forwarding_address.as_deref()).await;
+    let mailboxes = clients.mailboxes.clone();
+    let target =
+        Target { tenant: &tenant, cloud, tenant_object: &policy, forwarding_address: forwarding_address.as_deref() };
+    mailbox(run, ns, mailboxes.as_ref(), &target).await?;
     run.ctx.mailbox_checked(&uid, configured(run).then_some(inputs));
     finish(run)
+}
+
+/// Whether the channel's EntraTenant admits it: namespace, mailbox, the forwarding address typed
+/// in Manual mode, and the child registration's permissions.
+async fn admit(
+    run: &Run<'_>,
+    ns: &str,
+    reference: &crate::api::TenantReference,
+) -> Result<Result<admission::Tenant, Refusal>, Error> {
+    let spec = &run.obj.spec;
+    let tenant = match admission::tenant(run.ctx, ns, reference).await? {
+        Ok(t) => t,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let checks = || {
+        policy::admit_mailbox(&tenant.name, &tenant.spec, &spec.mailbox)?;
+        if spec.exchange.forwarding.enabled
+            && spec.connect.mode == ConnectMode::Manual
+            && let Some(address) = &spec.connect.forwarding_address
+        {
+            policy::admit_forwarding(&tenant.name, &tenant.spec, address)?;
+        }
+        if let Some(child) = desired::child_spec(&run.obj.name_any(), spec) {
+            policy::admit_registration(&tenant.name, &tenant.spec, &child)?;
+        }
+        Ok(())
+    };
+    Ok(checks().map(|()| tenant.clone()))
 }
 
 /// Label naming the channel on its child registration.
@@ -309,6 +446,7 @@ async fn push_to_connect(
     run: &mut Run<'_>,
     ns: &str,
     registration: &AzureAppRegistration,
+    (tenant, cloud): (&str, crate::api::Cloud),
     current_key: Option<&str>,
     authorize_url: &str,
 ) -> Result<Option<String>, Error> {
@@ -380,7 +518,7 @@ async fn push_to_connect(
         Some(asset) => Some(asset),
         None => connect.find(&org, &spec.connect.asset_name).await?,
     };
-    let endpoints = &run.ctx.azure.for_cloud(registration.spec.cloud).endpoints;
+    let endpoints = &run.ctx.azure.for_cloud(cloud).endpoints;
     let settings = AssetSettings {
         asset_name: spec.connect.asset_name.clone(),
         email_id: spec.mailbox.clone(),
@@ -390,9 +528,9 @@ async fn push_to_connect(
         smtp_username: spec.mailbox.clone(),
         client_id,
         client_secret,
-        authorization_url: endpoints.authorize_url(&registration.spec.tenant_id),
-        token_url: endpoints.token_url(&registration.spec.tenant_id),
-        scope: connect::scope(registration.spec.cloud).to_string(),
+        authorization_url: endpoints.authorize_url(tenant),
+        token_url: endpoints.token_url(tenant),
+        scope: connect::scope(cloud).to_string(),
     };
     let asset = match existing {
         None => {
@@ -490,47 +628,123 @@ fn exchange_problem(e: &ExchangeError) -> (&'static str, String) {
     }
 }
 
-/// SMTP AUTH and forwarding on the mailbox, then the outbound policy. Errors become conditions:
-/// the rest of the channel (and the secret rotation) carries on.
-async fn mailbox(run: &mut Run<'_>, exchange: &dyn MailboxAdmin, tenant: &str, forwarding_address: Option<&str>) {
-    let spec = &run.obj.spec;
+/// Where the mailbox lives and what it may be forwarded to.
+struct Target<'a> {
+    tenant: &'a str,
+    cloud: crate::api::Cloud,
+    tenant_object: &'a admission::Tenant,
+    forwarding_address: Option<&'a str>,
+}
+
+/// A mailbox setting the operator may not change: the condition to report.
+struct InUse(String);
+
+/// SMTP AUTH and forwarding on the mailbox, then the outbound policy. Exchange errors become
+/// conditions: the rest of the channel (and the secret rotation) carries on.
+///
+/// A setting the operator did not make is left alone unless the EntraTenant allows taking it
+/// over; before the first change the earlier values are saved in status (written before the
+/// change, so a crash cannot lose them) and restored when the channel is deleted.
+async fn mailbox(run: &mut Run<'_>, ns: &str, exchange: &dyn MailboxAdmin, target: &Target<'_>) -> Result<(), Error> {
+    let spec = run.obj.spec.clone();
+    let tenant = target.tenant;
     let settings = spec.exchange.clone();
-    let target = if settings.forwarding.enabled { forwarding_address } else { None };
+    let take_over = target.tenant_object.spec.mailbox_settings.take_over;
+    let forward_to = if settings.forwarding.enabled { target.forwarding_address } else { None };
+    let mut record = run.status.mailbox.clone().unwrap_or_else(|| MailboxStatus {
+        address: spec.mailbox.clone(),
+        tenant_id: tenant.to_string(),
+        cloud: target.cloud,
+        ..MailboxStatus::default()
+    });
     let configured = async {
         let mut changed = Vec::new();
-        let auth = exchange.smtp_auth(tenant, &spec.mailbox).await?;
         let mut problems = Vec::new();
+        let auth = exchange.smtp_auth(tenant, &spec.mailbox).await?;
         if let Some(disabled) = desired::smtp_auth_change(auth, settings.smtp_auth) {
-            if settings.manage {
-                failpoint::hit("email-channel/before-set-smtp-auth");
-                exchange.set_smtp_auth_disabled(tenant, &spec.mailbox, disabled).await?;
-                failpoint::hit("email-channel/after-set-smtp-auth");
-                changed.push(if settings.smtp_auth { "SMTP AUTH enabled" } else { "SMTP AUTH disabled" });
-            } else {
+            if !settings.manage {
                 problems.push(format!(
                     "SMTP AUTH is {} (exchange.manage is false)",
                     if auth.effective_enabled() { "on" } else { "off" }
                 ));
+            } else if let Err(why) =
+                desired::may_change_smtp_auth(auth, record.applied_smtp_auth_disabled.is_some(), take_over)
+            {
+                return Ok(Err(InUse(why)));
+            } else {
+                if record.applied_smtp_auth_disabled.is_none() {
+                    record.previous_smtp_auth_disabled = Some(SmtpAuthValue::from_disabled(auth.mailbox_disabled));
+                }
+                record.applied_smtp_auth_disabled = Some(SmtpAuthValue::from_disabled(disabled));
+                save_mailbox_record(run, ns, &record).await?;
+                failpoint::hit("email-channel/before-set-smtp-auth");
+                exchange.set_smtp_auth_disabled(tenant, &spec.mailbox, disabled).await?;
+                failpoint::hit("email-channel/after-set-smtp-auth");
+                changed.push(if settings.smtp_auth { "SMTP AUTH enabled" } else { "SMTP AUTH disabled" });
             }
         }
         let forwarding = exchange.forwarding(tenant, &spec.mailbox).await?;
-        if settings.forwarding.enabled && target.is_none() {
+        if settings.forwarding.enabled && forward_to.is_none() {
             problems.push("no Connect forwarding address is known yet".to_string());
-        } else if desired::forwarding_needs_change(&forwarding, target, settings.forwarding.keep_copy) {
-            if settings.manage {
-                failpoint::hit("email-channel/before-set-forwarding");
-                exchange.set_forwarding(tenant, &spec.mailbox, target, settings.forwarding.keep_copy).await?;
-                failpoint::hit("email-channel/after-set-forwarding");
-                changed.push(if target.is_some() { "forwarding set" } else { "forwarding removed" });
-            } else {
+        } else if desired::forwarding_needs_change(&forwarding, forward_to, settings.forwarding.keep_copy) {
+            if !settings.manage {
                 problems.push(format!(
-                    "forwarding is {:?}, expected {target:?} (exchange.manage is false)",
-                    forwarding.smtp_address
+                    "forwarding is {}, expected {} (exchange.manage is false)",
+                    forwarding.smtp_address.as_deref().unwrap_or("off"),
+                    forward_to.unwrap_or("off")
                 ));
+            } else if let Err(why) =
+                desired::may_change_forwarding(&forwarding, record.applied_forwarding.is_some(), take_over)
+            {
+                return Ok(Err(InUse(why)));
+            } else {
+                if record.applied_forwarding.is_none() {
+                    record.previous_forwarding = Some(ForwardingValue {
+                        smtp_address: forwarding.smtp_address.clone(),
+                        internal_address: forwarding.address.clone(),
+                        keep_copy: forwarding.deliver_to_mailbox_and_forward,
+                    });
+                }
+                record.applied_forwarding = Some(ForwardingValue {
+                    smtp_address: forward_to.map(str::to_string),
+                    internal_address: None,
+                    keep_copy: forward_to.is_some() && settings.forwarding.keep_copy,
+                });
+                save_mailbox_record(run, ns, &record).await?;
+                failpoint::hit("email-channel/before-set-forwarding");
+                exchange.set_forwarding(tenant, &spec.mailbox, forward_to, settings.forwarding.keep_copy).await?;
+                failpoint::hit("email-channel/after-set-forwarding");
+                changed.push(if forward_to.is_some() { "forwarding set" } else { "forwarding removed" });
             }
         }
-        Ok::<_, ExchangeError>((changed, problems))
+        Ok::<_, MailboxStepError>(Ok((changed, problems)))
     };
+    let outcome = configured.await;
+    if record.applied_forwarding.is_some() || record.applied_smtp_auth_disabled.is_some() {
+        run.status.mailbox = Some(record);
+    }
+    let settings = spec.exchange.clone();
+    let target = forward_to;
+    let outcome = match outcome {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(InUse(why))) => {
+            let message = format!(
+                "{why}: remove it in Exchange Online, or ask the cluster administrator to set spec.mailboxSettings.takeOver on EntraTenant {} (the earlier value is then restored when this channel is deleted)",
+                target_name(run)
+            );
+            run.condition(cond::MAILBOX_CONFIGURED, false, reason::MAILBOX_SETTING_IN_USE, message);
+            run.condition(
+                cond::OUTBOUND_FORWARDING_ALLOWED,
+                false,
+                reason::DEPENDENCY_NOT_READY,
+                "checked once the mailbox is configured",
+            );
+            return Ok(());
+        }
+        Err(MailboxStepError::Kube(e)) => return Err(e),
+        Err(MailboxStepError::Exchange(e)) => Err(e),
+    };
+    let configured = async { outcome };
     match configured.await {
         Ok((changed, problems)) if problems.is_empty() => {
             let what = match target {
@@ -563,7 +777,7 @@ async fn mailbox(run: &mut Run<'_>, exchange: &dyn MailboxAdmin, tenant: &str, f
 
     if !settings.forwarding.enabled {
         run.condition(cond::OUTBOUND_FORWARDING_ALLOWED, true, reason::NOT_MANAGED, "forwarding is not requested");
-        return;
+        return Ok(());
     }
     match exchange.outbound_forwarding(tenant, &spec.mailbox).await {
         Ok(o) if o.allows_external_forwarding() => {
@@ -605,6 +819,44 @@ async fn mailbox(run: &mut Run<'_>, exchange: &dyn MailboxAdmin, tenant: &str, f
             run.condition(cond::OUTBOUND_FORWARDING_ALLOWED, false, why, message);
         }
     }
+    Ok(())
+}
+
+/// The EntraTenant a channel was admitted by, for messages.
+fn target_name(run: &Run<'_>) -> String {
+    conditions::get(&run.status.conditions, cond::ADMITTED)
+        .and_then(|c| c.message.strip_prefix("EntraTenant ").and_then(|m| m.split(' ').next()).map(str::to_string))
+        .unwrap_or_else(|| "(the channel's)".into())
+}
+
+/// Errors of the mailbox step: Kubernetes (saving the earlier values) stops the reconcile,
+/// Exchange ones become conditions.
+enum MailboxStepError {
+    Kube(Error),
+    Exchange(ExchangeError),
+}
+
+impl From<ExchangeError> for MailboxStepError {
+    fn from(e: ExchangeError) -> Self {
+        Self::Exchange(e)
+    }
+}
+
+impl From<Error> for MailboxStepError {
+    fn from(e: Error) -> Self {
+        Self::Kube(e)
+    }
+}
+
+/// Saves the mailbox record in status before the change it describes is made.
+async fn save_mailbox_record(run: &Run<'_>, ns: &str, record: &MailboxStatus) -> Result<(), Error> {
+    if run.status.mailbox.as_ref() == Some(record) {
+        return Ok(());
+    }
+    let mut status = run.status.clone();
+    status.mailbox = Some(record.clone());
+    let api: Api<EmailChannel> = Api::namespaced(run.ctx.client.clone(), ns);
+    report::apply_status(&api, run.obj, &status, &run.ctx.settings.field_manager).await
 }
 
 /// The conditions Ready aggregates.
