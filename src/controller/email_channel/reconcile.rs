@@ -41,7 +41,11 @@ pub async fn reconcile(obj: Arc<EmailChannel>, ctx: Arc<Context>) -> Result<Acti
 
 /// Deletion: restore the mailbox settings the operator changed, unless someone changed them again
 /// since (their value wins). Nothing is called when the operator never changed the mailbox.
-async fn cleanup(obj: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error> {
+async fn cleanup(cached: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error> {
+    // The cache holds no status: the record of what was changed comes from a fresh read.
+    let ns = cached.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    let api: Api<EmailChannel> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(obj) = api.get_opt(&cached.name_any()).await? else { return Ok(Action::await_change()) };
     let Some(record) = obj.status.as_ref().and_then(|s| s.mailbox.clone()) else {
         return Ok(Action::await_change());
     };
@@ -82,7 +86,7 @@ async fn cleanup(obj: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error>
     }
     if !restored.is_empty() {
         let note = format!("Restored mailbox {mailbox}: {}", restored.join(", "));
-        report::event(&ctx.recorder, obj.as_ref(), EventType::Normal, "MailboxRestored", "Delete", note).await;
+        report::event(&ctx.recorder, &obj, EventType::Normal, "MailboxRestored", "Delete", note).await;
     }
     Ok(Action::await_change())
 }

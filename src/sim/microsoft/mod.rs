@@ -351,6 +351,14 @@ impl MicrosoftSim {
         ids
     }
 
+    /// Test helper: adds a tag to an application, as its owner would in the portal.
+    pub fn tag_application(&self, tenant_id: &str, app_object_id: &str, tag: &str) {
+        let mut directory = lock(&self.shared.directory);
+        let tenant = directory.tenants.get_mut(tenant_id).expect("tenant exists");
+        let app = tenant.applications.iter_mut().find(|a| a.id == app_object_id).expect("application exists");
+        app.tags.push(tag.to_string());
+    }
+
     /// Test helper: adds a password valid from now for `lifetime` to an application (already
     /// propagated). Returns `(keyId, secretText)`. Panics if the application does not exist.
     pub fn seed_password(

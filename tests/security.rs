@@ -1,0 +1,418 @@
+//! The trust boundary, played by an attacker who may create AzureAppRegistrations, EmailChannels
+//! and Secrets in an ordinary namespace. Each attack runs against the real apiserver with the
+//! operator in-process and the Microsoft simulator as the tenant, and is checked on the
+//! simulator's state and call log (what reached the tenant), not only on the conditions.
+//!
+//! Variations covered: a tenant object that exists but selects other namespaces (the same tenant
+//! through a second EntraTenant), a missing tenant object, API names with changed case or extra
+//! spaces, a GUID in upper case, application permissions on Graph and Exchange, a mailbox with a
+//! trailing dot, a `+tag` or outside the allowed domains, a forwarding destination outside
+//! Connect's domains or a look-alike of them, adoption of another resource's application and of
+//! an application that did not opt in, a Secret the operator did not create, a fake
+//! "Microsoft Graph" application, and a mailbox forwarding someone else set.
+
+mod support;
+
+use std::time::Duration;
+
+use connect_email_operator::api::conditions::{app_registration as app_cond, email_channel as ch_cond, reason};
+use connect_email_operator::api::{AzureAppRegistration, EmailChannel, EntraTenant};
+use connect_email_operator::sim::AutoForwardingMode;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use support::operator::{Harness, TENANT, TENANT_REF};
+use support::*;
+
+const GRAPH: &str = "00000003-0000-0000-c000-000000000000";
+const EXCHANGE: &str = "00000002-0000-0ff1-ce00-000000000000";
+const CONNECT_ADDRESS: &str = "0123456789abcdef0123456789abcdef@mail-us.imiconnect.io";
+
+/// A cluster-scoped EntraTenant for one test (deleted by [`drop_tenant`]).
+async fn apply_tenant(h: &Harness, name: &str, spec: Value) {
+    let mut spec = spec;
+    spec["tenantId"] = json!(TENANT);
+    let object = json!({"apiVersion": "connectemail.dev/v1alpha1", "kind": "EntraTenant", "metadata": {"name": name}, "spec": spec});
+    Api::<EntraTenant>::all(h.client.clone())
+        .patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&object))
+        .await
+        .expect("apply EntraTenant");
+}
+
+async fn drop_tenant(h: &Harness, name: &str) {
+    let _ = Api::<EntraTenant>::all(h.client.clone()).delete(name, &DeleteParams::default()).await;
+}
+
+/// Admits exactly the test's namespace.
+fn only(ns: &str) -> Value {
+    json!({"matchLabels": {"kubernetes.io/metadata.name": ns}})
+}
+
+fn registration(name: &str, tenant: &str, extra: Value) -> Value {
+    let mut spec = json!({
+        "tenantRef": {"name": tenant}, "displayName": name,
+        "redirectUris": ["https://acme.us.webexconnect.io/callback"],
+        "clientSecret": {"secretName": format!("{name}-credentials")},
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    json!({"apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration", "metadata": {"name": name}, "spec": spec})
+}
+
+fn channel(name: &str, tenant: &str, mailbox: &str, forward_to: &str) -> Value {
+    json!({
+        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel", "metadata": {"name": name},
+        "spec": {
+            "mailbox": mailbox,
+            "azure": {"tenantRef": {"name": tenant}},
+            "connect": {"mode": "Manual", "region": "us", "tenantHost": "acme.us.webexconnect.io",
+                        "assetName": "Email", "forwardingAddress": forward_to},
+        }
+    })
+}
+
+async fn apply_registration(h: &Harness, object: &Value) {
+    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let name = object["metadata"]["name"].as_str().unwrap();
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await.expect("apply");
+}
+
+async fn apply_channel(h: &Harness, object: &Value) {
+    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let name = object["metadata"]["name"].as_str().unwrap();
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await.expect("apply");
+}
+
+/// Waits until condition `type_` of the registration has `status` and `reason`; returns its message.
+async fn registration_condition(h: &Harness, name: &str, type_: &str, status: &str, why: &str) -> String {
+    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    eventually(Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let o = api.get(name).await.map_err(|e| e.to_string())?;
+            let conditions = o.status.map(|s| s.conditions).unwrap_or_default();
+            match conditions.iter().find(|c| c.type_ == type_) {
+                Some(c) if c.status == status && c.reason == why => Ok(c.message.clone()),
+                other => Err(format!("{type_}: {other:?}")),
+            }
+        }
+    })
+    .await
+}
+
+async fn channel_condition(h: &Harness, name: &str, type_: &str, status: &str, why: &str) -> String {
+    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
+    eventually(Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let o = api.get(name).await.map_err(|e| e.to_string())?;
+            let conditions = o.status.map(|s| s.conditions).unwrap_or_default();
+            match conditions.iter().find(|c| c.type_ == type_) {
+                Some(c) if c.status == status && c.reason == why => Ok(c.message.clone()),
+                other => Err(format!("{type_}: {other:?}")),
+            }
+        }
+    })
+    .await
+}
+
+/// Lets the operator reconcile a few more times (the test resync is 2 s), then checks that
+/// nothing at all reached Microsoft or Webex.
+async fn assert_no_external_call(h: &Harness, what: &str) {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let microsoft: Vec<String> = h.sim.calls().iter().map(|c| c.route.clone()).collect();
+    assert!(microsoft.is_empty(), "{what}: the operator called Microsoft: {microsoft:?}");
+    assert!(h.connect.calls().is_empty(), "{what}: the operator called Webex Connect");
+}
+
+fn tenant_untouched(h: &Harness) {
+    assert!(h.sim.applications(TENANT).is_empty(), "an application was created");
+    assert!(h.sim.app_role_assignments(TENANT).is_empty(), "an app role was assigned");
+    assert!(h.sim.oauth2_permission_grants(TENANT).is_empty(), "a delegated grant was made");
+}
+
+#[tokio::test]
+async fn a_namespace_no_tenant_object_admits_causes_no_external_call() {
+    let h = Harness::start("sec-namespace").await;
+    let other = format!("{}-other", h.ns.name);
+    // The same tenant is offered to another namespace only, with generous limits.
+    apply_tenant(
+        &h,
+        &other,
+        json!({"namespaceSelector": {"matchLabels": {"team": "billing"}}, "mailboxes": ["*@contoso.com"],
+               "adoption": {"allowed": true}}),
+    )
+    .await;
+    h.sim.reset_calls();
+    apply_registration(&h, &registration("borrowed", &other, json!({}))).await;
+    let message = registration_condition(&h, "borrowed", app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+    assert!(message.contains(&format!("EntraTenant {other} does not admit namespace {}", h.ns.name)), "{message}");
+    assert!(message.contains("spec.namespaceSelector"), "{message}");
+    registration_condition(&h, "borrowed", app_cond::READY, "False", reason::NOT_ADMITTED).await;
+
+    // A tenant object that does not exist.
+    apply_registration(&h, &registration("missing", "no-such-tenant", json!({}))).await;
+    let message = registration_condition(&h, "missing", app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+    assert!(message.contains("EntraTenant no-such-tenant does not exist"), "{message}");
+
+    // A channel through the foreign tenant object.
+    apply_channel(&h, &channel("borrowed-channel", &other, "support@contoso.com", CONNECT_ADDRESS)).await;
+    channel_condition(&h, "borrowed-channel", ch_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+    assert!(
+        Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name)
+            .get_opt("borrowed-channel")
+            .await
+            .unwrap()
+            .is_none(),
+        "a refused channel must not create its child registration"
+    );
+    assert_no_external_call(&h, "not admitted").await;
+    tenant_untouched(&h);
+
+    // The administrator admits the namespace: the change reconciles the resource at once.
+    apply_tenant(&h, &other, json!({"namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"]})).await;
+    registration_condition(&h, "borrowed", app_cond::READY, "True", reason::RECONCILED).await;
+    drop_tenant(&h, &other).await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn permissions_outside_the_allowlist_are_refused_before_anything_is_created() {
+    let h = Harness::start("sec-permissions").await;
+    let t = format!("{}-t", h.ns.name);
+    // The default allowlist: what an EmailChannel needs, no application permission.
+    apply_tenant(&h, &t, json!({"namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"]})).await;
+    h.sim.reset_calls();
+    let attacks = [
+        ("graph-app", json!([{"resource": "Microsoft Graph", "application": ["Mail.Send", "User.Read.All"]}])),
+        ("exo-app", json!([{"resource": "Office 365 Exchange Online", "application": ["Mail.Send"]}])),
+        (
+            "guid-upper",
+            json!([{"resource": GRAPH.to_uppercase(), "application": ["RoleManagement.ReadWrite.Directory"]}]),
+        ),
+        (
+            "delegated-extra",
+            json!([{"resource": "Microsoft Graph", "delegated": ["offline_access", "Mail.ReadWrite"]}]),
+        ),
+        ("wrong-api", json!([{"resource": EXCHANGE, "delegated": ["offline_access"]}])),
+    ];
+    for (name, permissions) in &attacks {
+        apply_registration(&h, &registration(name, &t, json!({"permissions": permissions}))).await;
+    }
+    for (name, _) in &attacks {
+        let message = registration_condition(&h, name, app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+        assert!(
+            message.contains("spec.permissions.allowed") && message.contains(&format!("EntraTenant {t}")),
+            "{name}: {message}"
+        );
+    }
+    for (name, resource) in
+        [("lower-name", "microsoft graph"), ("spaced-name", "Microsoft Graph "), ("own-api", "My API")]
+    {
+        let spec = json!({"permissions": [{"resource": resource, "delegated": ["offline_access"]}]});
+        apply_registration(&h, &registration(name, &t, spec)).await;
+        let message = registration_condition(&h, name, app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+        assert!(message.contains("spec.permissions[].resource"), "{name}: {message}");
+    }
+    // Admin consent forbidden by the administrator.
+    apply_tenant(
+        &h,
+        &t,
+        json!({"namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"], "permissions": {"adminConsent": false}}),
+    )
+    .await;
+    let consent = json!({"permissions": [{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}]});
+    apply_registration(&h, &registration("consent", &t, consent)).await;
+    let message = registration_condition(&h, "consent", app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+    assert!(message.contains("spec.permissions.adminConsent"), "{message}");
+    assert_no_external_call(&h, "permissions outside the allowlist").await;
+    tenant_untouched(&h);
+    drop_tenant(&h, &t).await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn mailboxes_and_forwarding_destinations_outside_the_lists_are_refused() {
+    let h = Harness::start("sec-mailbox").await;
+    let t = format!("{}-t", h.ns.name);
+    apply_tenant(&h, &t, json!({"namespaceSelector": only(&h.ns.name), "mailboxes": ["support@contoso.com"]})).await;
+    for mailbox in ["support@contoso.com", "billing@contoso.com", "support+x@contoso.com"] {
+        h.sim.exchange().add_mailbox(TENANT, mailbox);
+    }
+    h.sim.reset_calls();
+    let attacks = [
+        ("thief", "support@contoso.com", "thief@evil.example.com", "spec.forwarding"),
+        (
+            "lookalike",
+            "support@contoso.com",
+            "0123456789abcdef0123456789abcdef@mail-us.imiconnect.io.evil.example",
+            "spec.forwarding",
+        ),
+        ("short-hex", "support@contoso.com", "4f1c2a9b7e@mail-us.imiconnect.io", "spec.forwarding"),
+        ("other-mailbox", "billing@contoso.com", CONNECT_ADDRESS, "spec.mailboxes"),
+        ("plus-tag", "support+x@contoso.com", CONNECT_ADDRESS, "spec.mailboxes"),
+        ("trailing-dot", "support@contoso.com.", CONNECT_ADDRESS, "spec.mailboxes"),
+    ];
+    for (name, mailbox, forward_to, _) in &attacks {
+        apply_channel(&h, &channel(name, &t, mailbox, forward_to)).await;
+    }
+    for (name, _, _, rule) in &attacks {
+        let message = channel_condition(&h, name, ch_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+        assert!(message.contains(rule), "{name}: {message}");
+        channel_condition(&h, name, ch_cond::READY, "False", reason::NOT_ADMITTED).await;
+    }
+    assert_no_external_call(&h, "mailbox and forwarding outside the lists").await;
+    for mailbox in h.sim.exchange().mailboxes(TENANT) {
+        assert_eq!(mailbox.forwarding_smtp_address, None, "{} was forwarded", mailbox.user_principal_name);
+        assert_eq!(
+            mailbox.smtp_client_authentication_disabled, None,
+            "{} SMTP AUTH changed",
+            mailbox.user_principal_name
+        );
+    }
+    tenant_untouched(&h);
+    drop_tenant(&h, &t).await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn forwarding_someone_else_set_is_kept_unless_taken_over_and_restored_on_deletion() {
+    let h = Harness::start("sec-takeover").await;
+    let t = format!("{}-t", h.ns.name);
+    apply_tenant(&h, &t, json!({"namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"]})).await;
+    let mailbox = "support@contoso.com";
+    h.sim.exchange().add_mailbox(TENANT, mailbox);
+    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    h.sim.exchange().update_mailbox(TENANT, mailbox, |m| {
+        m.forwarding_smtp_address = Some("smtp:archive@contoso.com".into());
+        m.deliver_to_mailbox_and_forward = false;
+        m.smtp_client_authentication_disabled = None;
+    });
+    apply_channel(&h, &channel("support", &t, mailbox, CONNECT_ADDRESS)).await;
+    let message =
+        channel_condition(&h, "support", ch_cond::MAILBOX_CONFIGURED, "False", reason::MAILBOX_SETTING_IN_USE).await;
+    assert!(message.contains("archive@contoso.com") && message.contains("takeOver"), "{message}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(h.sim.exchange().count_cmdlet("Set-Mailbox"), 0, "the existing forwarding was overwritten");
+    let m = h.sim.exchange().mailbox(TENANT, mailbox).unwrap();
+    assert_eq!(m.forwarding_smtp_address.as_deref(), Some("smtp:archive@contoso.com"));
+
+    // The administrator allows taking over: the earlier value is recorded, then replaced.
+    apply_tenant(
+        &h,
+        &t,
+        json!({"namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"], "mailboxSettings": {"takeOver": true}}),
+    )
+    .await;
+    channel_condition(&h, "support", ch_cond::MAILBOX_CONFIGURED, "True", reason::RECONCILED).await;
+    let m = h.sim.exchange().mailbox(TENANT, mailbox).unwrap();
+    assert!(m.forwarding_smtp_address.unwrap().to_lowercase().ends_with(CONNECT_ADDRESS));
+    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let record = api.get("support").await.unwrap().status.unwrap().mailbox.expect("earlier values recorded");
+    let previous = record.previous_forwarding.expect("previous forwarding");
+    assert_eq!(
+        previous.smtp_address.as_deref().map(str::to_lowercase).as_deref().map(|a| a.trim_start_matches("smtp:")),
+        Some("archive@contoso.com")
+    );
+    assert!(!previous.keep_copy);
+
+    // Deleting the channel restores what was there.
+    api.delete("support", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            match api.get_opt("support").await.map_err(|e| e.to_string())? {
+                None => Ok(()),
+                Some(_) => Err("the channel still exists".to_string()),
+            }
+        }
+    })
+    .await;
+    let m = h.sim.exchange().mailbox(TENANT, mailbox).unwrap();
+    assert_eq!(
+        m.forwarding_smtp_address.map(|a| a.to_lowercase().trim_start_matches("smtp:").to_string()).as_deref(),
+        Some("archive@contoso.com"),
+        "the earlier forwarding was not restored"
+    );
+    assert!(!m.deliver_to_mailbox_and_forward);
+    drop_tenant(&h, &t).await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn an_existing_secret_is_never_merged_into_and_no_password_is_issued_for_it() {
+    let h = Harness::start("sec-secret").await;
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let theirs: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "database-credentials"},
+        "stringData": {"password": "their-database-password"},
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &theirs).await.unwrap();
+    h.sim.reset_calls();
+    let spec = json!({"clientSecret": {"secretName": "database-credentials"}});
+    apply_registration(&h, &registration("grabber", TENANT_REF, spec)).await;
+    let message =
+        registration_condition(&h, "grabber", app_cond::CREDENTIAL_READY, "False", reason::SECRET_CONFLICT).await;
+    assert!(message.contains("Secret database-credentials already exists"), "{message}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = secrets.get("database-credentials").await.unwrap();
+    assert!(after.metadata.owner_references.is_none(), "the foreign Secret got an owner reference");
+    let data = after.data.unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), vec!["password"], "the foreign Secret was merged into");
+    assert_eq!(h.sim.count("POST /applications/{id}/addPassword"), 0, "a password was issued");
+    assert!(h.sim.applications(TENANT).is_empty(), "an application was created for a refused Secret");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn adoption_needs_the_application_to_opt_in_and_never_takes_another_resources_application() {
+    let h = Harness::start("sec-adopt").await;
+    // The victim: an application this operator created for another resource.
+    apply_registration(&h, &registration("victim", TENANT_REF, json!({}))).await;
+    registration_condition(&h, "victim", app_cond::READY, "True", reason::RECONCILED).await;
+    let victim = Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name).get("victim").await.unwrap();
+    let victim_app = victim.status.unwrap().app_id.unwrap();
+    let passwords_before = h.sim.applications(TENANT).iter().map(|a| a.passwords.len()).sum::<usize>();
+    h.sim.reset_calls();
+    let adopt = json!({"adopt": {"appId": victim_app.to_uppercase()}});
+    apply_registration(&h, &registration("thief", TENANT_REF, adopt)).await;
+    let message = registration_condition(&h, "thief", app_cond::READY, "False", reason::ADOPTION_REFUSED).await;
+    assert!(message.contains("managed by another resource"), "{message}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(h.sim.count("POST /applications/{id}/addPassword"), 0, "a password was added to the victim's app");
+    assert_eq!(h.sim.applications(TENANT).iter().map(|a| a.passwords.len()).sum::<usize>(), passwords_before);
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns.name);
+    assert!(secrets.get_opt("thief-credentials").await.unwrap().is_none(), "a secret for the victim's app was written");
+
+    // An application created in the portal, without and then with the opt-in tag.
+    let (object_id, app_id) = h.sim.seed_application(TENANT, "Legacy Connect app");
+    apply_registration(&h, &registration("legacy", TENANT_REF, json!({"adopt": {"appId": app_id}}))).await;
+    let message = registration_condition(&h, "legacy", app_cond::READY, "False", reason::ADOPTION_REFUSED).await;
+    assert!(message.contains(&format!("connectemail.dev/adopt:{}/legacy", h.ns.name)), "{message}");
+    assert!(h.sim.applications(TENANT).iter().find(|a| a.id == object_id).unwrap().passwords.is_empty());
+    // An owner of the application opts in (in the portal).
+    h.sim.tag_application(TENANT, &object_id, &format!("connectemail.dev/adopt:{}/legacy", h.ns.name));
+    registration_condition(&h, "legacy", app_cond::READY, "True", reason::RECONCILED).await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_fake_microsoft_graph_application_cannot_redirect_consent() {
+    let h = Harness::start("sec-fake-graph").await;
+    // Someone in the tenant registers an application called "Microsoft Graph".
+    let (_, fake_app_id) = h.sim.seed_application(TENANT, "Microsoft Graph");
+    let spec = json!({"permissions": [{"resource": "Microsoft Graph", "delegated": ["offline_access"]}]});
+    apply_registration(&h, &registration("consent", TENANT_REF, spec)).await;
+    registration_condition(&h, "consent", app_cond::READY, "True", reason::RECONCILED).await;
+    let sps = h.sim.service_principals(TENANT);
+    let real = sps.iter().find(|sp| sp.app_id == GRAPH).expect("Graph's service principal");
+    let fake = sps.iter().find(|sp| sp.app_id == fake_app_id).expect("the fake's service principal");
+    let grants = h.sim.oauth2_permission_grants(TENANT);
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].resource_id, real.id, "consent went to the fake Microsoft Graph");
+    assert_ne!(grants[0].resource_id, fake.id);
+    assert_eq!(h.sim.count("GET /servicePrincipals"), 0, "resolved by display name: {:?}", h.sim.calls());
+    h.finish().await;
+}
