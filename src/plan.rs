@@ -50,13 +50,19 @@ pub async fn plan(
     }
     let Some(registration) = registration else { return Ok(changes) };
     let spec = &registration.spec;
-    let Some((tenant, cloud)) = registration.tenant() else {
-        changes.push(format!(
-            "nothing in Entra ID until EntraTenant {} admits the registration (see its Admitted condition)",
-            spec.tenant_ref.name
-        ));
+    // Not reconciled yet: the tenant its EntraTenant names (plan only reads).
+    let named = match registration.tenant() {
+        Some((t, c)) => Some((t.to_string(), c)),
+        None => kube::Api::<crate::api::EntraTenant>::all(client.clone())
+            .get_opt(&spec.tenant_ref.name)
+            .await?
+            .map(|t| (t.spec.tenant_id, t.spec.cloud)),
+    };
+    let Some((tenant, cloud)) = named else {
+        changes.push(format!("nothing in Entra ID: EntraTenant {} does not exist", spec.tenant_ref.name));
         return Ok(changes);
     };
+    let tenant = tenant.as_str();
     let clients = azure.for_cloud(cloud);
     let status = registration.status.clone().unwrap_or_default();
 

@@ -429,6 +429,8 @@ async fn an_adopted_application_keeps_its_foreign_passwords_and_survives_deletio
     let (object_id, app_id) = h.sim.seed_application(TENANT, "Made in the portal");
     let (foreign_key, _) =
         h.sim.seed_password(TENANT, &object_id, "Connect prod (manual)", Duration::from_secs(86400 * 30));
+    // Its owners opt in to adoption by this resource.
+    h.sim.tag_application(TENANT, &object_id, &format!("connectemail.dev/adopt:{}/adopter", h.ns.name));
     let mut object = registration("adopter");
     object["spec"]["adopt"] = json!({"appId": app_id});
     apply(&h, &object).await;

@@ -41,6 +41,7 @@ fn resource(kind: &str) -> ApiResource {
     let plural = match kind {
         "AzureAppRegistration" => "azureappregistrations",
         "EmailChannel" => "emailchannels",
+        "EntraTenant" => "entratenants",
         other => panic!("unknown kind {other}"),
     };
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(api::GROUP, "v1alpha1", kind), plural)
@@ -60,6 +61,19 @@ fn app_registration() -> Value {
     })
 }
 
+fn entra_tenant() -> Value {
+    json!({
+        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EntraTenant",
+        "metadata": {"name": "tenant"},
+        "spec": {
+            "tenantId": "11111111-2222-3333-4444-555555555555",
+            "namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "In", "values": ["support"]}]},
+            "mailboxes": ["*@contoso.com", "ops@fabrikam.com", "*@*.contoso.net"],
+            "forwarding": {"allowedDestinations": ["*@partner.example"]},
+        }
+    })
+}
+
 fn email_channel() -> Value {
     json!({
         "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
@@ -69,7 +83,7 @@ fn email_channel() -> Value {
             "azure": {"tenantRef": {"name": "test-tenant"}},
             "connect": {
                 "mode": "Manual", "region": "us", "tenantHost": "acme.us.webexconnect.io",
-                "assetName": "Support", "forwardingAddress": "abc123@mail-us.imiconnect.io"
+                "assetName": "Support", "forwardingAddress": "0123456789abcdef0123456789abcdef@mail-us.imiconnect.io"
             }
         }
     })
@@ -105,18 +119,81 @@ fn cases() -> Vec<Case> {
             expected: "mailbox must be an email address",
         },
         Case {
-            name: "channel-tenant-not-a-guid",
-            base: email_channel,
+            name: "tenant-not-a-guid",
+            base: entra_tenant,
             on_update: false,
-            change: |o| set(o, "/spec/azure/tenantId", json!("contoso.onmicrosoft.com")),
-            expected: "azure.tenantId must be the tenant's GUID",
+            change: |o| set(o, "/spec/tenantId", json!("contoso.onmicrosoft.com")),
+            expected: "tenantId must be the tenant's GUID",
         },
         Case {
-            name: "app-tenant-not-a-guid",
-            base: app_registration,
+            name: "tenant-selector-bad-operator",
+            base: entra_tenant,
             on_update: false,
-            change: |o| set(o, "/spec/tenantId", json!("1234")),
-            expected: "tenantId must be the tenant's GUID",
+            change: |o| {
+                set(
+                    o,
+                    "/spec/namespaceSelector",
+                    json!({"matchExpressions": [{"key": "team", "operator": "Contains", "values": ["s"]}]}),
+                )
+            },
+            expected: "operator must be In, NotIn, Exists or DoesNotExist",
+        },
+        Case {
+            name: "tenant-selector-in-without-values",
+            base: entra_tenant,
+            on_update: false,
+            change: |o| {
+                set(o, "/spec/namespaceSelector", json!({"matchExpressions": [{"key": "team", "operator": "In"}]}))
+            },
+            expected: "values must be non-empty for In and NotIn",
+        },
+        Case {
+            name: "tenant-without-selector",
+            base: entra_tenant,
+            on_update: false,
+            change: |o| remove(o, "/spec/namespaceSelector"),
+            expected: "namespaceSelector: Required value",
+        },
+        Case {
+            name: "tenant-mailbox-pattern",
+            base: entra_tenant,
+            on_update: false,
+            change: |o| set(o, "/spec/mailboxes", json!(["*contoso.com"])),
+            expected: "mailboxes entries must be an address",
+        },
+        Case {
+            name: "tenant-mailbox-wildcard-in-the-middle",
+            base: entra_tenant,
+            on_update: false,
+            change: |o| set(o, "/spec/mailboxes", json!(["a@cont*so.com"])),
+            expected: "mailboxes entries must be an address",
+        },
+        Case {
+            name: "tenant-forwarding-pattern",
+            base: entra_tenant,
+            on_update: false,
+            change: |o| set(o, "/spec/forwarding/allowedDestinations", json!(["*@*.partner.example"])),
+            expected: "forwarding.allowedDestinations entries must be an address",
+        },
+        Case {
+            name: "tenant-allowed-permission-not-a-guid",
+            base: entra_tenant,
+            on_update: false,
+            change: |o| {
+                set(
+                    o,
+                    "/spec/permissions",
+                    json!({"allowed": [{"resourceAppId": "Microsoft Graph", "delegated": ["offline_access"]}]}),
+                )
+            },
+            expected: "resourceAppId must be the API's application ID GUID",
+        },
+        Case {
+            name: "tenant-id-of-tenant-changed",
+            base: entra_tenant,
+            on_update: true,
+            change: |o| set(o, "/spec/tenantId", json!("99999999-2222-3333-4444-555555555555")),
+            expected: "tenantId is immutable",
         },
         Case {
             name: "redirect-uri-not-https",
@@ -247,14 +324,14 @@ fn cases() -> Vec<Case> {
             base: email_channel,
             on_update: false,
             change: |o| set(o, "/spec/azure/appRegistrationRef", json!({"name": "shared-app"})),
-            expected: "set exactly one of azure.tenantId",
+            expected: "set exactly one of azure.tenantRef",
         },
         Case {
             name: "neither-tenant-nor-app-reference",
             base: email_channel,
             on_update: false,
-            change: |o| remove(o, "/spec/azure/tenantId"),
-            expected: "set exactly one of azure.tenantId",
+            change: |o| remove(o, "/spec/azure/tenantRef"),
+            expected: "set exactly one of azure.tenantRef",
         },
         Case {
             name: "overrides-with-app-reference",
@@ -271,11 +348,11 @@ fn cases() -> Vec<Case> {
             expected: "should be less than or equal to 65535",
         },
         Case {
-            name: "tenant-id-changed",
+            name: "tenant-ref-changed",
             base: app_registration,
             on_update: true,
-            change: |o| set(o, "/spec/tenantId", json!("99999999-2222-3333-4444-555555555555")),
-            expected: "tenantId is immutable",
+            change: |o| set(o, "/spec/tenantRef", json!({"name": "another"})),
+            expected: "tenantRef is immutable",
         },
         Case {
             name: "secret-name-changed",
@@ -306,8 +383,15 @@ fn cases() -> Vec<Case> {
             name: "channel-tenant-changed",
             base: email_channel,
             on_update: true,
-            change: |o| set(o, "/spec/azure/tenantId", json!("99999999-2222-3333-4444-555555555555")),
-            expected: "azure.tenantId is immutable",
+            change: |o| set(o, "/spec/azure/tenantRef", json!({"name": "another"})),
+            expected: "azure.tenantRef is immutable",
+        },
+        Case {
+            name: "channel-mailbox-changed",
+            base: email_channel,
+            on_update: true,
+            change: |o| set(o, "/spec/mailbox", json!("billing@contoso.com")),
+            expected: "mailbox is immutable",
         },
     ]
 }
@@ -318,11 +402,23 @@ async fn bad_manifests_are_rejected_at_admission_with_a_message_saying_what_to_f
     install_crds(&client).await;
     let ns = TestNamespace::new(&client, "bad-manifests").await;
     // The valid bases are accepted: otherwise every rejection below would prove nothing.
-    for base in [app_registration(), email_channel()] {
+    let api_for = |kind: &str| -> Api<DynamicObject> {
+        if kind == "EntraTenant" {
+            Api::all_with(client.clone(), &resource(kind))
+        } else {
+            Api::namespaced_with(client.clone(), &ns.name, &resource(kind))
+        }
+    };
+    let mut cluster_scoped = Vec::new();
+    for base in [app_registration(), email_channel(), entra_tenant()] {
         let kind = base["kind"].as_str().unwrap().to_string();
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &resource(&kind));
+        let api = api_for(&kind);
         let mut object = base.clone();
-        set(&mut object, "/metadata/name", json!("valid-base"));
+        let name = if kind == "EntraTenant" { format!("{}-valid-base", ns.name) } else { "valid-base".into() };
+        if kind == "EntraTenant" {
+            cluster_scoped.push(name.clone());
+        }
+        set(&mut object, "/metadata/name", json!(name));
         let object: DynamicObject = serde_json::from_value(object).unwrap();
         api.create(&PostParams::default(), &object).await.unwrap_or_else(|e| panic!("valid {kind} rejected: {e}"));
     }
@@ -331,9 +427,12 @@ async fn bad_manifests_are_rejected_at_admission_with_a_message_saying_what_to_f
     for (i, case) in cases().into_iter().enumerate() {
         let mut object = (case.base)();
         let kind = object["kind"].as_str().unwrap().to_string();
-        let name = format!("case-{i}");
+        let name = if kind == "EntraTenant" { format!("{}-case-{i}", ns.name) } else { format!("case-{i}") };
+        if kind == "EntraTenant" {
+            cluster_scoped.push(name.clone());
+        }
         set(&mut object, "/metadata/name", json!(name));
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &resource(&kind));
+        let api = api_for(&kind);
         let result = if case.on_update {
             let created: DynamicObject = serde_json::from_value(object.clone()).unwrap();
             api.create(&PostParams::default(), &created)
@@ -352,6 +451,10 @@ async fn bad_manifests_are_rejected_at_admission_with_a_message_saying_what_to_f
             Err(other) => failures.push(format!("{}: expected {:?}, got: {other}", case.name, case.expected)),
         }
     }
+    let tenants = api_for("EntraTenant");
+    for name in cluster_scoped {
+        let _ = tenants.delete(&name, &Default::default()).await;
+    }
     assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
     ns.delete().await;
 }
@@ -364,6 +467,7 @@ async fn crds_install_and_are_established() {
     assert!(ok, "{err}");
     assert!(out.contains("azureappregistrations.connectemail.dev"), "{out}");
     assert!(out.contains("emailchannels.connectemail.dev"), "{out}");
+    assert!(out.contains("entratenants.connectemail.dev"), "{out}");
 }
 
 /// Each example manifest, with its namespace replaced by the test's.
@@ -378,7 +482,9 @@ fn examples_in(namespace: &str, dir: &std::path::Path) -> Vec<std::path::PathBuf
     assert!(entries.len() >= 3, "deploy/examples should hold the example manifests");
     for path in entries {
         let mut object: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        set(&mut object, "/metadata/namespace", json!(namespace));
+        if object["kind"] != "EntraTenant" {
+            set(&mut object, "/metadata/namespace", json!(namespace));
+        }
         let target = dir.join(path.file_name().unwrap());
         std::fs::write(&target, serde_yaml::to_string(&object).unwrap()).unwrap();
         written.push(target);

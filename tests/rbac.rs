@@ -27,7 +27,7 @@ fn support_channel() -> serde_json::Value {
             "mailbox": "support@contoso.com",
             "azure": {"tenantRef": {"name": TENANT_REF}},
             "connect": {"region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Support",
-                        "forwardingAddress": "abc@mail-us.imiconnect.io"}
+                        "forwardingAddress": "0123456789abcdef0123456789abcdef@mail-us.imiconnect.io"}
         }
     })
 }
@@ -160,9 +160,35 @@ async fn in_namespaced_mode_the_operator_runs_its_namespaces_and_is_refused_ever
         &format!("watchNamespaces={{{watched}}}"),
     ]);
     let params = PatchParams::apply(FIELD_MANAGER).force();
+    let tenants_role = format!("ceo-connect-email-operator-tenants-{ns}");
     let mut bound = 0;
     for document in serde_yaml::Deserializer::from_str(&rendered) {
         let value: serde_json::Value = serde::Deserialize::deserialize(document).unwrap();
+        if value["metadata"]["name"] == "ceo-connect-email-operator-tenants" {
+            // The one cluster-wide grant in namespaced mode: read EntraTenants and namespace labels.
+            match value["kind"].as_str() {
+                Some("ClusterRole") => {
+                    let role: ClusterRole = serde_json::from_value(value.clone()).unwrap();
+                    let verbs: Vec<&String> = role.rules.iter().flatten().flat_map(|r| &r.verbs).collect();
+                    assert!(verbs.iter().all(|v| ["get", "list", "watch"].contains(&v.as_str())), "{verbs:?}");
+                    Api::<ClusterRole>::all(admin.clone())
+                        .patch(&tenants_role, &params, &Patch::Apply(&role.with_name(&tenants_role)))
+                        .await
+                        .unwrap();
+                }
+                Some("ClusterRoleBinding") => {
+                    let mut binding: ClusterRoleBinding = serde_json::from_value(value.clone()).unwrap();
+                    binding.metadata.name = Some(tenants_role.clone());
+                    binding.role_ref.name = tenants_role.clone();
+                    Api::<ClusterRoleBinding>::all(admin.clone())
+                        .patch(&tenants_role, &params, &Patch::Apply(&binding))
+                        .await
+                        .unwrap();
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            continue;
+        }
         if value["metadata"]["name"] != "ceo-connect-email-operator" {
             continue;
         }
@@ -234,4 +260,17 @@ async fn in_namespaced_mode_the_operator_runs_its_namespaces_and_is_refused_ever
     h.finish().await;
     other.delete().await;
     second.delete().await;
+    let _ = Api::<ClusterRoleBinding>::all(admin.clone()).delete(&tenants_role, &DeleteParams::default()).await;
+    let _ = Api::<ClusterRole>::all(admin).delete(&tenants_role, &DeleteParams::default()).await;
+}
+
+trait WithName {
+    fn with_name(self, name: &str) -> Self;
+}
+
+impl WithName for ClusterRole {
+    fn with_name(mut self, name: &str) -> Self {
+        self.metadata.name = Some(name.to_string());
+        self
+    }
 }

@@ -23,7 +23,7 @@ use kube::runtime::watcher;
 
 use super::conditions;
 use crate::api::conditions::app_registration as app_cond;
-use crate::api::{AzureAppRegistration, EmailChannel, EntraTenant};
+use crate::api::{AzureAppRegistration, EmailChannel};
 
 /// Predicate for a controller's own objects: everything but status.
 pub fn own_change<K: Resource>(obj: &K) -> Option<u64> {
@@ -264,29 +264,4 @@ mod tests {
         assert_eq!(shared, vec!["a", "b"]);
         assert!(channels_of(&registration("unused"), &reader).is_empty());
     }
-}
-
-/// The registrations naming an EntraTenant (after the administrator changed it).
-pub fn registrations_of_tenant(
-    tenant: &EntraTenant,
-    registrations: &Store<AzureAppRegistration>,
-) -> Vec<ObjectRef<AzureAppRegistration>> {
-    let name = tenant.meta().name.as_deref().unwrap_or_default();
-    registrations
-        .state()
-        .iter()
-        .filter(|r| r.spec.tenant_ref.name == name)
-        .map(|r| ObjectRef::from_obj(r.as_ref()))
-        .collect()
-}
-
-/// The channels naming an EntraTenant directly (channels sharing a registration follow it).
-pub fn channels_of_tenant(tenant: &EntraTenant, channels: &Store<EmailChannel>) -> Vec<ObjectRef<EmailChannel>> {
-    let name = tenant.meta().name.as_deref().unwrap_or_default();
-    channels
-        .state()
-        .iter()
-        .filter(|c| c.spec.azure.tenant_ref.as_ref().is_some_and(|t| t.name == name))
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
-        .collect()
 }

@@ -248,7 +248,9 @@ pub async fn apply_test_tenant(client: &Client) {
             "mailboxes": ["*@contoso.com", "*@*.contoso.com", "*@fabrikam.com"],
             "forwarding": {"allowedDestinations": ["*@mail-us.imiconnect.io", "*@b.io"]},
             "permissions": {"allowed": [
-                {"resourceAppId": "00000002-0000-0ff1-ce00-000000000000", "delegated": ["SMTP.Send"], "application": ["Mail.Send"]},
+                // "Mail.Sendd": a typo an administrator could allow, so that the tenant's own
+                // answer to an unknown permission stays tested.
+                {"resourceAppId": "00000002-0000-0ff1-ce00-000000000000", "delegated": ["SMTP.Send"], "application": ["Mail.Send", "Mail.Sendd"]},
                 {"resourceAppId": "00000003-0000-0000-c000-000000000000", "delegated": ["offline_access"]},
             ]},
             "adoption": {"allowed": true},

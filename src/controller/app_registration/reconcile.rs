@@ -141,8 +141,8 @@ async fn apply(cached: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Actio
             run.condition(cond::ADMITTED, false, reason::NOT_ADMITTED, message.clone());
             run.condition(cond::READY, false, reason::NOT_ADMITTED, message);
             run.write_status().await?;
-            // A changed EntraTenant reconciles its resources (watch); the resync is a safety net.
-            return Ok(Action::requeue(ctx.settings.resync));
+            // The administrator may admit it: look again within a minute.
+            return Ok(Action::requeue(ctx.settings.resync.min(Duration::from_secs(60))));
         }
     };
     // Recorded before the first external call, so that deletion knows where to clean up even if
