@@ -31,6 +31,7 @@ fn every_example_parses_as_the_typed_resources() {
         let parsed = match value["kind"].as_str() {
             Some("EmailChannel") => serde_json::from_value::<api::EmailChannel>(value).map(drop),
             Some("AzureAppRegistration") => serde_json::from_value::<api::AzureAppRegistration>(value).map(drop),
+            Some("EntraTenant") => serde_json::from_value::<api::EntraTenant>(value).map(drop),
             other => panic!("{}: unexpected kind {other:?}", path.display()),
         };
         parsed.unwrap_or_else(|e| panic!("{}: {e}", path.display()));

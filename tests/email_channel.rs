@@ -291,7 +291,15 @@ async fn gitops_examples_converge_and_stay_in_sync() {
     for entry in std::fs::read_dir(repo_root().join("deploy/examples")).unwrap() {
         let path = entry.unwrap().path();
         let mut object: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        if object["kind"] == "EntraTenant" {
+            continue; // the administrator's, cluster-scoped; the test namespace uses the test tenant
+        }
         object["metadata"]["namespace"] = json!(h.ns.name);
+        for reference in ["/spec/tenantRef/name", "/spec/azure/tenantRef/name"] {
+            if let Some(name) = object.pointer_mut(reference) {
+                *name = json!(TENANT_REF);
+            }
+        }
         if object["kind"] == "EmailChannel" && object["spec"]["connect"]["mode"] == "Api" {
             object["spec"]["connect"]["organizationId"] = json!(CONNECT_ORG);
         }
