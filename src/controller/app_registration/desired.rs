@@ -149,7 +149,7 @@ pub fn may_adopt(app: &Application, key: &str, namespace: &str, name: &str) -> R
         ));
     }
     let tag = format!("{}{namespace}/{name}", crate::api::ADOPT_TAG_PREFIX);
-    if app.tags.iter().any(|t| *t == tag) {
+    if app.tags.contains(&tag) {
         Ok(())
     } else {
         Err(format!(
