@@ -84,14 +84,21 @@ async fn apply_channel(h: &Harness, object: &Value) {
     api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await.expect("apply");
 }
 
-/// Waits until condition `type_` of the registration has `status` and `reason`; returns its message.
-async fn registration_condition(h: &Harness, name: &str, type_: &str, status: &str, why: &str) -> String {
-    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+/// Waits until condition `type_` of the named resource has `status` and `reason`; returns its message.
+async fn condition_of<K>(h: &Harness, name: &str, type_: &str, status: &str, why: &str) -> String
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + HasConditions,
+{
+    let api: Api<K> = Api::namespaced(h.client.clone(), &h.ns.name);
     eventually(Duration::from_secs(60), || {
         let api = api.clone();
         async move {
             let o = api.get(name).await.map_err(|e| e.to_string())?;
-            let conditions = o.status.map(|s| s.conditions).unwrap_or_default();
+            let conditions = o.conditions();
             match conditions.iter().find(|c| c.type_ == type_) {
                 Some(c) if c.status == status && c.reason == why => Ok(c.message.clone()),
                 other => Err(format!("{type_}: {other:?}")),
@@ -101,20 +108,28 @@ async fn registration_condition(h: &Harness, name: &str, type_: &str, status: &s
     .await
 }
 
+trait HasConditions {
+    fn conditions(&self) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>;
+}
+
+impl HasConditions for AzureAppRegistration {
+    fn conditions(&self) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        self.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default()
+    }
+}
+
+impl HasConditions for EmailChannel {
+    fn conditions(&self) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        self.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default()
+    }
+}
+
+async fn registration_condition(h: &Harness, name: &str, type_: &str, status: &str, why: &str) -> String {
+    condition_of::<AzureAppRegistration>(h, name, type_, status, why).await
+}
+
 async fn channel_condition(h: &Harness, name: &str, type_: &str, status: &str, why: &str) -> String {
-    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
-    eventually(Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let o = api.get(name).await.map_err(|e| e.to_string())?;
-            let conditions = o.status.map(|s| s.conditions).unwrap_or_default();
-            match conditions.iter().find(|c| c.type_ == type_) {
-                Some(c) if c.status == status && c.reason == why => Ok(c.message.clone()),
-                other => Err(format!("{type_}: {other:?}")),
-            }
-        }
-    })
-    .await
+    condition_of::<EmailChannel>(h, name, type_, status, why).await
 }
 
 /// Lets the operator reconcile a few more times (the test resync is 2 s), then checks that
