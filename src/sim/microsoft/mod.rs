@@ -407,11 +407,16 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
 
     let fault_keys: Vec<&str> = [Some(route.as_str()), cmdlet.as_deref()].into_iter().flatten().collect();
     let triggered = lock(&shared.faults).take(&fault_keys);
-    if !triggered.latency.is_zero() {
-        tokio::time::sleep(triggered.latency).await;
+    let tenant_latency =
+        tenant.as_ref().and_then(|t| lock(&shared.tenant_latency).get(&t.to_ascii_lowercase()).copied());
+    let latency = triggered.latency + tenant_latency.unwrap_or_default();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
     let now = shared.now();
-    let outcome = match (triggered.terminal, &routed) {
+    let lose_response = triggered.terminal == Some(FaultAction::LoseResponse);
+    let terminal = triggered.terminal.filter(|_| !lose_response);
+    let outcome = match (terminal, &routed) {
         (Some(FaultAction::Reset), _) => Outcome::Reset,
         (Some(FaultAction::Status { code, retry_after, .. }), _) => {
             let mut response = if is_token {
@@ -464,5 +469,5 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
         key_id,
         at: now,
     });
-    outcome
+    if lose_response { Outcome::Reset } else { outcome }
 }
