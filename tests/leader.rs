@@ -50,10 +50,13 @@ fn campaign(elector: Elector) -> (tokio::task::JoinHandle<Outcome>, tokio::sync:
     (task, stop)
 }
 
+/// The candidates a [`Sampler`] watches, by name.
+type Watched = Arc<Mutex<Vec<(String, Arc<LeaderStatus>)>>>;
+
 /// Checks every 50 ms that at most one of `candidates` leads; the count of samples and of
 /// samples with a leader.
 struct Sampler {
-    candidates: Arc<Mutex<Vec<(String, Arc<LeaderStatus>)>>>,
+    candidates: Watched,
     violations: Arc<Mutex<Vec<String>>>,
     counts: Arc<Mutex<(usize, usize)>>,
     done: Arc<AtomicBool>,
@@ -62,7 +65,7 @@ struct Sampler {
 
 impl Sampler {
     fn start() -> Self {
-        let candidates: Arc<Mutex<Vec<(String, Arc<LeaderStatus>)>>> = Arc::default();
+        let candidates: Watched = Arc::default();
         let violations: Arc<Mutex<Vec<String>>> = Arc::default();
         let counts: Arc<Mutex<(usize, usize)>> = Arc::default();
         let done = Arc::new(AtomicBool::new(false));
