@@ -148,6 +148,17 @@ impl LeaderStatus {
     }
 }
 
+/// What one acquire-or-renew attempt found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attempt {
+    /// This candidate holds the Lease (acquired or renewed).
+    Holding,
+    /// Another candidate holds a Lease that has not expired on this candidate's clock.
+    HeldByAnother,
+    /// The Lease changed between read and write (409): someone else wrote first.
+    Conflict,
+}
+
 /// The Lease record as last seen, and when (monotonic) it last changed.
 struct Observed {
     spec: Option<LeaseSpec>,
@@ -208,6 +219,10 @@ impl Elector {
 
     /// One attempt to acquire or renew. Ok(true) while this candidate holds the lease.
     pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
+        Ok(self.attempt().await? == Attempt::Holding)
+    }
+
+    async fn attempt(&self) -> Result<Attempt, kube::Error> {
         let s = &self.settings;
         let now = self.wall_clock();
         let spec = |transitions: i32, acquired: Option<MicroTime>| LeaseSpec {
@@ -226,9 +241,9 @@ impl Elector {
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(created) => {
                     self.observe(&created);
-                    Ok(true)
+                    Ok(Attempt::Holding)
                 }
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::Conflict),
                 Err(e) => Err(e),
             };
         };
@@ -243,7 +258,7 @@ impl Elector {
                 .map(|secs| Duration::from_secs(secs.max(1) as u64))
                 .unwrap_or(s.lease_duration);
             if unchanged_since.elapsed() < lease_for {
-                return Ok(false);
+                return Ok(Attempt::HeldByAnother);
             }
         }
         let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!ours);
@@ -253,9 +268,9 @@ impl Elector {
         match self.api.replace(&s.name, &PostParams::default(), &lease).await {
             Ok(written) => {
                 self.observe(&written);
-                Ok(true)
+                Ok(Attempt::Holding)
             }
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Attempt::Conflict),
             Err(e) => Err(e),
         }
     }
@@ -308,7 +323,7 @@ impl Elector {
         // Campaign.
         let mut renewed = loop {
             let started = Instant::now();
-            let attempt = tokio::time::timeout(s.renew_deadline, self.try_acquire_or_renew());
+            let attempt = tokio::time::timeout(s.renew_deadline, self.attempt());
             let won = tokio::select! {
                 biased;
                 () = &mut shutdown => {
@@ -317,7 +332,7 @@ impl Elector {
                     return Outcome::Shutdown;
                 }
                 result = attempt => match result {
-                    Ok(Ok(won)) => won,
+                    Ok(Ok(found)) => found == Attempt::Holding,
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "leader election: cannot read or write the Lease");
                         false
@@ -354,7 +369,7 @@ impl Elector {
                 tokio::time::sleep(s.retry_period).await;
                 let started = Instant::now();
                 // Bounded by the deadline: a hung request cannot carry the leader past it.
-                (started, tokio::time::timeout_at(deadline, self.try_acquire_or_renew()).await)
+                (started, tokio::time::timeout_at(deadline, self.attempt()).await)
             };
             tokio::select! {
                 biased;
@@ -370,14 +385,17 @@ impl Elector {
                     break Outcome::Lost;
                 }
                 (started, result) = renewal => match result {
-                    Ok(Ok(true)) => {
+                    Ok(Ok(Attempt::Holding)) => {
                         renewed = started;
                         self.status.update(|t| t.renewed = Some(started));
                     }
-                    Ok(Ok(false)) => {
+                    Ok(Ok(Attempt::HeldByAnother)) => {
                         tracing::warn!("leader election: the Lease has another holder");
                         break Outcome::Lost;
                     }
+                    // Someone wrote the Lease between our read and write (a person editing it, or a
+                    // successor): the next attempt reads who holds it, within the deadline.
+                    Ok(Ok(Attempt::Conflict)) => tracing::warn!("leader election: conflict renewing the Lease, retrying"),
                     Ok(Err(e)) => tracing::warn!(error = %e, "leader election: renewal failed, retrying"),
                     Err(_) => {
                         tracing::warn!(deadline = ?s.renew_deadline, "leader election: could not renew the Lease in time");
