@@ -15,8 +15,8 @@
 //!   stopped at least `lease_duration - renew_deadline` before anyone else can take the Lease.
 //! - **Release on shutdown.** On SIGTERM the leader stops its work (in-flight reconciles get
 //!   [`LeaseSettings::stop_grace`], then are aborted) and then releases the Lease (no holder,
-//!   `leaseDurationSeconds: 1`), so a standby takes over within one `retry_period` instead of a
-//!   whole lease duration.
+//!   `leaseDurationSeconds: 1`); standbys watch the Lease (and poll every `retry_period`), so one
+//!   takes over at once instead of after a whole lease duration.
 //!
 //! `kube-lease-manager` was evaluated and not used: it decides expiry from the holder's
 //! `renewTime` against the local wall clock, the clock-skew problem this module avoids.
@@ -320,7 +320,10 @@ impl Elector {
         let s = self.settings.clone();
         tokio::pin!(shutdown);
 
-        // Campaign.
+        // Campaign. A watch on the Lease wakes the candidate as soon as it changes (a release),
+        // so a handover does not wait for the next retry period.
+        let changed = std::sync::Arc::new(tokio::sync::Notify::new());
+        let watch = AbortOnDrop(tokio::spawn(watch_lease(self.api.clone(), s.name.clone(), changed.clone())));
         let mut renewed = loop {
             let started = Instant::now();
             let attempt = tokio::time::timeout(s.renew_deadline, self.attempt());
@@ -349,9 +352,11 @@ impl Elector {
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Outcome::Shutdown,
+                () = changed.notified() => {}
                 () = tokio::time::sleep(s.retry_period) => {}
             }
         };
+        drop(watch);
         self.status.leading.store(true, Ordering::SeqCst);
         self.status.update(|t| {
             t.acquired = Some(renewed);
@@ -433,6 +438,37 @@ impl Elector {
             }
         }
         outcome
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Notifies `changed` on every change of the Lease `name`, re-watching when a watch ends. Only
+/// the `watch` verb is needed; without it (older RBAC) candidates just poll.
+async fn watch_lease(api: Api<Lease>, name: String, changed: std::sync::Arc<tokio::sync::Notify>) {
+    use futures::StreamExt;
+    let params = kube::api::WatchParams::default().fields(&format!("metadata.name={name}")).timeout(290);
+    loop {
+        match api.watch(&params, "0").await {
+            Ok(events) => {
+                let mut events = std::pin::pin!(events);
+                while let Some(Ok(_)) = events.next().await {
+                    changed.notify_one();
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "leader election: cannot watch the Lease; polling only");
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
