@@ -21,8 +21,9 @@
 //! restore and purge, the documented error bodies of both services, secret expiry and propagation
 //! at the token endpoint, replication lag (`Request_ResourceNotFound`,
 //! `NoBackingApplicationObject`), the app management policy's password lifetime cap, write
-//! throttling, paging, and injected 429/503/latency/connection resets ([`Faults`]). Every request
-//! is recorded ([`MicrosoftSim::calls`]) under a route template from [`routes`].
+//! throttling, paging, and injected 429/503/latency/connection resets, lost responses (the change
+//! made, the answer dropped) and slow tenants ([`Faults`]). Every request is recorded
+//! ([`MicrosoftSim::calls`]) under a route template from [`routes`].
 //!
 //! What it does not do: verify signatures of federated assertions (only their claims), enforce
 //! the caller's Graph permissions (any Graph token of the tenant may call any route), or model
