@@ -13,6 +13,7 @@ use connect_email_operator::connect::api::ConnectClient;
 use connect_email_operator::controller::drift::DriftDetection;
 use connect_email_operator::controller::{self, Context, Settings, SystemClock};
 use connect_email_operator::http::{HttpClient, HttpSettings};
+use connect_email_operator::leader::{Elector, LeaseSettings, Outcome};
 
 #[derive(Parser)]
 #[command(
@@ -133,7 +134,8 @@ struct RunArgs {
     /// Elect a leader on a Lease before reconciling (run two replicas safely).
     #[arg(long, env = "CEO_LEADER_ELECTION")]
     leader_election: bool,
-    /// How long a leader's Lease lasts without renewal (it renews every third of it).
+    /// How long a standby waits after the Lease last changed before taking it over; the leader
+    /// renews every fifteenth of it and stops reconciling when it could not renew for two thirds.
     #[arg(long, env = "CEO_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     lease_duration: Duration,
     /// Namespace of the Lease (default: the pod's namespace, POD_NAMESPACE).
@@ -193,51 +195,39 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::error!(error = %e, "the metrics endpoint stopped");
         }
     });
-    // With leader election, wait for the Lease; losing it stops the controllers and exits non-zero
-    // so the pod restarts as a candidate (another replica has taken over).
     // A standby replica is healthy and ready (rollouts must not wait for it to lead).
     ctx.metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-    let lost = if args.leader_election {
-        let identity = std::env::var("POD_NAME")
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| format!("connect-email-operator-{}", std::process::id()));
-        let settings = connect_email_operator::leader::LeaseSettings {
-            namespace: args.lease_namespace.clone(),
-            name: "connect-email-operator".into(),
-            identity,
-            lease_duration: args.lease_duration,
-            renew_every: args.lease_duration / 3,
-        };
-        tracing::info!("waiting for leadership");
-        Some(connect_email_operator::leader::Elector::new(ctx.client.clone(), settings).lead().await)
-    } else {
-        None
-    };
-    let lost_leadership = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let lost_flag = lost_leadership.clone();
-    let shutdown = async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        let lost = async {
-            match lost {
-                Some(rx) => {
-                    let _ = rx.await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {},
-            _ = term.recv() => {},
-            _ = lost => lost_flag.store(true, std::sync::atomic::Ordering::Relaxed),
-        }
-        tracing::info!("shutting down");
-    };
-    controller::run::run(ctx, args.namespace, shutdown).await;
-    if lost_leadership.load(std::sync::atomic::Ordering::Relaxed) {
+    if !args.leader_election {
+        controller::run::run(ctx, args.namespace, shutdown_signal()).await;
+        return Ok(());
+    }
+    // With leader election, wait for the Lease. Losing it aborts the controllers and exits
+    // non-zero so the pod restarts as a candidate; SIGTERM stops them and releases the Lease so
+    // the standby takes over at once (see `leader`).
+    let identity = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("connect-email-operator-{}", std::process::id()));
+    let settings = LeaseSettings::new(&args.lease_namespace, "connect-email-operator", &identity, args.lease_duration);
+    tracing::info!("waiting for leadership");
+    let client = ctx.client.clone();
+    let namespace = args.namespace;
+    let outcome = Elector::new(client, settings)
+        .run(shutdown_signal(), move |stop| controller::run::run(ctx, namespace, stop))
+        .await;
+    if outcome == Outcome::Lost {
         anyhow::bail!("lost leadership");
     }
     Ok(())
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
 }
 
 async fn doctor(args: DoctorArgs) -> anyhow::Result<bool> {

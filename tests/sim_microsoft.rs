@@ -680,6 +680,67 @@ async fn a_reset_drops_the_connection_without_a_response() {
 }
 
 #[tokio::test]
+async fn a_lost_response_applies_the_change_and_a_retried_create_is_already_there() {
+    let sim = Sim::start().await;
+    let app = sim.create_app_with_sp("lost-answer").await;
+    let client_sp = sim.service_principal_id(&app.app_id).await;
+    let resource_sp = sim.service_principal_id(EXCHANGE_APP_ID).await;
+
+    // App role assignment: applied, answer lost; the retry is a duplicate.
+    sim.sim.faults().on(routes::CREATE_APP_ROLE_ASSIGNED_TO).lose_response();
+    let path = format!("{}/v1.0/servicePrincipals/{resource_sp}/appRoleAssignedTo", sim.sim.url());
+    let body = json!({"principalId": client_sp, "resourceId": resource_sp, "appRoleId": MAIL_SEND_ROLE});
+    let lost = sim.http.post(&path).bearer_auth(&sim.token).json(&body).send().await;
+    assert!(lost.is_err(), "expected a transport error, got {lost:?}");
+    assert_eq!(sim.sim.app_role_assignments(TENANT).len(), 1, "the change was not applied");
+    let retried = sim.post(&format!("/servicePrincipals/{resource_sp}/appRoleAssignedTo"), body).await;
+    let error = retried.graph_error(400, "Request_BadRequest");
+    assert_eq!(error["message"], "Permission being assigned already exists on the object.");
+
+    // Delegated grant: the same, answered 409.
+    sim.sim.faults().on(routes::CREATE_GRANT).lose_response();
+    let body =
+        json!({"clientId": client_sp, "consentType": "AllPrincipals", "resourceId": resource_sp, "scope": "SMTP.Send"});
+    let grants = format!("{}/v1.0/oauth2PermissionGrants", sim.sim.url());
+    let lost = sim.http.post(&grants).bearer_auth(&sim.token).json(&body).send().await;
+    assert!(lost.is_err(), "expected a transport error, got {lost:?}");
+    assert_eq!(sim.sim.oauth2_permission_grants(TENANT).len(), 1, "the change was not applied");
+    let retried = sim.post("/oauth2PermissionGrants", body).await;
+    let error = retried.graph_error(409, "Request_MultipleObjectsWithSameKeyValue");
+    assert_eq!(error["message"], "Permission entry already exists.");
+}
+
+#[tokio::test]
+async fn tenant_latency_delays_only_that_tenants_requests() {
+    const OTHER: &str = "6f1a2b3c-0000-4000-8000-00000000beef";
+    let sim = Sim::start().await;
+    sim.sim.add_operator_client_secret(OTHER, OPERATOR, OPERATOR_SECRET);
+    sim.sim.faults().set_tenant_latency(TENANT, Duration::from_millis(400));
+    let token = |tenant: &'static str| {
+        sim.token_request(
+            tenant,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", OPERATOR),
+                ("client_secret", OPERATOR_SECRET),
+                ("scope", GRAPH_SCOPE),
+            ],
+        )
+    };
+    let started = Instant::now();
+    assert_eq!(token(OTHER).await.status, 200);
+    assert!(started.elapsed() < Duration::from_millis(400));
+    let started = Instant::now();
+    assert_eq!(token(TENANT).await.status, 200);
+    assert_eq!(sim.get("/applications").await.status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(800), "token and Graph requests of the tenant are delayed");
+    sim.sim.faults().set_tenant_latency(TENANT, Duration::ZERO);
+    let started = Instant::now();
+    assert_eq!(sim.get("/applications").await.status, 200);
+    assert!(started.elapsed() < Duration::from_millis(400));
+}
+
+#[tokio::test]
 async fn injected_latency_delays_the_answer() {
     let sim = Sim::start().await;
     sim.sim.faults().on(routes::LIST_SERVICE_PRINCIPALS).latency(Duration::from_millis(250));

@@ -20,13 +20,16 @@ pub struct GraphError {
 
 /// A token endpoint error response.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("token endpoint: {error} (AADSTS{}): {description}", codes.iter().map(u32::to_string).collect::<Vec<_>>().join(", AADSTS"))]
+#[error("token endpoint{}: {error} (AADSTS{}): {description}", if *operator_credential { " (the operator's own credential)" } else { "" }, codes.iter().map(u32::to_string).collect::<Vec<_>>().join(", AADSTS"))]
 pub struct TokenError {
     pub status: u16,
     pub error: String,
     pub codes: Vec<u32>,
     pub description: String,
     pub trace_id: Option<String>,
+    /// The refused request was the operator's own (its token for Graph or Exchange), not the
+    /// check of a secret it issued.
+    pub operator_credential: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +84,25 @@ pub mod aadsts {
     pub const INVALID_SCOPE: u32 = 70011;
     /// No matching federated identity credential.
     pub const NO_MATCHING_FEDERATED_CREDENTIAL: u32 = 70021;
+    /// The client assertion is outside its validity period (an expired projected token).
+    pub const ASSERTION_OUT_OF_TIME_RANGE: u32 = 700024;
+    /// The client assertion's signature does not match a registered certificate.
+    pub const ASSERTION_SIGNATURE_INVALID: u32 = 700027;
+    /// The application is disabled.
+    pub const APP_DISABLED: u32 = 7000112;
+
+    /// Refusals of the operator's own credential that a person fixes outside the cluster (a
+    /// federated credential, a secret or certificate of the operator's app, the app's presence in
+    /// the tenant). Retrying cannot fix them, but nothing signals the fix either.
+    pub const OPERATOR_CREDENTIAL: &[u32] = &[
+        NO_MATCHING_FEDERATED_CREDENTIAL,
+        INVALID_SECRET,
+        EXPIRED_SECRET,
+        APP_NOT_FOUND,
+        ASSERTION_OUT_OF_TIME_RANGE,
+        ASSERTION_SIGNATURE_INVALID,
+        APP_DISABLED,
+    ];
 }
 
 impl AzureError {
@@ -120,6 +142,29 @@ impl AzureError {
             Self::Transport(_) => true,
             Self::Graph(_) | Self::Token(_) => matches!(self.status(), Some(408 | 429 | 500..=599)),
             Self::Decode { .. } | Self::Credential(_) => false,
+        }
+    }
+
+    /// The operator's own credential was refused (or could not be used): a person has to fix it
+    /// (see [`aadsts::OPERATOR_CREDENTIAL`]), yet not by changing any resource, so callers
+    /// re-check every few minutes instead of waiting for a spec change or the resync. Refusals of
+    /// secrets the operator issued (verification) are not in this class.
+    pub fn is_operator_credential_failure(&self) -> bool {
+        match self {
+            Self::Token(t) => t.operator_credential && t.codes.iter().any(|c| aadsts::OPERATOR_CREDENTIAL.contains(c)),
+            Self::Credential(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Marks a token endpoint refusal as one of the operator's own token requests.
+    pub fn of_operator_credential(self) -> Self {
+        match self {
+            Self::Token(mut t) => {
+                t.operator_credential = true;
+                Self::Token(t)
+            }
+            other => other,
         }
     }
 
@@ -191,6 +236,7 @@ impl AzureError {
             codes: body.error_codes,
             description: truncate(description, 300),
             trace_id: body.trace_id,
+            operator_credential: false,
         }))
     }
 }

@@ -282,6 +282,29 @@ fn is_replication_lag(e: &AzureError) -> bool {
     (e.is_not_found() && e.has_graph_code("Request_ResourceNotFound")) || e.has_graph_code("NoBackingApplicationObject")
 }
 
+/// Graph's answer to assigning an app role the principal already has. Confirmed from public
+/// reports: 400 `Request_BadRequest` with the message "Permission being assigned already exists on
+/// the object." Graph gives it no code of its own, so the message is matched (English; that Graph
+/// never localises it for app-only callers is unconfirmed).
+fn is_assignment_already_there(e: &AzureError) -> bool {
+    matches!(e, AzureError::Graph(g)
+        if matches!(g.status, 400 | 409) && g.message.contains("Permission being assigned already exists"))
+}
+
+/// Graph's answer to creating a delegated grant whose (client, resource, consent type) exists.
+/// Confirmed from public reports: 409 `Request_MultipleObjectsWithSameKeyValue`, "Permission entry
+/// already exists." Unconfirmed: whether Graph ever answers 400 with that message instead (some
+/// older reports quote only the message), so the message is accepted with either status.
+fn is_grant_already_there(e: &AzureError) -> bool {
+    match e {
+        AzureError::Graph(g) => {
+            (g.status == 409 && e.has_graph_code("Request_MultipleObjectsWithSameKeyValue"))
+                || (matches!(g.status, 400 | 409) && g.message.contains("Permission entry already exists"))
+        }
+        _ => false,
+    }
+}
+
 fn decode<T: DeserializeOwned>(operation: &'static str, response: &Response) -> Result<T, AzureError> {
     serde_json::from_slice(&response.body)
         .map_err(|e| AzureError::Decode { context: operation, message: e.to_string() })
@@ -526,11 +549,21 @@ impl Directory for GraphClient {
         let body =
             serde_json::json!({"principalId": principal_id, "resourceId": resource_id, "appRoleId": app_role_id});
         let path = format!("servicePrincipals/{resource_id}/appRoleAssignedTo");
-        self.write_with_lag_retry(|| {
-            self.request("assignAppRole", tenant, reqwest::Method::POST, &path, Body::Json(&body), false)
-        })
-        .await
-        .map(drop)
+        let result = self
+            .write_with_lag_retry(|| {
+                self.request("assignAppRole", tenant, reqwest::Method::POST, &path, Body::Json(&body), false)
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A duplicate is exactly this (principal, resource, role): what was asked for exists,
+            // typically because an earlier attempt whose answer was lost succeeded.
+            Err(e) if is_assignment_already_there(&e) => {
+                tracing::debug!(tenant, principal_id, app_role_id, "app role already assigned");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn unassign_app_role(&self, tenant: &str, principal_id: &str, assignment_id: &str) -> Result<(), AzureError> {
@@ -555,18 +588,41 @@ impl Directory for GraphClient {
         let body = serde_json::json!({
             "clientId": client_id, "consentType": "AllPrincipals", "resourceId": resource_id, "scope": scope
         });
-        self.write_with_lag_retry(|| {
-            self.request(
-                "createDelegatedGrant",
-                tenant,
-                reqwest::Method::POST,
-                "oauth2PermissionGrants",
-                Body::Json(&body),
-                false,
-            )
-        })
-        .await
-        .map(drop)
+        let result = self
+            .write_with_lag_retry(|| {
+                self.request(
+                    "createDelegatedGrant",
+                    tenant,
+                    reqwest::Method::POST,
+                    "oauth2PermissionGrants",
+                    Body::Json(&body),
+                    false,
+                )
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // The key of a grant is (client, resource, consent type), not its scopes: an existing
+            // grant counts as this one only if it already holds every scope asked for (an earlier
+            // attempt whose answer was lost). Otherwise someone else's grant is in the way and the
+            // caller must see the conflict.
+            Err(e) if is_grant_already_there(&e) => {
+                let wanted: std::collections::BTreeSet<&str> = scope.split_whitespace().collect();
+                let existing = self.delegated_grants(tenant, client_id).await?;
+                let covered = existing.iter().any(|g| {
+                    g.resource_id.eq_ignore_ascii_case(resource_id)
+                        && g.consent_type.as_deref().is_none_or(|c| c == "AllPrincipals")
+                        && wanted.iter().all(|w| g.scopes().contains(*w))
+                });
+                if covered {
+                    tracing::debug!(tenant, client_id, resource_id, "delegated grant already exists");
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn update_delegated_grant(&self, tenant: &str, grant_id: &str, scope: &str) -> Result<(), AzureError> {
@@ -617,6 +673,58 @@ pub fn password_lifetime_from_policy(policy: &serde_json::Value) -> Option<jiff:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Cloud;
+    use crate::azure::{EndpointOverrides, OperatorCredential, TokenClient};
+    use crate::http::HttpSettings;
+    use crate::sim::microsoft::{EXCHANGE_APP_ID, MicrosoftSim, SimOptions};
+    use crate::sim::routes;
+
+    const TENANT: &str = "cccccccc-0000-4000-8000-000000000003";
+    const OPERATOR: &str = "0e0e0e0e-0000-4000-8000-00000000000e";
+    const MAIL_SEND: &str = "b633e1c5-b582-4048-a93e-9f11b44c7e96";
+
+    async fn graph(sim: &MicrosoftSim) -> GraphClient {
+        sim.add_operator_client_secret(TENANT, OPERATOR, "operator-secret");
+        let url = url::Url::parse(&sim.url()).unwrap();
+        let overrides = EndpointOverrides { authority_host: Some(url.clone()), graph: Some(url), exchange: None };
+        let endpoints = overrides.apply(Endpoints::for_cloud(Cloud::AzurePublic));
+        let http =
+            HttpClient::new("graph", &HttpSettings { extra_ca_pem: Some(sim.ca_pem()), ..Default::default() }).unwrap();
+        let credential = OperatorCredential::ClientSecret {
+            client_id: OPERATOR.into(),
+            secret: "operator-secret".to_string().into(),
+        };
+        let tokens = Arc::new(TokenProvider::new(TokenClient::new(http.clone(), endpoints.clone()), credential));
+        GraphClient::new(http, endpoints, tokens)
+    }
+
+    #[tokio::test]
+    async fn a_retried_post_whose_first_attempt_succeeded_is_already_there_and_counts_as_success() {
+        let sim = MicrosoftSim::start(SimOptions::default().tenant(TENANT)).await.unwrap();
+        let graph = graph(&sim).await;
+        let (_, app_id) = sim.seed_application(TENANT, "retried");
+        let client = graph.service_principal(TENANT, &app_id).await.unwrap().unwrap().id;
+        let exchange = graph.resource_service_principal(TENANT, EXCHANGE_APP_ID).await.unwrap().unwrap().id;
+
+        // The assignment is made, its answer lost; the request path retries and Graph answers
+        // "already exists on the object".
+        sim.faults().on(routes::CREATE_APP_ROLE_ASSIGNED_TO).lose_response();
+        graph.assign_app_role(TENANT, &client, &exchange, MAIL_SEND).await.unwrap();
+        assert_eq!(sim.count(routes::CREATE_APP_ROLE_ASSIGNED_TO), 2, "the POST was not retried");
+        assert_eq!(sim.app_role_assignments(TENANT).len(), 1);
+
+        // The same for a delegated grant (409 "Permission entry already exists").
+        sim.faults().on(routes::CREATE_GRANT).lose_response();
+        graph.create_delegated_grant(TENANT, &client, &exchange, "SMTP.Send").await.unwrap();
+        assert_eq!(sim.count(routes::CREATE_GRANT), 2, "the POST was not retried");
+        assert_eq!(sim.oauth2_permission_grants(TENANT).len(), 1);
+
+        // A grant in the way that lacks a scope asked for is a conflict the caller must see.
+        let error = graph.create_delegated_grant(TENANT, &client, &exchange, "SMTP.Send offline_access").await;
+        let error = error.unwrap_err();
+        assert_eq!(error.status(), Some(409), "{error}");
+        assert!(error.has_graph_code("Request_MultipleObjectsWithSameKeyValue"));
+    }
 
     #[test]
     fn odata_literals_escape_quotes_and_spaces() {

@@ -9,8 +9,8 @@
 //!   reports more use than the log explains (other clients share the budget, or the tenant's limit
 //!   is lower), the effective limits shrink;
 //! - 429: the whole tenant pauses for `Retry-After` (or a backoff when absent, as identity APIs
-//!   sometimes do) and the limit named by `x-ms-throttle-scope` / `x-ms-throttle-information`
-//!   shrinks;
+//!   sometimes do), at most [`MAX_PAUSE`], and the limit named by `x-ms-throttle-scope` /
+//!   `x-ms-throttle-information` shrinks;
 //! - successful answers without the header slowly restore the limits (additive increase).
 //!
 //! Waiting is FIFO per tenant and per budget (a queued write never blocks reads).
@@ -160,6 +160,11 @@ impl GraphThrottle {
 /// Floor for adapted limits: never below a tenth of the documented limit.
 const MIN_FACTOR: f64 = 0.1;
 
+/// The longest a 429 pauses a tenant. Graph's `Retry-After` is seconds to a few minutes; a larger
+/// value (a proxy's, a bug's) must not stop every reconcile of the tenant for hours, and an
+/// unbounded one would overflow the clock while the tenant's lock is held.
+pub const MAX_PAUSE: Duration = Duration::from_secs(5 * 60);
+
 impl TenantGate {
     fn write_limit(&self, s: &GateState) -> u32 {
         ((self.limits.writes as f64 * s.write_factor).floor() as u32).max(1)
@@ -250,11 +255,12 @@ impl TenantGate {
         self.prune(&mut s, now);
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         if status == StatusCode::TOO_MANY_REQUESTS {
-            let pause = retry_after.unwrap_or(self.limits.default_pause);
+            let pause = retry_after.unwrap_or(self.limits.default_pause).min(MAX_PAUSE);
             // Requests in flight when Graph started throttling all come back 429 together: one
             // overload is one shrink, not one per request.
             let already_paused = s.paused_until.is_some_and(|p| p > now);
-            s.paused_until = Some(s.paused_until.unwrap_or(now).max(now + pause));
+            let until = now.checked_add(pause).unwrap_or(now);
+            s.paused_until = Some(s.paused_until.unwrap_or(now).max(until));
             if already_paused {
                 return;
             }
@@ -384,6 +390,27 @@ mod tests {
         // Other tenants are unaffected.
         let start = Instant::now();
         throttle.tenant("other").admit(WRITE).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_retry_after_pauses_the_tenant_for_at_most_five_minutes_and_never_panics() {
+        let throttle = GraphThrottle::new(limits(100, 1000));
+        let gate = throttle.tenant("t");
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", u64::MAX.to_string().parse().unwrap());
+        // What `http::retry_after` makes of that header: about 585 billion years.
+        let huge = crate::http::retry_after(&headers);
+        assert_eq!(huge, Some(Duration::from_secs(u64::MAX)));
+        gate.observe(StatusCode::TOO_MANY_REQUESTS, &headers, huge);
+        gate.observe(StatusCode::TOO_MANY_REQUESTS, &headers, Some(Duration::MAX));
+        let start = Instant::now();
+        gate.admit(READ).await;
+        assert_eq!(start.elapsed(), MAX_PAUSE);
+        // The tenant's state is still usable (no lock poisoned by a panic).
+        gate.observe(StatusCode::OK, &HeaderMap::new(), None);
+        let start = Instant::now();
+        gate.admit(READ).await;
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
 

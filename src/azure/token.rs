@@ -180,25 +180,44 @@ impl TokenClient {
 
 /// The operator's own tokens per (tenant, scope), cached until five minutes before expiry (or
 /// half the lifetime of short-lived tokens).
+///
+/// Each (tenant, scope) has its own slot and lock: concurrent requests for the same key wait for
+/// one token request (single flight), while a slow or failing token endpoint answer for one tenant
+/// never holds up another tenant's requests.
 pub struct TokenProvider {
     client: TokenClient,
     credential: OperatorCredential,
-    cache: Mutex<HashMap<(String, String), (SecretString, Instant)>>,
+    slots: std::sync::Mutex<HashMap<(String, String), Arc<Slot>>>,
 }
+
+/// One (tenant, scope): the cached token and when to refresh it.
+type Slot = Mutex<Option<(SecretString, Instant)>>;
 
 impl TokenProvider {
     pub fn new(client: TokenClient, credential: OperatorCredential) -> Self {
-        Self { client, credential, cache: Mutex::default() }
+        Self { client, credential, slots: std::sync::Mutex::default() }
+    }
+
+    fn slot(&self, tenant: &str, scope: &str) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        slots.entry((tenant.to_ascii_lowercase(), scope.to_string())).or_default().clone()
     }
 
     pub async fn token(&self, tenant: &str, scope: &str) -> Result<SecretString, AzureError> {
-        let key = (tenant.to_string(), scope.to_string());
-        let mut cache = self.cache.lock().await;
-        if let Some((token, refresh_at)) = cache.get(&key)
+        let slot = self.slot(tenant, scope);
+        let mut cached = slot.lock().await;
+        if let Some((token, refresh_at)) = cached.as_ref()
             && Instant::now() < *refresh_at
         {
             return Ok(token.clone());
         }
+        let token = self.request(tenant, scope).await.map_err(AzureError::of_operator_credential)?;
+        let margin = Duration::from_secs(300).min(token.expires_in / 2);
+        *cached = Some((token.token.clone(), Instant::now() + token.expires_in - margin));
+        Ok(token.token)
+    }
+
+    async fn request(&self, tenant: &str, scope: &str) -> Result<AccessToken, AzureError> {
         let client_id = self.credential.client_id();
         let auth = match &self.credential {
             OperatorCredential::ClientSecret { secret, .. } => ClientAuth::Secret(secret),
@@ -212,10 +231,7 @@ impl TokenProvider {
                 ClientAuth::Assertion(signer.assertion(client_id, &self.client.endpoints.token_url(tenant))?.into())
             }
         };
-        let token = self.client.client_credentials(tenant, client_id, auth, scope).await?;
-        let margin = Duration::from_secs(300).min(token.expires_in / 2);
-        cache.insert(key, (token.token.clone(), Instant::now() + token.expires_in - margin));
-        Ok(token.token)
+        self.client.client_credentials(tenant, client_id, auth, scope).await
     }
 }
 
@@ -232,5 +248,80 @@ impl SecretVerifier for TokenClient {
         // Graph's .default needs no permission to be issued, so it proves the secret alone.
         let scope = self.endpoints.graph_scope.clone();
         self.client_credentials(tenant, client_id, ClientAuth::Secret(secret), &scope).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::api::Cloud;
+    use crate::azure::EndpointOverrides;
+    use crate::http::HttpSettings;
+    use crate::sim::microsoft::{MicrosoftSim, SimOptions};
+
+    const SLOW: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const FAST: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+    const OPERATOR: &str = "0e0e0e0e-0000-4000-8000-00000000000e";
+
+    async fn provider(sim: &MicrosoftSim, secret: &str) -> TokenProvider {
+        let url = url::Url::parse(&sim.url()).unwrap();
+        let overrides = EndpointOverrides { authority_host: Some(url.clone()), graph: Some(url), exchange: None };
+        let http =
+            HttpClient::new("login", &HttpSettings { extra_ca_pem: Some(sim.ca_pem()), ..Default::default() }).unwrap();
+        let client = TokenClient::new(http, overrides.apply(Endpoints::for_cloud(Cloud::AzurePublic)));
+        TokenProvider::new(
+            client,
+            OperatorCredential::ClientSecret { client_id: OPERATOR.into(), secret: secret.to_string().into() },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_slow_token_request_for_one_tenant_does_not_delay_another_tenant() {
+        let sim = MicrosoftSim::start(SimOptions::default()).await.unwrap();
+        for tenant in [SLOW, FAST] {
+            sim.add_operator_client_secret(tenant, OPERATOR, "operator-secret");
+        }
+        sim.faults().set_tenant_latency(SLOW, Duration::from_secs(3));
+        let tokens = Arc::new(provider(&sim, "operator-secret").await);
+        let scope = "https://graph.microsoft.com/.default";
+
+        let started = Instant::now();
+        let slow = tokio::spawn({
+            let tokens = tokens.clone();
+            async move { tokens.token(SLOW, scope).await.map(drop) }
+        });
+        // The slow tenant's request is in flight (it holds its own slot) before the fast one starts.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokens.token(FAST, scope).await.unwrap();
+        let fast_done = started.elapsed();
+        assert!(!slow.is_finished(), "the slow tenant answered early: the test proves nothing");
+        assert!(fast_done < Duration::from_secs(2), "tenant B waited for tenant A: {fast_done:?}");
+        slow.await.unwrap().unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(3));
+
+        // Concurrent requests for one key share a single token request, then the cache.
+        let before = sim.count(crate::sim::routes::TOKEN);
+        let both =
+            futures::future::join_all((0..4).map(|_| tokens.token(FAST, "https://outlook.office365.com/.default")))
+                .await;
+        assert!(both.iter().all(Result::is_ok));
+        assert_eq!(sim.count(crate::sim::routes::TOKEN) - before, 1);
+    }
+
+    #[tokio::test]
+    async fn the_operators_own_refused_secret_is_classed_as_its_credential_failing() {
+        let sim = MicrosoftSim::start(SimOptions::default()).await.unwrap();
+        sim.add_operator_client_secret(FAST, OPERATOR, "operator-secret");
+        let tokens = provider(&sim, "a-wrong-secret").await;
+        let error = tokens.token(FAST, "https://graph.microsoft.com/.default").await.map(drop).unwrap_err();
+        assert!(error.has_aadsts(super::super::error::aadsts::INVALID_SECRET), "{error}");
+        assert!(error.is_operator_credential_failure(), "{error}");
+        assert!(error.to_string().contains("the operator's own credential"), "{error}");
+        // The same refusal when verifying a secret the operator issued is not about its credential.
+        let verified = tokens.client.verify(FAST, OPERATOR, &SecretString::from("a-wrong-secret")).await.unwrap_err();
+        assert!(verified.has_aadsts(super::super::error::aadsts::INVALID_SECRET));
+        assert!(!verified.is_operator_credential_failure());
     }
 }

@@ -1,7 +1,15 @@
 //! The controller layer's error type: one enum, a stable metric label per variant, and the split
-//! between permanent errors (the spec or the tenant must change: wait) and transient ones (back off).
+//! between permanent errors (the spec or the tenant must change: wait), errors of the operator's
+//! own credential (a person must fix it: re-check every few minutes) and transient ones (back off).
+
+use std::time::Duration;
 
 use crate::azure::AzureError;
+
+/// How often an object is re-checked while the operator's own Microsoft credential is refused:
+/// soon enough that service resumes minutes after a person fixes it, rare enough not to flood the
+/// token endpoint (and its sign-in logs) while nobody has.
+pub const OPERATOR_CREDENTIAL_RECHECK: Duration = Duration::from_secs(3 * 60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,14 +49,61 @@ impl Error {
         }
     }
 
-    /// Errors that retrying cannot fix until something changes (spec, tenant permissions).
+    /// The operator's own Microsoft credential is refused: no spec change fixes it and nothing
+    /// announces the fix, so the object is re-checked every [`OPERATOR_CREDENTIAL_RECHECK`].
+    pub fn is_operator_credential_failure(&self) -> bool {
+        matches!(self, Self::Azure(e) if e.is_operator_credential_failure())
+    }
+
+    /// Errors that retrying cannot fix until something changes (spec, tenant permissions). The
+    /// operator's own credential is not one of them (see [`Error::is_operator_credential_failure`]).
     pub fn is_permanent(&self) -> bool {
         match self {
             Self::InvalidSpec(_) | Self::MissingObjectKey(_) | Self::Refused { .. } => true,
+            Self::Azure(e) if e.is_operator_credential_failure() => false,
             Self::Azure(e) => {
                 !e.is_transient() && e.status().is_some_and(|s| (400..500).contains(&s)) && !e.is_throttled()
             }
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::azure::error::TokenError;
+
+    fn token_error(codes: &[u32], operator_credential: bool) -> Error {
+        Error::Azure(AzureError::Token(Box::new(TokenError {
+            status: 401,
+            error: "invalid_client".into(),
+            codes: codes.to_vec(),
+            description: "refused".into(),
+            trace_id: None,
+            operator_credential,
+        })))
+    }
+
+    #[test]
+    fn the_operators_own_credential_failing_is_rechecked_soon_not_permanent() {
+        use crate::azure::error::aadsts;
+        for code in [
+            aadsts::NO_MATCHING_FEDERATED_CREDENTIAL,
+            aadsts::INVALID_SECRET,
+            aadsts::EXPIRED_SECRET,
+            aadsts::APP_NOT_FOUND,
+        ] {
+            let own = token_error(&[code], true);
+            assert!(own.is_operator_credential_failure(), "AADSTS{code}");
+            assert!(!own.is_permanent(), "AADSTS{code}");
+        }
+        // The same codes for a secret the operator issued (verification) are not about its own
+        // credential, and a wrong tenant in the spec (90002) is a spec error.
+        assert!(!token_error(&[aadsts::INVALID_SECRET], false).is_operator_credential_failure());
+        assert!(token_error(&[90002], true).is_permanent());
+        assert!(!token_error(&[90002], true).is_operator_credential_failure());
+        // The federated token file missing is the same class.
+        assert!(Error::Azure(AzureError::Credential("no file".into())).is_operator_credential_failure());
     }
 }

@@ -1,5 +1,6 @@
 //! What every controller does around its reconcile: the cleanup finalizer, per-object backoff, and
-//! the error policy (permanent errors wait for a change or the resync; transient ones back off).
+//! the error policy (permanent errors wait for a change or the resync; a refused operator credential
+//! is re-checked every few minutes; transient ones back off).
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -71,5 +72,11 @@ where
 pub fn error_policy<K: Resource>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = key(obj.as_ref());
     tracing::warn!(resource = %key, error = %error, kind = error.metric_label(), "reconcile failed");
-    if error.is_permanent() { Action::requeue(ctx.settings.resync) } else { Action::requeue(ctx.backoff(&key)) }
+    if error.is_operator_credential_failure() {
+        Action::requeue(super::error::OPERATOR_CREDENTIAL_RECHECK.min(ctx.settings.resync))
+    } else if error.is_permanent() {
+        Action::requeue(ctx.settings.resync)
+    } else {
+        Action::requeue(ctx.backoff(&key))
+    }
 }

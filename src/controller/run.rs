@@ -16,9 +16,15 @@ use super::{Context, lifecycle, triggers};
 use crate::api::app_registration::AzureAppRegistrationStatus;
 use crate::api::{AzureAppRegistration, EmailChannel};
 
-/// Runs every controller until `shutdown` resolves. `namespace` limits the watches to one
-/// namespace, or to several given as a comma-separated list (`a,b`): one pair of controllers per
-/// namespace, so namespaced RBAC (a Role in each) is enough.
+/// Runs every controller until `shutdown` resolves, then waits for in-flight reconciles.
+/// `namespace` limits the watches to one namespace, or to several given as a comma-separated list
+/// (`a,b`): one pair of controllers per namespace, so namespaced RBAC (a Role in each) is enough.
+///
+/// Dropping this future (a leader stepping down aborts the task running it) drops the
+/// controllers, whose reconcile tasks are cancelled with them (kube-runtime aborts a reconcile
+/// task when its handle is dropped): no reconcile resumes past its current await. Reconciles are
+/// safe to cut anywhere (see the rotation protocol), as after a crash. The change-feed follower
+/// (`drift`) notices at its next poll and ends without writing anything.
 pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<String>,

@@ -19,6 +19,8 @@ pub(crate) enum FaultAction {
     Latency(Duration),
     /// Close the connection without answering.
     Reset,
+    /// Process the request, then close the connection without sending the answer.
+    LoseResponse,
 }
 
 #[derive(Clone, Debug)]
@@ -84,8 +86,8 @@ impl FaultTable {
 }
 
 /// A fault being described: which key, how many times. Finish with [`FaultBuilder::status`],
-/// [`FaultBuilder::throttled`], [`FaultBuilder::unavailable`], [`FaultBuilder::latency`] or
-/// [`FaultBuilder::reset`].
+/// [`FaultBuilder::throttled`], [`FaultBuilder::unavailable`], [`FaultBuilder::latency`],
+/// [`FaultBuilder::reset`] or [`FaultBuilder::lose_response`].
 #[must_use = "a fault does nothing until status(), latency() or reset() is called"]
 #[derive(Debug)]
 pub struct FaultBuilder {
@@ -129,6 +131,13 @@ impl FaultBuilder {
     /// Drop the connection after reading the request, without any response.
     pub fn reset(self) {
         self.add(FaultAction::Reset);
+    }
+
+    /// Process the request normally (its change is made), then drop the connection without the
+    /// answer: the caller cannot tell it succeeded and retries. The Microsoft simulator
+    /// implements it; the Connect simulator answers such requests normally.
+    pub fn lose_response(self) {
+        self.add(FaultAction::LoseResponse);
     }
 
     fn add(self, action: FaultAction) {

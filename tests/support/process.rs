@@ -107,6 +107,12 @@ impl OperatorProcess {
         None
     }
 
+    /// SIGTERM (what Kubernetes sends a pod it stops); does not wait.
+    pub fn terminate(&mut self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        assert!(status.is_ok_and(|s| s.success()), "sending SIGTERM failed");
+    }
+
     /// SIGKILL and reap.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -9,6 +9,7 @@
 //! sim.faults().on(routes::ADD_PASSWORD).times(2).status(429, Some(3));
 //! sim.faults().on("*").latency(Duration::from_millis(200));
 //! sim.faults().on(routes::TOKEN).reset();
+//! sim.faults().on(routes::CREATE_GRANT).lose_response();
 //! sim.faults().on_cmdlet("Set-Mailbox").unavailable();
 //! sim.faults().set_replication_lag(Duration::from_millis(300));
 //! # }
@@ -84,6 +85,17 @@ impl Faults {
     /// 10 s for a small tenant; costs follow Graph's published table.
     pub fn set_resource_unit_limit(&self, units: u32, per: Duration) {
         lock(&self.shared.settings).unit_rate_limit = Some((units, per));
+    }
+
+    /// Every request for `tenant` (its token endpoint, Graph and Exchange calls) is answered
+    /// `delay` late; other tenants are unaffected (a slow or unreachable tenant). Zero removes it.
+    pub fn set_tenant_latency(&self, tenant: &str, delay: Duration) {
+        let mut latency = lock(&self.shared.tenant_latency);
+        if delay.is_zero() {
+            latency.remove(&tenant.to_ascii_lowercase());
+        } else {
+            latency.insert(tenant.to_ascii_lowercase(), delay);
+        }
     }
 
     pub fn clear_write_rate_limit(&self) {

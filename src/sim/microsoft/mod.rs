@@ -21,8 +21,9 @@
 //! restore and purge, the documented error bodies of both services, secret expiry and propagation
 //! at the token endpoint, replication lag (`Request_ResourceNotFound`,
 //! `NoBackingApplicationObject`), the app management policy's password lifetime cap, write
-//! throttling, paging, and injected 429/503/latency/connection resets ([`Faults`]). Every request
-//! is recorded ([`MicrosoftSim::calls`]) under a route template from [`routes`].
+//! throttling, paging, and injected 429/503/latency/connection resets, lost responses (the change
+//! made, the answer dropped) and slow tenants ([`Faults`]). Every request is recorded
+//! ([`MicrosoftSim::calls`]) under a route template from [`routes`].
 //!
 //! What it does not do: verify signatures of federated assertions (only their claims), enforce
 //! the caller's Graph permissions (any Graph token of the tenant may call any route), or model
@@ -415,11 +416,16 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
 
     let fault_keys: Vec<&str> = [Some(route.as_str()), cmdlet.as_deref()].into_iter().flatten().collect();
     let triggered = lock(&shared.faults).take(&fault_keys);
-    if !triggered.latency.is_zero() {
-        tokio::time::sleep(triggered.latency).await;
+    let tenant_latency =
+        tenant.as_ref().and_then(|t| lock(&shared.tenant_latency).get(&t.to_ascii_lowercase()).copied());
+    let latency = triggered.latency + tenant_latency.unwrap_or_default();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
     }
     let now = shared.now();
-    let outcome = match (triggered.terminal, &routed) {
+    let lose_response = triggered.terminal == Some(FaultAction::LoseResponse);
+    let terminal = triggered.terminal.filter(|_| !lose_response);
+    let outcome = match (terminal, &routed) {
         (Some(FaultAction::Reset), _) => Outcome::Reset,
         (Some(FaultAction::Status { code, retry_after, .. }), _) => {
             let mut response = if is_token {
@@ -472,5 +478,5 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
         key_id,
         at: now,
     });
-    outcome
+    if lose_response { Outcome::Reset } else { outcome }
 }

@@ -209,6 +209,8 @@ pub(crate) struct Shared {
     pub calls: Mutex<Vec<CallRecord>>,
     /// How far the simulated clock runs ahead of the real one.
     pub clock_offset: Mutex<Duration>,
+    /// Extra delay of every request (token endpoint, Graph, Exchange) for a tenant, by tenant ID.
+    pub tenant_latency: Mutex<HashMap<String, Duration>>,
 }
 
 impl Shared {
@@ -221,6 +223,7 @@ impl Shared {
             settings: Mutex::new(Settings::default()),
             calls: Mutex::new(Vec::new()),
             clock_offset: Mutex::new(Duration::ZERO),
+            tenant_latency: Mutex::new(HashMap::new()),
         }
     }
 
