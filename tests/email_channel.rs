@@ -271,6 +271,70 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
     h.finish().await;
 }
 
+/// Waits until condition `type_` is False with `reason` and returns its message.
+async fn false_with_reason(h: &Harness, name: &str, type_: &str, reason: &str) -> String {
+    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
+    eventually(Duration::from_secs(90), || {
+        let api = api.clone();
+        async move {
+            let obj = api.get(name).await.map_err(|e| e.to_string())?;
+            let conditions = obj.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+            match conditions.iter().find(|c| c.type_ == type_) {
+                Some(c) if c.status == "False" && c.reason == reason => Ok(c.message.clone()),
+                other => Err(format!("{type_} is {other:?}")),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() {
+    use connect_email_operator::sim::connect::routes as connect_routes;
+    let h = Harness::start("ech-api-errors").await;
+    h.sim.exchange().add_mailbox(TENANT, MAILBOX);
+    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let token: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &token).await.unwrap();
+    h.connect.set_list_unavailable(true);
+    apply(&h, &json!({
+        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
+        "metadata": {"name": "sales"},
+        "spec": {
+            "mailbox": MAILBOX,
+            "azure": {"tenantId": TENANT, "clientSecret": {"secretName": "sales-azure"}},
+            "connect": {"mode": "Api", "region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Sales email",
+                        "organizationId": CONNECT_ORG, "credentialsSecretRef": {"name": "webex-connect-api"}}
+        }
+    }))
+    .await;
+    let m = false_with_reason(&h, "sales", "ConnectAssetSynced", "ExternalError").await;
+    assert!(m.contains("list operation is not available") && m.contains("assetId") && m.contains("Sales email"), "{m}");
+    assert!(h.connect.assets(CONNECT_ORG).is_empty(), "nothing created blindly");
+    assert!(h.connect.count(connect_routes::LIST_ASSETS) >= 1);
+
+    h.connect.set_list_unavailable(false);
+    false_with_reason(&h, "sales", "ConnectAuthorized", "SignInRequired").await;
+    assert_eq!(h.connect.assets(CONNECT_ORG).len(), 1);
+
+    // The personal access token expires: a 401 is its own reason, not throttling.
+    h.connect.expire_token(CONNECT_TOKEN);
+    let m = false_with_reason(&h, "sales", "ConnectAssetSynced", "ConnectUnauthorized").await;
+    assert!(m.contains("HTTP 401") && m.contains("webex-connect-api") && m.contains("12 hours"), "{m}");
+    assert!(!m.contains(CONNECT_TOKEN), "no token in a condition");
+
+    // A person puts a new token in the Secret.
+    h.connect.add_org(CONNECT_ORG, "webex-access-token-renewed");
+    let renewed = json!({"stringData": {"token": "webex-access-token-renewed"}});
+    secrets.patch("webex-connect-api", &PatchParams::default(), &Patch::Merge(&renewed)).await.unwrap();
+    condition(&h, "sales", "ConnectAssetSynced", "True").await;
+    h.finish().await;
+}
+
 /// What Argo CD does: server-side apply of the examples under its field manager; once the
 /// operator has converged, a server-side diff of the same files is empty (no perpetual OutOfSync).
 #[tokio::test]

@@ -53,6 +53,8 @@ pub mod reason {
     pub const SIGN_IN_REQUIRED: &str = "SignInRequired";
     pub const FORWARDING_BLOCKED: &str = "ForwardingBlockedByPolicy";
     pub const NOT_MANAGED: &str = "NotManaged";
+    /// Webex Connect refused the access token (401/403): a person must refresh the Secret.
+    pub const CONNECT_UNAUTHORIZED: &str = "ConnectUnauthorized";
 
     /// Every reason above (health checks and alerts are tested against this list).
     pub const ALL: &[&str] = &[
@@ -75,5 +77,6 @@ pub mod reason {
         SIGN_IN_REQUIRED,
         FORWARDING_BLOCKED,
         NOT_MANAGED,
+        CONNECT_UNAUTHORIZED,
     ];
 }
