@@ -271,6 +271,32 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
     h.finish().await;
 }
 
+/// Creates an email asset in the Connect simulator as a person would in the portal; returns its ID.
+async fn create_asset_by_hand(h: &Harness, name: &str) -> String {
+    use connect_email_operator::api::email_channel::ConnectRegion;
+    use connect_email_operator::connect::api::{AssetSettings, ConnectAssets, ConnectClient, Org};
+    use connect_email_operator::http::{HttpClient, HttpSettings};
+    let settings = HttpSettings { extra_ca_pem: Some(h.connect.ca_pem()), ..HttpSettings::default() };
+    let endpoint = url::Url::parse(&h.connect.url()).unwrap();
+    let client = ConnectClient::new(HttpClient::new("connect", &settings).unwrap(), Some(endpoint));
+    let token: secrecy::SecretString = CONNECT_TOKEN.to_string().into();
+    let org = Org { region: ConnectRegion::Us, organization_id: CONNECT_ORG, token: &token };
+    let asset = AssetSettings {
+        asset_name: name.to_string(),
+        email_id: MAILBOX.to_string(),
+        smtp_server: "smtp.office365.com".to_string(),
+        smtp_port: 587,
+        smtp_security: "STARTTLS".to_string(),
+        smtp_username: MAILBOX.to_string(),
+        client_id: "00000000-0000-4000-8000-000000000001".to_string(),
+        client_secret: "typed-by-hand".to_string().into(),
+        authorization_url: format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/authorize"),
+        token_url: format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token"),
+        scope: "offline_access https://outlook.office.com/SMTP.Send".to_string(),
+    };
+    client.create(&org, &asset).await.unwrap().asset_id
+}
+
 /// Waits until condition `type_` is False with `reason` and returns its message.
 async fn false_with_reason(h: &Harness, name: &str, type_: &str, reason: &str) -> String {
     let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
@@ -317,9 +343,20 @@ async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() 
     assert!(h.connect.assets(CONNECT_ORG).is_empty(), "nothing created blindly");
     assert!(h.connect.count(connect_routes::LIST_ASSETS) >= 1);
 
-    h.connect.set_list_unavailable(false);
+    // Following the advice: the asset is created in Connect by hand and its ID set in status.
+    let asset_id = create_asset_by_hand(&h, "Sales email").await;
+    let channels: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let patch = json!({"status": {"connect": {"assetId": asset_id}}});
+    channels.patch_status("sales", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     false_with_reason(&h, "sales", "ConnectAuthorized", "SignInRequired").await;
+    let app = h.sim.applications(TENANT).remove(0);
+    let asset = h.connect.asset(&asset_id).unwrap();
+    assert_eq!(asset.oauth.client_id, app.app_id, "the operator updated the asset it was pointed at");
+    assert_eq!(asset.oauth.client_secret, app.passwords[0].secret_text);
     assert_eq!(h.connect.assets(CONNECT_ORG).len(), 1);
+    let lists = h.connect.count(connect_routes::LIST_ASSETS);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(h.connect.count(connect_routes::LIST_ASSETS), lists, "no more list calls once the ID is known");
 
     // The personal access token expires: a 401 is its own reason, not throttling.
     h.connect.expire_token(CONNECT_TOKEN);

@@ -490,6 +490,8 @@ fn connect_problem(
     ns: &str,
     name: &str,
 ) -> (&'static str, String) {
+    // Connect's descriptions end with a full stop; the advice follows after a colon.
+    let what = |c: &crate::connect::api::ConnectError| c.to_string().trim_end_matches('.').to_string();
     match e {
         Error::Connect(c) if c.is_unauthorized() => {
             let secret = settings.credentials_secret_ref.as_ref().map_or_else(
@@ -497,13 +499,15 @@ fn connect_problem(
                 |r| format!("Secret {ns}/{} key {} (connect.credentialsSecretRef)", r.name, r.key),
             );
             let message = format!(
-                "{c}: put a current Webex access token in {secret}; Webex personal access tokens last about 12 hours"
+                "{}: put a current Webex access token in {secret}; Webex personal access tokens last about 12 hours",
+                what(c)
             );
             (reason::CONNECT_UNAUTHORIZED, message)
         }
         Error::Connect(c) if c.is_list_unavailable() => {
             let message = format!(
-                "{c}: the operator cannot look the asset {:?} up by name; create it in Webex Connect if it does not exist, then set its asset ID: kubectl patch emailchannel {name} -n {ns} --subresource=status --type=merge -p '{{\"status\":{{\"connect\":{{\"assetId\":\"<asset ID>\"}}}}}}'",
+                "{}: the operator cannot look the asset '{}' up by name; create it in Webex Connect if it does not exist, then set its asset ID: kubectl patch emailchannel {name} -n {ns} --subresource=status --type=merge -p '{{\"status\":{{\"connect\":{{\"assetId\":\"<asset ID>\"}}}}}}'",
+                what(c),
                 settings.asset_name
             );
             (reason::EXTERNAL_ERROR, message)
