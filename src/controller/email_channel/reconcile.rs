@@ -498,10 +498,17 @@ fn connect_problem(
                 || "the Secret named by connect.credentialsSecretRef".to_string(),
                 |r| format!("Secret {ns}/{} key {} (connect.credentialsSecretRef)", r.name, r.key),
             );
-            let message = format!(
-                "{}: put a current Webex access token in {secret}; Webex personal access tokens last about 12 hours",
-                what(c)
-            );
+            let message = if c.status() == Some(403) {
+                format!(
+                    "{}: check connect.organizationId and put an access token of a Webex user who may manage that organization's Connect assets in {secret}; Webex personal access tokens last about 12 hours",
+                    what(c)
+                )
+            } else {
+                format!(
+                    "{}: put a current Webex access token in {secret}; Webex personal access tokens last about 12 hours",
+                    what(c)
+                )
+            };
             (reason::CONNECT_UNAUTHORIZED, message)
         }
         Error::Connect(c) if c.is_list_unavailable() => {
