@@ -162,7 +162,12 @@ pub async fn diagnose(
                     format!("delegated: {}; app roles assigned: {}", scopes.join(" "), roles.len()),
                 ));
             } else {
-                checks.push(check("admin consent", Outcome::Fail, format!("missing delegated {missing:?} / {} of {want_roles} app roles: the operator re-grants on its next reconcile; check its DelegatedPermissionGrant.ReadWrite.All and AppRoleAssignment.ReadWrite.All permissions", roles.len())));
+                let missing = if missing.is_empty() {
+                    "none".to_string()
+                } else {
+                    missing.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" ")
+                };
+                checks.push(check("admin consent", Outcome::Fail, format!("delegated permissions missing: {missing}; app roles assigned: {} of {want_roles}. The operator re-grants on its next reconcile; check its DelegatedPermissionGrant.ReadWrite.All and AppRoleAssignment.ReadWrite.All permissions", roles.len())));
             }
         }
     }
@@ -173,8 +178,21 @@ pub async fn diagnose(
 
     // Exchange, live.
     match clients.mailboxes.smtp_auth(tenant, &cspec.mailbox).await {
-        Ok(auth) if auth.effective_enabled() => checks.push(check("SMTP AUTH", Outcome::Pass, format!("enabled for {} (mailbox setting {:?}, organisation disabled = {})", cspec.mailbox, auth.mailbox_disabled, auth.organization_disabled))),
-        Ok(auth) => checks.push(check("SMTP AUTH", Outcome::Fail, format!("disabled for {} (mailbox {:?}, organisation disabled = {}). Fix: Set-CASMailbox -Identity {} -SmtpClientAuthenticationDisabled $false", cspec.mailbox, auth.mailbox_disabled, auth.organization_disabled, cspec.mailbox))),
+        Ok(auth) if auth.effective_enabled() => checks.push(check(
+            "SMTP AUTH",
+            Outcome::Pass,
+            format!("enabled for {} ({})", cspec.mailbox, smtp_auth_settings(&auth)),
+        )),
+        Ok(auth) => checks.push(check(
+            "SMTP AUTH",
+            Outcome::Fail,
+            format!(
+                "disabled for {} ({}). Fix: Set-CASMailbox -Identity {} -SmtpClientAuthenticationDisabled $false",
+                cspec.mailbox,
+                smtp_auth_settings(&auth),
+                cspec.mailbox
+            ),
+        )),
         Err(e) => checks.push(check("SMTP AUTH", Outcome::Fail, e.to_string())),
     }
     let expected = channel.status.as_ref().and_then(|s| s.forwarding_address.clone());
@@ -184,25 +202,25 @@ pub async fn diagnose(
                 && f.smtp_address.as_deref().map(str::to_lowercase) == expected.as_deref().map(str::to_lowercase)
                 && f.address.is_none() =>
         {
-            checks.push(check(
-                "forwarding",
-                Outcome::Pass,
-                format!("to {} (keep a copy: {})", expected.unwrap_or_default(), f.deliver_to_mailbox_and_forward),
-            ))
+            checks.push(check("forwarding", Outcome::Pass, forwarding_text(&f)))
         }
         Ok(f) if !cspec.exchange.forwarding.enabled => {
-            checks.push(check("forwarding", Outcome::Info, format!("not managed; currently {:?}", f.smtp_address)))
+            checks.push(check("forwarding", Outcome::Info, format!("not managed; currently {}", forwarding_text(&f))))
         }
         Ok(f) => checks.push(check(
             "forwarding",
             Outcome::Fail,
-            format!("forwards to {:?} (internal {:?}), expected {expected:?}", f.smtp_address, f.address),
+            format!(
+                "currently {}; expected forwarding to {}",
+                forwarding_text(&f),
+                expected.as_deref().unwrap_or("the Connect forwarding address (not known yet)")
+            ),
         )),
         Err(e) => checks.push(check("forwarding", Outcome::Fail, e.to_string())),
     }
     match clients.mailboxes.outbound_forwarding(tenant, &cspec.mailbox).await {
         Ok(o) if o.allows_external_forwarding() => checks.push(check("outbound forwarding policy", Outcome::Pass, format!("policy {} allows it", o.policy))),
-        Ok(o) => checks.push(check("outbound forwarding policy", Outcome::Fail, format!("policy {} AutoForwardingMode {:?}, remote domain auto-forward {}. Fix: Set-HostedOutboundSpamFilterPolicy -Identity '{}' -AutoForwardingMode On", o.policy, o.mode, o.remote_domain_auto_forward, o.policy))),
+        Ok(o) => checks.push(check("outbound forwarding policy", Outcome::Fail, format!("policy {} has AutoForwardingMode {}, remote domain Default auto-forward {}. Fix: Set-HostedOutboundSpamFilterPolicy -Identity '{}' -AutoForwardingMode On (and Set-RemoteDomain Default -AutoForwardEnabled $true)", o.policy, o.mode.as_str(), if o.remote_domain_auto_forward { "on" } else { "off" }, o.policy))),
         Err(e) => checks.push(check("outbound forwarding policy", Outcome::Fail, e.to_string())),
     }
 
@@ -212,22 +230,7 @@ pub async fn diagnose(
     let current_key = registration.status.as_ref().and_then(|s| s.credential.as_ref()).map(|c| c.key_id.clone());
     match cspec.connect.mode {
         ConnectMode::Manual => {
-            for (field, value) in [
-                ("Email ID", form.email_id.clone()),
-                (
-                    "SMTP server / port / security",
-                    format!("{} / {} / {}", form.smtp_server, form.smtp_port, form.smtp_security),
-                ),
-                ("SMTP username", form.smtp_username.clone()),
-                ("Client ID", form.client_id.clone()),
-                ("Client secret", form.client_secret_from.clone()),
-                ("Authorization URL", form.authorization_url.clone()),
-                ("Token URL", form.token_url.clone()),
-                ("Scope", form.scope.to_string()),
-                ("Call back URL", form.callback_url.clone()),
-            ] {
-                checks.push(check(&format!("Connect form: {field}"), Outcome::Info, value));
-            }
+            checks.extend(form_checks(&form));
             let applied = channel
                 .metadata
                 .annotations
@@ -240,7 +243,11 @@ pub async fn diagnose(
                     format!("confirmed: Connect holds {}", applied.unwrap_or_default()),
                 ));
             } else {
-                checks.push(check("Connect secret", Outcome::Fail, format!("Connect confirmed {applied:?}, current is {current_key:?}: enter the current secret in Connect and annotate the channel")));
+                checks.push(check("Connect secret", Outcome::Fail, format!(
+                    "Connect confirmed {}, the current secret is {}: enter the current secret in Connect and annotate the channel",
+                    applied.as_deref().unwrap_or("no secret"),
+                    current_key.as_deref().unwrap_or("not issued yet")
+                )));
             }
         }
         ConnectMode::Api => {
@@ -261,10 +268,17 @@ pub async fn diagnose(
                         organization_id: cspec.connect.organization_id.as_deref().unwrap_or_default(),
                         token: &token,
                     };
-                    match connect_api.find(&org, &cspec.connect.asset_name).await {
+                    // By the asset ID the controller recorded when there is one (the list
+                    // operation is undocumented and may be missing), else by name.
+                    let known = channel.status.as_ref().and_then(|s| s.connect.as_ref()?.asset_id.clone());
+                    let found = match &known {
+                        Some(id) => connect_api.get(&org, id).await,
+                        None => connect_api.find(&org, &cspec.connect.asset_name).await,
+                    };
+                    match found {
                         Ok(Some(asset)) => {
                             let fields_ok = asset.oauth.client_id == form.client_id
-                                && asset.oauth.token_url == form.token_url
+                                && asset.oauth.token_url == form.access_token_url
                                 && asset.oauth.scope == form.scope
                                 && asset.email_id == form.email_id;
                             let outcome = if fields_ok { Outcome::Pass } else { Outcome::Fail };
@@ -297,7 +311,10 @@ pub async fn diagnose(
                         Ok(None) => checks.push(check(
                             "Connect asset",
                             Outcome::Fail,
-                            format!("no asset named {:?}", cspec.connect.asset_name),
+                            match &known {
+                                Some(id) => format!("Connect has no asset with ID {id}"),
+                                None => format!("Connect has no asset named {}", cspec.connect.asset_name),
+                            },
                         )),
                         Err(e) => checks.push(check("Connect asset", Outcome::Fail, e.to_string())),
                     }
@@ -306,6 +323,36 @@ pub async fn diagnose(
         }
     }
     Ok(checks)
+}
+
+/// The Manual-mode values, one line per field of the Connect email form, in its order.
+fn form_checks(form: &connect::AssetForm) -> Vec<Check> {
+    form.fields()
+        .into_iter()
+        .map(|(field, value)| check(&format!("Connect form: {field}"), Outcome::Info, value))
+        .collect()
+}
+
+fn smtp_auth_settings(auth: &crate::exchange::SmtpAuth) -> String {
+    let mailbox = match auth.mailbox_disabled {
+        None => "inherits the organisation setting",
+        Some(true) => "disabled",
+        Some(false) => "enabled",
+    };
+    let organisation = if auth.organization_disabled { "disabled" } else { "enabled" };
+    format!("mailbox setting: {mailbox}; organisation setting: {organisation}")
+}
+
+fn forwarding_text(f: &crate::exchange::MailboxForwarding) -> String {
+    let mut text = match &f.smtp_address {
+        Some(address) if f.deliver_to_mailbox_and_forward => format!("forwards to {address}, keeping a copy"),
+        Some(address) => format!("forwards to {address} without keeping a copy"),
+        None => "no SMTP forwarding".to_string(),
+    };
+    if let Some(internal) = &f.address {
+        text.push_str(&format!("; internal forwarding to {internal} (takes precedence: clear ForwardingAddress)"));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -321,5 +368,78 @@ mod tests {
         assert!(table.contains("SMTP AUTH            FAIL    disabled"), "{table}");
         assert!(failed(&checks));
         assert!(!failed(&checks[..1]));
+    }
+
+    fn form() -> connect::AssetForm {
+        connect::AssetForm {
+            asset_name: "Support".into(),
+            email_id: "support@contoso.com".into(),
+            authentication_type: "OAuth 2.0",
+            smtp_server: "smtp.office365.com".into(),
+            smtp_username: "support@contoso.com".into(),
+            smtp_port: 587,
+            smtp_security: "STARTTLS",
+            client_id: "c1".into(),
+            client_secret_from: "Secret support-app, key client-secret".into(),
+            authorization_url: "https://login.microsoftonline.com/t1/oauth2/v2.0/authorize".into(),
+            scope: "offline_access https://outlook.office.com/SMTP.Send",
+            access_token_url: "https://login.microsoftonline.com/t1/oauth2/v2.0/token".into(),
+            refresh_token_url: "https://login.microsoftonline.com/t1/oauth2/v2.0/token".into(),
+            callback_url: "https://acme.us.webexconnect.io/callback".into(),
+        }
+    }
+
+    #[test]
+    fn manual_values_follow_the_connect_form_order_and_name_where_the_secret_is() {
+        let checks = form_checks(&form());
+        let fields: Vec<&str> = checks.iter().map(|c| c.name.strip_prefix("Connect form: ").unwrap()).collect();
+        assert_eq!(
+            fields,
+            [
+                "Asset Name",
+                "Email ID",
+                "Authentication Type",
+                "SMTP Server",
+                "Username",
+                "Port",
+                "Security",
+                "Client ID",
+                "Client Secret",
+                "Authorization URL",
+                "Scope",
+                "Access Token URL",
+                "Refresh Token URL",
+                "Callback URL",
+            ]
+        );
+        let detail = |name: &str| checks.iter().find(|c| c.name.ends_with(name)).unwrap().detail.clone();
+        assert_eq!(detail("Port"), "587");
+        assert_eq!(detail("Client Secret"), "Secret support-app, key client-secret");
+        assert_eq!(detail("Refresh Token URL"), detail("Access Token URL"));
+        assert!(detail("Access Token URL").ends_with("/t1/oauth2/v2.0/token"));
+    }
+
+    #[test]
+    fn exchange_settings_read_as_plain_text() {
+        use crate::exchange::{MailboxForwarding, SmtpAuth};
+        let texts = [
+            smtp_auth_settings(&SmtpAuth { mailbox_disabled: Some(false), organization_disabled: true }),
+            smtp_auth_settings(&SmtpAuth { mailbox_disabled: None, organization_disabled: true }),
+            forwarding_text(&MailboxForwarding::default()),
+            forwarding_text(&MailboxForwarding {
+                smtp_address: Some("x@mail-us.imiconnect.io".into()),
+                address: Some("sales".into()),
+                deliver_to_mailbox_and_forward: true,
+            }),
+        ];
+        assert_eq!(texts[0], "mailbox setting: enabled; organisation setting: disabled");
+        assert_eq!(texts[1], "mailbox setting: inherits the organisation setting; organisation setting: disabled");
+        assert_eq!(texts[2], "no SMTP forwarding");
+        assert!(
+            texts[3].starts_with("forwards to x@mail-us.imiconnect.io, keeping a copy; internal forwarding to sales")
+        );
+        for text in texts {
+            assert!(!text.contains("Some(") && !text.contains("None") && !text.contains('"'), "{text}");
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! The one HTTP request path every external client uses: timeouts, bounded retries on 408, 429,
-//! 5xx and connection errors, waiting the larger of `Retry-After` and exponential backoff with
+//! 5xx, connection errors and answers a client recognises as throttling by their body, waiting the larger of `Retry-After` and exponential backoff with
 //! jitter (capped), and counters per external system. Callers map the final response to their own
 //! typed errors; bodies are never logged (they can carry secrets).
 
@@ -155,6 +155,28 @@ impl HttpClient {
         gate: Option<&(dyn Gate + '_)>,
         build: impl Fn(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, TransportError> {
+        self.send_inner(operation, gate, &|_| false, build).await
+    }
+
+    /// As [`HttpClient::send`], for a service that signals throttling in the body rather than
+    /// (only) in the status: an answer `is_throttled` recognises is retried like a 429, whatever
+    /// its status, with the same bounded backoff.
+    pub async fn send_with_throttle_rule(
+        &self,
+        operation: &'static str,
+        is_throttled: &(dyn Fn(&Response) -> bool + Sync),
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, TransportError> {
+        self.send_inner(operation, None, is_throttled, build).await
+    }
+
+    async fn send_inner(
+        &self,
+        operation: &'static str,
+        gate: Option<&(dyn Gate + '_)>,
+        is_throttled: &(dyn Fn(&Response) -> bool + Sync),
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, TransportError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -179,9 +201,13 @@ impl HttpClient {
             if let (Some(gate), Ok(response)) = (gate, &outcome) {
                 gate.observe(response.status, &response.headers, retry_after(&response.headers));
             }
+            let throttled = |r: &Response| r.status == StatusCode::TOO_MANY_REQUESTS || is_throttled(r);
             match outcome {
-                Ok(response) if is_retryable_status(response.status) && attempt < self.retry.max_attempts => {
-                    if response.status == StatusCode::TOO_MANY_REQUESTS {
+                Ok(response)
+                    if (is_retryable_status(response.status) || is_throttled(&response))
+                        && attempt < self.retry.max_attempts =>
+                {
+                    if throttled(&response) {
                         self.counters.throttled.fetch_add(1, Ordering::Relaxed);
                     }
                     let wait = self.retry.delay(attempt, retry_after(&response.headers));
@@ -190,7 +216,7 @@ impl HttpClient {
                     tokio::time::sleep(wait).await;
                 }
                 Ok(response) => {
-                    if response.status == StatusCode::TOO_MANY_REQUESTS {
+                    if throttled(&response) {
                         self.counters.throttled.fetch_add(1, Ordering::Relaxed);
                     }
                     if !response.status.is_success() {

@@ -271,6 +271,107 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
     h.finish().await;
 }
 
+/// Creates an email asset in the Connect simulator as a person would in the portal; returns its ID.
+async fn create_asset_by_hand(h: &Harness, name: &str) -> String {
+    use connect_email_operator::api::email_channel::ConnectRegion;
+    use connect_email_operator::connect::api::{AssetSettings, ConnectAssets, ConnectClient, Org};
+    use connect_email_operator::http::{HttpClient, HttpSettings};
+    let settings = HttpSettings { extra_ca_pem: Some(h.connect.ca_pem()), ..HttpSettings::default() };
+    let endpoint = url::Url::parse(&h.connect.url()).unwrap();
+    let client = ConnectClient::new(HttpClient::new("connect", &settings).unwrap(), Some(endpoint));
+    let token: secrecy::SecretString = CONNECT_TOKEN.to_string().into();
+    let org = Org { region: ConnectRegion::Us, organization_id: CONNECT_ORG, token: &token };
+    let asset = AssetSettings {
+        asset_name: name.to_string(),
+        email_id: MAILBOX.to_string(),
+        smtp_server: "smtp.office365.com".to_string(),
+        smtp_port: 587,
+        smtp_security: "STARTTLS".to_string(),
+        smtp_username: MAILBOX.to_string(),
+        client_id: "00000000-0000-4000-8000-000000000001".to_string(),
+        client_secret: "typed-by-hand".to_string().into(),
+        authorization_url: format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/authorize"),
+        token_url: format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token"),
+        scope: "offline_access https://outlook.office.com/SMTP.Send".to_string(),
+    };
+    client.create(&org, &asset).await.unwrap().asset_id
+}
+
+/// Waits until condition `type_` is False with `reason` and returns its message.
+async fn false_with_reason(h: &Harness, name: &str, type_: &str, reason: &str) -> String {
+    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
+    eventually(Duration::from_secs(90), || {
+        let api = api.clone();
+        async move {
+            let obj = api.get(name).await.map_err(|e| e.to_string())?;
+            let conditions = obj.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+            match conditions.iter().find(|c| c.type_ == type_) {
+                Some(c) if c.status == "False" && c.reason == reason => Ok(c.message.clone()),
+                other => Err(format!("{type_} is {other:?}")),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() {
+    use connect_email_operator::sim::connect::routes as connect_routes;
+    let h = Harness::start("ech-api-errors").await;
+    h.sim.exchange().add_mailbox(TENANT, MAILBOX);
+    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let token: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
+    }))
+    .unwrap();
+    secrets.create(&PostParams::default(), &token).await.unwrap();
+    h.connect.set_list_unavailable(true);
+    apply(&h, &json!({
+        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
+        "metadata": {"name": "sales"},
+        "spec": {
+            "mailbox": MAILBOX,
+            "azure": {"tenantId": TENANT, "clientSecret": {"secretName": "sales-azure"}},
+            "connect": {"mode": "Api", "region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Sales email",
+                        "organizationId": CONNECT_ORG, "credentialsSecretRef": {"name": "webex-connect-api"}}
+        }
+    }))
+    .await;
+    let m = false_with_reason(&h, "sales", "ConnectAssetSynced", "ExternalError").await;
+    assert!(m.contains("list operation is not available") && m.contains("assetId") && m.contains("Sales email"), "{m}");
+    assert!(h.connect.assets(CONNECT_ORG).is_empty(), "nothing created blindly");
+    assert!(h.connect.count(connect_routes::LIST_ASSETS) >= 1);
+
+    // Following the advice: the asset is created in Connect by hand and its ID set in status.
+    let asset_id = create_asset_by_hand(&h, "Sales email").await;
+    let channels: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let patch = json!({"status": {"connect": {"assetId": asset_id}}});
+    channels.patch_status("sales", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    false_with_reason(&h, "sales", "ConnectAuthorized", "SignInRequired").await;
+    let app = h.sim.applications(TENANT).remove(0);
+    let asset = h.connect.asset(&asset_id).unwrap();
+    assert_eq!(asset.oauth.client_id, app.app_id, "the operator updated the asset it was pointed at");
+    assert_eq!(asset.oauth.client_secret, app.passwords[0].secret_text);
+    assert_eq!(h.connect.assets(CONNECT_ORG).len(), 1);
+    let lists = h.connect.count(connect_routes::LIST_ASSETS);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(h.connect.count(connect_routes::LIST_ASSETS), lists, "no more list calls once the ID is known");
+
+    // The personal access token expires: a 401 is its own reason, not throttling.
+    h.connect.expire_token(CONNECT_TOKEN);
+    let m = false_with_reason(&h, "sales", "ConnectAssetSynced", "ConnectUnauthorized").await;
+    assert!(m.contains("HTTP 401") && m.contains("webex-connect-api") && m.contains("12 hours"), "{m}");
+    assert!(!m.contains(CONNECT_TOKEN), "no token in a condition");
+
+    // A person puts a new token in the Secret.
+    h.connect.add_org(CONNECT_ORG, "webex-access-token-renewed");
+    let renewed = json!({"stringData": {"token": "webex-access-token-renewed"}});
+    secrets.patch("webex-connect-api", &PatchParams::default(), &Patch::Merge(&renewed)).await.unwrap();
+    condition(&h, "sales", "ConnectAssetSynced", "True").await;
+    h.finish().await;
+}
+
 /// What Argo CD does: server-side apply of the examples under its field manager; once the
 /// operator has converged, a server-side diff of the same files is empty (no perpetual OutOfSync).
 #[tokio::test]

@@ -4,9 +4,13 @@
 
 use std::time::{Duration, Instant};
 
+use connect_email_operator::api::email_channel::ConnectRegion;
+use connect_email_operator::connect::api::{AssetSettings, ConnectAssets, ConnectClient, ConnectError, Org};
+use connect_email_operator::http::{HttpClient, HttpSettings, RetryPolicy};
 use connect_email_operator::sim::connect::routes;
 use connect_email_operator::sim::{ConnectOptions, ConnectSim, TokenStatus};
 use reqwest::Method;
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
 const ORG: &str = "org-7f1c";
@@ -44,17 +48,24 @@ impl Reply {
         self.body["assetId"].as_str().expect("assetId").to_string()
     }
 
-    /// Asserts the error body shape and returns `errors[0]`.
-    fn error(&self, status: u16) -> &Value {
+    /// Asserts Connect's documented error body (`code`, `description`, `transid`, nothing else)
+    /// and the echoed `trackingid` header, and returns the description.
+    fn error(&self, status: u16) -> &str {
         assert_eq!(self.status, status, "unexpected reply: {self:?}");
-        assert!(self.body["message"].as_str().is_some_and(|m| !m.is_empty()), "{self:?}");
-        assert_eq!(self.body["trackingId"].as_str(), self.header("trackingid"), "{self:?}");
-        &self.body["errors"][0]
+        let object = self.body.as_object().expect("a JSON object");
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["code", "description", "transid"], "{self:?}");
+        assert!(self.body["code"].as_str().is_some_and(|c| !c.is_empty()), "{self:?}");
+        assert!(self.body["transid"].as_str().is_some_and(|t| !t.is_empty()), "{self:?}");
+        assert!(self.header("trackingid").is_some_and(|t| !t.is_empty()), "{self:?}");
+        self.body["description"].as_str().filter(|d| !d.is_empty()).expect("a description")
     }
 
-    /// Asserts a 400 naming `field`.
+    /// Asserts a 400 whose description names `field`.
     fn invalid(&self, field: &str) {
-        assert_eq!(self.error(400)["field"], field, "{self:?}");
+        let description = self.error(400);
+        assert!(description.contains(field), "{field}: {description}");
     }
 }
 
@@ -221,6 +232,43 @@ impl Connect {
     }
 }
 
+/// The operator's Connect client against the simulator (2 attempts, 10 ms backoff).
+fn client(connect: &Connect) -> ConnectClient {
+    let settings = HttpSettings {
+        extra_ca_pem: Some(connect.sim.ca_pem()),
+        retry: RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+        },
+        ..HttpSettings::default()
+    };
+    ConnectClient::new(
+        HttpClient::new("connect", &settings).unwrap(),
+        Some(url::Url::parse(&connect.sim.url()).unwrap()),
+    )
+}
+
+fn org(token: &SecretString) -> Org<'_> {
+    Org { region: ConnectRegion::Eu, organization_id: ORG, token }
+}
+
+fn settings(name: &str) -> AssetSettings {
+    AssetSettings {
+        asset_name: name.to_string(),
+        email_id: MAILBOX.to_string(),
+        smtp_server: "smtp.office365.com".to_string(),
+        smtp_port: 587,
+        smtp_security: "STARTTLS".to_string(),
+        smtp_username: MAILBOX.to_string(),
+        client_id: "11111111-2222-4333-8444-555555555555".to_string(),
+        client_secret: "client~secret".to_string().into(),
+        authorization_url: format!("https://login.microsoftonline.com/{TENANT_ID}/oauth2/v2.0/authorize"),
+        token_url: format!("https://login.microsoftonline.com/{TENANT_ID}/oauth2/v2.0/token"),
+        scope: "offline_access https://outlook.office.com/SMTP.Send".to_string(),
+    }
+}
+
 fn is_hex(s: &str) -> bool {
     s.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
 }
@@ -236,7 +284,7 @@ async fn creating_an_asset_generates_its_forwarding_address_and_callback_url() {
 
     let forwarding = asset["forwardingAddress"].as_str().unwrap();
     let (local, domain) = forwarding.split_once('@').unwrap();
-    assert!(local.len() == 10 && is_hex(local), "{forwarding}");
+    assert!(local.len() == 32 && is_hex(local), "32 lowercase hex characters: {forwarding}");
     assert_eq!(domain, "mail-eu.imiconnect.io");
     assert_eq!(asset["callbackUrl"], "https://acme.eu.webexconnect.io/callback");
     assert_eq!(asset["tokenStatus"], "NOT_GENERATED");
@@ -326,7 +374,7 @@ async fn asset_names_are_unique_within_an_organization() {
     let connect = Connect::start().await;
     connect.created().await;
     let duplicate = connect.create(&Asset::for_mailbox("other@contoso.com").named("SUPPORT MAILBOX")).send().await;
-    assert_eq!(duplicate.error(409)["field"], "assetName");
+    assert!(duplicate.error(409).contains("assetName"), "{duplicate:?}");
 
     let sales = connect.create(&Asset::for_mailbox("sales@contoso.com").named("Sales")).send().await.asset_id();
     connect.update(&sales, &Asset::for_mailbox("sales@contoso.com")).send().await.error(409);
@@ -376,7 +424,7 @@ async fn requests_need_a_valid_token_of_the_named_organization() {
     connect.list().send().await.ok(200);
     connect.sim.expire_token(TOKEN);
     let expired = connect.list().send().await;
-    assert!(expired.error(401)["description"].as_str().unwrap().contains("valid access token"));
+    assert!(expired.error(401).contains("valid access token"));
     assert!(connect.sim.calls().iter().all(|c| c.route == routes::LIST_ASSETS));
 }
 
@@ -387,7 +435,8 @@ async fn the_tracking_id_is_echoed() {
     assert_eq!(reply.header("trackingid"), Some("op-trace-42"));
     let refused = connect.list().token(None).tracking_id("op-trace-43").send().await;
     refused.error(401);
-    assert_eq!(refused.body["trackingId"], "op-trace-43");
+    assert_eq!(refused.header("trackingid"), Some("op-trace-43"));
+    assert_ne!(refused.body["transid"], "op-trace-43", "transid is Connect's own transaction ID");
     assert!(connect.list().send().await.header("trackingid").is_some_and(|t| !t.is_empty()), "generated when absent");
 }
 
@@ -492,4 +541,97 @@ async fn the_server_only_speaks_tls_trusted_through_the_test_ca() {
     assert!(
         connect.sim.base_url().starts_with("https://127.0.0.1:") && connect.sim.base_url().ends_with("/connectapi")
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator's client against the simulator
+
+#[tokio::test]
+async fn the_client_reads_connects_error_body() {
+    let connect = Connect::start().await;
+    let client = client(&connect);
+    let token: SecretString = TOKEN.to_string().into();
+    client.create(&org(&token), &settings("Support")).await.unwrap();
+    let error = client.create(&org(&token), &settings("Support")).await.unwrap_err();
+    match &error {
+        ConnectError::Api { status: 409, error: body, .. } => {
+            assert_eq!(body.code.as_deref(), Some("CONFLICT"));
+            assert!(body.description.contains("already exists"), "{body:?}");
+            assert!(body.transid.as_deref().is_some_and(|t| !t.is_empty()), "{body:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = error.to_string();
+    assert!(text.contains("HTTP 409, code CONFLICT: assetName: an asset named 'Support' already exists"), "{text}");
+    assert!(!error.is_transient() && !error.is_unauthorized() && !error.is_throttled());
+    assert_eq!(connect.sim.count(routes::CREATE_ASSET), 2, "a conflict is not retried");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_unauthorized_not_throttling_until_it_is_renewed() {
+    let connect = Connect::start().await;
+    let client = client(&connect);
+    let token: SecretString = TOKEN.to_string().into();
+    let asset = client.create(&org(&token), &settings("Support")).await.unwrap();
+
+    connect.sim.expire_token(TOKEN);
+    let error = client.get(&org(&token), &asset.asset_id).await.unwrap_err();
+    assert!(error.is_unauthorized(), "{error:?}");
+    assert!(!error.is_throttled() && !error.is_transient() && !error.is_server_error());
+    assert_eq!(error.status(), Some(401));
+    assert!(error.to_string().contains("the access token was refused (HTTP 401, code UNAUTHORIZED)"), "{error}");
+    assert_eq!(connect.sim.count(routes::GET_ASSET), 1, "a refused token is not retried");
+    assert!(client.get(&org(&token), &asset.asset_id).await.unwrap_err().is_unauthorized(), "401 from then on");
+
+    connect.sim.renew_token(TOKEN, "personal-access-token-renewed");
+    let renewed: SecretString = "personal-access-token-renewed".to_string().into();
+    let read = client.get(&org(&renewed), &asset.asset_id).await.unwrap();
+    assert_eq!(read.map(|a| a.asset_id), Some(asset.asset_id.clone()));
+    assert!(
+        client.get(&org(&token), &asset.asset_id).await.unwrap_err().is_unauthorized(),
+        "the old one stays expired"
+    );
+
+    let wrong_org = Org { region: ConnectRegion::Eu, organization_id: OTHER_ORG, token: &renewed };
+    assert_eq!(client.get(&wrong_org, &asset.asset_id).await.unwrap_err().status(), Some(403));
+
+    connect.sim.faults().on(routes::GET_ASSET).times(2).throttled(None);
+    let throttled = client.get(&org(&renewed), &asset.asset_id).await.unwrap_err();
+    assert!(throttled.is_throttled() && throttled.is_transient() && !throttled.is_unauthorized(), "{throttled:?}");
+    connect.sim.faults().on(routes::GET_ASSET).times(2).unavailable();
+    let unavailable = client.get(&org(&renewed), &asset.asset_id).await.unwrap_err();
+    assert!(unavailable.is_server_error() && unavailable.is_transient() && !unavailable.is_unauthorized());
+}
+
+#[tokio::test]
+async fn the_list_operation_can_be_switched_off() {
+    let connect = Connect::start().await;
+    let id = connect.created().await;
+    connect.sim.set_list_unavailable(true);
+    let refused = connect.list().send().await;
+    assert_eq!(refused.error(404), "Resource not found.");
+    connect.get(&id).send().await.ok(200);
+    connect.update(&id, &Asset::for_mailbox(MAILBOX)).send().await.ok(200);
+
+    let client = client(&connect);
+    let token: SecretString = TOKEN.to_string().into();
+    let error = client.find(&org(&token), "Support mailbox").await.unwrap_err();
+    assert!(error.is_list_unavailable(), "{error:?}");
+    assert!(!error.is_transient() && !error.is_unauthorized());
+    assert!(client.get(&org(&token), &id).await.unwrap().is_some(), "reading by ID still works");
+    assert_eq!(connect.sim.count(routes::LIST_ASSETS), 2, "the raw call and the client's, not retried");
+
+    connect.sim.set_list_unavailable(false);
+    let found = client.find(&org(&token), "SUPPORT MAILBOX").await.unwrap();
+    assert_eq!(found.map(|a| a.asset_id), Some(id));
+}
+
+#[tokio::test]
+async fn the_client_creates_assets_with_a_32_hex_forwarding_address() {
+    let connect = Connect::start().await;
+    let token: SecretString = TOKEN.to_string().into();
+    let asset = client(&connect).create(&org(&token), &settings("Support")).await.unwrap();
+    let forwarding = asset.forwarding_address.expect("a forwarding address");
+    let (local, domain) = forwarding.split_once('@').unwrap();
+    assert_eq!((local.len(), is_hex(local), domain), (32, true, "mail-eu.imiconnect.io"), "{forwarding}");
 }

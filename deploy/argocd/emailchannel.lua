@@ -4,7 +4,7 @@
 -- (sign-in, entering a rotated secret) still has to act; Healthy: Ready.
 local degraded = {
   InvalidSpec = true, PermissionDenied = true, UnknownPermission = true,
-  ForwardingBlockedByPolicy = true, ExternalError = true,
+  ForwardingBlockedByPolicy = true, ExternalError = true, ConnectUnauthorized = true,
 }
 local hs = {status = "Progressing", message = "Waiting for the operator"}
 if obj.status == nil or obj.status.conditions == nil then

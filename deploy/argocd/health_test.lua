@@ -25,6 +25,8 @@ check("emailchannel.lua", "forwarding blocked", {metadata = meta, status = {obse
   cond("Ready", "False", "InProgress"), cond("OutboundForwardingAllowed", "False", "ForwardingBlockedByPolicy")}}}, "Degraded")
 check("emailchannel.lua", "no Exchange rights", {metadata = meta, status = {observedGeneration = 2, conditions = {
   cond("Ready", "False", "InProgress"), cond("MailboxConfigured", "False", "PermissionDenied")}}}, "Degraded")
+check("emailchannel.lua", "Connect token expired", {metadata = meta, status = {observedGeneration = 2, conditions = {
+  cond("Ready", "False", "InProgress"), cond("ConnectAssetSynced", "False", "ConnectUnauthorized")}}}, "Degraded")
 check("emailchannel.lua", "paused", {metadata = meta, status = {observedGeneration = 2, conditions = {cond("Ready", "False", "Paused")}}}, "Suspended")
 
 check("azureappregistration.lua", "no status yet", {metadata = meta}, "Progressing")

@@ -69,6 +69,8 @@ pub mod reason {
     pub const MAILBOX_SETTING_IN_USE: &str = "MailboxSettingInUse";
     /// The application to adopt has not opted in, or is managed by another resource.
     pub const ADOPTION_REFUSED: &str = "AdoptionRefused";
+    /// Webex Connect refused the access token (401/403): a person must refresh the Secret.
+    pub const CONNECT_UNAUTHORIZED: &str = "ConnectUnauthorized";
 
     /// Every reason above (health checks and alerts are tested against this list).
     pub const ALL: &[&str] = &[
@@ -96,5 +98,6 @@ pub mod reason {
         SECRET_CONFLICT,
         MAILBOX_SETTING_IN_USE,
         ADOPTION_REFUSED,
+        CONNECT_UNAUTHORIZED,
     ];
 }

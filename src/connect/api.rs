@@ -2,7 +2,10 @@
 //!
 //! **Provisional mapping.** The public schema of this API is incomplete; every JSON field name
 //! below is an assumption kept in this one module (the simulator in `src/sim/connect.rs` uses the
-//! same names). Paths, headers and regional hosts follow developer.webex.com.
+//! same names). Paths, headers, regional hosts, the create call and the error body (`code`,
+//! `description`, `transid`) follow developer.webex.com. Not documented anywhere public: the list
+//! call (`GET` without an ID), the read and update calls (`GET`/`PUT …/app/{assetId}`), and every
+//! request and response field name.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -12,18 +15,33 @@ use url::Url;
 use crate::api::email_channel::ConnectRegion;
 use crate::http::{HttpClient, Response, TransportError, retry_after};
 
+/// Errors of the Connect client. 401/403 (token expired or lacking rights), throttling (429),
+/// server errors and a missing list operation are told apart so that a refused token never
+/// reads as throttling.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("Webex Connect {operation}: HTTP {status}: {message}")]
-    Api { operation: &'static str, status: u16, message: String, retry_after: Option<std::time::Duration> },
+    /// 401/403: the Webex access token expired (personal access tokens last about 12 hours), is
+    /// invalid, or its user cannot manage the organization's assets.
+    #[error("Webex Connect {operation}: the access token was refused (HTTP {status}{}): {}", code_part(.error), .error.description)]
+    Unauthorized { operation: &'static str, status: u16, error: ApiErrorBody },
+    /// Any other error answer (429 and 5xx included: see [`ConnectError::is_transient`]).
+    #[error("Webex Connect {operation}: HTTP {status}{}: {}", code_part(.error), .error.description)]
+    Api { operation: &'static str, status: u16, error: ApiErrorBody, retry_after: Option<std::time::Duration> },
+    /// The list operation (`GET …/v2/digital/app?channel=email`, not documented by Webex)
+    /// answered 404 or 405: assets can only be reached by ID.
     #[error(
-        "Webex Connect {operation}: the access token was refused (HTTP {status}): renew the token in the credentials Secret"
+        "Webex Connect {operation}: the list operation is not available (HTTP {status}{}: {}); the asset can only be read by its ID",
+        code_part(.error), .error.description
     )]
-    Unauthorized { operation: &'static str, status: u16 },
+    ListUnavailable { operation: &'static str, status: u16, error: ApiErrorBody },
     #[error(transparent)]
     Transport(Box<TransportError>),
     #[error("Webex Connect {operation}: unexpected response: {message}")]
     Decode { operation: &'static str, message: String },
+}
+
+fn code_part(error: &ApiErrorBody) -> String {
+    error.code.as_deref().map(|c| format!(", code {c}")).unwrap_or_default()
 }
 
 impl From<TransportError> for ConnectError {
@@ -33,11 +51,74 @@ impl From<TransportError> for ConnectError {
 }
 
 impl ConnectError {
-    pub fn is_transient(&self) -> bool {
+    /// The HTTP status Connect answered, if it answered.
+    pub fn status(&self) -> Option<u16> {
         match self {
-            Self::Api { status, .. } => matches!(status, 408 | 429 | 500..=599),
-            Self::Transport(_) => true,
-            _ => false,
+            Self::Unauthorized { status, .. } | Self::Api { status, .. } | Self::ListUnavailable { status, .. } => {
+                Some(*status)
+            }
+            Self::Transport(_) | Self::Decode { .. } => None,
+        }
+    }
+
+    /// 401/403: a person must put a fresh (or better-entitled) token in the credentials Secret.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, Self::Unauthorized { .. })
+    }
+
+    /// 429 (Connect's rate limit).
+    pub fn is_throttled(&self) -> bool {
+        matches!(self, Self::Api { status: 429, .. })
+    }
+
+    /// 5xx (and 408): Connect could not complete the request.
+    pub fn is_server_error(&self) -> bool {
+        matches!(self, Self::Api { status: 408 | 500..=599, .. })
+    }
+
+    /// The undocumented list operation is missing (404/405).
+    pub fn is_list_unavailable(&self) -> bool {
+        matches!(self, Self::ListUnavailable { .. })
+    }
+
+    /// Worth retrying unchanged: throttling, server errors, no answer.
+    pub fn is_transient(&self) -> bool {
+        self.is_throttled() || self.is_server_error() || matches!(self, Self::Transport(_))
+    }
+}
+
+/// Connect's error body. Documented (developer.webex.com, "Status and Error Codes"): `code`,
+/// `description`, `transid`. Older or other Webex shapes are read as a fallback: `message` with
+/// `errors[].description` and `trackingId` (the Webex platform's). Unconfirmed: the values of
+/// `code` for this API and whether it is a string or a number (both are accepted).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiErrorBody {
+    pub code: Option<String>,
+    pub description: String,
+    /// Connect's transaction ID, for Webex support.
+    pub transid: Option<String>,
+}
+
+impl ApiErrorBody {
+    pub fn parse(body: &[u8]) -> ApiErrorBody {
+        let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let older: Vec<String> = body["errors"]
+            .as_array()
+            .map(|e| e.iter().filter_map(|e| text(&e["description"])).collect())
+            .unwrap_or_default();
+        let description = text(&body["description"])
+            .or_else(|| (!older.is_empty()).then(|| older.join("; ")))
+            .or_else(|| text(&body["message"]))
+            .unwrap_or_else(|| "no details".to_string());
+        ApiErrorBody {
+            code: text(&body["code"]),
+            description: description.chars().take(400).collect(),
+            transid: text(&body["transid"]).or_else(|| text(&body["trackingId"])),
         }
     }
 }
@@ -193,13 +274,17 @@ impl ConnectClient {
         url: String,
         body: Option<serde_json::Value>,
     ) -> Result<Response, ConnectError> {
+        // Our own ID for the request, sent as `trackingid` and logged, so one request can be
+        // found on both sides.
+        let tracking_id = format!("CEO_{}", uuid::Uuid::new_v4());
         let response = self
             .http
             .send(operation, |c| {
                 let mut req = c
                     .request(method.clone(), &url)
                     .bearer_auth(org.token.expose_secret())
-                    .header("x-organization-id", org.organization_id);
+                    .header("x-organization-id", org.organization_id)
+                    .header("trackingid", &tracking_id);
                 if let Some(b) = &body {
                     req = req.json(b);
                 }
@@ -207,23 +292,23 @@ impl ConnectClient {
             })
             .await?;
         let status = response.status.as_u16();
-        if matches!(status, 401 | 403) {
-            return Err(ConnectError::Unauthorized { operation, status });
+        if response.status.is_success() {
+            tracing::debug!(operation, status, trackingid = %tracking_id, "Webex Connect request");
+            return Ok(response);
         }
-        if !response.status.is_success() {
-            let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
-            let details: Vec<String> = body["errors"]
-                .as_array()
-                .map(|e| e.iter().filter_map(|e| e["description"].as_str().map(str::to_string)).collect())
-                .unwrap_or_default();
-            let message = if details.is_empty() {
-                body["message"].as_str().unwrap_or("no details").to_string()
-            } else {
-                details.join("; ")
-            };
-            return Err(ConnectError::Api { operation, status, message, retry_after: retry_after(&response.headers) });
-        }
-        Ok(response)
+        let error = ApiErrorBody::parse(&response.body);
+        tracing::warn!(
+            operation,
+            status,
+            code = error.code.as_deref().unwrap_or(""),
+            transid = error.transid.as_deref().unwrap_or(""),
+            trackingid = %tracking_id,
+            "Webex Connect refused the request"
+        );
+        Err(match status {
+            401 | 403 => ConnectError::Unauthorized { operation, status, error },
+            _ => ConnectError::Api { operation, status, error, retry_after: retry_after(&response.headers) },
+        })
     }
 }
 
@@ -239,7 +324,14 @@ impl ConnectAssets for ConnectClient {
             #[serde(default)]
             assets: Vec<Asset>,
         }
-        let response = self.call("listAssets", org, reqwest::Method::GET, self.url(org.region, ""), None).await?;
+        // Undocumented: a 404/405 means this Connect has no list operation.
+        let response = match self.call("listAssets", org, reqwest::Method::GET, self.url(org.region, ""), None).await {
+            Ok(response) => response,
+            Err(ConnectError::Api { operation, status: status @ (404 | 405), error, .. }) => {
+                return Err(ConnectError::ListUnavailable { operation, status, error });
+            }
+            Err(e) => return Err(e),
+        };
         let list: List = decode("listAssets", &response)?;
         Ok(list.assets.into_iter().find(|a| a.asset_name.eq_ignore_ascii_case(asset_name)))
     }
@@ -264,5 +356,50 @@ impl ConnectAssets for ConnectClient {
         let url = self.url(org.region, &format!("/{asset_id}"));
         let response = self.call("updateAsset", org, reqwest::Method::PUT, url, Some(settings.body())).await?;
         decode("updateAsset", &response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_error_body_is_read_first() {
+        let body = br#"{"code":"1002","description":"Invalid organization.","transid":"tx-1","message":"ignored"}"#;
+        let parsed = ApiErrorBody::parse(body);
+        assert_eq!(parsed.code.as_deref(), Some("1002"));
+        assert_eq!(parsed.description, "Invalid organization.");
+        assert_eq!(parsed.transid.as_deref(), Some("tx-1"));
+        let numeric = ApiErrorBody::parse(br#"{"code":401,"description":"Unauthorized","transid":"tx-2"}"#);
+        assert_eq!(numeric.code.as_deref(), Some("401"));
+    }
+
+    #[test]
+    fn older_shapes_and_non_json_bodies_still_give_a_description() {
+        let older = ApiErrorBody::parse(
+            br#"{"message":"Invalid request.","errors":[{"description":"a"},{"description":"b"}],"trackingId":"t-9"}"#,
+        );
+        assert_eq!((older.code, older.description.as_str(), older.transid.as_deref()), (None, "a; b", Some("t-9")));
+        let message_only = ApiErrorBody::parse(br#"{"message":"Too many requests."}"#);
+        assert_eq!(message_only.description, "Too many requests.");
+        assert_eq!(ApiErrorBody::parse(b"<html>Bad gateway</html>").description, "no details");
+    }
+
+    #[test]
+    fn errors_are_classified_by_what_fixes_them() {
+        let body = ApiErrorBody { code: Some("X".into()), description: "d".into(), transid: None };
+        let unauthorized = ConnectError::Unauthorized { operation: "getAsset", status: 401, error: body.clone() };
+        assert!(unauthorized.is_unauthorized() && !unauthorized.is_transient() && !unauthorized.is_throttled());
+        assert_eq!(
+            unauthorized.to_string(),
+            "Webex Connect getAsset: the access token was refused (HTTP 401, code X): d"
+        );
+        let api = |status| ConnectError::Api { operation: "getAsset", status, error: body.clone(), retry_after: None };
+        assert!(api(429).is_throttled() && api(429).is_transient() && !api(429).is_unauthorized());
+        assert!(api(503).is_server_error() && api(503).is_transient() && !api(503).is_throttled());
+        assert!(!api(400).is_transient() && !api(400).is_unauthorized());
+        assert_eq!(api(400).to_string(), "Webex Connect getAsset: HTTP 400, code X: d");
+        let list = ConnectError::ListUnavailable { operation: "listAssets", status: 404, error: body };
+        assert!(list.is_list_unavailable() && !list.is_transient());
     }
 }

@@ -16,11 +16,17 @@ pub enum ExchangeError {
     /// Exchange answered with an error; `message` is the real reason (from `error.details`).
     #[error("Exchange Online {cmdlet}: HTTP {status}: {message}")]
     Command { cmdlet: &'static str, status: u16, message: String, retry_after: Option<std::time::Duration> },
-    /// 401/403: the operator lacks `Exchange.ManageAsApp` or an Exchange role.
-    #[error(
-        "Exchange Online {cmdlet}: access denied (HTTP {status}): give the operator's application the Exchange.ManageAsApp permission and the Exchange Administrator role"
-    )]
-    AccessDenied { cmdlet: &'static str, status: u16 },
+    /// 401/403: the operator lacks `Exchange.ManageAsApp` or an Exchange role; `detail` says
+    /// what Exchange answered and what to fix.
+    #[error("Exchange Online {cmdlet}: access denied (HTTP {status}): {detail}")]
+    AccessDenied { cmdlet: &'static str, status: u16, detail: String },
+    /// Exchange's per-tenant concurrency limit ("You have reached the maximum number of
+    /// concurrent requests per tenant"), still answered after the retries; any status.
+    #[error("Exchange Online {cmdlet}: too many concurrent requests for the tenant (HTTP {status}); retrying later")]
+    Throttled { cmdlet: &'static str, status: u16, retry_after: Option<std::time::Duration> },
+    /// `@odata.nextLink` pointed somewhere the token must not be sent, or paging did not end.
+    #[error("Exchange Online {cmdlet}: paging stopped: {message}")]
+    Paging { cmdlet: &'static str, message: String },
     #[error("mailbox {0} was not found in Exchange Online")]
     MailboxNotFound(String),
     #[error(transparent)]
@@ -47,7 +53,7 @@ impl ExchangeError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Command { status, .. } => matches!(status, 408 | 429 | 500..=599),
-            Self::Transport(_) => true,
+            Self::Throttled { .. } | Self::Transport(_) => true,
             Self::Token(e) => e.is_transient(),
             _ => false,
         }
@@ -85,6 +91,17 @@ pub enum AutoForwardingMode {
     Automatic,
     On,
     Off,
+}
+
+impl AutoForwardingMode {
+    /// As Exchange spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Automatic => "Automatic",
+            Self::On => "On",
+            Self::Off => "Off",
+        }
+    }
 }
 
 /// The outbound spam filter policy that applies to a mailbox, and the Default remote domain.
@@ -141,20 +158,51 @@ impl ExchangeClient {
         Self { http, endpoints, tokens }
     }
 
+    /// Runs one cmdlet and returns every row, following `@odata.nextLink` (the same body POSTed
+    /// to the link) until it is absent. Exchange's concurrency throttling is retried with backoff
+    /// whatever its status.
     async fn invoke(&self, tenant: &str, command: &wire::Command) -> Result<Vec<serde_json::Value>, ExchangeError> {
         use secrecy::ExposeSecret;
         let token = self.tokens.token(tenant, &self.endpoints.exchange_scope).await?;
-        let url = wire::invoke_url(&self.endpoints.exchange, tenant);
         let body = command.body();
         let anchor = wire::anchor_mailbox(tenant);
-        let response = self
-            .http
-            .send(command.name, |c| {
-                c.post(&url).bearer_auth(token.expose_secret()).header("X-AnchorMailbox", &anchor).json(&body)
-            })
-            .await?;
-        wire::parse_response(command.name, &response)
+        let mut url = wire::invoke_url(&self.endpoints.exchange, tenant);
+        let mut rows = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let response = self
+                .http
+                .send_with_throttle_rule(command.name, &wire::is_concurrency_throttle, |c| {
+                    c.post(&url).bearer_auth(token.expose_secret()).header("X-AnchorMailbox", &anchor).json(&body)
+                })
+                .await?;
+            let page = wire::parse_response(command.name, &response)?;
+            rows.extend(page.rows);
+            match page.next_link {
+                None => return Ok(rows),
+                // The bearer token goes only to the Exchange endpoint it was issued for.
+                Some(next) if same_origin(&next, &self.endpoints.exchange) => url = next,
+                Some(_) => {
+                    return Err(ExchangeError::Paging {
+                        cmdlet: command.name,
+                        message: "@odata.nextLink points outside the Exchange endpoint".into(),
+                    });
+                }
+            }
+        }
+        Err(ExchangeError::Paging { cmdlet: command.name, message: format!("more than {MAX_PAGES} pages") })
     }
+}
+
+/// A bound on pages per cmdlet, so a server that keeps answering with a next link cannot hold a
+/// reconcile forever (the collections read here are small).
+const MAX_PAGES: usize = 100;
+
+fn same_origin(link: &str, endpoint: &url::Url) -> bool {
+    url::Url::parse(link).is_ok_and(|u| {
+        u.scheme() == endpoint.scheme()
+            && u.host_str() == endpoint.host_str()
+            && u.port_or_known_default() == endpoint.port_or_known_default()
+    })
 }
 
 #[async_trait::async_trait]

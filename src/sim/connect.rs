@@ -12,19 +12,22 @@
 //! ```
 //!
 //! # Where the behaviour comes from
-//! Confirmed from Webex's developer documentation: the paths and `channel=email`, bearer personal
-//! access tokens (short-lived; 401 when expired), `x-organization-id`, the optional `trackingid`
-//! header, the regional base URLs (`https://assetmanagement.{region}.webexconnect.io/connectapi`),
-//! and, from the Connect UI documentation, which fields an email asset has and the forms of the
-//! forwarding address (`<hex>@mail-<region>.imiconnect.io`) and callback URL
+//! Confirmed from Webex's developer documentation: the create path and `channel=email`, bearer
+//! personal access tokens (short-lived; 401 when expired), `x-organization-id`, the optional
+//! `trackingid` header, the regional base URLs
+//! (`https://assetmanagement.{region}.webexconnect.io/connectapi`), the error body (`code`,
+//! `description`, `transid`) with statuses 400/401/403/500, and, from the Connect UI
+//! documentation and public lab guides, which fields an email asset has and the forms of the
+//! forwarding address (32 lowercase hex characters `@mail-<region>.imiconnect.io`) and callback URL
 //! (`https://<tenant>.<region>.webexconnect.io/callback`).
 //!
 //! **Provisional** (the API's schema is not public in full): every JSON field name, the list
-//! response shape, the error body, the status codes other than 401, what PUT replaces, that the
-//! client secret is never returned, and when `tokenStatus` resets. All of it is decided in the
-//! [`wire`] section of this file (field names in [`wire::field`]), so it can be corrected in one
-//! place once the real schema is known. The operator's Connect client must keep the same mapping
-//! in one module for the same reason.
+//! operation (no list is documented: [`ConnectSim::set_list_unavailable`] makes it answer 404),
+//! the retrieve and update paths, the values of the error `code`, the statuses other than
+//! 400/401/403/500, what PUT replaces, that the client secret is never returned, and when
+//! `tokenStatus` resets. All of it is decided in the [`wire`] section of this file (field names
+//! in [`wire::field`]), so it can be corrected in one place once the real schema is known. The
+//! operator's Connect client must keep the same mapping in one module for the same reason.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -154,7 +157,7 @@ pub struct SimAsset {
     pub auth_type: String,
     pub smtp: SimSmtpConfig,
     pub oauth: SimOAuthConfig,
-    /// `<10 hex>@mail-<region>.imiconnect.io`, generated at creation.
+    /// `<32 hex>@mail-<region>.imiconnect.io`, generated at creation.
     pub forwarding_address: String,
     /// `https://<tenant host>.<region>.webexconnect.io/callback`.
     pub callback_url: String,
@@ -173,6 +176,8 @@ struct IssuedToken {
 #[derive(Default)]
 struct State {
     tokens: HashMap<String, IssuedToken>,
+    /// The list operation answers 404 (it is not documented; a real Connect may lack it).
+    list_unavailable: bool,
     assets: Vec<SimAsset>,
     pushed_secrets: Vec<String>,
 }
@@ -270,12 +275,34 @@ impl ConnectSim {
             .insert(access_token.to_string(), IssuedToken { org_id: org_id.to_string(), expired: false });
     }
 
-    /// The token stops working (401), as a personal access token does when it expires.
+    /// The token stops working (401 from then on), as a personal access token does when it
+    /// expires (after about 12 hours).
     pub fn expire_token(&self, access_token: &str) {
         match lock(&self.shared.state).tokens.get_mut(access_token) {
             Some(token) => token.expired = true,
             None => panic!("the Connect simulator issued no such token"),
         }
+    }
+
+    /// A person generated a new personal access token: `old` expires and `new` is valid for the
+    /// same organization. Panics if `old` was never issued.
+    pub fn renew_token(&self, old: &str, new: &str) {
+        let mut state = lock(&self.shared.state);
+        let org_id = match state.tokens.get_mut(old) {
+            Some(token) => {
+                token.expired = true;
+                token.org_id.clone()
+            }
+            None => panic!("the Connect simulator issued no such token"),
+        };
+        state.tokens.insert(new.to_string(), IssuedToken { org_id, expired: false });
+    }
+
+    /// Fault switch: while on, the list operation (`GET …/v2/digital/app?channel=email`, which
+    /// Webex does not document) answers 404 as for a path that does not exist; retrieve, create
+    /// and update keep working.
+    pub fn set_list_unavailable(&self, unavailable: bool) {
+        lock(&self.shared.state).list_unavailable = unavailable;
     }
 
     pub fn faults(&self) -> ConnectFaults {
@@ -392,6 +419,12 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
     let route = match &routed {
         Ok((op, _)) => op.template().to_string(),
         Err(_) => format!("{} <unmatched>", request.method),
+    };
+    // Recorded under its route template (so tests can count the attempts), answered as a path
+    // that does not exist.
+    let routed = match routed {
+        Ok((Op::List, _)) if lock(&shared.state).list_unavailable => Err(NoRoute::NotFound),
+        other => other,
     };
     let tracking_id =
         request.header("trackingid").map(str::to_string).unwrap_or_else(|| format!("SIM_{}", random::guid()));
@@ -514,9 +547,10 @@ fn create(
             token_url: spec.oauth.token_url,
             scope: spec.oauth.scope,
         },
+        // 32 lowercase hex characters, as seen on public screenshots.
         forwarding_address: format!(
             "{}@mail-{}.imiconnect.io",
-            random::string_from(b"0123456789abcdef", 10),
+            random::string_from(b"0123456789abcdef", 32),
             options.region
         ),
         callback_url: format!("https://{}.{}.webexconnect.io/callback", options.tenant_host, options.region),
@@ -799,28 +833,39 @@ pub mod wire {
         SimResponse::json(StatusCode::OK, &body, JSON)
     }
 
-    /// An error answer. Its body is modelled on the Webex platform's (`message`,
-    /// `errors[].description`, `trackingId`), with the offending field added as
-    /// `errors[].field` (provisional).
+    /// An error answer in the documented shape (developer.webex.com, "Status and Error
+    /// Codes"): `code`, `description`, `transid`; the `trackingid` request header is echoed.
+    /// Provisional: the values of `code` (no list is public; these name the problem), statuses
+    /// other than 200/400/401/403/500, and that a field problem names the field by its JSON path
+    /// inside `description`.
     #[derive(Debug)]
     pub(super) struct ApiError {
         status: StatusCode,
-        message: String,
-        field: Option<(String, String)>,
+        code: &'static str,
+        description: String,
     }
 
     impl ApiError {
-        pub fn new(status: StatusCode, message: &str) -> ApiError {
-            ApiError { status, message: message.to_string(), field: None }
+        pub fn new(status: StatusCode, description: &str) -> ApiError {
+            let code = match status.as_u16() {
+                400 => "INVALID_REQUEST",
+                401 => "UNAUTHORIZED",
+                403 => "FORBIDDEN",
+                404 => "NOT_FOUND",
+                405 => "METHOD_NOT_ALLOWED",
+                409 => "CONFLICT",
+                429 => "TOO_MANY_REQUESTS",
+                503 => "SERVICE_UNAVAILABLE",
+                _ => "INTERNAL_ERROR",
+            };
+            ApiError { status, code, description: description.to_string() }
         }
 
-        /// 400 naming the field by its JSON path (`smtp.port`).
+        /// 400 naming the field by its JSON path (`smtp.port`) in the description.
         pub fn invalid(field: &str, description: &str) -> ApiError {
-            ApiError {
-                status: StatusCode::BAD_REQUEST,
-                message: "Invalid request.".to_string(),
-                field: Some((field.to_string(), description.to_string())),
-            }
+            let description =
+                if description.contains(field) { description.to_string() } else { format!("{field}: {description}") };
+            ApiError::new(StatusCode::BAD_REQUEST, &description)
         }
 
         /// The Webex platform's text for a missing, invalid or expired token.
@@ -832,8 +877,8 @@ pub mod wire {
         }
 
         pub fn forbidden(org_id: &str) -> ApiError {
-            let message = format!("The access token does not grant access to organization '{org_id}'.");
-            ApiError::new(StatusCode::FORBIDDEN, &message)
+            let description = format!("The access token does not grant access to organization '{org_id}'.");
+            ApiError::new(StatusCode::FORBIDDEN, &description)
         }
 
         pub fn not_found(asset_id: &str) -> ApiError {
@@ -841,26 +886,18 @@ pub mod wire {
         }
 
         pub fn duplicate_name(name: &str) -> ApiError {
-            let description = format!("An asset named '{name}' already exists in this organization.");
-            ApiError {
-                status: StatusCode::CONFLICT,
-                message: description.clone(),
-                field: Some((field::ASSET_NAME.to_string(), description)),
-            }
+            let description = format!("assetName: an asset named '{name}' already exists in this organization.");
+            ApiError::new(StatusCode::CONFLICT, &description)
         }
 
-        /// Injected 429/503/…: the status's reason phrase as the message.
+        /// Injected 429/503/…: the status's reason phrase as the description.
         pub fn fault(status: u16) -> ApiError {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             ApiError::new(status, &format!("{}.", status.canonical_reason().unwrap_or("Error")))
         }
 
         pub fn render(&self, tracking_id: &str) -> SimResponse {
-            let errors = match &self.field {
-                Some((field, description)) => json!([{"field": field, "description": description}]),
-                None => json!([{"description": self.message}]),
-            };
-            let body = json!({"message": self.message, "errors": errors, "trackingId": tracking_id});
+            let body = json!({"code": self.code, "description": self.description, "transid": random::guid()});
             SimResponse::json(self.status, &body, JSON).with_header("trackingid", tracking_id)
         }
     }

@@ -347,8 +347,8 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
                 Ok(Some(key)) => acknowledge(run, &registrations, &registration, Some(&key)).await?,
                 Ok(None) => {}
                 Err(e) => {
-                    let why = if e.is_permanent() { reason::EXTERNAL_ERROR } else { reason::THROTTLED };
-                    run.condition(cond::CONNECT_ASSET_SYNCED, false, why, e.to_string());
+                    let (why, message) = connect_problem(&e, &spec.connect, ns, &name);
+                    run.condition(cond::CONNECT_ASSET_SYNCED, false, why, message);
                 }
             }
         }
@@ -621,6 +621,51 @@ async fn acknowledge(
     )
     .await;
     Ok(())
+}
+
+/// The reason and message for a failed push to Connect: a refused token and a missing list
+/// operation say what a person must do; only throttling, server errors and no answer are
+/// Throttled.
+fn connect_problem(
+    e: &Error,
+    settings: &crate::api::email_channel::ConnectSettings,
+    ns: &str,
+    name: &str,
+) -> (&'static str, String) {
+    // Connect's descriptions end with a full stop; the advice follows after a colon.
+    let what = |c: &crate::connect::api::ConnectError| c.to_string().trim_end_matches('.').to_string();
+    match e {
+        Error::Connect(c) if c.is_unauthorized() => {
+            let secret = settings.credentials_secret_ref.as_ref().map_or_else(
+                || "the Secret named by connect.credentialsSecretRef".to_string(),
+                |r| format!("Secret {ns}/{} key {} (connect.credentialsSecretRef)", r.name, r.key),
+            );
+            let message = if c.status() == Some(403) {
+                format!(
+                    "{}: check connect.organizationId and put an access token of a Webex user who may manage that organization's Connect assets in {secret}; Webex personal access tokens last about 12 hours",
+                    what(c)
+                )
+            } else {
+                format!(
+                    "{}: put a current Webex access token in {secret}; Webex personal access tokens last about 12 hours",
+                    what(c)
+                )
+            };
+            (reason::CONNECT_UNAUTHORIZED, message)
+        }
+        Error::Connect(c) if c.is_list_unavailable() => {
+            let message = format!(
+                "{}: the operator cannot look the asset '{}' up by name; create it in Webex Connect if it does not exist, then set its asset ID: kubectl patch emailchannel {name} -n {ns} --subresource=status --type=merge -p '{{\"status\":{{\"connect\":{{\"assetId\":\"<asset ID>\"}}}}}}'",
+                what(c),
+                settings.asset_name
+            );
+            (reason::EXTERNAL_ERROR, message)
+        }
+        Error::Connect(c) if c.is_transient() => (reason::THROTTLED, format!("{c}; retrying")),
+        Error::Connect(c) => (reason::EXTERNAL_ERROR, c.to_string()),
+        other if other.is_permanent() => (reason::EXTERNAL_ERROR, other.to_string()),
+        other => (reason::THROTTLED, other.to_string()),
+    }
 }
 
 fn exchange_problem(e: &ExchangeError) -> (&'static str, String) {

@@ -100,11 +100,14 @@ pub struct SimOptions {
     pub latency: Option<(Duration, Duration)>,
     /// Items per page in Graph collections when the caller sends no `$top` (Graph: 100).
     pub page_size: usize,
+    /// Rows per page of Exchange `InvokeCommand` output before `@odata.nextLink` (default 1000,
+    /// what public callers ask for; set it small to make a test read several pages).
+    pub exchange_page_size: usize,
 }
 
 impl Default for SimOptions {
     fn default() -> SimOptions {
-        SimOptions { listen: None, tenants: Vec::new(), latency: None, page_size: 100 }
+        SimOptions { listen: None, tenants: Vec::new(), latency: None, page_size: 100, exchange_page_size: 1000 }
     }
 }
 
@@ -116,6 +119,11 @@ impl SimOptions {
 
     pub fn page_size(mut self, page_size: usize) -> SimOptions {
         self.page_size = page_size;
+        self
+    }
+
+    pub fn exchange_page_size(mut self, rows: usize) -> SimOptions {
+        self.exchange_page_size = rows;
         self
     }
 

@@ -33,19 +33,24 @@
 //!   parsers in GreyCorbel/ExoHelper and CIPP;
 //! - "The command completed successfully but no settings of '…' have been modified." as the
 //!   warning of a Set-* that changed nothing (CIPP matches it in InvokeCommand results);
-//! - an unknown cmdlet answered 403 with a body of NUL bytes declared as gzip (measured by the
-//!   author of a public Python client);
+//! - an unknown cmdlet answered 403 with an empty body; a caller without an Exchange role
+//!   answered 401 with `{"error":{"code":"Unauthorized","message":"User is not allowed to call …"}}`;
+//! - the concurrency throttling text ("You have reached the maximum number of concurrent requests
+//!   per tenant"), which public callers retry whatever the status;
+//! - `@odata.nextLink` on long collections, followed by POSTing the same body to it;
 //! - the 401 challenge of outlook.office365.com (empty body, `WWW-Authenticate: Bearer
 //!   client_id="00000002-…", trusted_issuers=…, token_types=…, authorization_uri=…,
 //!   error="invalid_token"`, `x-ms-diagnostics: 2000003;…invalid 'aud'…`) from captured EWS traffic.
 //!
 //! Unconfirmed choices are marked where they are made, each in one function: the 401 details for
-//! expired/unknown tokens and a foreign tenant, the refusal of a missing anchor, the 403 for a
-//! missing role, parameter-binding errors (status 400, outer message), the 429/503 bodies, `value`
-//! being `[]` (not absent) for Set-* cmdlets, and the output properties other than Get-Mailbox's.
+//! expired/unknown tokens and a foreign tenant, the refusal of a missing anchor, the exact end of
+//! the missing-role message, parameter-binding errors (status 400, outer message), the 429/503
+//! bodies and the throttling error's code, the form of the next link (`$skiptoken`) and the page
+//! size ([`super::SimOptions::exchange_page_size`]), `value` being `[]` (not absent) for Set-*
+//! cmdlets, and the output properties other than Get-Mailbox's.
 //!
-//! Not simulated: paging (`@odata.nextLink`), `$select`, cmdlets and parameters beyond those the
-//! operator uses, RBAC scopes finer than "has a role or not".
+//! Not simulated: `$select`, the `Prefer: odata.maxpagesize` header, cmdlets and parameters beyond
+//! those the operator uses, RBAC scopes finer than "has a role or not".
 
 mod org;
 pub(crate) mod wire;
@@ -175,9 +180,38 @@ impl ExchangeSim {
     }
 
     /// When true, the caller is treated as lacking an Exchange role in this tenant: every
-    /// InvokeCommand call is answered 403 with a body that is not JSON.
+    /// InvokeCommand call is answered 401 with `{"error":{"code":"Unauthorized","message":"User
+    /// is not allowed to call <cmdlet>."}}`.
     pub fn set_role_missing(&self, tenant_id: &str, missing: bool) {
         self.with_org(tenant_id, |org| org.role_missing = missing);
+    }
+
+    /// The next `times` authenticated InvokeCommand calls in this tenant are answered with
+    /// Exchange's concurrency throttling ("You have reached the maximum number of concurrent
+    /// requests per tenant") as an OData error with `status` (any status: clients must recognise
+    /// the text). For a 429 with the plain-text body, use a fault instead.
+    pub fn throttle_concurrency(&self, tenant_id: &str, times: usize, status: u16) {
+        self.with_org(tenant_id, |org| org.concurrency_throttle = (times > 0).then_some((times, status)));
+    }
+
+    /// When true, cmdlet failures in this tenant carry their text only in
+    /// `error.innererror.internalexception.message` (no `error.details`).
+    pub fn set_errors_without_details(&self, tenant_id: &str, inner_only: bool) {
+        self.with_org(tenant_id, |org| org.errors_without_details = inner_only);
+    }
+
+    /// The `Parameters` of every call of `cmdlet` that reached the organization (authenticated,
+    /// not throttled), in order, exactly as sent. Panics on a cmdlet the simulator does not
+    /// implement.
+    pub fn received_parameters(
+        &self,
+        tenant_id: &str,
+        cmdlet: &str,
+    ) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        let wanted = canonical_cmdlet(cmdlet);
+        self.with_org(tenant_id, |org| {
+            org.received.iter().filter(|(c, _)| c.name() == wanted).map(|(_, p)| p.clone()).collect()
+        })
     }
 
     /// Get-TransportConfig `SmtpClientAuthenticationDisabled` (default true).

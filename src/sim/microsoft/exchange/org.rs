@@ -215,6 +215,13 @@ pub(crate) struct ExchangeOrg {
     pub remote_domain_auto_forward: bool,
     /// The caller lacks an Exchange role: every cmdlet is refused (see `wire.rs`).
     pub role_missing: bool,
+    /// The next `.0` authenticated calls get the concurrency throttling answer with status `.1`.
+    pub concurrency_throttle: Option<(usize, u16)>,
+    /// Cmdlet failures carry their text only in `innererror.internalexception.message`.
+    pub errors_without_details: bool,
+    /// Every cmdlet the organization ran (or refused on its parameters), with the parameters as
+    /// received, in order: what the client actually sent.
+    pub received: Vec<(Cmdlet, Map<String, Value>)>,
 }
 
 impl ExchangeOrg {
@@ -232,7 +239,21 @@ impl ExchangeOrg {
             rules: Vec::new(),
             remote_domain_auto_forward: true,
             role_missing: false,
+            concurrency_throttle: None,
+            errors_without_details: false,
+            received: Vec::new(),
         }
+    }
+
+    /// Consumes one throttled answer, if any are pending, and returns its status.
+    pub fn take_concurrency_throttle(&mut self) -> Option<u16> {
+        let (left, status) = self.concurrency_throttle.as_mut()?;
+        let status = *status;
+        *left -= 1;
+        if *left == 0 {
+            self.concurrency_throttle = None;
+        }
+        Some(status)
     }
 
     pub fn add_domain(&mut self, domain: &str) {

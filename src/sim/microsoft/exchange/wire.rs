@@ -65,14 +65,36 @@ pub(crate) fn handle(shared: &Shared, path_tenant: &str, request: &SimRequest) -
         Err(problem) => return bad_body(&problem),
     };
     if org.role_missing {
-        return forbidden();
+        return role_missing(&name);
     }
     let Some(cmdlet) = Cmdlet::parse(&name) else {
         return forbidden();
     };
+    if let Some(status) = org.take_concurrency_throttle() {
+        return concurrency_throttle(status);
+    }
+    org.received.push((cmdlet, parameters.clone()));
+    let skip = match skip_token(request.query.as_deref()) {
+        Ok(skip) => skip,
+        Err(problem) => return odata_error(StatusCode::BAD_REQUEST, "BadRequest", &problem, None),
+    };
     match org.run(cmdlet, &parameters) {
-        Ok(outcome) => success(&base, path_tenant, outcome),
+        Ok(outcome) => success(&base, path_tenant, outcome, skip, shared.options.exchange_page_size),
+        Err(error) if org.errors_without_details => cmdlet_failure_inner_only(&error),
         Err(error) => cmdlet_failure(&error),
+    }
+}
+
+/// The query parameter of the simulator's next links. Unconfirmed: the form of Exchange's
+/// `@odata.nextLink` (public callers only follow it, POSTing the same body to it); the simulator
+/// uses the OData convention `$skiptoken`, here the index of the page's first row.
+const SKIP_TOKEN: &str = "$skiptoken";
+
+fn skip_token(query: Option<&str>) -> Result<usize, String> {
+    let Some(query) = query else { return Ok(0) };
+    match form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == SKIP_TOKEN) {
+        None => Ok(0),
+        Some((_, value)) => value.parse().map_err(|_| format!("Invalid {SKIP_TOKEN} '{value}'.")),
     }
 }
 
@@ -125,13 +147,30 @@ fn unauthorized(diagnostics: Option<(u32, &str, &str)>) -> SimResponse {
     with_request_id(response.with_header("www-authenticate", &challenge))
 }
 
-/// Exchange's answer to a cmdlet the caller may not run: 403 and a body that is not JSON.
-/// Measured publicly for an unknown cmdlet: NUL bytes declared as gzip. Unconfirmed: that a
-/// caller without an Exchange role (to whom the cmdlets are not available) gets the same.
+/// Exchange's answer to a cmdlet that does not exist or that the caller's roles do not include:
+/// 403 with an empty body (public evidence).
 fn forbidden() -> SimResponse {
-    let mut response = SimResponse::new(StatusCode::FORBIDDEN);
-    response.body = bytes::Bytes::from_static(&[0u8; 10]);
-    with_request_id(response.with_header("content-encoding", "gzip"))
+    with_request_id(SimResponse::new(StatusCode::FORBIDDEN))
+}
+
+/// A caller without an Exchange role: 401 with a JSON error (public evidence for the shape and
+/// the start of the message; unconfirmed: that the message ends with the cmdlet's name).
+fn role_missing(cmdlet: &str) -> SimResponse {
+    let body = json!({"error": {"code": "Unauthorized", "message": format!("User is not allowed to call {cmdlet}.")}});
+    with_request_id(SimResponse::json(StatusCode::UNAUTHORIZED, &body, JSON))
+}
+
+/// Exchange's per-tenant concurrency throttling with a status other than 429, as an OData error
+/// carrying the text public clients match on. Unconfirmed: the code and which statuses occur (the
+/// text is what public callers retry on whatever the status).
+fn concurrency_throttle(status: u16) -> SimResponse {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::TOO_MANY_REQUESTS);
+    odata_error(
+        status,
+        "TooManyRequests",
+        "You have reached the maximum number of concurrent requests per tenant. Please wait and try again.",
+        None,
+    )
 }
 
 /// An OData error body as InvokeCommand sends it (confirmed shape).
@@ -167,6 +206,38 @@ fn cmdlet_failure(error: &CmdletError) -> SimResponse {
     } else {
         odata_error(StatusCode::BAD_REQUEST, "BadRequest", "Invalid Operation", Some(error.to_string()))
     }
+}
+
+/// The same failure with the text only in `error.innererror.internalexception.message` and no
+/// `details`, a shape public parsers fall back to (GreyCorbel/ExoHelper). Unconfirmed: which
+/// failures Exchange reports this way.
+fn cmdlet_failure_inner_only(error: &CmdletError) -> SimResponse {
+    let (status, code, message) = if error.is_not_found() {
+        (StatusCode::NOT_FOUND, "NotFound", "Error executing cmdlet")
+    } else {
+        (StatusCode::BAD_REQUEST, "BadRequest", "Invalid Operation")
+    };
+    let full = error.to_string();
+    let text = full.splitn(3, '|').nth(2).unwrap_or(&full);
+    let body = json!({
+        "error": {
+            "code": code,
+            "message": message,
+            "innererror": {
+                "message": message,
+                "type": "Microsoft.Exchange.Admin.OData.Core.ODataServiceException",
+                "stacktrace": "",
+                "internalexception": {
+                    "message": text,
+                    "type": "Microsoft.Exchange.Management.PSDirectInvoke.DirectInvokeCmdletExecutionException",
+                    "stacktrace": "",
+                },
+            },
+        },
+        "adminapi.warnings@odata.type": "#Collection(String)",
+        "@adminapi.warnings": [],
+    });
+    with_request_id(SimResponse::json(status, &body, JSON))
 }
 
 /// Unconfirmed: Exchange's answer to a body that is not a CmdletInput.
@@ -208,15 +279,22 @@ pub(crate) fn fault_response(status: u16) -> SimResponse {
     with_request_id(response)
 }
 
-/// 200 with the cmdlet's output. Set-* cmdlets output nothing: `value` is `[]` (unconfirmed
-/// whether Exchange sends `[]` or leaves `value` out).
-fn success(base: &str, path_tenant: &str, outcome: Outcome) -> SimResponse {
-    let body = json!({
+/// 200 with the cmdlet's output, `page_size` rows from `skip` on, and `@odata.nextLink` when
+/// more follow. Set-* cmdlets output nothing: `value` is `[]` (unconfirmed whether Exchange sends
+/// `[]` or leaves `value` out).
+fn success(base: &str, path_tenant: &str, outcome: Outcome, skip: usize, page_size: usize) -> SimResponse {
+    let page_size = page_size.max(1);
+    let end = skip.saturating_add(page_size).min(outcome.output.len());
+    let rows = outcome.output.get(skip.min(end)..end).unwrap_or_default();
+    let mut body = json!({
         "@odata.context": format!("{base}/adminapi/beta/{path_tenant}/$metadata#Collection(Exchange.GenericHashTable)"),
         "adminapi.warnings@odata.type": "#Collection(String)",
         "@adminapi.warnings": outcome.warnings,
-        "value": outcome.output.iter().map(output_json).collect::<Vec<_>>(),
+        "value": rows.iter().map(output_json).collect::<Vec<_>>(),
     });
+    if end < outcome.output.len() {
+        body["@odata.nextLink"] = json!(format!("{base}/adminapi/beta/{path_tenant}/InvokeCommand?{SKIP_TOKEN}={end}"));
+    }
     with_request_id(SimResponse::json(StatusCode::OK, &body, JSON)).with_header("odata-version", "4.0")
 }
 
