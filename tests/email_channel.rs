@@ -332,7 +332,7 @@ async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() 
         "metadata": {"name": "sales"},
         "spec": {
             "mailbox": MAILBOX,
-            "azure": {"tenantId": TENANT, "clientSecret": {"secretName": "sales-azure"}},
+            "azure": {"tenantRef": {"name": TENANT_REF}, "clientSecret": {"secretName": "sales-azure"}},
             "connect": {"mode": "Api", "region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Sales email",
                         "organizationId": CONNECT_ORG, "credentialsSecretRef": {"name": "webex-connect-api"}}
         }
