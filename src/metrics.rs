@@ -63,6 +63,8 @@ pub struct Metrics {
     pub reconcile_duration: Family<KindLabels, Histogram>,
     pub secret_expiration: Family<ResourceLabels, Gauge>,
     pub secret_renewal: Family<ResourceLabels, Gauge>,
+    pub secret_in_use_expiration: Family<ResourceLabels, Gauge>,
+    pub acknowledgement_pending: Family<ResourceLabels, Gauge>,
     pub resource_ready: Family<ReadyLabels, Gauge>,
     pub external_requests: Family<RequestLabels, Counter>,
     pub external_latency: Family<SystemLabels, Histogram>,
@@ -86,6 +88,8 @@ impl Default for Metrics {
         });
         let secret_expiration = Family::<ResourceLabels, Gauge>::default();
         let secret_renewal = Family::<ResourceLabels, Gauge>::default();
+        let secret_in_use_expiration = Family::<ResourceLabels, Gauge>::default();
+        let acknowledgement_pending = Family::<ResourceLabels, Gauge>::default();
         let resource_ready = Family::<ReadyLabels, Gauge>::default();
         registry.register(
             "resource_ready",
@@ -121,6 +125,16 @@ impl Default for Metrics {
             "When the current client secret of an AzureAppRegistration will be rotated (Unix time)",
             secret_renewal.clone(),
         );
+        registry.register(
+            "secret_in_use_expiration_timestamp_seconds",
+            "Expiry of the oldest client secret a consumer may still use: a previous key waiting for acknowledgement, else the current one (Unix time)",
+            secret_in_use_expiration.clone(),
+        );
+        registry.register(
+            "acknowledgement_pending_seconds",
+            "How long a previous client secret has waited for consumers to acknowledge its verified successor (0 when none waits)",
+            acknowledgement_pending.clone(),
+        );
         Self {
             registry,
             reconciliations,
@@ -128,6 +142,8 @@ impl Default for Metrics {
             reconcile_duration,
             secret_expiration,
             secret_renewal,
+            secret_in_use_expiration,
+            acknowledgement_pending,
             resource_ready,
             external_requests,
             external_latency,
@@ -183,8 +199,31 @@ impl Metrics {
             None => {
                 self.secret_expiration.remove(&labels);
                 self.secret_renewal.remove(&labels);
+                self.secret_in_use_expiration.remove(&labels);
+                self.acknowledgement_pending.remove(&labels);
             }
         }
+    }
+
+    /// Records the expiry of the oldest key a consumer may still use, and how long an
+    /// acknowledgement has been pending.
+    pub fn credential_in_use(
+        &self,
+        namespace: &str,
+        name: &str,
+        in_use_not_after: Option<jiff::Timestamp>,
+        pending: Option<jiff::SignedDuration>,
+    ) {
+        let labels = ResourceLabels { namespace: namespace.into(), name: name.into() };
+        match in_use_not_after {
+            Some(t) => {
+                self.secret_in_use_expiration.get_or_create(&labels).set(t.as_second());
+            }
+            None => {
+                self.secret_in_use_expiration.remove(&labels);
+            }
+        }
+        self.acknowledgement_pending.get_or_create(&labels).set(pending.map_or(0, |d| d.as_secs()));
     }
 
     /// The OpenMetrics text exposition.

@@ -7,13 +7,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 
 use crate::api::email_channel::ConnectMode;
-use crate::api::{
-    ANNOTATION_CONNECT_SECRET_APPLIED, ANNOTATION_ROTATE, ANNOTATION_SECRET_ACKNOWLEDGED, AzureAppRegistration,
-    EmailChannel,
-};
+use crate::api::{ANNOTATION_CONNECT_SECRET_APPLIED, ANNOTATION_ROTATE, AzureAppRegistration, EmailChannel};
 use crate::azure::AzureClients;
-use crate::controller::app_registration::reconcile::{observe_current, unique_name};
-use crate::controller::app_registration::rotation::{self, Revocation, SecretPolicy};
+use crate::controller::app_registration::credential::{self, Retire, Step};
+use crate::controller::app_registration::reconcile::{consumers, unique_name};
+use crate::controller::app_registration::rotation::{Revocation, SecretPolicy};
 use crate::controller::app_registration::{desired, secret};
 use crate::controller::email_channel::desired as channel_desired;
 
@@ -121,62 +119,32 @@ pub async fn plan(
         Some(_) => {}
     }
 
-    // The client secret.
+    // The client secret: the reconcile's own plan (credential::plan), printed.
     let policy = SecretPolicy::from_spec(&spec.client_secret).map_err(anyhow::Error::msg)?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let stored = secret::observe(secrets.get_opt(&spec.client_secret.secret_name).await?.as_ref());
-    let current = observe_current(status.credential.as_ref(), &app, &stored);
+    let stored = secret::observe(secrets.get_opt(&spec.client_secret.secret_name).await?.as_ref()).keys();
     let rotate = registration.annotations().get(ANNOTATION_ROTATE).cloned();
-    match rotation::issue_reason(&rotation::IssueInput {
+    let namespace_channels = channels.list(&Default::default()).await?.items;
+    let consumers = consumers(&registration, &namespace_channels, policy.require_acknowledgement);
+    let input = credential::Input {
         now,
         policy: &policy,
-        current: current.as_ref(),
+        uid: &uid,
+        status: &status,
+        passwords: &app.password_credentials,
+        stored: &stored,
         rotate_annotation: rotate.as_deref(),
-        last_rotate_request: status.last_rotate_request.as_deref(),
-    }) {
-        Some(reason) => changes.push(format!(
-            "issue a new client secret ({}) into Secret {}",
-            reason.as_str(),
-            spec.client_secret.secret_name
-        )),
-        None => {
-            if let Some(c) = &current
-                && c.verified_at.is_none()
-            {
-                changes.push(format!("verify client secret {} at the token endpoint", c.key_id));
-            }
-        }
-    }
-    let acknowledged = registration.annotations().get(ANNOTATION_SECRET_ACKNOWLEDGED).cloned();
-    if let Some(cur) = &current {
-        for p in &status.previous_credentials {
-            let prev = rotation::PreviousCredential { key_id: p.key_id.clone(), not_after: p.not_after.0 };
-            match rotation::revocation(now, &policy, &prev, cur, acknowledged.as_deref()) {
-                Revocation::Now => changes.push(format!("revoke previous client secret {}", p.key_id)),
-                Revocation::At(t) => changes.push(format!("revoke previous client secret {} at {t}", p.key_id)),
-                Revocation::WaitingForAcknowledgement => changes.push(format!(
-                    "keep previous client secret {} until the consumer acknowledges {}",
-                    p.key_id, cur.key_id
-                )),
-                Revocation::WaitingForVerification => {
-                    changes.push(format!("keep previous client secret {} until {} is verified", p.key_id, cur.key_id))
-                }
-            }
-        }
-    }
-    let passwords: Vec<(String, Option<String>)> =
-        app.password_credentials.iter().map(|p| (p.key_id.clone(), p.display_name.clone())).collect();
-    let mut keep: Vec<&str> = status.previous_credentials.iter().map(|p| p.key_id.as_str()).collect();
-    if let Some(c) = &status.credential {
-        keep.push(&c.key_id);
-    }
-    for orphan in rotation::orphaned_passwords(
-        &passwords,
-        &uid,
-        &keep,
-        status.pending_rotation.as_ref().map(|p| p.marker.as_str()),
-    ) {
-        changes.push(format!("remove orphaned operator password {orphan}"));
+        consumers: Some(&consumers),
+        // Verifying needs the secret's text; `plan` names the check instead of making it.
+        verification: None,
+    };
+    let credential_plan = credential::plan(&input);
+    changes.extend(describe_credential_plan(&credential_plan, &spec.client_secret.secret_name));
+    if credential_plan.issues().is_none()
+        && let Some(c) = &status.credential
+        && c.verified_at.is_none()
+    {
+        changes.push(format!("verify client secret {} at the token endpoint", c.key_id));
     }
 
     // The channel's mailbox and Connect.
@@ -199,7 +167,7 @@ pub async fn plan(
             cspec.mailbox, forwarding.smtp_address, cspec.exchange.forwarding.keep_copy
         ));
     }
-    let current_key = current.filter(|c| c.verified_at.is_some()).map(|c| c.key_id);
+    let current_key = status.credential.as_ref().filter(|c| c.verified_at.is_some()).map(|c| c.key_id.clone());
     let applied = match cspec.connect.mode {
         ConnectMode::Manual => channel.annotations().get(ANNOTATION_CONNECT_SECRET_APPLIED).cloned(),
         ConnectMode::Api => channel.status.as_ref().and_then(|s| s.connect.as_ref()?.applied_key_id.clone()),
@@ -214,4 +182,49 @@ pub async fn plan(
         _ => {}
     }
     Ok(changes)
+}
+
+/// One line per step of the credential plan, in the order the reconcile applies them, then what
+/// each kept key waits for.
+pub fn describe_credential_plan(plan: &credential::Plan, secret_name: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for step in &plan.steps {
+        lines.push(match step {
+            Step::RemoveLostPassword { key_id } => {
+                format!("remove password {key_id}, whose text was lost before reaching the Secret")
+            }
+            Step::AdoptStored { key_id } => format!("record client secret {key_id}, which the Secret already holds"),
+            Step::JournalPrevious { key_id, .. } => format!("journal previous client secret {key_id} again"),
+            Step::MarkVerified { key_id } => format!("mark client secret {key_id} verified"),
+            Step::Issue { reason, retire } => {
+                let then = match retire {
+                    Retire::Keep { key_id, .. } => {
+                        format!("; keep {key_id} until its successor is verified and acknowledged")
+                    }
+                    Retire::Remove { key_id } => format!("; remove {key_id}, which does not work"),
+                    Retire::Nothing => String::new(),
+                };
+                format!("issue a new client secret ({}) into Secret {secret_name}{then}", reason.as_str())
+            }
+            Step::Revoke { key_id, why } => format!("revoke previous client secret {key_id}: {}", why.as_str()),
+            Step::RemoveOrphan { key_id } => format!("remove orphaned operator password {key_id}"),
+        });
+    }
+    for k in &plan.kept {
+        lines.push(match &k.wait {
+            Revocation::At(t) => format!("revoke previous client secret {} at {t}", k.key_id),
+            Revocation::WaitingForAcknowledgement => format!(
+                "keep previous client secret {} until {} acknowledge the new key",
+                k.key_id,
+                if k.pending.is_empty() { "the consumers".to_string() } else { k.pending.join(", ") }
+            ),
+            Revocation::WaitingForVerification | Revocation::Now => {
+                format!("keep previous client secret {} until the new key is verified", k.key_id)
+            }
+        });
+    }
+    if let Some(blocked) = &plan.blocked {
+        lines.push(format!("blocked: {blocked}"));
+    }
+    lines
 }

@@ -129,7 +129,7 @@ async fn a_manual_channel_configures_the_mailbox_and_waits_for_the_person_in_con
     // The acknowledgement reached the registration; settings were written once, not on every resync.
     eventually(Duration::from_secs(10), || async {
         let r = registration(&h, "support").await;
-        let ack = r.metadata.annotations.unwrap_or_default().get("connectemail.dev/secret-acknowledged").cloned();
+        let ack = r.metadata.annotations.unwrap_or_default().get("ack.connectemail.dev/support").cloned();
         if ack.as_deref() == Some(key.as_str()) { Ok(()) } else { Err(format!("{ack:?}")) }
     })
     .await;

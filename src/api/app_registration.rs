@@ -201,6 +201,14 @@ pub struct AzureAppRegistrationStatus {
     /// Value of the `connectemail.dev/rotate` annotation already acted upon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotate_request: Option<String>,
+    /// New client secrets the token endpoint rejected in a row; issuing stops at three until the
+    /// rotate annotation changes (a key that never works must not multiply on the application).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rejected_in_a_row: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The current client secret's metadata.

@@ -97,7 +97,9 @@ pub struct ClientSecretSpec {
     pub revoke_after: String,
     /// When true, the previous secret is revoked only once the annotation
     /// `connectemail.dev/secret-acknowledged` on this resource names the new key ID, i.e. a consumer
-    /// (Webex Connect) confirmed it uses the new secret. EmailChannel sets this on its child.
+    /// confirmed it uses the new secret. EmailChannels using the registration always acknowledge,
+    /// each for itself (annotation `ack.connectemail.dev/<channel>`), whatever this field says:
+    /// the previous secret stays until every one of them names the new key ID.
     #[serde(default)]
     pub require_acknowledgement: bool,
     /// Extra labels and annotations for the generated Secret.

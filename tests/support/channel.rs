@@ -3,6 +3,7 @@
 //! endpoint accepts, Connect holding the current secret, the previous password revoked only after
 //! the new one was verified and pushed, a consistent status, no secret in the logs.
 
+use connect_email_operator::controller::app_registration::credential::acknowledgement_annotation;
 use std::time::Duration;
 
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
@@ -227,7 +228,7 @@ impl Invariants {
                     == Some(format!("smtp:{}", a.forwarding_address))
             });
         let acknowledged =
-            registration.metadata.annotations.unwrap_or_default().get("connectemail.dev/secret-acknowledged").cloned();
+            registration.metadata.annotations.unwrap_or_default().get(&acknowledgement_annotation(CHANNEL)).cloned();
         let status_ok = cs.app_id.as_deref() == Some(app_id.as_str())
             && cs.connect.as_ref().and_then(|c| c.asset_id.clone()) == assets.first().map(|a| a.asset_id.clone())
             && acknowledged.as_deref() == Some(current.as_str());

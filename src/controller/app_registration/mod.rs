@@ -1,5 +1,6 @@
 //! The AzureAppRegistration controller: observe (Graph, the Secret) → plan (pure: [`desired`],
 //! [`rotation`]) → act (Graph writes, Secret, status).
+pub mod credential;
 pub mod desired;
 pub mod reconcile;
 pub mod rotation;

@@ -21,8 +21,9 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use secrecy::SecretString;
 
+use super::credential::{self, Retire, Step};
 use super::desired::{self, ResolvedPermission};
-use super::rotation::{self, CurrentCredential, IssueReason, PendingRecovery, Revocation, SecretPolicy, VerifyOutcome};
+use super::rotation::{self, IssueReason, Revocation, SecretPolicy, VerifyOutcome};
 use super::secret::{self, ObservedSecret};
 use crate::api::Cloud;
 use crate::api::app_registration::{
@@ -30,7 +31,8 @@ use crate::api::app_registration::{
 };
 use crate::api::conditions::{app_registration as cond, reason};
 use crate::api::{
-    ANNOTATION_PAUSED, ANNOTATION_ROTATE, ANNOTATION_SECRET_ACKNOWLEDGED, AzureAppRegistration, Permission,
+    ANNOTATION_PAUSED, ANNOTATION_ROTATE, ANNOTATION_SECRET_ACKNOWLEDGED, AzureAppRegistration, EmailChannel,
+    Permission,
 };
 use crate::azure::error::aadsts;
 use crate::azure::model::Application;
@@ -469,10 +471,59 @@ async fn read_secret(run: &Run<'_>) -> Result<Option<Secret>, Error> {
     Ok(api.get_opt(&run.obj.spec.client_secret.secret_name).await?)
 }
 
-fn passwords(app: &Application) -> Vec<(String, Option<String>)> {
-    app.password_credentials.iter().map(|p| (p.key_id.clone(), p.display_name.clone())).collect()
+/// Who must acknowledge a successor before a previous key goes: every channel using this
+/// registration (each with its own annotation), or else, with `requireAcknowledgement`, whoever
+/// sets the shared annotation. Listed only when a rotation is under way.
+async fn observe_consumers(run: &Run<'_>, policy: &SecretPolicy) -> Result<Vec<credential::Consumer>, Error> {
+    let ns = run.obj.namespace().unwrap_or_default();
+    let channels: Api<EmailChannel> = Api::namespaced(run.ctx.client.clone(), &ns);
+    let channels = channels.list(&Default::default()).await?.items;
+    Ok(consumers(run.obj, &channels, policy.require_acknowledgement))
 }
 
+/// The consumers of a registration among the namespace's channels (pure; `plan` uses it too).
+pub fn consumers(
+    registration: &AzureAppRegistration,
+    channels: &[EmailChannel],
+    require_acknowledgement: bool,
+) -> Vec<credential::Consumer> {
+    let shared = registration.annotations().get(ANNOTATION_SECRET_ACKNOWLEDGED).cloned();
+    let mut consumers: Vec<credential::Consumer> = channels
+        .iter()
+        .filter(|c| channel_uses(c, registration))
+        .map(|c| {
+            let channel = c.name_any();
+            let own = registration.annotations().get(&credential::acknowledgement_annotation(&channel)).cloned();
+            // A channel that has not acknowledged for itself yet (written before this record
+            // existed) counts with the shared annotation.
+            credential::Consumer {
+                name: format!("EmailChannel {channel}"),
+                acknowledged: own.or_else(|| shared.clone()),
+            }
+        })
+        .collect();
+    if consumers.is_empty() && require_acknowledgement {
+        consumers.push(credential::Consumer {
+            name: format!("annotation {ANNOTATION_SECRET_ACKNOWLEDGED}"),
+            acknowledged: shared,
+        });
+    }
+    consumers.sort_by(|a, b| a.name.cmp(&b.name));
+    consumers
+}
+
+/// Whether the channel uses this registration: its own child, or a shared one it names.
+pub fn channel_uses(channel: &EmailChannel, registration: &AzureAppRegistration) -> bool {
+    match &channel.spec.azure.app_registration_ref {
+        Some(r) => r.name == registration.name_any(),
+        None => {
+            channel.name_any() == registration.name_any()
+                && registration.owner_references().iter().any(|o| Some(&o.uid) == channel.uid().as_ref())
+        }
+    }
+}
+
+/// Observe → plan → act for the client secret. Every decision is in [`credential::plan`].
 async fn manage_credential(
     run: &mut Run<'_>,
     clients: &CloudClients,
@@ -480,26 +531,64 @@ async fn manage_credential(
     app: &Application,
     uid: &str,
 ) -> Result<(), Error> {
+    // Observe.
     let tenant = run.tenant.clone();
-    let mut app_passwords = passwords(app);
     let mut stored = secret::observe(read_secret(run).await?.as_ref());
+    let keys = stored.keys();
+    let verification = match &run.status.credential {
+        Some(c)
+            if c.verified_at.is_none()
+                && run.status.pending_rotation.is_none()
+                && keys.key_id.as_deref() == Some(c.key_id.as_str())
+                && let Some(text) = &stored.secret =>
+        {
+            Some(verify(clients, &tenant, &app.app_id, text, run.now, c.not_before.0).await?)
+        }
+        _ => None,
+    };
+    let rotate_annotation = run.obj.annotations().get(ANNOTATION_ROTATE).cloned();
+    let status = run.status.clone();
+    let mut input = credential::Input {
+        now: run.now,
+        policy,
+        uid,
+        status: &status,
+        passwords: &app.password_credentials,
+        stored: &keys,
+        rotate_annotation: rotate_annotation.as_deref(),
+        consumers: None,
+        verification,
+    };
+    let consumers =
+        if credential::wants_consumers(&input) { Some(observe_consumers(run, policy).await?) } else { None };
+    input.consumers = consumers.as_deref();
+    // Plan.
+    let plan = credential::plan(&input);
+    // Act.
+    act(run, clients, policy, app, uid, &plan, &mut stored, rotate_annotation).await?;
+    // Report.
+    report_credential(run, policy, &plan, verification).await;
+    Ok(())
+}
 
-    // 1. A rotation intent left by a crash.
-    if let Some(pending) = run.status.pending_rotation.clone() {
-        match rotation::recover_pending(&pending.marker, &app_passwords, stored.key_id.as_deref()) {
-            PendingRecovery::IssueNow => {}
-            PendingRecovery::AdoptStored { key_id } => {
-                adopt_stored(run, app, &key_id, &stored, policy);
-                // The intent was completed: a forced rotation must not run a second time.
-                if pending.reason == IssueReason::Forced.as_str() {
-                    run.status.last_rotate_request = run.obj.annotations().get(ANNOTATION_ROTATE).cloned();
-                }
-                run.status.pending_rotation = None;
-            }
-            PendingRecovery::RemoveAndReissue { key_id } => {
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    run: &mut Run<'_>,
+    clients: &CloudClients,
+    policy: &SecretPolicy,
+    app: &Application,
+    uid: &str,
+    plan: &credential::Plan,
+    stored: &mut ObservedSecret,
+    rotate_annotation: Option<String>,
+) -> Result<(), Error> {
+    let tenant = run.tenant.clone();
+    let mut revoked = Vec::new();
+    for step in &plan.steps {
+        match step {
+            Step::RemoveLostPassword { key_id } => {
                 tracing::info!(key_id = %key_id, "removing a password whose text was lost before reaching the Secret");
-                clients.directory.remove_password(&tenant, &app.id, &key_id).await?;
-                app_passwords.retain(|(k, _)| k != &key_id);
+                clients.directory.remove_password(&tenant, &app.id, key_id).await?;
                 run.event(
                     EventType::Warning,
                     "OrphanRemoved",
@@ -508,119 +597,71 @@ async fn manage_credential(
                 )
                 .await;
             }
-        }
-    }
-
-    // A previous key the Secret still serves but the status does not journal (a status write that
-    // failed): journal it again, so that it is revoked by the protocol (verified, acknowledged,
-    // revokeAfter) instead of being forgotten or taken for a leftover.
-    if let Some(prev) = stored.previous_key_id.clone()
-        && run.status.credential.as_ref().is_none_or(|c| c.key_id != prev)
-        && !run.status.previous_credentials.iter().any(|p| p.key_id == prev)
-        && let Some(end) = app.password_credentials.iter().find(|p| p.key_id == prev).and_then(|p| p.end_date_time)
-    {
-        run.status.previous_credentials.push(PreviousCredential {
-            key_id: prev,
-            not_after: Time(end),
-            revoke_at: None,
-        });
-    }
-
-    // 2. Should a new secret be issued?
-    let current = current_credential(run, app, &stored);
-    let rotate_annotation = run.obj.annotations().get(ANNOTATION_ROTATE).cloned();
-    let mut reason = match &run.status.pending_rotation {
-        Some(p) => Some(parse_reason(&p.reason)),
-        None => rotation::issue_reason(&rotation::IssueInput {
-            now: run.now,
-            policy,
-            current: current.as_ref(),
-            rotate_annotation: rotate_annotation.as_deref(),
-            last_rotate_request: run.status.last_rotate_request.as_deref(),
-        }),
-    };
-
-    // 3. Verify the current secret when it has not been accepted yet.
-    if reason.is_none()
-        && let Some(cur) = &current
-        && cur.verified_at.is_none()
-        && let Some(text) = &stored.secret
-    {
-        match verify(clients, &tenant, &app.app_id, text, run.now, cur.not_before).await? {
-            VerifyOutcome::Accepted => {
+            Step::AdoptStored { key_id } => adopt_stored(run, app, key_id, policy),
+            Step::JournalPrevious { key_id, not_after } => {
+                if !run.status.previous_credentials.iter().any(|p| &p.key_id == key_id) {
+                    run.status.previous_credentials.push(PreviousCredential {
+                        key_id: key_id.clone(),
+                        not_after: Time(*not_after),
+                        revoke_at: None,
+                    });
+                }
+            }
+            Step::MarkVerified { key_id } => {
                 if let Some(c) = run.status.credential.as_mut() {
                     c.verified_at = Some(Time(run.now));
                 }
+                run.status.rejected_in_a_row = 0;
                 run.event(
                     EventType::Normal,
                     "SecretVerified",
                     "Verify",
-                    format!("The token endpoint accepts client secret {}", cur.key_id),
+                    format!("The token endpoint accepts client secret {key_id}"),
                 )
                 .await;
             }
-            VerifyOutcome::NotYetPropagated => {
-                run.condition(
-                    cond::CREDENTIAL_READY,
-                    false,
-                    reason::WAITING_FOR_PROPAGATION,
-                    format!(
-                        "client secret {} is not accepted by the token endpoint yet (Entra ID replication); retrying",
-                        cur.key_id
-                    ),
-                );
-                run.requeue_within(run.ctx.settings.propagation_poll);
+            Step::Issue { reason, retire } => {
+                run.status.rejected_in_a_row = plan.rejected_in_a_row;
+                issue(run, clients, policy, app, uid, *reason, retire, stored, rotate_annotation.clone()).await?;
+                if let Retire::Remove { key_id } = retire {
+                    tracing::info!(key_id = %key_id, "removing the replaced client secret, which never worked");
+                    clients.directory.remove_password(&tenant, &app.id, key_id).await?;
+                }
             }
-            VerifyOutcome::Rejected => reason = Some(IssueReason::Rejected),
-            VerifyOutcome::Expired => reason = Some(IssueReason::Expired),
-        }
-    }
-
-    // 4. Issue.
-    if let Some(why) = reason {
-        issue(run, clients, policy, app, uid, why, &mut stored, rotate_annotation).await?;
-        app_passwords.push((run.status.credential.as_ref().map(|c| c.key_id.clone()).unwrap_or_default(), None));
-    }
-
-    // 5. Revoke previous credentials whose time has come.
-    let current = current_credential(run, app, &stored);
-    let acknowledged = run.obj.annotations().get(ANNOTATION_SECRET_ACKNOWLEDGED).cloned();
-    let mut keep_previous = Vec::new();
-    let mut revoked = Vec::new();
-    for previous in std::mem::take(&mut run.status.previous_credentials) {
-        let decision = match &current {
-            Some(cur) => rotation::revocation(
-                run.now,
-                policy,
-                &rotation::PreviousCredential { key_id: previous.key_id.clone(), not_after: previous.not_after.0 },
-                cur,
-                acknowledged.as_deref(),
-            ),
-            None => Revocation::WaitingForVerification,
-        };
-        match decision {
-            Revocation::Now => {
+            Step::Revoke { key_id, why } => {
                 failpoint::hit("app-registration/before-revoke");
-                tracing::info!(key_id = %previous.key_id, "revoking the previous client secret");
-                clients.directory.remove_password(&tenant, &app.id, &previous.key_id).await?;
+                tracing::info!(key_id = %key_id, why = why.as_str(), "revoking a previous client secret");
+                clients.directory.remove_password(&tenant, &app.id, key_id).await?;
                 failpoint::hit("app-registration/after-revoke");
-                revoked.push(previous.key_id.clone());
+                run.status.previous_credentials.retain(|p| &p.key_id != key_id);
+                // Drop it from the Secret too: consumers must not fall back to a dead credential.
+                if stored.previous_key_id.as_deref() == Some(key_id.as_str()) {
+                    stored.previous_key_id = None;
+                    stored.previous_secret = None;
+                    write_secret(run, app, stored).await?;
+                }
+                revoked.push(format!("{key_id} ({})", why.as_str()));
             }
-            Revocation::At(at) => {
-                run.requeue_at(at);
-                keep_previous.push(PreviousCredential { revoke_at: Some(Time(at)), ..previous });
+            Step::RemoveOrphan { key_id } => {
+                tracing::info!(key_id = %key_id, "removing an orphaned operator password");
+                clients.directory.remove_password(&tenant, &app.id, key_id).await?;
             }
-            Revocation::WaitingForVerification | Revocation::WaitingForAcknowledgement => keep_previous.push(previous),
         }
     }
-    run.status.previous_credentials = keep_previous;
+    run.status.rejected_in_a_row = plan.rejected_in_a_row;
+    run.status.previous_credentials = plan
+        .kept
+        .iter()
+        .map(|k| PreviousCredential {
+            key_id: k.key_id.clone(),
+            not_after: Time(k.not_after),
+            revoke_at: match k.wait {
+                Revocation::At(t) => Some(Time(t)),
+                _ => None,
+            },
+        })
+        .collect();
     if !revoked.is_empty() {
-        // Drop the revoked secret from the Secret: consumers must not fall back to a dead credential.
-        if stored.previous_key_id.as_ref().is_some_and(|k| revoked.contains(k)) {
-            stored.previous_key_id = None;
-            stored.previous_secret = None;
-            write_secret(run, app, &stored).await?;
-        }
         run.event(
             EventType::Normal,
             "SecretRevoked",
@@ -629,108 +670,93 @@ async fn manage_credential(
         )
         .await;
     }
+    Ok(())
+}
 
-    // 6. Leftovers of interrupted rotations. What the Secret holds is never a leftover: consumers
-    //    may be using it (it is revoked only through step 5).
-    let mut keep: Vec<&str> = run.status.previous_credentials.iter().map(|p| p.key_id.as_str()).collect();
-    if let Some(c) = &run.status.credential {
-        keep.push(c.key_id.as_str());
+async fn report_credential(
+    run: &mut Run<'_>,
+    policy: &SecretPolicy,
+    plan: &credential::Plan,
+    verification: Option<VerifyOutcome>,
+) {
+    if let Some(at) = credential::next_revocation(plan) {
+        run.requeue_at(at);
     }
-    keep.extend(stored.key_id.as_deref());
-    keep.extend(stored.previous_key_id.as_deref());
-    let orphans = rotation::orphaned_passwords(
-        &app_passwords,
-        uid,
-        &keep,
-        run.status.pending_rotation.as_ref().map(|p| p.marker.as_str()),
-    );
-    for key_id in orphans.iter().filter(|k| !revoked.contains(k)) {
-        tracing::info!(key_id = %key_id, "removing an orphaned operator password");
-        clients.directory.remove_password(&tenant, &app.id, key_id).await?;
-    }
-
-    // 7. Report.
-    match (&run.status.credential, current) {
-        (Some(c), Some(cur)) if cur.verified_at.is_some() => {
-            let message =
-                format!("client secret {} valid until {}, renewal at {}", c.key_id, c.not_after.0, c.renewal_time.0);
-            let renewal = c.renewal_time.0;
-            run.condition(cond::CREDENTIAL_READY, true, reason::SECRET_VERIFIED, message);
-            run.requeue_at(renewal);
+    let credential = run.status.credential.clone();
+    if let Some(blocked) = &plan.blocked {
+        let already = conditions::get(&run.status.conditions, cond::CREDENTIAL_READY)
+            .is_some_and(|c| c.reason == reason::SECRET_REJECTED);
+        run.condition(cond::CREDENTIAL_READY, false, reason::SECRET_REJECTED, blocked.clone());
+        if !already {
+            run.event(EventType::Warning, reason::SECRET_REJECTED, "Rotate", blocked.clone()).await;
         }
-        (Some(c), Some(_)) => {
-            let key_id = c.key_id.clone();
-            if !conditions::get(&run.status.conditions, cond::CREDENTIAL_READY)
-                .is_some_and(|c| c.reason == reason::WAITING_FOR_PROPAGATION && c.status == "False")
-            {
-                run.condition(
-                    cond::CREDENTIAL_READY,
-                    false,
-                    reason::SECRET_ISSUED,
-                    format!("client secret {key_id} issued; verifying at the token endpoint"),
+        // Replication can be very slow: keep checking whether the key works after all.
+        run.requeue_within(Duration::from_secs(30 * 60));
+    } else {
+        match &credential {
+            Some(c) if c.verified_at.is_some() => {
+                let message = format!(
+                    "client secret {} valid until {}, renewal at {}",
+                    c.key_id, c.not_after.0, c.renewal_time.0
                 );
+                run.condition(cond::CREDENTIAL_READY, true, reason::SECRET_VERIFIED, message);
+                run.requeue_at(c.renewal_time.0);
             }
-            run.requeue_within(run.ctx.settings.propagation_poll);
+            Some(c) => {
+                if verification == Some(VerifyOutcome::NotYetPropagated) && plan.issues().is_none() {
+                    run.condition(
+                        cond::CREDENTIAL_READY,
+                        false,
+                        reason::WAITING_FOR_PROPAGATION,
+                        format!(
+                            "client secret {} is not accepted by the token endpoint yet (Entra ID replication); retrying",
+                            c.key_id
+                        ),
+                    );
+                } else if plan.issues().is_some()
+                    || !conditions::get(&run.status.conditions, cond::CREDENTIAL_READY)
+                        .is_some_and(|c| c.reason == reason::WAITING_FOR_PROPAGATION && c.status == "False")
+                {
+                    run.condition(
+                        cond::CREDENTIAL_READY,
+                        false,
+                        reason::SECRET_ISSUED,
+                        format!("client secret {} issued; verifying at the token endpoint", c.key_id),
+                    );
+                }
+                run.requeue_within(run.ctx.settings.propagation_poll);
+            }
+            None => run.condition(cond::CREDENTIAL_READY, false, reason::IN_PROGRESS, "no client secret yet"),
         }
-        _ => run.condition(cond::CREDENTIAL_READY, false, reason::IN_PROGRESS, "no client secret yet"),
     }
-    let rotating = !run.status.previous_credentials.is_empty() || run.status.pending_rotation.is_some();
-    let message = match run.status.previous_credentials.first() {
-        Some(p) => match &p.revoke_at {
-            Some(at) => format!("previous secret {} will be revoked at {}", p.key_id, at.0),
-            None if policy.require_acknowledgement => {
-                format!("previous secret {} is kept until {ANNOTATION_SECRET_ACKNOWLEDGED} names the new key", p.key_id)
+    let rotating = !plan.kept.is_empty() || run.status.pending_rotation.is_some();
+    let message = match plan.kept.first() {
+        Some(k) => match &k.wait {
+            Revocation::At(at) => format!("previous secret {} will be revoked at {at}", k.key_id),
+            Revocation::WaitingForAcknowledgement => format!(
+                "previous secret {} is kept until {} acknowledge{} the new key{}",
+                k.key_id,
+                if k.pending.is_empty() { "every consumer".to_string() } else { k.pending.join(", ") },
+                if k.pending.len() == 1 { "s" } else { "" },
+                if policy.require_acknowledgement || !k.pending.is_empty() { "" } else { " (or until revokeAfter)" }
+            ),
+            Revocation::WaitingForVerification | Revocation::Now => {
+                format!("previous secret {} is kept until the new one is verified", k.key_id)
             }
-            None => format!("previous secret {} is kept until the new one is verified", p.key_id),
         },
         None => "no rotation in progress".into(),
     };
     let why = if rotating { reason::WAITING_FOR_ACKNOWLEDGEMENT } else { reason::RECONCILED };
     run.condition(cond::ROTATING, rotating, why, message);
-    Ok(())
+    let ns = run.obj.namespace().unwrap_or_default();
+    let in_use = credential::oldest_in_use_expiry(plan, credential.as_ref().map(|c| c.not_after.0));
+    let pending = credential::acknowledgement_pending_for(plan, &run.status, run.now);
+    run.ctx.metrics.credential_in_use(&ns, &run.obj.name_any(), in_use, pending);
 }
 
-fn parse_reason(s: &str) -> IssueReason {
-    [
-        IssueReason::Initial,
-        IssueReason::SecretMissing,
-        IssueReason::RemovedExternally,
-        IssueReason::Rejected,
-        IssueReason::Expired,
-        IssueReason::Renewal,
-        IssueReason::Forced,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == s)
-    .unwrap_or(IssueReason::Renewal)
-}
-
-/// The current credential as status, the Secret and the application show it.
-fn current_credential(run: &Run<'_>, app: &Application, stored: &ObservedSecret) -> Option<CurrentCredential> {
-    observe_current(run.status.credential.as_ref(), app, stored)
-}
-
-/// The current credential as status, the Secret and the application show it (pure; also used by `plan`).
-pub fn observe_current(
-    credential: Option<&CredentialStatus>,
-    app: &Application,
-    stored: &ObservedSecret,
-) -> Option<CurrentCredential> {
-    let c = credential?;
-    Some(CurrentCredential {
-        key_id: c.key_id.clone(),
-        not_before: c.not_before.0,
-        not_after: c.not_after.0,
-        in_secret: stored.key_id.as_deref() == Some(c.key_id.as_str()) && stored.secret.is_some(),
-        // A password we just added is not in the `app` snapshot read before adding it.
-        in_application: app.password_credentials.iter().any(|p| p.key_id == c.key_id) || c.verified_at.is_none(),
-        verified_at: c.verified_at.as_ref().map(|t| t.0),
-        rejected: false,
-    })
-}
-
-/// Status caught up with a Secret written before a crash.
-fn adopt_stored(run: &mut Run<'_>, app: &Application, key_id: &str, stored: &ObservedSecret, policy: &SecretPolicy) {
+/// Status caught up with a Secret written before a crash: the key becomes current, the one it
+/// replaced is journalled (the plan decides what happens to it).
+fn adopt_stored(run: &mut Run<'_>, app: &Application, key_id: &str, policy: &SecretPolicy) {
     let Some(p) = app.password_credentials.iter().find(|p| p.key_id == key_id) else {
         return;
     };
@@ -739,7 +765,8 @@ fn adopt_stored(run: &mut Run<'_>, app: &Application, key_id: &str, stored: &Obs
     };
     if let Some(old) = run.status.credential.take()
         && old.key_id != key_id
-        && stored.previous_key_id.as_deref() == Some(old.key_id.as_str())
+        && app.password_credentials.iter().any(|p| p.key_id == old.key_id)
+        && !run.status.previous_credentials.iter().any(|p| p.key_id == old.key_id)
     {
         run.status.previous_credentials.push(PreviousCredential {
             key_id: old.key_id,
@@ -755,6 +782,11 @@ fn adopt_stored(run: &mut Run<'_>, app: &Application, key_id: &str, stored: &Obs
         renewal_time: Time(policy.renewal_time(nb, na)),
         verified_at: None,
     });
+    // The intent was completed: a forced rotation must not run a second time.
+    if run.status.pending_rotation.as_ref().is_some_and(|p| p.reason == IssueReason::Forced.as_str()) {
+        run.status.last_rotate_request = run.obj.annotations().get(ANNOTATION_ROTATE).cloned();
+    }
+    run.status.pending_rotation = None;
 }
 
 async fn verify(
@@ -784,6 +816,7 @@ async fn issue(
     app: &Application,
     uid: &str,
     why: IssueReason,
+    retire: &Retire,
     stored: &mut ObservedSecret,
     rotate_annotation: Option<String>,
 ) -> Result<(), Error> {
@@ -811,20 +844,28 @@ async fn issue(
     tracing::info!(reason = why.as_str(), "issuing a new client secret");
     let new = clients.directory.add_password(&tenant, &app.id, &marker, run.now + lifetime).await?;
     failpoint::hit("app-registration/after-add-password");
-    // 3. The Secret at once, keeping the previous secret readable while it is still valid.
-    let old = run.status.credential.clone();
-    let keep_old = old.as_ref().filter(|o| {
-        stored.key_id.as_deref() == Some(o.key_id.as_str())
-            && stored.secret.is_some()
-            && run.now < o.not_after.0
-            && app.password_credentials.iter().any(|p| p.key_id == o.key_id)
-    });
-    if let Some(o) = keep_old {
-        stored.previous_key_id = Some(o.key_id.clone());
-        stored.previous_secret = stored.secret.take();
-    } else {
-        stored.previous_key_id = None;
-        stored.previous_secret = None;
+    // 3. The Secret at once. The key it replaces stays readable there while the plan keeps it
+    //    (when the Secret still holds its text; a deleted or edited Secret lost it, but the key
+    //    stays on the application for whoever already has it).
+    let kept = match retire {
+        Retire::Keep { key_id, not_after } => Some((key_id.clone(), *not_after)),
+        _ => None,
+    };
+    match &kept {
+        Some((k, _)) if stored.key_id.as_deref() == Some(k.as_str()) && stored.secret.is_some() => {
+            stored.previous_key_id = Some(k.clone());
+            stored.previous_secret = stored.secret.take();
+        }
+        // The Secret's previous key stays as long as the plan keeps it.
+        Some(_) | None
+            if stored
+                .previous_key_id
+                .as_ref()
+                .is_some_and(|p| run.status.previous_credentials.iter().any(|c| &c.key_id == p)) => {}
+        _ => {
+            stored.previous_key_id = None;
+            stored.previous_secret = None;
+        }
     }
     stored.key_id = Some(new.key_id.clone());
     stored.secret = Some(new.secret_text.clone());
@@ -844,11 +885,13 @@ async fn issue(
         return Err(e);
     }
     failpoint::hit("app-registration/after-secret-write");
-    // 4. Status: new current, old kept for revocation, intent done.
-    if let Some(o) = keep_old {
+    // 4. Status: new current, the retired key journalled, intent done.
+    if let Some((key_id, not_after)) = kept
+        && !run.status.previous_credentials.iter().any(|p| p.key_id == key_id)
+    {
         run.status.previous_credentials.push(PreviousCredential {
-            key_id: o.key_id.clone(),
-            not_after: o.not_after.clone(),
+            key_id,
+            not_after: Time(not_after),
             revoke_at: None,
         });
     }
@@ -886,7 +929,6 @@ async fn issue(
     .await;
     Ok(())
 }
-
 async fn write_secret(run: &Run<'_>, app: &Application, stored: &ObservedSecret) -> Result<(), Error> {
     let (Some(key_id), Some(text), Some(cred)) = (&stored.key_id, &stored.secret, &run.status.credential) else {
         return Ok(());

@@ -50,6 +50,18 @@ pub struct ObservedSecret {
     pub previous_secret: Option<SecretString>,
 }
 
+impl ObservedSecret {
+    /// The key IDs it holds, for planning (the texts stay here).
+    pub fn keys(&self) -> super::credential::StoredKeys {
+        super::credential::StoredKeys {
+            key_id: self.key_id.clone(),
+            holds_secret: self.secret.is_some(),
+            previous_key_id: self.previous_key_id.clone(),
+            holds_previous: self.previous_secret.is_some(),
+        }
+    }
+}
+
 fn text(data: &BTreeMap<String, ByteString>, key: &str) -> Option<SecretString> {
     let value = data.get(key)?;
     let s = String::from_utf8(value.0.clone()).ok()?;

@@ -23,10 +23,8 @@ use crate::api::conditions::{app_registration as app_cond, email_channel as cond
 use crate::api::email_channel::{
     ConnectMode, ConnectStatus, EmailChannelStatus, ForwardingValue, MailboxStatus, SmtpAuthValue,
 };
-use crate::api::{
-    ANNOTATION_CONNECT_SECRET_APPLIED, ANNOTATION_PAUSED, ANNOTATION_SECRET_ACKNOWLEDGED, AzureAppRegistration,
-    EmailChannel,
-};
+use crate::api::{ANNOTATION_CONNECT_SECRET_APPLIED, ANNOTATION_PAUSED, AzureAppRegistration, EmailChannel};
+use crate::controller::app_registration::credential::acknowledgement_annotation;
 use crate::controller::{Context, Error, admission, conditions, lifecycle, report};
 use crate::exchange::{AutoForwardingMode, ExchangeError, MailboxAdmin};
 use crate::policy::{self, Refusal};
@@ -605,10 +603,13 @@ async fn acknowledge(
     key: Option<&str>,
 ) -> Result<(), Error> {
     let Some(key) = key else { return Ok(()) };
-    if registration.annotations().get(ANNOTATION_SECRET_ACKNOWLEDGED).map(String::as_str) == Some(key) {
+    // Each channel acknowledges for itself: on a shared registration one channel's Connect
+    // holding the new key says nothing about another's.
+    let annotation = acknowledgement_annotation(&run.obj.name_any());
+    if registration.annotations().get(&annotation).map(String::as_str) == Some(key) {
         return Ok(());
     }
-    let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_SECRET_ACKNOWLEDGED: key}}});
+    let patch = serde_json::json!({"metadata": {"annotations": {annotation: key}}});
     registrations.patch(&registration.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     failpoint::hit("email-channel/after-acknowledge");
     report::event(
@@ -617,7 +618,7 @@ async fn acknowledge(
         EventType::Normal,
         "SecretAcknowledged",
         "Acknowledge",
-        format!("Connect holds client secret {key}; the previous one may be revoked"),
+        format!("Connect holds client secret {key}; acknowledged on AzureAppRegistration {}", registration.name_any()),
     )
     .await;
     Ok(())
