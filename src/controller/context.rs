@@ -34,6 +34,9 @@ pub struct Settings {
     pub channel_resync: Duration,
     /// How soon to re-verify a new secret that the token endpoint does not accept yet.
     pub propagation_poll: Duration,
+    /// How long a new secret may be rejected (AADSTS7000215) before it counts as bad: Entra ID
+    /// replication usually takes seconds, occasionally minutes. Default 10 minutes.
+    pub propagation_window: Duration,
     /// Name under which status, Secrets and events are written.
     pub field_manager: String,
     /// How Entra-side drift is found between resyncs.
@@ -51,6 +54,7 @@ impl Default for Settings {
             resync: Duration::from_secs(600),
             channel_resync: Duration::from_secs(600),
             propagation_poll: Duration::from_secs(5),
+            propagation_window: Duration::from_secs(600),
             field_manager: "connect-email-operator".into(),
             drift: super::drift::DriftDetection::Poll,
             drift_poll: Duration::from_secs(60),

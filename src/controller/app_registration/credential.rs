@@ -780,7 +780,7 @@ mod tests {
                     Some(if works {
                         VerifyOutcome::Accepted
                     } else {
-                        rotation::classify_rejection(now, c.not_before.0, false)
+                        rotation::classify_rejection(now, c.not_before.0, false, rotation::PROPAGATION_WINDOW)
                     })
                 }
                 _ => None,

@@ -542,7 +542,9 @@ async fn manage_credential(
                 && keys.key_id.as_deref() == Some(c.key_id.as_str())
                 && let Some(text) = &stored.secret =>
         {
-            Some(verify(clients, &tenant, &app.app_id, text, run.now, c.not_before.0).await?)
+            let window = jiff::SignedDuration::try_from(run.ctx.settings.propagation_window)
+                .unwrap_or(rotation::PROPAGATION_WINDOW);
+            Some(verify(clients, &tenant, &app.app_id, text, run.now, c.not_before.0, window).await?)
         }
         _ => None,
     };
@@ -796,13 +798,14 @@ async fn verify(
     secret: &SecretString,
     now: Timestamp,
     issued_at: Timestamp,
+    window: jiff::SignedDuration,
 ) -> Result<VerifyOutcome, Error> {
     match clients.verifier.verify(tenant, app_id, secret).await {
         Ok(()) => Ok(VerifyOutcome::Accepted),
         Err(e) if e.has_aadsts(aadsts::EXPIRED_SECRET) => Ok(VerifyOutcome::Expired),
         // A brand-new app or secret may not have replicated to the token endpoint yet.
         Err(e) if e.has_aadsts(aadsts::INVALID_SECRET) || e.has_aadsts(aadsts::APP_NOT_FOUND) => {
-            Ok(rotation::classify_rejection(now, issued_at, false))
+            Ok(rotation::classify_rejection(now, issued_at, false, window))
         }
         Err(e) => Err(e.into()),
     }

@@ -271,11 +271,17 @@ pub enum VerifyOutcome {
     Expired,
 }
 
-/// Classifies a token endpoint rejection of a secret issued at `issued_at`.
-pub fn classify_rejection(now: Timestamp, issued_at: Timestamp, expired: bool) -> VerifyOutcome {
+/// Classifies a token endpoint rejection of a secret issued at `issued_at`, given how long
+/// replication may take (`window`, [`PROPAGATION_WINDOW`] unless configured).
+pub fn classify_rejection(
+    now: Timestamp,
+    issued_at: Timestamp,
+    expired: bool,
+    window: SignedDuration,
+) -> VerifyOutcome {
     if expired {
         VerifyOutcome::Expired
-    } else if now.duration_since(issued_at) < PROPAGATION_WINDOW {
+    } else if now.duration_since(issued_at) < window {
         VerifyOutcome::NotYetPropagated
     } else {
         VerifyOutcome::Rejected
@@ -487,8 +493,17 @@ mod tests {
     #[test]
     fn a_young_secret_rejected_is_still_propagating() {
         let issued = at("2026-01-01T00:00:00Z");
-        assert_eq!(classify_rejection(at("2026-01-01T00:00:18Z"), issued, false), VerifyOutcome::NotYetPropagated);
-        assert_eq!(classify_rejection(at("2026-01-01T00:10:00Z"), issued, false), VerifyOutcome::Rejected);
-        assert_eq!(classify_rejection(at("2026-01-01T00:00:01Z"), issued, true), VerifyOutcome::Expired);
+        assert_eq!(
+            classify_rejection(at("2026-01-01T00:00:18Z"), issued, false, PROPAGATION_WINDOW),
+            VerifyOutcome::NotYetPropagated
+        );
+        assert_eq!(
+            classify_rejection(at("2026-01-01T00:10:00Z"), issued, false, PROPAGATION_WINDOW),
+            VerifyOutcome::Rejected
+        );
+        assert_eq!(
+            classify_rejection(at("2026-01-01T00:00:01Z"), issued, true, PROPAGATION_WINDOW),
+            VerifyOutcome::Expired
+        );
     }
 }
