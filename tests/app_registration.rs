@@ -562,3 +562,35 @@ async fn plan_reports_what_would_change_without_changing_anything() {
     assert!(writes.is_empty(), "plan wrote to Microsoft: {writes:?}");
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_graph_outage_while_resolving_permissions_does_not_delay_a_rotation() {
+    let h = Harness::start("aar-resolve-down").await;
+    apply(&h, &registration("resilient")).await;
+    let ready = wait_for_condition(&h, "resilient", "Ready", "True").await;
+    let first = ready.status.unwrap().credential.unwrap().key_id;
+    // Exchange Online's service principal cannot be read (Graph answers 503 for it, every time).
+    let exchange = connect_email_operator::api::tenant::EXCHANGE_ONLINE_APP_ID;
+    h.sim.faults().on_path(&format!("/v1.0/servicePrincipals(appId='{exchange}')")).times(100_000).unavailable();
+    let patch = json!({"metadata": {"annotations": {"connectemail.dev/rotate": "outage"}}});
+    Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name)
+        .patch("resilient", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let rotated = eventually(Duration::from_secs(60), || async {
+        let r = Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name).get("resilient").await.unwrap();
+        let status = r.status.unwrap_or_default();
+        match &status.credential {
+            Some(c) if c.key_id != first && c.verified_at.is_some() => Ok(status),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let consent = rotated.conditions.iter().find(|c| c.type_ == "ConsentGranted").unwrap();
+    assert_eq!(consent.status, "False");
+    assert!(consent.message.contains("resolving permissions"), "{}", consent.message);
+    // Graph is back: consent is confirmed again.
+    h.sim.faults().clear();
+    wait_for_condition(&h, "resilient", "ConsentGranted", "True").await;
+    h.finish().await;
+}

@@ -237,10 +237,23 @@ async fn apply_steps(run: &mut Run<'_>, resources: &policy::ResourceIds) -> Resu
 
     // Permissions by application ID → permission ids. A bad name leaves the application untouched
     // (nothing half-applied) but does not stop credential management of an existing application.
-    let resolved = resolve(&clients, tenant, &spec.permissions, resources).await?;
-    if let Err(problem) = &resolved {
-        run.condition(cond::CONSENT_GRANTED, false, reason::UNKNOWN_PERMISSION, problem.clone());
-    }
+    // A Graph error while resolving is a consent problem too: it never delays credential
+    // management of an existing application (it is returned, for a retry, after the credential).
+    let mut resolve_error = None;
+    let resolved = match resolve(&clients, tenant, &spec.permissions, resources).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(problem)) => {
+            run.condition(cond::CONSENT_GRANTED, false, reason::UNKNOWN_PERMISSION, problem.clone());
+            Err(problem)
+        }
+        Err(e) => {
+            let (why, message) = describe_failure(&e);
+            let problem = format!("resolving permissions: {message}");
+            run.condition(cond::CONSENT_GRANTED, false, why, problem.clone());
+            resolve_error = Some(e);
+            Err(problem)
+        }
+    };
 
     // Application.
     let key = unique_name(&uid);
@@ -264,6 +277,7 @@ async fn apply_steps(run: &mut Run<'_>, resources: &policy::ResourceIds) -> Resu
         None => clients.directory.app_by_unique_name(tenant, &key).await?,
     };
     let app = match (existing, &resolved) {
+        (None, Err(_)) if resolve_error.is_some() => return Err(resolve_error.take().expect("checked")),
         (None, Err(problem)) => {
             return Err(Error::InvalidSpec(format!(
                 "the application is not created until permissions resolve: {problem}"
@@ -341,7 +355,10 @@ async fn apply_steps(run: &mut Run<'_>, resources: &policy::ResourceIds) -> Resu
     };
     let why = if ready { reason::RECONCILED } else { reason::IN_PROGRESS };
     run.condition(cond::READY, ready, why, message);
-    consent
+    match resolve_error {
+        Some(e) => Err(e),
+        None => consent,
+    }
 }
 
 /// Resource service principals are looked up by application ID only (the admission resolved

@@ -37,6 +37,13 @@ impl Faults {
         FaultBuilder::new(self.shared.faults.clone(), route.to_string())
     }
 
+    /// Starts a fault for requests to exactly `path` (as sent, without the query string, e.g.
+    /// `/v1.0/servicePrincipals(appId='…')`): one resource among many on the same route.
+    pub fn on_path(&self, path: &str) -> FaultBuilder {
+        assert!(path.starts_with('/'), "a request path starts with /: {path}");
+        FaultBuilder::new(self.shared.faults.clone(), path.to_string())
+    }
+
     /// Starts a fault for Exchange `InvokeCommand` calls naming `cmdlet` (any case), e.g.
     /// `"Set-Mailbox"`. Panics on a cmdlet the simulator does not implement.
     pub fn on_cmdlet(&self, cmdlet: &str) -> FaultBuilder {

@@ -422,7 +422,9 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
     };
     let cmdlet = if is_exchange { exchange::wire::requested_cmdlet(&request) } else { None };
 
-    let fault_keys: Vec<&str> = [Some(route.as_str()), cmdlet.as_deref()].into_iter().flatten().collect();
+    // A fault names a route template, a cmdlet, or one exact path (one resource of many).
+    let fault_keys: Vec<&str> =
+        [Some(route.as_str()), cmdlet.as_deref(), Some(request.path.as_str())].into_iter().flatten().collect();
     let triggered = lock(&shared.faults).take(&fault_keys);
     let tenant_latency =
         tenant.as_ref().and_then(|t| lock(&shared.tenant_latency).get(&t.to_ascii_lowercase()).copied());
