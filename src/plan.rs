@@ -103,9 +103,8 @@ pub async fn plan(
         Some(sp) if spec.admin_consent && resolved.is_ok() => {
             let assignments = clients.directory.app_role_assignments(tenant, &sp.id).await?;
             let grants = clients.directory.delegated_grants(tenant, &sp.id).await?;
-            let consent = desired::consent_plan(resolved.as_deref().unwrap_or_default(), &assignments, &grants, |_| {
-                spec.adopt.is_none()
-            });
+            let owned = spec.adopt.is_some().then_some(status.granted_consent.as_slice());
+            let consent = desired::consent_plan(resolved.as_deref().unwrap_or_default(), &assignments, &grants, owned);
             changes.extend(consent.assign.iter().map(|(_, _, label)| format!("grant application permission {label}")));
             changes.extend(consent.unassign.iter().map(|(_, label)| format!("withdraw {label}")));
             changes.extend(

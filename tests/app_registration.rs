@@ -594,3 +594,60 @@ async fn a_graph_outage_while_resolving_permissions_does_not_delay_a_rotation() 
     wait_for_condition(&h, "resilient", "ConsentGranted", "True").await;
     h.finish().await;
 }
+
+#[tokio::test]
+async fn consent_people_granted_on_an_adopted_application_is_never_withdrawn() {
+    use connect_email_operator::api::tenant::{EXCHANGE_ONLINE_APP_ID, MICROSOFT_GRAPH_APP_ID};
+    let h = Harness::start("aar-adopt-consent").await;
+    let (object_id, app_id) = h.sim.seed_application(TENANT, "Made in the portal");
+    h.sim.tag_application(TENANT, &object_id, &format!("connectemail.dev/adopt:{}/adopter", h.ns.name));
+    // People consented before: delegated SMTP.Send and Mail.Read, and the application role Mail.Send.
+    let portal = h.portal();
+    let client = portal.ensure_service_principal(TENANT, &app_id).await.unwrap();
+    let exchange = portal.service_principal(TENANT, EXCHANGE_ONLINE_APP_ID).await.unwrap().unwrap();
+    let graph = portal.service_principal(TENANT, MICROSOFT_GRAPH_APP_ID).await.unwrap().unwrap();
+    portal.create_delegated_grant(TENANT, &client.id, &exchange.id, "SMTP.Send Mail.Read").await.unwrap();
+    let mail_send = exchange.app_roles.iter().find(|r| r.value.as_deref() == Some("Mail.Send")).unwrap().id.clone();
+    portal.assign_app_role(TENANT, &client.id, &exchange.id, &mail_send).await.unwrap();
+
+    let mut object = registration("adopter");
+    object["spec"]["adopt"] = json!({"appId": app_id});
+    apply(&h, &object).await;
+    wait_for_condition(&h, "adopter", "Ready", "True").await;
+    let scopes = |resource: String| {
+        let portal = portal.clone();
+        let client = client.id.clone();
+        async move {
+            let grants = portal.delegated_grants(TENANT, &client).await.unwrap();
+            grants.iter().find(|g| g.resource_id == resource).map(|g| g.scopes())
+        }
+    };
+    let exchange_scopes = scopes(exchange.id.clone()).await.unwrap();
+    assert!(exchange_scopes.contains("Mail.Read") && exchange_scopes.contains("SMTP.Send"), "{exchange_scopes:?}");
+    assert!(scopes(graph.id.clone()).await.unwrap().contains("offline_access"));
+    let roles = portal.app_role_assignments(TENANT, &client.id).await.unwrap();
+    assert!(roles.iter().any(|a| a.app_role_id == mail_send), "a person's role was withdrawn");
+    // The operator recorded only what it added itself: Graph's offline_access.
+    let owned = status_of(&h, "adopter").await.granted_consent;
+    assert_eq!(owned.len(), 1, "{owned:?}");
+    assert_eq!(
+        (owned[0].resource_id.as_str(), owned[0].scopes.as_slice()),
+        (graph.id.as_str(), &["offline_access".to_string()][..])
+    );
+
+    // Graph leaves the spec: the operator withdraws its own grant, and nothing of the people's.
+    object["spec"]["permissions"] = json!([{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}]);
+    apply(&h, &object).await;
+    eventually(Duration::from_secs(30), || async {
+        match scopes(graph.id.clone()).await {
+            None => Ok(()),
+            Some(s) => Err(format!("Graph grant still {s:?}")),
+        }
+    })
+    .await;
+    let exchange_scopes = scopes(exchange.id.clone()).await.unwrap();
+    assert!(exchange_scopes.contains("Mail.Read"), "{exchange_scopes:?}");
+    let roles = portal.app_role_assignments(TENANT, &client.id).await.unwrap();
+    assert!(roles.iter().any(|a| a.app_role_id == mail_send));
+    h.finish().await;
+}

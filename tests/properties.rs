@@ -4,7 +4,7 @@
 //! for the examples of the unit tests. No cluster needed.
 
 use connect_email_operator::api::ClientSecretSpec;
-use connect_email_operator::api::app_registration::AzureAppRegistrationSpec;
+use connect_email_operator::api::app_registration::{AzureAppRegistrationSpec, GrantedConsent};
 use connect_email_operator::api::duration::{GO_DURATION_PATTERN, format_duration, parse_duration};
 use connect_email_operator::api::email_channel::EmailChannelSpec;
 use connect_email_operator::azure::model::{
@@ -23,6 +23,7 @@ use connect_email_operator::controller::email_channel::desired::{
 use connect_email_operator::exchange::{MailboxForwarding, SmtpAuth};
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
+use std::collections::BTreeSet;
 
 // ---------------------------------------------------------------------------------------------
 // Generators
@@ -382,15 +383,47 @@ proptest! {
         prop_assert!(application_drift(&observed, &desired).is_empty(), "{:?}", application_drift(&observed, &desired));
     }
 
-    /// Executing a consent plan converges: planning again right after has nothing to do.
+    /// Executing a consent plan converges: planning again right after (with the ownership it
+    /// recorded) has nothing to do. On an adopted application, nothing but the operator's own
+    /// pairs is ever withdrawn.
     #[test]
     fn consent_planning_converges_in_one_step(
         resolved in resolved(),
         (mut assignments, mut grants) in existing_consent(),
-        removable in prop::collection::btree_set(0u8..6, 0..6),
+        adopted in any::<bool>(),
+        ours in prop::collection::btree_set(0u8..6, 0..6),
     ) {
-        let may_remove = |sp: &str| removable.iter().any(|r| sp == format!("sp-{r}"));
-        let plan = consent_plan(&resolved, &assignments, &grants, may_remove);
+        // On an adopted app, the operator owns everything on the resources `ours` names.
+        let owned: Option<Vec<GrantedConsent>> = adopted.then(|| {
+            ours.iter()
+                .map(|r| {
+                    let sp = format!("sp-{r}");
+                    GrantedConsent {
+                        app_role_ids: assignments.iter().filter(|a| a.resource_id == sp).map(|a| a.app_role_id.clone()).collect(),
+                        scopes: grants.iter().filter(|g| g.resource_id == sp).flat_map(|g| g.scopes()).collect(),
+                        resource_id: sp,
+                    }
+                })
+                .collect()
+        });
+        let plan = consent_plan(&resolved, &assignments, &grants, owned.as_deref());
+        if let Some(owned) = &owned {
+            for (id, _) in &plan.unassign {
+                let a = assignments.iter().find(|a| &a.id == id).unwrap();
+                prop_assert!(owned.iter().any(|g| g.resource_id == a.resource_id && g.app_role_ids.contains(&a.app_role_id)), "withdrew a person's role {a:?}");
+            }
+            for g in &grants {
+                let kept: BTreeSet<String> = if plan.delete_grants.contains(&g.id) {
+                    BTreeSet::new()
+                } else {
+                    plan.update_grants.iter().find(|(id, _)| id == &g.id).map_or_else(|| g.scopes(), |(_, scope)| scope.split(' ').filter(|x| !x.is_empty()).map(str::to_string).collect())
+                };
+                if g.consent_type.as_deref() != Some("AllPrincipals") { continue; }
+                for scope in g.scopes().difference(&kept) {
+                    prop_assert!(owned.iter().any(|o| o.resource_id == g.resource_id && o.scopes.contains(scope)), "withdrew a person's scope {scope} on {}", g.resource_id);
+                }
+            }
+        }
         for (resource, role, _) in &plan.assign {
             assignments.push(AppRoleAssignment {
                 id: format!("new-{resource}-{role}"),
@@ -415,7 +448,8 @@ proptest! {
             }
         }
         grants.retain(|g| !plan.delete_grants.contains(&g.id));
-        let again = consent_plan(&resolved, &assignments, &grants, may_remove);
+        let owned_after = plan.owned_after.clone();
+        let again = consent_plan(&resolved, &assignments, &grants, owned.as_ref().map(|_| owned_after.as_slice()));
         prop_assert!(again.is_empty(), "second plan not empty: {again:?}");
     }
 }

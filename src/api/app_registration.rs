@@ -198,6 +198,10 @@ pub struct AzureAppRegistrationStatus {
     /// Permissions granted by admin consent, as resolved names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub granted_permissions: Vec<Permission>,
+    /// Consent the operator granted itself, pair by pair: on an adopted application it withdraws
+    /// only these, never what people granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted_consent: Vec<GrantedConsent>,
     /// Value of the `connectemail.dev/rotate` annotation already acted upon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotate_request: Option<String>,
@@ -209,6 +213,20 @@ pub struct AzureAppRegistrationStatus {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// Admin consent the operator granted on one resource API.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantedConsent {
+    /// Object ID of the resource API's service principal.
+    pub resource_id: String,
+    /// App role IDs (application permissions) the operator assigned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_role_ids: Vec<String>,
+    /// Delegated scopes the operator added to the tenant-wide grant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
 }
 
 /// The current client secret's metadata.

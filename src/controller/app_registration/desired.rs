@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::Permission;
-use crate::api::app_registration::AzureAppRegistrationSpec;
+use crate::api::app_registration::{AzureAppRegistrationSpec, GrantedConsent};
 use crate::azure::model::*;
 
 /// A `permissions` entry resolved against its resource service principal.
@@ -199,57 +199,116 @@ pub struct ConsentPlan {
     /// (grant id, scope string)
     pub update_grants: Vec<(String, String)>,
     pub delete_grants: Vec<String>,
+    /// What the operator will have granted itself once the plan is applied (for status).
+    pub owned_after: Vec<GrantedConsent>,
 }
 
 impl ConsentPlan {
+    /// No change to Entra ID (the ownership record may still change).
     pub fn is_empty(&self) -> bool {
-        self == &Self::default()
+        self.assign.is_empty()
+            && self.unassign.is_empty()
+            && self.create_grants.is_empty()
+            && self.update_grants.is_empty()
+            && self.delete_grants.is_empty()
     }
 }
 
 /// Compares desired consent with the app role assignments and AllPrincipals grants of the
-/// client service principal. `may_remove(resource_sp_id)` says whether consent on a resource not
-/// in the spec may be withdrawn (always for apps the operator created; for adopted apps only
-/// what it granted itself).
+/// client service principal, pair by pair. `owned` is what the operator granted itself: `None`
+/// for an application it created (all consent on it is the operator's), the recorded pairs for
+/// an adopted one — consent people granted is kept, whether or not the spec asks for it, and
+/// only the operator's own pairs are ever withdrawn.
 pub fn consent_plan(
     resolved: &[ResolvedPermission],
     assignments: &[AppRoleAssignment],
     grants: &[OAuth2PermissionGrant],
-    may_remove: impl Fn(&str) -> bool,
+    owned: Option<&[GrantedConsent]>,
 ) -> ConsentPlan {
     let mut plan = ConsentPlan::default();
+    let owned_entry = |resource_id: &str| owned.and_then(|o| o.iter().find(|g| g.resource_id == resource_id));
+    let ours_role = |resource_id: &str, role_id: &str| {
+        owned.is_none() || owned_entry(resource_id).is_some_and(|g| g.app_role_ids.iter().any(|r| r == role_id))
+    };
     let desired_roles: BTreeSet<(&str, &str)> = resolved
         .iter()
         .flat_map(|r| r.roles.iter().map(move |(_, id)| (r.resource_sp_id.as_str(), id.as_str())))
         .collect();
+    let mut owned_after: BTreeMap<String, GrantedConsent> = BTreeMap::new();
+    fn entry(map: &mut BTreeMap<String, GrantedConsent>, resource_id: &str) -> GrantedConsent {
+        map.remove(resource_id)
+            .unwrap_or_else(|| GrantedConsent { resource_id: resource_id.into(), ..Default::default() })
+    }
+    let mut record = Vec::new();
     for r in resolved {
         for (value, id) in &r.roles {
-            if !assignments.iter().any(|a| a.resource_id == r.resource_sp_id && &a.app_role_id == id) {
-                plan.assign.push((r.resource_sp_id.clone(), id.clone(), format!("{}/{value}", r.resource)));
+            let existing = assignments.iter().find(|a| a.resource_id == r.resource_sp_id && &a.app_role_id == id);
+            match existing {
+                None => {
+                    plan.assign.push((r.resource_sp_id.clone(), id.clone(), format!("{}/{value}", r.resource)));
+                    record.push((r.resource_sp_id.clone(), id.clone()));
+                }
+                Some(_) if ours_role(&r.resource_sp_id, id) => record.push((r.resource_sp_id.clone(), id.clone())),
+                Some(_) => {}
             }
         }
     }
     for a in assignments {
-        if !desired_roles.contains(&(a.resource_id.as_str(), a.app_role_id.as_str())) && may_remove(&a.resource_id) {
+        if !desired_roles.contains(&(a.resource_id.as_str(), a.app_role_id.as_str()))
+            && ours_role(&a.resource_id, &a.app_role_id)
+        {
             plan.unassign.push((a.id.clone(), format!("role {} on {}", a.app_role_id, a.resource_id)));
         }
     }
+    for (resource_id, role_id) in record {
+        let mut e = entry(&mut owned_after, &resource_id);
+        e.app_role_ids.push(role_id);
+        owned_after.insert(resource_id, e);
+    }
     let tenant_wide = |g: &&OAuth2PermissionGrant| g.consent_type.as_deref() == Some("AllPrincipals");
-    for r in resolved.iter().filter(|r| !r.scopes.is_empty()) {
-        let want: BTreeSet<String> = r.scopes.iter().map(|(v, _)| v.clone()).collect();
-        let scope = want.iter().cloned().collect::<Vec<_>>().join(" ");
-        match grants.iter().filter(tenant_wide).find(|g| g.resource_id == r.resource_sp_id) {
-            None => plan.create_grants.push((r.resource_sp_id.clone(), scope)),
-            Some(g) if g.scopes() != want => plan.update_grants.push((g.id.clone(), scope)),
+    let mut resource_ids: BTreeSet<&str> =
+        resolved.iter().filter(|r| !r.scopes.is_empty()).map(|r| r.resource_sp_id.as_str()).collect();
+    resource_ids.extend(grants.iter().filter(tenant_wide).map(|g| g.resource_id.as_str()));
+    for resource_id in resource_ids {
+        let want: BTreeSet<String> = resolved
+            .iter()
+            .filter(|r| r.resource_sp_id == resource_id)
+            .flat_map(|r| r.scopes.iter().map(|(v, _)| v.clone()))
+            .collect();
+        let mut same = grants.iter().filter(tenant_wide).filter(|g| g.resource_id == resource_id);
+        let grant = same.next();
+        // Graph keeps one tenant-wide grant per resource; extra ones on the operator's own
+        // application go (on an adopted one they are people's and stay).
+        if owned.is_none() {
+            plan.delete_grants.extend(same.map(|g| g.id.clone()));
+        }
+        let existing = grant.map(|g| g.scopes()).unwrap_or_default();
+        // Scopes people granted: everything but the operator's own (nothing, on its own app).
+        let people: BTreeSet<String> = match owned {
+            None => BTreeSet::new(),
+            Some(_) => {
+                let ours: BTreeSet<String> =
+                    owned_entry(resource_id).map(|g| g.scopes.iter().cloned().collect()).unwrap_or_default();
+                existing.difference(&ours).cloned().collect()
+            }
+        };
+        let new: BTreeSet<String> = people.union(&want).cloned().collect();
+        let scope = new.iter().cloned().collect::<Vec<_>>().join(" ");
+        match grant {
+            None if !new.is_empty() => plan.create_grants.push((resource_id.to_string(), scope)),
+            None => {}
+            Some(g) if new.is_empty() => plan.delete_grants.push(g.id.clone()),
+            Some(g) if new != existing => plan.update_grants.push((g.id.clone(), scope)),
             Some(_) => {}
         }
-    }
-    for g in grants.iter().filter(tenant_wide) {
-        let desired = resolved.iter().any(|r| r.resource_sp_id == g.resource_id && !r.scopes.is_empty());
-        if !desired && may_remove(&g.resource_id) {
-            plan.delete_grants.push(g.id.clone());
+        let ours: Vec<String> = want.difference(&people).cloned().collect();
+        if !ours.is_empty() {
+            let mut e = entry(&mut owned_after, resource_id);
+            e.scopes = ours;
+            owned_after.insert(resource_id.to_string(), e);
         }
     }
+    plan.owned_after = owned_after.into_values().collect();
     plan
 }
 
@@ -339,15 +398,33 @@ mod tests {
             consent_type: Some("AllPrincipals".into()),
             scope: Some("SMTP.Send offline_access".into()),
         }];
-        let plan = consent_plan(&resolved, &assignments, &grants, |_| true);
+        let plan = consent_plan(&resolved, &assignments, &grants, None);
         assert_eq!(
             plan.assign,
             vec![("sp-exo".into(), "role-mail-send".into(), "Office 365 Exchange Online/Mail.Send".into())]
         );
         assert_eq!(plan.unassign.len(), 1);
         assert_eq!(plan.update_grants, vec![("g1".into(), "SMTP.Send".into())]);
-        let adopted = consent_plan(&resolved, &assignments, &grants, |_| false);
+        // Adopted, nothing granted by the operator yet: people's role and scope stay.
+        let adopted = consent_plan(&resolved, &assignments, &grants, Some(&[]));
         assert!(adopted.unassign.is_empty());
+        assert!(adopted.update_grants.is_empty(), "{adopted:?}");
+        assert_eq!(
+            adopted.owned_after,
+            vec![GrantedConsent {
+                resource_id: "sp-exo".into(),
+                app_role_ids: vec!["role-mail-send".into()],
+                scopes: vec![]
+            }]
+        );
+        // Once the operator recorded offline_access as its own, it may withdraw it.
+        let owned = [GrantedConsent {
+            resource_id: "sp-exo".into(),
+            app_role_ids: vec![],
+            scopes: vec!["offline_access".into()],
+        }];
+        let withdraw = consent_plan(&resolved, &assignments, &grants, Some(&owned));
+        assert_eq!(withdraw.update_grants, vec![("g1".into(), "SMTP.Send".into())]);
         let converged = consent_plan(
             &resolved,
             &[AppRoleAssignment {
@@ -357,7 +434,7 @@ mod tests {
                 app_role_id: "role-mail-send".into(),
             }],
             &[OAuth2PermissionGrant { scope: Some(" SMTP.Send ".into()), ..grants[0].clone() }],
-            |_| true,
+            None,
         );
         assert!(converged.is_empty(), "{converged:?}");
     }

@@ -398,21 +398,50 @@ async fn manage_consent(
         );
         return Ok(());
     }
-    let step = async {
+    // Observe, plan (pair by pair; on an adopted application only the operator's own pairs may
+    // be withdrawn), journal what will be the operator's before granting it, act.
+    let observed = async {
         let assignments = clients.directory.app_role_assignments(tenant, sp_id).await?;
         let grants = clients.directory.delegated_grants(tenant, sp_id).await?;
-        // For adopted apps withdraw only what this operator granted before.
-        let previously_granted: Vec<&str> =
-            run.status.granted_permissions.iter().map(|p| p.resource.as_str()).collect();
-        let adopted = spec.adopt.is_some();
-        let granted_ids: Vec<String> = resolved
-            .iter()
-            .filter(|r| previously_granted.contains(&r.resource.as_str()))
-            .map(|r| r.resource_sp_id.clone())
-            .collect();
-        let plan = desired::consent_plan(resolved, &assignments, &grants, |resource_sp| {
-            !adopted || granted_ids.iter().any(|g| g == resource_sp)
-        });
+        Ok::<_, AzureError>((assignments, grants))
+    };
+    let plan = match observed.await {
+        Ok((assignments, grants)) => {
+            let owned = spec.adopt.is_some().then_some(run.status.granted_consent.as_slice());
+            Ok(desired::consent_plan(resolved, &assignments, &grants, owned))
+        }
+        Err(e) => Err(e),
+    };
+    if let Ok(plan) = &plan
+        && spec.adopt.is_some()
+        && !plan.is_empty()
+    {
+        // A crash after granting must not leave the grant looking like a person's.
+        let mut journal = run.status.granted_consent.clone();
+        for add in &plan.owned_after {
+            match journal.iter_mut().find(|g| g.resource_id == add.resource_id) {
+                Some(g) => {
+                    for r in &add.app_role_ids {
+                        if !g.app_role_ids.contains(r) {
+                            g.app_role_ids.push(r.clone());
+                        }
+                    }
+                    for sc in &add.scopes {
+                        if !g.scopes.contains(sc) {
+                            g.scopes.push(sc.clone());
+                        }
+                    }
+                }
+                None => journal.push(add.clone()),
+            }
+        }
+        if journal != run.status.granted_consent {
+            run.status.granted_consent = journal;
+            run.write_status().await?;
+        }
+    }
+    let step = async {
+        let plan = plan?;
         for (resource_id, role_id, _) in &plan.assign {
             clients.directory.assign_app_role(tenant, sp_id, resource_id, role_id).await?;
         }
@@ -432,6 +461,7 @@ async fn manage_consent(
     };
     match step.await {
         Ok(plan) => {
+            run.status.granted_consent = plan.owned_after.clone();
             run.status.granted_permissions = resolved
                 .iter()
                 .map(|r| Permission {
