@@ -1,14 +1,19 @@
 //! The Helm chart: `helm lint`, `helm template` accepted by the real apiserver (restricted Pod
-//! Security, server-side apply, idempotent), values.schema.json rejecting bad values. helm is
-//! built from its Go module by tests/tools/install-helm (scripts/test and .ci/run run it).
+//! Security, server-side apply, idempotent), values.schema.json rejecting bad values, the CRDs
+//! templated from the generated copy and upgraded by `helm upgrade`. helm is built from its Go
+//! module by tests/tools/install-helm (scripts/test and .ci/run run it).
 
 mod support;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use connect_email_operator::api;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
 use support::*;
 
 fn helm() -> PathBuf {
@@ -21,13 +26,100 @@ fn chart() -> String {
     repo_root().join("charts/connect-email-operator").to_str().unwrap().to_string()
 }
 
+/// A fresh directory under the system temp directory.
+fn scratch_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("ceo-helm-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs helm against the test cluster, with its cache, config and data in a scratch directory.
 fn run_helm(args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(helm()).args(args).output().expect("run helm");
+    let home = std::env::temp_dir().join(format!("ceo-helm-home-{}", std::process::id()));
+    let output = Command::new(helm())
+        .args(args)
+        .env("KUBECONFIG", kubeconfig_path())
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .expect("run helm");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into(),
         String::from_utf8_lossy(&output.stderr).into(),
     )
+}
+
+/// `helm template` of `chart` with `args` (e.g. `--set`); panics when helm refuses.
+fn render_chart(chart: &str, args: &[&str]) -> Vec<Value> {
+    // helm template has no cluster to ask; the chart requires >= 1.30.
+    let mut all = vec!["template", "ceo", chart, "--namespace", "ceo-system", "--kube-version", "v1.35.4"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = run_helm(&all);
+    assert!(ok, "helm template {args:?}: {err}");
+    documents(&out)
+}
+
+fn render(args: &[&str]) -> Vec<Value> {
+    render_chart(&chart(), args)
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|doc| <Value as serde::Deserialize>::deserialize(doc).unwrap())
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+/// The one rendered object of `kind` (and name suffix), or None.
+fn find<'a>(docs: &'a [Value], kind: &str) -> Option<&'a Value> {
+    let mut found = docs.iter().filter(|d| d["kind"] == kind);
+    let first = found.next();
+    assert!(found.next().is_none(), "more than one {kind}");
+    first
+}
+
+/// Copies the chart into `to`, with `connectemail.dev` replaced by `group` everywhere, so that
+/// install and upgrade tests own CRDs of their own and never touch the ones other tests use.
+fn copy_chart(to: &Path, group: &str) {
+    fn copy(from: &Path, to: &Path, group: &str) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target, group);
+            } else {
+                let text = std::fs::read_to_string(entry.path()).unwrap();
+                std::fs::write(target, text.replace(api::GROUP, group)).unwrap();
+            }
+        }
+    }
+    copy(Path::new(&chart()), to, group);
+}
+
+/// Removes `spec.smtp` from the EmailChannel CRD at `path`: the "previous" schema of upgrade tests.
+fn remove_smtp_field(path: &Path) {
+    let mut crd: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let spec = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    assert!(spec.as_object_mut().unwrap().remove("smtp").is_some(), "{}: no spec.smtp", path.display());
+    std::fs::write(path, serde_yaml::to_string(&crd).unwrap()).unwrap();
+}
+
+/// The EmailChannel CRD as the apiserver serves it; None when it does not exist.
+fn served_crd(name: &str) -> Option<Value> {
+    let (ok, out, err) = kubectl(&["get", "crd", name, "-o", "json"]);
+    if !ok {
+        assert!(err.contains("NotFound"), "{err}");
+        return None;
+    }
+    Some(serde_json::from_str(&out).unwrap())
+}
+
+fn has_smtp(crd: &Value) -> bool {
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"].get("smtp").is_some()
 }
 
 #[test]
@@ -95,5 +187,122 @@ async fn the_rendered_chart_is_accepted_by_the_apiserver_and_reapplying_changes_
     let (same, diff, err) = kubectl(&["diff", "--server-side", "--force-conflicts", "-n", &ns.name, "-f", file]);
     assert!(same, "{diff}{err}");
     let _ = kubectl(&["delete", "clusterrole,clusterrolebinding", "ceo-connect-email-operator"]);
+    ns.delete().await;
+}
+
+#[test]
+fn the_templated_crds_are_the_generated_ones_with_the_release_labels_and_keep() {
+    let generated = api::crds();
+    let rendered = render(&["--show-only", "templates/crds.yaml"]);
+    assert_eq!(rendered.len(), generated.len(), "one template per generated CRD, no stale file in files/crds");
+    for doc in rendered {
+        // Typed, as the apiserver reads it (helm's fromYaml/toYaml writes 1.0 as 1).
+        let mut crd: CustomResourceDefinition = serde_json::from_value(doc).unwrap();
+        let labels = crd.metadata.labels.take().unwrap_or_default();
+        assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("Helm"), "{labels:?}");
+        assert_eq!(labels.get("app.kubernetes.io/instance").map(String::as_str), Some("ceo"), "{labels:?}");
+        let annotations = crd.metadata.annotations.take().unwrap_or_default();
+        assert_eq!(annotations, BTreeMap::from([("helm.sh/resource-policy".to_string(), "keep".to_string())]));
+        let name = crd.metadata.name.clone().unwrap();
+        let expected = generated.iter().find(|c| c.metadata.name.as_deref() == Some(&name)).unwrap();
+        assert!(&crd == expected, "{name}: the chart renders a CRD other than the generated one");
+    }
+    let rendered = render(&["--show-only", "templates/crds.yaml", "--set", "crds.keep=false"]);
+    assert!(rendered.iter().all(|crd| crd["metadata"].get("annotations").is_none()), "{rendered:?}");
+    let rendered = render(&["--set", "crds.enabled=false"]);
+    assert!(find(&rendered, "CustomResourceDefinition").is_none() && find(&rendered, "Deployment").is_some());
+}
+
+/// `helm install` of the previous chart; its EmailChannel CRD has no `spec.smtp`.
+fn install_previous(ns: &str, previous: &Path, group: &str) {
+    let (ok, out, err) =
+        run_helm(&["install", "ceo", previous.to_str().unwrap(), "-n", ns, "--set", "rbac.create=false"]);
+    assert!(ok, "helm install of the previous chart: {out}{err}");
+    let before = served_crd(&format!("emailchannels.{group}")).expect("the previous chart installed the CRDs");
+    assert!(!has_smtp(&before), "the previous chart's CRD has no spec.smtp");
+}
+
+/// `helm upgrade` to the current chart (with `extra` flags) adds `spec.smtp` to the served CRD and
+/// creates an EntraTenant from `tenants:`; `helm uninstall` then keeps the CRDs. Deletes them at the end.
+fn upgrade_adds_the_field_and_uninstall_keeps_the_crds(ns: &str, current: &Path, group: &str, extra: &[&str]) {
+    let crd = format!("emailchannels.{group}");
+    let tenant = json!([{"name": ns, "spec": {
+        "tenantId": "11111111-2222-3333-4444-555555555555", "namespaceSelector": {}, "mailboxes": ["*@contoso.com"]
+    }}]);
+    let tenants = format!("tenants={tenant}");
+    let mut args = vec!["upgrade", "ceo", current.to_str().unwrap(), "-n", ns, "--set", "rbac.create=false"];
+    // EntraTenants come with an upgrade: the CRDs exist by then.
+    args.extend(["--set-json", &tenants]);
+    args.extend_from_slice(extra);
+    let (ok, out, err) = run_helm(&args);
+    assert!(ok, "helm upgrade to the current chart: {out}{err}");
+    let after = served_crd(&crd).unwrap();
+    assert!(has_smtp(&after), "helm upgrade did not add spec.smtp to the served CRD");
+    let annotations = &after["metadata"]["annotations"];
+    assert_eq!(annotations["helm.sh/resource-policy"], "keep", "{annotations}");
+    assert_eq!(annotations["meta.helm.sh/release-name"], "ceo", "{annotations}");
+    let (ok, _, err) = kubectl(&["get", &format!("entratenants.{group}"), ns]);
+    assert!(ok, "the EntraTenant from tenants: {err}");
+    // helm uninstall keeps the CRDs (resource-policy keep), so no resource and no Secret is lost.
+    let (ok, out, err) = run_helm(&["uninstall", "ceo", "-n", ns]);
+    assert!(ok, "{out}{err}");
+    assert!(served_crd(&crd).is_some(), "helm uninstall deleted the CRD despite crds.keep");
+    let names = ["azureappregistrations", "emailchannels", "entratenants"].map(|plural| format!("{plural}.{group}"));
+    let (ok, out, err) = kubectl(&["delete", "crd", &names[0], &names[1], &names[2]]);
+    assert!(ok, "{out}{err}");
+}
+
+/// A test-owned API group: `connectemail.dev` with the test namespace's name in front.
+fn test_group(ns: &str) -> String {
+    format!("{ns}.{}", api::GROUP)
+}
+
+#[tokio::test]
+async fn helm_upgrade_upgrades_the_crds_and_uninstall_keeps_them() {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "helm-upgrade").await;
+    let group = test_group(&ns.name);
+    let dir = scratch_dir("upgrade");
+    let current = dir.join("current");
+    copy_chart(&current, &group);
+    let previous = dir.join("previous");
+    copy_chart(&previous, &group);
+    remove_smtp_field(&previous.join(format!("files/crds/emailchannels.{}.yaml", api::GROUP)));
+
+    // Helm maps every kind before it creates anything: EntraTenants cannot come with the release
+    // that first creates their CRD (values.yaml says so), and nothing is left behind.
+    let tenant = r#"tenants=[{"name":"t","spec":{"tenantId":"11111111-2222-3333-4444-555555555555","namespaceSelector":{},"mailboxes":["*@contoso.com"]}}]"#;
+    let (ok, _, err) = run_helm(&["install", "fresh", current.to_str().unwrap(), "-n", &ns.name, "--set-json", tenant]);
+    assert!(!ok && err.contains("ensure CRDs are installed first"), "{err}");
+    assert!(served_crd(&format!("emailchannels.{group}")).is_none());
+
+    install_previous(&ns.name, &previous, &group);
+    upgrade_adds_the_field_and_uninstall_keeps_the_crds(&ns.name, &current, &group, &[]);
+    std::fs::remove_dir_all(dir).unwrap();
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn an_install_of_the_crds_directory_chart_upgrades_with_take_ownership() {
+    // Chart 0.1.0 shipped the CRDs in crds/, which Helm installs once, never upgrades and does not
+    // own. The upgrade to the templated CRDs adopts them with --take-ownership (README).
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "helm-adopt").await;
+    let group = test_group(&ns.name);
+    let dir = scratch_dir("adopt");
+    let current = dir.join("current");
+    copy_chart(&current, &group);
+    let previous = dir.join("previous");
+    copy_chart(&previous, &group);
+    std::fs::remove_file(previous.join("templates/crds.yaml")).unwrap();
+    std::fs::rename(previous.join("files/crds"), previous.join("crds")).unwrap();
+    remove_smtp_field(&previous.join(format!("crds/emailchannels.{}.yaml", api::GROUP)));
+
+    install_previous(&ns.name, &previous, &group);
+    let (ok, _, err) =
+        run_helm(&["upgrade", "ceo", current.to_str().unwrap(), "-n", &ns.name, "--set", "rbac.create=false"]);
+    assert!(!ok && err.contains("invalid ownership metadata"), "upgrade without --take-ownership: {err}");
+    upgrade_adds_the_field_and_uninstall_keeps_the_crds(&ns.name, &current, &group, &["--take-ownership"]);
+    std::fs::remove_dir_all(dir).unwrap();
     ns.delete().await;
 }
