@@ -129,17 +129,210 @@ fn the_chart_lints() {
     assert!(out.contains("0 chart(s) failed"), "{out}");
 }
 
+/// Each pair is a helm flag and its argument, and a fragment of the schema error helm must print.
+fn assert_rejected(cases: &[(&str, &str, &str)]) {
+    for (flag, value, fragment) in cases {
+        let (ok, out, err) = run_helm(&["template", "ceo", &chart(), "--kube-version", "v1.35.4", flag, value]);
+        assert!(!ok, "{flag} {value} was accepted:\n{out}");
+        assert!(err.contains(fragment), "{flag} {value}: {err}");
+    }
+}
+
 #[test]
 fn values_outside_the_schema_are_rejected() {
-    for (value, fragment) in [
-        ("replicas=0", "replicas"),
-        ("endpoints.graph=http://graph.example.com", "graph"),
-        ("workloadIdentity.clientId=not-a-guid", "clientId"),
-        ("unknownSetting=1", "unknownSetting"),
-    ] {
-        let (ok, out, err) = run_helm(&["template", "ceo", &chart(), "--kube-version", "v1.35.4", "--set", value]);
-        assert!(!ok, "{value} was accepted:\n{out}");
-        assert!(err.contains(fragment), "{value}: {err}");
+    assert_rejected(&[
+        ("--set", "replicas=0", "replicas"),
+        ("--set", "endpoints.graph=http://graph.example.com", "graph"),
+        ("--set", "workloadIdentity.clientId=not-a-guid", "clientId"),
+        ("--set", "unknownSetting=1", "unknownSetting"),
+        ("--set", "crds.enabled=maybe", "crds.enabled"),
+        ("--set", "crds.keep=1", "crds.keep"),
+        ("--set", "nameOverride=Not_A_Name", "nameOverride"),
+        ("--set", "fullnameOverride=Upper.Case", "fullnameOverride"),
+        ("--set", "imagePullSecrets[0]=regcred", "imagePullSecrets"),
+        ("--set", "podAnnotations.checksum=1", "podAnnotations"),
+        ("--set", "podLabels.team=true", "podLabels"),
+        ("--set", "podSecurityContext=runAsNonRoot", "podSecurityContext"),
+        ("--set", "securityContext=privileged", "securityContext"),
+        ("--set", "priorityClassName=1", "priorityClassName"),
+        ("--set", "topologySpreadConstraints[0].maxSkew=1", "topologyKey"),
+        (
+            "--set-json",
+            r#"topologySpreadConstraints=[{"maxSkew":0,"topologyKey":"zone","whenUnsatisfiable":"ScheduleAnyway"}]"#,
+            "maxSkew",
+        ),
+        ("--set", "nodeSelector.zone=1", "nodeSelector"),
+        ("--set", "tolerations[0]=master", "tolerations"),
+        ("--set", "affinity=zone", "affinity"),
+        ("--set", "extraArgs[0]=concurrency=5", "extraArgs"),
+        ("--set", "extraEnv[0].value=x", "extraEnv.0: name is required"),
+        ("--set", "volumes[0].secret.secretName=s", "volumes"),
+        ("--set", "volumeMounts[0].name=credential", "mountPath"),
+        ("--set", "volumeMounts[0].mountPath=relative", "mountPath"),
+        ("--set", "logLevel=verbose", "logLevel"),
+        ("--set", "podDisruptionBudget.maxUnavailable=0", "maxUnavailable"),
+        ("--set", "podDisruptionBudget.maxUnavailable=half", "maxUnavailable"),
+    ]);
+}
+
+/// Every value of values.yaml set to something a user would set; `helm lint` and `helm template`
+/// accept them and the apiserver too (the_rendered_chart_is_accepted_by_the_apiserver…).
+const GOOD_VALUES: &str = r#"
+nameOverride: mail
+imagePullSecrets: [{name: regcred}]
+logLevel: debug
+extraArgs: [--concurrency=20, --channel-resync=1h]
+extraEnv:
+  - {name: AZURE_CLIENT_CERTIFICATE_PATH, value: /var/run/secrets/operator/tls.pem}
+volumes: [{name: operator-credential, secret: {secretName: operator-credential}}]
+volumeMounts: [{name: operator-credential, mountPath: /var/run/secrets/operator, readOnly: true}]
+podAnnotations: {example.com/owner: platform}
+podLabels: {team: platform}
+podSecurityContext: {fsGroup: 65532}
+securityContext: {runAsNonRoot: true}
+nodeSelector: {kubernetes.io/os: linux}
+tolerations: [{key: dedicated, operator: Equal, value: operators, effect: NoSchedule}]
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector: {matchLabels: {app.kubernetes.io/name: mail}}
+topologySpreadConstraints:
+  - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway}
+podDisruptionBudget: {maxUnavailable: 1}
+"#;
+
+fn good_values_file(name: &str) -> PathBuf {
+    let file = scratch_dir(name).join("values.yaml");
+    std::fs::write(&file, GOOD_VALUES).unwrap();
+    file
+}
+
+#[test]
+fn every_value_lints_and_renders_where_it_belongs() {
+    let values = good_values_file("good");
+    let file = values.to_str().unwrap();
+    let (ok, out, err) = run_helm(&["lint", &chart(), "--strict", "--kube-version", "v1.35.4", "-f", file]);
+    assert!(ok && out.contains("0 chart(s) failed"), "{out}{err}");
+    let docs = render(&["-f", file, "--set", "priorityClassName=operators"]);
+    let deployment = find(&docs, "Deployment").unwrap();
+    assert_eq!(deployment["metadata"]["name"], "ceo-mail");
+    let template = &deployment["spec"]["template"];
+    let labels = &template["metadata"]["labels"];
+    assert_eq!(labels["app.kubernetes.io/name"], "mail", "{labels}");
+    assert_eq!(labels["team"], "platform", "{labels}");
+    assert_eq!(template["metadata"]["annotations"], json!({"example.com/owner": "platform"}));
+    let pod = &template["spec"];
+    assert_eq!(pod["imagePullSecrets"], json!([{"name": "regcred"}]));
+    assert_eq!(pod["priorityClassName"], "operators");
+    // Maps merge with the defaults.
+    assert_eq!(
+        pod["securityContext"],
+        json!({"fsGroup": 65532, "runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}})
+    );
+    assert_eq!(pod["nodeSelector"], json!({"kubernetes.io/os": "linux"}));
+    assert_eq!(pod["tolerations"][0]["key"], "dedicated");
+    assert_eq!(pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"], 100);
+    assert_eq!(
+        pod["topologySpreadConstraints"][0]["labelSelector"],
+        json!({"matchLabels": {"app.kubernetes.io/name": "mail", "app.kubernetes.io/instance": "ceo"}}),
+        "a constraint without labelSelector gets the selector labels"
+    );
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "operator-credential");
+    let container = &pod["containers"][0];
+    assert_eq!(container["volumeMounts"][0]["mountPath"], "/var/run/secrets/operator");
+    let args = container["args"].as_array().unwrap();
+    assert!(args.ends_with(&[json!("--concurrency=20"), json!("--channel-resync=1h")]), "{args:?}");
+    let env = container["env"].as_array().unwrap();
+    assert!(env.contains(&json!({"name": "RUST_LOG", "value": "debug"})), "{env:?}");
+    assert!(
+        env.contains(&json!({"name": "AZURE_CLIENT_CERTIFICATE_PATH", "value": "/var/run/secrets/operator/tls.pem"}))
+    );
+    assert_eq!(container["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(container["securityContext"]["capabilities"], json!({"drop": ["ALL"]}));
+    let pdb = find(&docs, "PodDisruptionBudget").unwrap();
+    assert_eq!(
+        pdb["spec"],
+        json!({"maxUnavailable": 1, "selector": {"matchLabels": {"app.kubernetes.io/name": "mail", "app.kubernetes.io/instance": "ceo"}}})
+    );
+
+    let docs = render(&["--set", "fullnameOverride=ceo-operator"]);
+    assert!(
+        docs.iter()
+            .filter(|d| d["kind"] != "CustomResourceDefinition")
+            .all(|d| { d["metadata"]["name"].as_str().unwrap().starts_with("ceo-operator") })
+    );
+}
+
+#[test]
+fn the_default_pod_is_restricted_without_a_fixed_user() {
+    let docs = render(&[]);
+    let pod = &find(&docs, "Deployment").unwrap()["spec"]["template"]["spec"];
+    // No runAsUser: the image runs as 65532 and OpenShift's restricted SCC assigns its own.
+    assert_eq!(pod["securityContext"], json!({"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}}));
+    assert_eq!(
+        pod["containers"][0]["securityContext"],
+        json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}})
+    );
+    let env = pod["containers"][0]["env"].as_array().unwrap();
+    assert!(env.contains(&json!({"name": "RUST_LOG", "value": "info,kube=warn"})), "{env:?}");
+    for key in ["imagePullSecrets", "priorityClassName", "topologySpreadConstraints", "volumes"] {
+        assert!(pod.get(key).is_none(), "{key} rendered by default");
+    }
+}
+
+#[test]
+fn a_single_replica_gets_no_disruption_budget_that_would_block_drains() {
+    let pdb = |args: &[&str]| find(&render(args), "PodDisruptionBudget").map(|p| p["spec"].clone());
+    assert_eq!(pdb(&[]).unwrap()["minAvailable"], 1, "two replicas by default, one may go");
+    assert!(pdb(&["--set", "replicas=1"]).is_none());
+    let spec = pdb(&["--set", "replicas=1", "--set", "podDisruptionBudget.maxUnavailable=1"]).unwrap();
+    assert_eq!(spec["maxUnavailable"], 1);
+    assert!(spec.get("minAvailable").is_none());
+    assert_eq!(pdb(&["--set", "podDisruptionBudget.maxUnavailable=50%"]).unwrap()["maxUnavailable"], "50%");
+    assert!(pdb(&["--set", "podDisruptionBudget.enabled=false"]).is_none());
+    let (ok, _, err) = run_helm(&[
+        "template",
+        "ceo",
+        &chart(),
+        "--kube-version",
+        "v1.35.4",
+        "--set",
+        "replicas=2",
+        "--set",
+        "podDisruptionBudget.minAvailable=2",
+    ]);
+    assert!(!ok && err.contains("minAvailable must be below replicas"), "{err}");
+}
+
+/// `helm template` of release `release` with `args`, applied to `ns` server-side: accepted with no
+/// Pod Security warning, and a second apply would change nothing. Returns the rendered objects.
+fn apply_and_diff(ns: &str, release: &str, args: &[&str]) -> Vec<Value> {
+    // helm template has no cluster to ask; the chart requires >= 1.30.
+    let chart = chart();
+    let mut all = vec!["template", release, &chart, "--namespace", ns, "--kube-version", "v1.35.4"];
+    all.extend_from_slice(args);
+    let (ok, rendered, err) = run_helm(&all);
+    assert!(ok, "{err}");
+    let file = std::env::temp_dir().join(format!("{ns}-{release}-chart.yaml"));
+    std::fs::write(&file, &rendered).unwrap();
+    let path = file.to_str().unwrap();
+    let (ok, out, err) = kubectl(&["apply", "--server-side", "--force-conflicts", "-n", ns, "-f", path]);
+    assert!(ok, "{out}{err}");
+    assert!(!err.contains("PodSecurity"), "{err}");
+    let (same, diff, err) = kubectl(&["diff", "--server-side", "--force-conflicts", "-n", ns, "-f", path]);
+    assert!(same, "{diff}{err}");
+    std::fs::remove_file(file).unwrap();
+    documents(&rendered)
+}
+
+/// Deletes the cluster-scoped objects a rendered release created.
+fn delete_cluster_scoped(docs: &[Value]) {
+    for doc in docs.iter().filter(|d| ["ClusterRole", "ClusterRoleBinding"].contains(&d["kind"].as_str().unwrap())) {
+        let kind = doc["kind"].as_str().unwrap().to_lowercase();
+        let _ = kubectl(&["delete", &kind, doc["metadata"]["name"].as_str().unwrap()]);
     }
 }
 
@@ -154,28 +347,16 @@ async fn the_rendered_chart_is_accepted_by_the_apiserver_and_reapplying_changes_
         .patch(&ns.name, &PatchParams::default(), &Patch::Merge(&label))
         .await
         .unwrap();
-    let (ok, rendered, err) = run_helm(&[
-        "template",
-        "ceo",
-        &chart(),
-        "--namespace",
+    let docs = apply_and_diff(
         &ns.name,
-        "--include-crds",
-        // helm template has no cluster to ask; the chart requires >= 1.30.
-        "--kube-version",
-        "v1.35.4",
-        "--set",
-        "workloadIdentity.clientId=0e0e0e0e-1111-2222-3333-444444444444",
-        "--set",
-        "workloadIdentity.tenantId=11111111-2222-3333-4444-555555555555",
-    ]);
-    assert!(ok, "{err}");
-    let file = std::env::temp_dir().join(format!("{}-chart.yaml", ns.name));
-    std::fs::write(&file, &rendered).unwrap();
-    let file = file.to_str().unwrap();
-    let (ok, out, err) = kubectl(&["apply", "--server-side", "--force-conflicts", "-n", &ns.name, "-f", file]);
-    assert!(ok, "{out}{err}");
-    assert!(!err.contains("PodSecurity"), "{err}");
+        "ceo",
+        &[
+            "--set",
+            "workloadIdentity.clientId=0e0e0e0e-1111-2222-3333-444444444444",
+            "--set",
+            "workloadIdentity.tenantId=11111111-2222-3333-4444-555555555555",
+        ],
+    );
     for kind in [
         "deployment/ceo-connect-email-operator",
         "poddisruptionbudget/ceo-connect-email-operator",
@@ -184,9 +365,14 @@ async fn the_rendered_chart_is_accepted_by_the_apiserver_and_reapplying_changes_
         let (ok, _, err) = kubectl(&["get", "-n", &ns.name, kind]);
         assert!(ok, "{kind}: {err}");
     }
-    let (same, diff, err) = kubectl(&["diff", "--server-side", "--force-conflicts", "-n", &ns.name, "-f", file]);
-    assert!(same, "{diff}{err}");
-    let _ = kubectl(&["delete", "clusterrole,clusterrolebinding", "ceo-connect-email-operator"]);
+    delete_cluster_scoped(&docs);
+    // Every value set (the CRDs are the same as above, left out).
+    let values = good_values_file("apply");
+    let docs = apply_and_diff(&ns.name, "other", &["-f", values.to_str().unwrap(), "--set", "crds.enabled=false"]);
+    let (ok, _, err) = kubectl(&["get", "-n", &ns.name, "deployment/other-mail", "poddisruptionbudget/other-mail"]);
+    assert!(ok, "{err}");
+    delete_cluster_scoped(&docs);
+    std::fs::remove_dir_all(values.parent().unwrap()).unwrap();
     ns.delete().await;
 }
 
