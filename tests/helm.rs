@@ -172,6 +172,17 @@ fn values_outside_the_schema_are_rejected() {
         ("--set", "logLevel=verbose", "logLevel"),
         ("--set", "podDisruptionBudget.maxUnavailable=0", "maxUnavailable"),
         ("--set", "podDisruptionBudget.maxUnavailable=half", "maxUnavailable"),
+        ("--set", "metrics.serviceMonitor.labels.release=1", "labels.release"),
+        ("--set", "metrics.serviceMonitor.interval=soon", "interval"),
+        ("--set", "metrics.prometheusRule.enabled=yes", "prometheusRule.enabled"),
+        ("--set", "metrics.prometheusRule.labels=kps", "prometheusRule.labels"),
+        ("--set", "networkPolicy.enabled=on", "networkPolicy.enabled"),
+        ("--set", "networkPolicy.dnsPorts[0]=domain", "dnsPorts"),
+        ("--set", "networkPolicy.apiServer.ports=null", "ports is required"),
+        ("--set", "networkPolicy.apiServer.ports[0]=0", "ports.0"),
+        ("--set", "networkPolicy.apiServer.cidrs[0]=10.0.0.1", "cidrs"),
+        ("--set", "networkPolicy.metricsFrom[0]=monitoring", "metricsFrom"),
+        ("--set", "networkPolicy.extraEgress=proxy", "extraEgress"),
     ]);
 }
 
@@ -202,6 +213,15 @@ affinity:
 topologySpreadConstraints:
   - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway}
 podDisruptionBudget: {maxUnavailable: 1}
+metrics:
+  serviceMonitor: {labels: {release: kube-prometheus-stack}}
+  prometheusRule: {labels: {release: kube-prometheus-stack}}
+networkPolicy:
+  enabled: true
+  dnsPorts: [53, 5353]
+  apiServer: {ports: [6443], cidrs: [10.0.0.10/32, "fd00::1/128"]}
+  metricsFrom: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]
+  extraEgress: [{to: [{ipBlock: {cidr: 10.1.0.0/16}}], ports: [{port: 3128, protocol: TCP}]}]
 "#;
 
 fn good_values_file(name: &str) -> PathBuf {
@@ -491,4 +511,63 @@ async fn an_install_of_the_crds_directory_chart_upgrades_with_take_ownership() {
     upgrade_adds_the_field_and_uninstall_keeps_the_crds(&ns.name, &current, &group, &["--take-ownership"]);
     std::fs::remove_dir_all(dir).unwrap();
     ns.delete().await;
+}
+
+#[test]
+fn monitoring_objects_carry_their_labels_and_the_alerts_of_deploy_monitoring() {
+    let chart_copy =
+        std::fs::read_to_string(repo_root().join("charts/connect-email-operator/files/prometheusrule.yaml"));
+    let original = std::fs::read_to_string(repo_root().join("deploy/monitoring/prometheusrule.yaml")).unwrap();
+    assert!(chart_copy.unwrap() == original, "copy deploy/monitoring/prometheusrule.yaml to the chart's files/");
+    let docs = render(&[]);
+    assert!(find(&docs, "ServiceMonitor").is_none() && find(&docs, "PrometheusRule").is_none());
+    let docs = render(&[
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.labels.release=kps",
+        "--set",
+        "metrics.prometheusRule.enabled=true",
+        "--set",
+        "metrics.prometheusRule.labels.release=kps",
+    ]);
+    let monitor = find(&docs, "ServiceMonitor").unwrap();
+    assert_eq!(monitor["metadata"]["labels"]["release"], "kps");
+    assert_eq!(monitor["spec"]["endpoints"], json!([{"port": "metrics", "interval": "60s"}]));
+    let rule = find(&docs, "PrometheusRule").unwrap();
+    assert_eq!(rule["metadata"]["labels"]["release"], "kps");
+    let original: Value = serde_yaml::from_str(&original).unwrap();
+    assert_eq!(rule["spec"], original["spec"], "the rules, with Prometheus' {{ $labels }} left alone");
+    assert!(rule["spec"].to_string().contains("{{ $labels.namespace }}"));
+}
+
+#[test]
+fn the_network_policy_allows_dns_the_apiserver_https_out_and_metrics_in() {
+    assert!(find(&render(&[]), "NetworkPolicy").is_none(), "off by default");
+    let policy = find(&render(&["--set", "networkPolicy.enabled=true"]), "NetworkPolicy").unwrap().clone();
+    let spec = &policy["spec"];
+    assert_eq!(spec["podSelector"]["matchLabels"]["app.kubernetes.io/instance"], "ceo");
+    assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(spec["ingress"], json!([{"ports": [{"port": 8080, "protocol": "TCP"}]}]), "metrics, from anyone");
+    assert_eq!(
+        spec["egress"],
+        json!([
+            {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+            {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]},
+            {"ports": [{"port": 443, "protocol": "TCP"}]},
+        ])
+    );
+    let values = good_values_file("netpol");
+    let docs = render(&["-f", values.to_str().unwrap()]);
+    let spec = &find(&docs, "NetworkPolicy").unwrap()["spec"];
+    assert_eq!(
+        spec["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    assert_eq!(
+        spec["egress"][1]["to"],
+        json!([{"ipBlock": {"cidr": "10.0.0.10/32"}}, {"ipBlock": {"cidr": "fd00::1/128"}}])
+    );
+    assert_eq!(spec["egress"][3]["ports"], json!([{"port": 3128, "protocol": "TCP"}]));
+    std::fs::remove_dir_all(values.parent().unwrap()).unwrap();
 }
