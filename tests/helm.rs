@@ -183,6 +183,9 @@ fn values_outside_the_schema_are_rejected() {
         ("--set", "networkPolicy.apiServer.cidrs[0]=10.0.0.1", "cidrs"),
         ("--set", "networkPolicy.metricsFrom[0]=monitoring", "metricsFrom"),
         ("--set", "networkPolicy.extraEgress=proxy", "extraEgress"),
+        ("--set", "test.enabled=sure", "test.enabled"),
+        ("--set", "test.image=", "test.image"),
+        ("--set", "test.podSecurityContext=root", "test.podSecurityContext"),
     ]);
 }
 
@@ -370,6 +373,8 @@ async fn the_rendered_chart_is_accepted_by_the_apiserver_and_reapplying_changes_
     let docs = apply_and_diff(
         &ns.name,
         "ceo",
+        // The `helm test` pod is applied too: admitted under restricted Pod Security (it never runs
+        // here, the test control plane has no kubelet).
         &[
             "--set",
             "workloadIdentity.clientId=0e0e0e0e-1111-2222-3333-444444444444",
@@ -381,6 +386,7 @@ async fn the_rendered_chart_is_accepted_by_the_apiserver_and_reapplying_changes_
         "deployment/ceo-connect-email-operator",
         "poddisruptionbudget/ceo-connect-email-operator",
         "serviceaccount/ceo-connect-email-operator",
+        "pod/ceo-connect-email-operator-test-healthz",
     ] {
         let (ok, _, err) = kubectl(&["get", "-n", &ns.name, kind]);
         assert!(ok, "{kind}: {err}");
@@ -569,5 +575,32 @@ fn the_network_policy_allows_dns_the_apiserver_https_out_and_metrics_in() {
         json!([{"ipBlock": {"cidr": "10.0.0.10/32"}}, {"ipBlock": {"cidr": "fd00::1/128"}}])
     );
     assert_eq!(spec["egress"][3]["ports"], json!([{"port": 3128, "protocol": "TCP"}]));
+    // With a restricted metricsFrom the `helm test` pod may still ask for /healthz.
+    assert_eq!(
+        spec["ingress"][0]["from"][1],
+        json!({"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "ceo", "app.kubernetes.io/component": "helm-test"}}})
+    );
     std::fs::remove_dir_all(values.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn helm_test_fetches_healthz_from_the_metrics_service() {
+    // Render-tested only: the test control plane has no kubelet and no nodes, so `helm test` could
+    // create the pod but it would never run.
+    let docs = render(&["--set", "metrics.port=9090"]);
+    let pod = docs.iter().find(|d| d["kind"] == "Pod").expect("the helm test pod");
+    assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
+    let service = find(&docs, "Service").unwrap();
+    let url = format!("http://{}.ceo-system.svc:9090/healthz", service["metadata"]["name"].as_str().unwrap());
+    let command = pod["spec"]["containers"][0]["command"].as_array().unwrap();
+    assert_eq!(command.first(), Some(&json!("wget")));
+    assert_eq!(command.last(), Some(&json!(url)), "{command:?}");
+    // Not one of the operator's pods: the Service, PodDisruptionBudget and NetworkPolicy select
+    // app.kubernetes.io/name, which the test pod does not carry.
+    let labels = pod["metadata"]["labels"].as_object().unwrap();
+    assert!(service["spec"]["selector"].get("app.kubernetes.io/name").is_some());
+    assert!(!labels.contains_key("app.kubernetes.io/name"), "{labels:?}");
+    assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["spec"]["containers"][0]["securityContext"]["capabilities"], json!({"drop": ["ALL"]}));
+    assert!(render(&["--set", "test.enabled=false"]).iter().all(|d| d["kind"] != "Pod"));
 }

@@ -28,6 +28,13 @@ app.kubernetes.io/name: {{ include "ceo.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{- /* The `helm test` pod: no app.kubernetes.io/name, so no Service, PodDisruptionBudget or
+NetworkPolicy of the operator selects it. */ -}}
+{{- define "ceo.testSelectorLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: helm-test
+{{- end -}}
+
 {{- /* RUST_LOG for logLevel: at info the kube client stays at warn, as the binary's default. */ -}}
 {{- define "ceo.rustLog" -}}
 {{- if eq .Values.logLevel "info" -}}info,kube=warn{{- else -}}{{ .Values.logLevel }}{{- end -}}
