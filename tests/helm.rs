@@ -604,3 +604,46 @@ fn helm_test_fetches_healthz_from_the_metrics_service() {
     assert_eq!(pod["spec"]["containers"][0]["securityContext"]["capabilities"], json!({"drop": ["ALL"]}));
     assert!(render(&["--set", "test.enabled=false"]).iter().all(|d| d["kind"] != "Pod"));
 }
+
+#[test]
+fn the_chart_renders_as_a_dependency_of_a_parent_chart_with_global_values() {
+    // Helm passes the parent's `global:` (and the dependency's `condition` key, by convention
+    // `<name>.enabled`) to the subchart, whose schema must accept them.
+    let dir = scratch_dir("parent");
+    let parent = dir.join("platform");
+    std::fs::create_dir_all(parent.join("charts")).unwrap();
+    std::fs::write(
+        parent.join("Chart.yaml"),
+        "apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n  - name: connect-email-operator\n    \
+         version: \">=0.1.0\"\n    condition: connect-email-operator.enabled\n",
+    )
+    .unwrap();
+    std::fs::write(
+        parent.join("values.yaml"),
+        "global:\n  imageRegistry: registry.example.com\n  labels: {team: platform}\n\
+         connect-email-operator:\n  enabled: true\n  replicas: 3\n",
+    )
+    .unwrap();
+    copy_chart(&parent.join("charts/connect-email-operator"), api::GROUP);
+    let parent_chart = parent.to_str().unwrap();
+    let (ok, out, err) = run_helm(&["lint", parent_chart, "--kube-version", "v1.35.4"]);
+    assert!(ok, "{out}{err}");
+    let docs = render_chart(parent_chart, &[]);
+    assert_eq!(find(&docs, "Deployment").unwrap()["spec"]["replicas"], 3);
+    let crds = docs.iter().filter(|d| d["kind"] == "CustomResourceDefinition").count();
+    assert_eq!(crds, api::crds().len(), "the subchart's files/crds are found");
+    let docs = render_chart(parent_chart, &["--set", "connect-email-operator.enabled=false"]);
+    assert!(find(&docs, "Deployment").is_none());
+    // The subchart's own schema still holds under the parent.
+    let (ok, _, err) = run_helm(&[
+        "template",
+        "ceo",
+        parent_chart,
+        "--kube-version",
+        "v1.35.4",
+        "--set",
+        "connect-email-operator.replicas=0",
+    ]);
+    assert!(!ok && err.contains("replicas"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
