@@ -375,12 +375,7 @@ async fn the_rendered_chart_is_accepted_by_the_apiserver_and_reapplying_changes_
         "ceo",
         // The `helm test` pod is applied too: admitted under restricted Pod Security (it never runs
         // here, the test control plane has no kubelet).
-        &[
-            "--set",
-            "workloadIdentity.clientId=0e0e0e0e-1111-2222-3333-444444444444",
-            "--set",
-            "workloadIdentity.tenantId=11111111-2222-3333-4444-555555555555",
-        ],
+        &["--set", "workloadIdentity.clientId=0e0e0e0e-1111-2222-3333-444444444444"],
     );
     for kind in [
         "deployment/ceo-connect-email-operator",
@@ -646,4 +641,33 @@ fn the_chart_renders_as_a_dependency_of_a_parent_chart_with_global_values() {
     ]);
     assert!(!ok && err.contains("replicas"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn no_tenant_in_the_environment_the_operator_would_not_read() {
+    // src/ reads AZURE_CLIENT_ID and the credential variables, never AZURE_TENANT_ID: each token is
+    // requested in the EntraTenant's spec.tenantId. An old tenantId value is accepted and ignored.
+    let (ok, out, err) = run_helm(&[
+        "install",
+        "no-tenant",
+        &chart(),
+        // Rendered against the test cluster (for NOTES.txt, which helm template leaves out); creates
+        // nothing. No cluster-scoped objects, which other tests' releases may hold.
+        "--dry-run=server",
+        "-n",
+        "default",
+        "--set",
+        "crds.enabled=false",
+        "--set",
+        "rbac.create=false",
+        "--set",
+        "workloadIdentity.tenantId=11111111-2222-3333-4444-555555555555",
+    ]);
+    assert!(ok, "{err}");
+    assert!(!out.contains("AZURE_TENANT_ID"), "{out}");
+    assert!(out.contains("workloadIdentity.tenantId is ignored"), "NOTES say so:\n{out}");
+    for file in ["deploy/base/deployment.yaml", "deploy/argocd/application.yaml"] {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        assert!(!text.contains("AZURE_TENANT_ID") && !text.contains("tenantId"), "{file}");
+    }
 }
