@@ -23,6 +23,17 @@ fn checked_in_crds_match_the_rust_types() {
 }
 
 #[test]
+fn the_kustomize_base_lists_every_crd() {
+    let text = std::fs::read_to_string(repo_root().join("deploy/base/kustomization.yaml")).unwrap();
+    let kustomization: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let resources = kustomization["resources"].as_array().unwrap();
+    for crd in api::crds() {
+        let file = json!(format!("crds/{}", api::crd_file_name(&crd)));
+        assert!(resources.contains(&file), "deploy/base/kustomization.yaml does not list {file}");
+    }
+}
+
+#[test]
 fn every_example_parses_as_the_typed_resources() {
     for entry in std::fs::read_dir(repo_root().join("deploy/examples")).unwrap() {
         let path = entry.unwrap().path();
