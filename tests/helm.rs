@@ -73,7 +73,7 @@ fn documents(yaml: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The one rendered object of `kind` (and name suffix), or None.
+/// The one rendered object of `kind`, or None (panics when there are several).
 fn find<'a>(docs: &'a [Value], kind: &str) -> Option<&'a Value> {
     let mut found = docs.iter().filter(|d| d["kind"] == kind);
     let first = found.next();
@@ -108,7 +108,7 @@ fn remove_smtp_field(path: &Path) {
     std::fs::write(path, serde_yaml::to_string(&crd).unwrap()).unwrap();
 }
 
-/// The EmailChannel CRD as the apiserver serves it; None when it does not exist.
+/// A CRD as the apiserver serves it; None when it does not exist.
 fn served_crd(name: &str) -> Option<Value> {
     let (ok, out, err) = kubectl(&["get", "crd", name, "-o", "json"]);
     if !ok {
@@ -129,7 +129,7 @@ fn the_chart_lints() {
     assert!(out.contains("0 chart(s) failed"), "{out}");
 }
 
-/// Each pair is a helm flag and its argument, and a fragment of the schema error helm must print.
+/// Each case is a helm flag, its argument, and a fragment of the schema error helm must print.
 fn assert_rejected(cases: &[(&str, &str, &str)]) {
     for (flag, value, fragment) in cases {
         let (ok, out, err) = run_helm(&["template", "ceo", &chart(), "--kube-version", "v1.35.4", flag, value]);
@@ -287,6 +287,7 @@ fn every_value_lints_and_renders_where_it_belongs() {
             .filter(|d| d["kind"] != "CustomResourceDefinition")
             .all(|d| { d["metadata"]["name"].as_str().unwrap().starts_with("ceo-operator") })
     );
+    std::fs::remove_dir_all(values.parent().unwrap()).unwrap();
 }
 
 #[test]
