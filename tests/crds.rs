@@ -12,13 +12,24 @@ use support::*;
 
 #[test]
 fn checked_in_crds_match_the_rust_types() {
-    // crds/ and the copies in the kustomize base and the Helm chart.
-    for (dir, crd) in
-        ["crds", "deploy/base/crds"].into_iter().flat_map(|d| api::crds().into_iter().map(move |c| (d, c)))
-    {
+    // crds/ and the copies in the kustomize base and the Helm chart (which its templates/crds.yaml
+    // renders; tests/helm.rs checks the rendered CRDs too).
+    let dirs = ["crds", "deploy/base/crds", "charts/connect-email-operator/files/crds"];
+    for (dir, crd) in dirs.into_iter().flat_map(|d| api::crds().into_iter().map(move |c| (d, c))) {
         let path = repo_root().join(dir).join(api::crd_file_name(&crd));
         let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(on_disk == api::crd_yaml(&crd), "{} is stale: regenerate with `scripts/generate`", path.display());
+    }
+}
+
+#[test]
+fn the_kustomize_base_lists_every_crd() {
+    let text = std::fs::read_to_string(repo_root().join("deploy/base/kustomization.yaml")).unwrap();
+    let kustomization: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let resources = kustomization["resources"].as_array().unwrap();
+    for crd in api::crds() {
+        let file = json!(format!("crds/{}", api::crd_file_name(&crd)));
+        assert!(resources.contains(&file), "deploy/base/kustomization.yaml does not list {file}");
     }
 }
 
