@@ -50,9 +50,9 @@ fn argo_cd_runs_every_health_and_action_test() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}{stderr}");
     println!("{stdout}");
-    // Both kinds' health checks ran (a layout that lost a file must not pass quietly).
+    // Both kinds' health checks and actions ran (a layout that lost a file must not pass quietly).
     for kind in ["EmailChannel", "AzureAppRegistration"] {
-        for what in ["health"] {
+        for what in ["health", "discovery", "action"] {
             let line = format!("ok   {}/{kind} {what} ", api::GROUP);
             assert!(stdout.contains(&line), "no {what} test ran for {kind}:\n{stdout}");
         }
@@ -119,6 +119,23 @@ fn the_scripts_only_name_real_condition_types_modes_and_annotations() {
                 assert!(modes.contains(&name), "{path} names Connect mode {name:?}; the modes are {modes:?}");
             }
         }
+    }
+    // Each action writes the annotation the operator reads for it.
+    for (kind, action, annotation) in [
+        ("AzureAppRegistration", "rotate", api::ANNOTATION_ROTATE),
+        ("AzureAppRegistration", "pause", api::ANNOTATION_PAUSED),
+        ("AzureAppRegistration", "resume", api::ANNOTATION_PAUSED),
+        ("EmailChannel", "pause", api::ANNOTATION_PAUSED),
+        ("EmailChannel", "resume", api::ANNOTATION_PAUSED),
+        ("EmailChannel", "acknowledge", api::ANNOTATION_CONNECT_SECRET_APPLIED),
+    ] {
+        let path = layout().join(kind).join("actions").join(action).join("action.lua");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            text.contains(&format!("obj.metadata.annotations[\"{annotation}\"]")),
+            "{} does not set {annotation}",
+            path.display()
+        );
     }
 }
 
