@@ -277,7 +277,23 @@ mod tests {
             "app",
             Some(("2027-01-01T00:00:00Z".parse().unwrap(), "2026-09-01T00:00:00Z".parse().unwrap())),
         );
+        m.credential_in_use(
+            "ns",
+            "app",
+            Some("2026-12-01T00:00:00Z".parse().unwrap()),
+            Some(jiff::SignedDuration::from_hours(2)),
+        );
         let text = m.encode();
+        assert!(
+            text.contains(
+                r#"connect_email_operator_secret_in_use_expiration_timestamp_seconds{namespace="ns",name="app"} 1796083200"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"connect_email_operator_acknowledgement_pending_seconds{namespace="ns",name="app"} 7200"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"connect_email_operator_reconciliations_total{kind="AzureAppRegistration"} 1"#),
             "{text}"
