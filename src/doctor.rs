@@ -112,6 +112,9 @@ pub async fn diagnose(
     let secret_name = &spec.client_secret.secret_name;
     match secrets.get_opt(secret_name).await? {
         None => checks.push(check("client secret works", Outcome::Fail, format!("Secret {secret_name} does not exist: the operator recreates it (and issues a new secret) on its next reconcile"))),
+        Some(secret) if text(&secret, KEY_CLIENT_SECRET).is_some() && secret_keys::observe(Some(&secret)).secret.is_none() => {
+            checks.push(check("client secret works", Outcome::Fail, format!("Secret {secret_name} was edited by hand (client-secret no longer matches its fingerprint): the operator issues a new secret on its next reconcile; consumers keep the key they acknowledged until they acknowledge the new one")));
+        }
         Some(secret) => match (text(&secret, KEY_CLIENT_ID), text(&secret, KEY_CLIENT_SECRET)) {
             (Some(client_id), Some(value)) => {
                 let value: SecretString = value.into();
@@ -119,7 +122,7 @@ pub async fn diagnose(
                 match clients.verifier.verify(&tenant_id, &client_id, &value).await {
                     Ok(()) => checks.push(check("client secret works", Outcome::Pass, format!("token issued for {client_id} with secret {key}"))),
                     Err(e) if e.has_aadsts(aadsts::EXPIRED_SECRET) => checks.push(check("client secret works", Outcome::Fail, format!("{e}. Fix: kubectl annotate azureappregistration {registration_name} -n {namespace} --overwrite connectemail.dev/rotate=$(date +%s)"))),
-                    Err(e) if e.has_aadsts(aadsts::INVALID_SECRET) => checks.push(check("client secret works", Outcome::Fail, format!("{e}. The Secret holds a wrong value (often the secret ID pasted instead of its value): delete Secret {secret_name} and the operator issues a new one"))),
+                    Err(e) if e.has_aadsts(aadsts::INVALID_SECRET) => checks.push(check("client secret works", Outcome::Fail, format!("{e}. The Secret holds a value Entra ID rejects: force a new secret with kubectl annotate azureappregistration {registration_name} -n {namespace} --overwrite connectemail.dev/rotate=$(date +%s)"))),
                     Err(e) => checks.push(check("client secret works", Outcome::Fail, e.to_string())),
                 }
             }

@@ -356,6 +356,11 @@ pub fn plan(input: &Input<'_>) -> Plan {
         if revoked.contains(key_id) || kept.iter().any(|k: &Kept| &k.key_id == key_id) {
             continue;
         }
+        // Gone from the application already (removed outside the operator, or by a revocation
+        // whose status write a crash lost): nothing to revoke, it leaves the journal.
+        if password_end(input, key_id).is_none() {
+            continue;
+        }
         if now >= *not_after {
             out.steps.push(Step::Revoke { key_id: key_id.clone(), why: RevokeWhy::Expired });
             revoked.push(key_id.clone());

@@ -135,6 +135,11 @@ async fn apply(cached: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error
     // to Connect, a throttled or failing Exchange or Connect); waiting on the registration needs no
     // polling, its watch reconciles this channel when it changes. Otherwise: the periodic resync.
     let resync = ctx.settings.channel_resync;
+    // Refused by its EntraTenant: an administrator may admit it (EntraTenant changes are not
+    // watched), so look again within a minute, as for registrations.
+    if conditions::get(&run.status.conditions, cond::ADMITTED).is_some_and(|c| c.status != "True") {
+        return Ok(Action::requeue(resync.min(Duration::from_secs(60))));
+    }
     let failing =
         REQUIRED.iter().filter_map(|t| conditions::get(&run.status.conditions, t)).filter(|c| c.status != "True");
     let reasons: Vec<&str> = failing.map(|c| c.reason.as_str()).collect();
@@ -453,7 +458,6 @@ async fn push_to_connect(
     authorize_url: &str,
 ) -> Result<Option<String>, Error> {
     use crate::connect::api::{AssetSettings, Org};
-    use crate::controller::app_registration::secret::{ANNOTATION_KEY_ID, KEY_CLIENT_SECRET};
     use k8s_openapi::api::core::v1::Secret;
     let spec = &run.obj.spec;
     let secrets: Api<Secret> = Api::namespaced(run.ctx.client.clone(), ns);
@@ -495,10 +499,12 @@ async fn push_to_connect(
         return Ok(None);
     };
     // The secret to push: the registration's current verified one, read from its Secret.
-    let app_secret = secrets.get_opt(&registration.spec.client_secret.secret_name).await?;
-    let stored_key = app_secret.as_ref().and_then(|s| s.metadata.annotations.as_ref()?.get(ANNOTATION_KEY_ID).cloned());
-    let client_secret = read(app_secret, KEY_CLIENT_SECRET);
-    let (true, Some(client_secret)) = (stored_key.as_deref() == Some(key), client_secret) else {
+    // Decoded by the one reader the registration controller uses: a client secret edited by hand
+    // (its fingerprint no longer matches) is never pushed.
+    let stored = crate::controller::app_registration::secret::observe(
+        secrets.get_opt(&registration.spec.client_secret.secret_name).await?.as_ref(),
+    );
+    let (true, Some(client_secret)) = (stored.key_id.as_deref() == Some(key), stored.secret) else {
         run.condition(
             cond::CONNECT_ASSET_SYNCED,
             false,
