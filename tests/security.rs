@@ -431,3 +431,58 @@ async fn a_fake_microsoft_graph_application_cannot_redirect_consent() {
     assert_eq!(h.sim.count("GET /servicePrincipals"), 0, "resolved by display name: {:?}", h.sim.calls());
     h.finish().await;
 }
+
+#[tokio::test]
+async fn an_entratenant_change_reconciles_the_resources_naming_it_at_once() {
+    // Long resyncs: only the EntraTenant watch can bring the change in time (a refused resource
+    // is otherwise looked at again after a minute).
+    let mut h = Harness::without_operator("sec-watch").await;
+    h.settings = Some(connect_email_operator::controller::Settings {
+        resync: Duration::from_secs(600),
+        channel_resync: Duration::from_secs(600),
+        propagation_poll: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let client = h.client.clone();
+    h.start_operator(client);
+    let late = format!("{}-late", h.ns.name);
+    apply_registration(&h, &registration("late", &late, json!({}))).await;
+    apply_channel(&h, &channel("late-channel", &late, "support@contoso.com", CONNECT_ADDRESS)).await;
+    registration_condition(&h, "late", app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+    channel_condition(&h, "late-channel", ch_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+    // Past the first reconciles, so that the next periodic look is a minute away.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    apply_tenant(&h, &late, json!({"namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"]})).await;
+    let started = std::time::Instant::now();
+    let admitted = |kind: &'static str, name: &'static str| {
+        let client = h.client.clone();
+        let ns = h.ns.name.clone();
+        async move {
+            eventually(Duration::from_secs(20), || async {
+                let conditions = match kind {
+                    "registration" => Api::<AzureAppRegistration>::namespaced(client.clone(), &ns)
+                        .get(name)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .conditions(),
+                    _ => Api::<EmailChannel>::namespaced(client.clone(), &ns)
+                        .get(name)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .conditions(),
+                };
+                match conditions.iter().find(|c| c.type_ == "Admitted") {
+                    Some(c) if c.status == "True" => Ok(()),
+                    other => Err(format!("{kind} {name}: {other:?}")),
+                }
+            })
+            .await
+        }
+    };
+    admitted("registration", "late").await;
+    admitted("channel", "late-channel").await;
+    println!("admitted {} ms after the EntraTenant was created", started.elapsed().as_millis());
+    drop_tenant(&h, &late).await;
+    h.finish().await;
+}

@@ -8,13 +8,13 @@ use kube::Api;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Config;
-use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, reflector, watcher};
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
 
 use super::app_registration::{reconcile, secret};
 use super::email_channel::reconcile as channel;
 use super::{Context, lifecycle, triggers};
 use crate::api::app_registration::AzureAppRegistrationStatus;
-use crate::api::{AzureAppRegistration, EmailChannel};
+use crate::api::{AzureAppRegistration, EmailChannel, EntraTenant};
 
 /// Runs every controller until `shutdown` resolves, then waits for in-flight reconciles.
 /// `namespace` limits the watches to one namespace, or to several given as a comma-separated list
@@ -73,11 +73,16 @@ async fn run_scope(
     .with_config(Config::default().concurrency(ctx.settings.concurrency));
     // Entra-side changes found by the change feeds (delta mode) reconcile just those objects.
     let drift = super::drift::triggers(ctx.clone(), registration_controller.store());
-    // EntraTenant changes are not watched: a watch stream on that cluster-scoped kind stopped the
-    // controller's own requeues in tests (not understood yet). A refused resource is looked at
-    // again every minute at most; an admitted one at its resync.
+    // An EntraTenant created or changed (its spec) reconciles the registrations naming it: one
+    // refused a moment ago may be admitted now, one admitted may be refused.
+    let tenant_changes = watcher(Api::<EntraTenant>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(predicates::generation, PredicateConfig::default());
+    let registration_store = registration_controller.store();
     let registration_controller = registration_controller
         .owns_stream(owned_secrets)
+        .watches_stream(tenant_changes, move |t| triggers::registrations_of_tenant(&t, &registration_store))
         .reconcile_on(drift)
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile::reconcile, lifecycle::error_policy, ctx.clone())
@@ -97,8 +102,14 @@ async fn run_scope(
         watcher(registrations, watcher::Config::default()).default_backoff(),
         triggers::registration_for_channel,
     );
+    let channel_tenant_changes = watcher(Api::<EntraTenant>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(predicates::generation, PredicateConfig::default());
+    let channels_by_tenant = channel_controller.store();
     let channel_controller = channel_controller
         .watches_stream(registration_changes, move |reg| triggers::channels_of(&reg, &channel_store))
+        .watches_stream(channel_tenant_changes, move |t| triggers::channels_of_tenant(&t, &channels_by_tenant))
         .graceful_shutdown_on(shutdown)
         .run(channel::reconcile, lifecycle::error_policy, ctx)
         .for_each(log_result);

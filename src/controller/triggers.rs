@@ -23,7 +23,7 @@ use kube::runtime::watcher;
 
 use super::conditions;
 use crate::api::conditions::app_registration as app_cond;
-use crate::api::{AzureAppRegistration, EmailChannel};
+use crate::api::{AzureAppRegistration, EmailChannel, EntraTenant};
 
 /// Predicate for a controller's own objects: everything but status.
 pub fn own_change<K: Resource>(obj: &K) -> Option<u64> {
@@ -75,6 +75,32 @@ pub fn channels_of(reg: &AzureAppRegistration, channels: &Store<EmailChannel>) -
         .iter()
         .filter(|c| c.meta().namespace == ns)
         .filter(|c| c.spec.azure.app_registration_ref.as_ref().is_some_and(|r| r.name == name))
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// The registrations an EntraTenant change concerns: those naming it in `tenantRef`.
+pub fn registrations_of_tenant(
+    tenant: &EntraTenant,
+    registrations: &Store<AzureAppRegistration>,
+) -> Vec<ObjectRef<AzureAppRegistration>> {
+    let name = tenant.meta().name.as_deref().unwrap_or_default();
+    registrations
+        .state()
+        .iter()
+        .filter(|r| r.spec.tenant_ref.name == name)
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+/// The channels an EntraTenant change concerns: those naming it in `azure.tenantRef` (a channel
+/// on a shared registration follows that registration's admission through its watch).
+pub fn channels_of_tenant(tenant: &EntraTenant, channels: &Store<EmailChannel>) -> Vec<ObjectRef<EmailChannel>> {
+    let name = tenant.meta().name.as_deref().unwrap_or_default();
+    channels
+        .state()
+        .iter()
+        .filter(|c| c.spec.azure.tenant_ref.as_ref().is_some_and(|t| t.name == name))
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
 }
