@@ -13,6 +13,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
+pub mod plugin;
 pub mod policy;
 pub mod sim;
 
