@@ -651,3 +651,39 @@ async fn consent_people_granted_on_an_adopted_application_is_never_withdrawn() {
     assert!(roles.iter().any(|a| a.app_role_id == mail_send));
     h.finish().await;
 }
+
+#[tokio::test]
+async fn deletion_while_graph_is_down_completes_for_orphan_and_waits_for_delete() {
+    let h = Harness::start("aar-graph-down").await;
+    let mut orphaned = registration("orphaned");
+    orphaned["spec"]["deletionPolicy"] = json!("Orphan");
+    apply(&h, &orphaned).await;
+    apply(&h, &registration("deleted")).await;
+    wait_for_condition(&h, "orphaned", "Ready", "True").await;
+    let deleted_app = wait_for_condition(&h, "deleted", "Ready", "True").await.status.unwrap().app_id.unwrap();
+    // Graph (and the token endpoint) answer 503 to everything.
+    h.sim.faults().on("*").times(1_000_000).unavailable();
+    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    api.delete("orphaned", &DeleteParams::default()).await.unwrap();
+    api.delete("deleted", &DeleteParams::default()).await.unwrap();
+    // Orphan leaves the application anyway: deletion completes without Graph.
+    eventually(Duration::from_secs(60), || async {
+        if api.get_opt("orphaned").await.unwrap().is_none() { Ok(()) } else { Err("still there".to_string()) }
+    })
+    .await;
+    // Delete waits, and says why.
+    let waiting = wait_for_condition(&h, "deleted", "Ready", "False").await;
+    let ready = waiting.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.reason, "DeletionPending", "{ready:?}");
+    assert!(ready.message.contains("waits for Graph"), "{}", ready.message);
+    assert!(h.sim.applications(TENANT).iter().any(|a| a.app_id == deleted_app));
+    // Graph is back: the application is deleted and the resource goes.
+    h.sim.faults().clear();
+    eventually(Duration::from_secs(90), || async {
+        if api.get_opt("deleted").await.unwrap().is_none() { Ok(()) } else { Err("still there".to_string()) }
+    })
+    .await;
+    assert!(!h.sim.applications(TENANT).iter().any(|a| a.app_id == deleted_app), "the application was deleted");
+    assert_eq!(h.sim.applications(TENANT).len(), 1, "the orphaned application stays");
+    h.finish().await;
+}

@@ -71,6 +71,8 @@ pub mod reason {
     pub const ADOPTION_REFUSED: &str = "AdoptionRefused";
     /// Webex Connect refused the access token (401/403): a person must refresh the Secret.
     pub const CONNECT_UNAUTHORIZED: &str = "ConnectUnauthorized";
+    /// Deletion with `deletionPolicy: Delete` waits for Graph to delete the application.
+    pub const DELETION_PENDING: &str = "DeletionPending";
 
     /// Every reason above (health checks and alerts are tested against this list).
     pub const ALL: &[&str] = &[
@@ -99,5 +101,6 @@ pub mod reason {
         MAILBOX_SETTING_IN_USE,
         ADOPTION_REFUSED,
         CONNECT_UNAUTHORIZED,
+        DELETION_PENDING,
     ];
 }

@@ -1010,31 +1010,79 @@ async fn write_secret(run: &Run<'_>, app: &Application, stored: &ObservedSecret)
 
 /// Deletion: remove what the operator created in Entra ID, per `deletionPolicy`. Idempotent;
 /// 404 counts as done. The Secret goes with its owner reference.
+///
+/// Deletion never wedges a namespace on Graph: a resource that never reached Entra ID goes at
+/// once; with `Orphan` (or an adopted application) the application stays anyway, so taking back
+/// the operator's passwords is attempted once and, if Graph cannot be reached, given up with a
+/// warning naming them; only `Delete` waits for Graph (condition `Ready=False`, reason
+/// `DeletionPending`, retried with backoff) because it must not leave an application behind.
 async fn cleanup(obj: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Action, Error> {
     if is_paused(&obj) {
         return Err(Error::InvalidSpec(format!(
             "{ANNOTATION_PAUSED} is set: remove it to let deletion clean up Entra ID"
         )));
     }
-    let spec = &obj.spec;
-    let uid = obj.uid().ok_or(Error::MissingObjectKey("uid"))?;
     ctx.metrics.credential(&obj.namespace().unwrap_or_default(), &obj.name_any(), None);
     // Only what this resource created or adopted is cleaned up, in the tenant it was created in.
     // A resource that never got that far (never admitted, a mistyped EntraTenant) has nothing
     // outside the cluster: it goes at once, without a call to Graph.
     let status = obj.status.clone().unwrap_or_default();
-    let Some(tenant) = status.tenant_id.as_deref() else {
+    let Some(tenant) = status.tenant_id.clone() else {
         return Ok(Action::await_change());
     };
-    let clients = ctx.azure.for_cloud(status.cloud.unwrap_or_default());
+    let deletes_app = obj.spec.adopt.is_none() && obj.spec.deletion_policy == DeletionPolicy::Delete;
+    match cleanup_entra(&obj, ctx, &tenant, status.cloud.unwrap_or_default(), deletes_app).await {
+        Ok(()) => Ok(Action::await_change()),
+        Err(e) if !deletes_app => {
+            let uid = obj.uid().unwrap_or_default();
+            let note = format!(
+                "Graph could not be reached to remove this resource's client secrets from application {} (deletionPolicy Orphan or adopted: the application stays); remove the passwords whose name contains [cem {uid} in the Entra admin center: {e}",
+                status.app_id.as_deref().unwrap_or("?")
+            );
+            tracing::warn!(resource = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), "{note}");
+            report::event(&ctx.recorder, obj.as_ref(), EventType::Warning, "CleanupIncomplete", "Delete", note).await;
+            Ok(Action::await_change())
+        }
+        Err(e) => {
+            let ns = obj.namespace().unwrap_or_default();
+            let api: Api<AzureAppRegistration> = Api::namespaced(ctx.client.clone(), &ns);
+            let mut status = status;
+            let (_, message) = describe_failure(&e);
+            conditions::set(
+                &mut status.conditions,
+                cond::READY,
+                false,
+                reason::DELETION_PENDING,
+                format!("deleting application {} waits for Graph: {message}", status.app_id.as_deref().unwrap_or("?")),
+                obj.meta().generation,
+                ctx.clock.now(),
+            );
+            if let Err(write) = report::apply_status(&api, obj.as_ref(), &status, &ctx.settings.field_manager).await {
+                tracing::debug!(error = %write, "could not report the pending deletion");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn cleanup_entra(
+    obj: &AzureAppRegistration,
+    ctx: &Context,
+    tenant: &str,
+    cloud: Cloud,
+    deletes_app: bool,
+) -> Result<(), Error> {
+    let spec = &obj.spec;
+    let uid = obj.uid().ok_or(Error::MissingObjectKey("uid"))?;
+    let clients = ctx.azure.for_cloud(cloud);
     let app = match &spec.adopt {
         Some(adopt) => clients.directory.app_by_app_id(tenant, &adopt.app_id).await?,
         None => clients.directory.app_by_unique_name(tenant, &unique_name(&uid)).await?,
     };
     let Some(app) = app else {
-        return Ok(Action::await_change());
+        return Ok(());
     };
-    if spec.adopt.is_none() && spec.deletion_policy == DeletionPolicy::Delete {
+    if deletes_app {
         clients.directory.delete_app(tenant, &app.id).await?;
     } else {
         // Orphaned or adopted: leave the application, take back only our own passwords.
@@ -1044,5 +1092,5 @@ async fn cleanup(obj: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Action
             clients.directory.remove_password(tenant, &app.id, &p.key_id).await?;
         }
     }
-    Ok(Action::await_change())
+    Ok(())
 }
