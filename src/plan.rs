@@ -10,8 +10,8 @@ use crate::api::email_channel::ConnectMode;
 use crate::api::{ANNOTATION_CONNECT_SECRET_APPLIED, ANNOTATION_ROTATE, AzureAppRegistration, EmailChannel};
 use crate::azure::AzureClients;
 use crate::controller::app_registration::credential::{self, Retire, Step};
-use crate::controller::app_registration::reconcile::{consumers, unique_name};
-use crate::controller::app_registration::rotation::{Revocation, SecretPolicy};
+use crate::controller::app_registration::reconcile::{consumers, unique_name, verify};
+use crate::controller::app_registration::rotation::{self, Revocation, SecretPolicy};
 use crate::controller::app_registration::{desired, secret};
 use crate::controller::email_channel::desired as channel_desired;
 
@@ -94,6 +94,9 @@ pub async fn plan(
         ));
         return Ok(changes);
     };
+    if spec.adopt.is_some() && app.unique_name.is_none() {
+        changes.push(format!("claim the adopted application {} with uniqueName {}", app.app_id, unique_name(&uid)));
+    }
     let drift = desired::application_drift(&app, &desired_app);
     if !drift.is_empty() && resolved.is_ok() {
         changes.push(format!("update application {}: {}", app.app_id, drift.join(", ")));
@@ -121,7 +124,24 @@ pub async fn plan(
     // The client secret: the reconcile's own plan (credential::plan), printed.
     let policy = SecretPolicy::from_spec(&spec.client_secret).map_err(anyhow::Error::msg)?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let stored = secret::observe(secrets.get_opt(&spec.client_secret.secret_name).await?.as_ref()).keys();
+    let observed_secret = secret::observe(secrets.get_opt(&spec.client_secret.secret_name).await?.as_ref());
+    let stored = observed_secret.keys();
+    // As the reconcile observes it: a key not verified yet is tried at the token endpoint (a token
+    // request changes nothing in Entra ID).
+    let verification = match (&status.credential, &observed_secret.secret) {
+        (Some(c), Some(text))
+            if c.verified_at.is_none()
+                && status.pending_rotation.is_none()
+                && stored.key_id.as_deref() == Some(c.key_id.as_str()) =>
+        {
+            Some(
+                verify(clients, tenant, &app.app_id, text, now, c.not_before.0, rotation::PROPAGATION_WINDOW)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            )
+        }
+        _ => None,
+    };
     let rotate = registration.annotations().get(ANNOTATION_ROTATE).cloned();
     let namespace_channels = channels.list(&Default::default()).await?.items;
     let consumers = consumers(&registration, &namespace_channels, policy.require_acknowledgement);
@@ -134,17 +154,10 @@ pub async fn plan(
         stored: &stored,
         rotate_annotation: rotate.as_deref(),
         consumers: Some(&consumers),
-        // Verifying needs the secret's text; `plan` names the check instead of making it.
-        verification: None,
+        verification,
     };
     let credential_plan = credential::plan(&input);
     changes.extend(describe_credential_plan(&credential_plan, &spec.client_secret.secret_name));
-    if credential_plan.issues().is_none()
-        && let Some(c) = &status.credential
-        && c.verified_at.is_none()
-    {
-        changes.push(format!("verify client secret {} at the token endpoint", c.key_id));
-    }
 
     // The channel's mailbox and Connect.
     let Some(channel) = channel else { return Ok(changes) };

@@ -687,3 +687,141 @@ async fn deletion_while_graph_is_down_completes_for_orphan_and_waits_for_delete(
     assert_eq!(h.sim.applications(TENANT).len(), 1, "the orphaned application stays");
     h.finish().await;
 }
+
+/// The Graph writes one reconcile made, by kind (reads and token requests left out).
+fn writes(calls: &[connect_email_operator::sim::CallRecord]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = calls
+        .iter()
+        .filter(|c| c.status < 300)
+        .filter_map(|c| match c.route.as_str() {
+            routes::UPSERT_APPLICATION | routes::UPDATE_APPLICATION | routes::CREATE_APPLICATION => Some("application"),
+            routes::UPSERT_SERVICE_PRINCIPAL | routes::CREATE_SERVICE_PRINCIPAL => Some("service principal"),
+            routes::ADD_PASSWORD => Some("issue"),
+            routes::REMOVE_PASSWORD => Some("remove password"),
+            routes::CREATE_APP_ROLE_ASSIGNMENT | routes::CREATE_APP_ROLE_ASSIGNED_TO => Some("grant role"),
+            routes::DELETE_APP_ROLE_ASSIGNMENT | routes::DELETE_APP_ROLE_ASSIGNED_TO => Some("withdraw role"),
+            routes::CREATE_GRANT => Some("create grant"),
+            routes::UPDATE_GRANT => Some("update grant"),
+            routes::DELETE_GRANT => Some("delete grant"),
+            _ => None,
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// The Graph writes `plan` announced, by kind.
+fn planned(lines: &[String]) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for line in lines {
+        let l = line.as_str();
+        if l.starts_with("issue a new client secret") {
+            out.push("issue");
+            if l.contains("; remove ") {
+                out.push("remove password");
+            }
+        } else if (l.starts_with("revoke previous client secret") && !l.contains(" at "))
+            || l.starts_with("remove password")
+            || l.starts_with("remove orphaned operator password")
+        {
+            out.push("remove password");
+        } else if l.starts_with("update application") || l.starts_with("claim the adopted application") {
+            out.push("application");
+        } else if l.starts_with("create the service principal") {
+            out.push("service principal");
+        } else if l.starts_with("grant application permission") {
+            out.push("grant role");
+        } else if l.starts_with("withdraw") {
+            out.push("withdraw role");
+        } else if l.starts_with("grant delegated") {
+            out.push("create grant");
+        } else if l.starts_with("change the delegated grant") {
+            out.push("update grant");
+        } else if l.starts_with("delete delegated grant") {
+            out.push("delete grant");
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+#[tokio::test]
+async fn one_reconcile_does_exactly_what_plan_printed() {
+    // No controller runs: each step is one `plan`, then one reconcile called directly.
+    let h = Harness::without_operator("aar-plan-agrees").await;
+    let ctx = h.context(h.client.clone());
+    let azure = h.azure_clients();
+    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    apply(&h, &registration("agreed")).await;
+    let once = || async {
+        let obj = api.get("agreed").await.unwrap();
+        connect_email_operator::controller::app_registration::reconcile::reconcile(
+            std::sync::Arc::new(obj),
+            ctx.clone(),
+        )
+        .await
+        .map(drop)
+    };
+    once().await.unwrap(); // the finalizer
+    let step = |what: &'static str| {
+        let (h, azure, once) = (&h, &azure, &once);
+        async move {
+            let lines = connect_email_operator::plan::plan(
+                h.client.clone(),
+                azure,
+                &h.ns.name,
+                "agreed",
+                jiff::Timestamp::now(),
+            )
+            .await
+            .unwrap();
+            h.sim.reset_calls();
+            once().await.unwrap();
+            let done = writes(&h.sim.calls());
+            println!("{what}: plan {lines:?} -> writes {done:?}");
+            (lines, done)
+        }
+    };
+    // Fresh: plan announces the whole creation in one line.
+    let (lines, done) = step("fresh").await;
+    assert!(lines.len() == 1 && lines[0].starts_with("create application"), "{lines:?}");
+    for w in ["application", "service principal", "issue"] {
+        assert!(done.contains(&w), "{done:?}");
+    }
+    // The rest: exactly what was planned, write by write.
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns.name);
+    for what in ["verify", "in sync", "rotate", "verify and revoke", "drift", "secret deleted", "verify again"] {
+        match what {
+            "rotate" => {
+                let patch = json!({"metadata": {"annotations": {"connectemail.dev/rotate": "1"}}});
+                api.patch("agreed", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+            }
+            "drift" => {
+                let status = status_of(&h, "agreed").await;
+                let portal = h.portal();
+                let app =
+                    portal.app_by_unique_name(TENANT, status.unique_name.as_deref().unwrap()).await.unwrap().unwrap();
+                let update = connect_email_operator::azure::model::ApplicationUpdate {
+                    unique_name: None,
+                    display_name: "renamed in the portal".into(),
+                    sign_in_audience: "AzureADMyOrg".into(),
+                    web: app.web.clone().unwrap(),
+                    required_resource_access: app.required_resource_access.clone(),
+                    notes: None,
+                };
+                portal.update_app(TENANT, &app.id, &update).await.unwrap();
+            }
+            "secret deleted" => secrets.delete("agreed-credentials", &DeleteParams::default()).await.map(drop).unwrap(),
+            _ => {}
+        }
+        let (lines, done) = step(what).await;
+        assert_eq!(planned(&lines), done, "{what}: plan {lines:?}");
+        match what {
+            "rotate" | "secret deleted" => assert_eq!(done, vec!["issue"], "{what}"),
+            "verify and revoke" => assert_eq!(done, vec!["remove password"], "{what}"),
+            "drift" => assert_eq!(done, vec!["application"], "{what}"),
+            _ => {}
+        }
+    }
+    h.finish().await;
+}

@@ -91,6 +91,21 @@ impl Harness {
 
     /// As `start_operator`, watching `namespaces` (comma-separated, as `--namespace` takes them).
     pub fn start_operator_for(&mut self, client: Client, namespaces: String) {
+        let ctx = self.context(client);
+        self.metrics = Some(ctx.metrics.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            controller::run::run(ctx, Some(namespaces), async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        self.stop = Some(stop);
+        self.task = Some(task);
+    }
+
+    /// The context the in-process operator runs with (to call one reconcile directly).
+    pub fn context(&self, client: Client) -> Arc<Context> {
         let url = Url::parse(&self.sim.url()).unwrap();
         let bundle = format!("{}\n{}", self.sim.ca_pem(), self.connect.ca_pem());
         let config = MicrosoftConfig {
@@ -122,19 +137,7 @@ impl Harness {
         }
         let http = HttpClient::new("connect", &http_settings).unwrap();
         let connect_client = ConnectClient::new(http, Some(Url::parse(&self.connect.url()).unwrap()));
-        let ctx = Arc::new(
-            Context::new(client, azure, Arc::new(SystemClock), settings).with_connect(Arc::new(connect_client)),
-        );
-        self.metrics = Some(ctx.metrics.clone());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            controller::run::run(ctx, Some(namespaces), async move {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        self.stop = Some(stop);
-        self.task = Some(task);
+        Arc::new(Context::new(client, azure, Arc::new(SystemClock), settings).with_connect(Arc::new(connect_client)))
     }
 
     /// The operator's Microsoft clients pointed at the simulator (for `plan` / `doctor` in tests).

@@ -838,7 +838,8 @@ fn adopt_stored(run: &mut Run<'_>, app: &Application, key_id: &str, policy: &Sec
     run.status.pending_rotation = None;
 }
 
-async fn verify(
+/// Verifies a key at the token endpoint and classifies the answer (also used by `plan`).
+pub async fn verify(
     clients: &CloudClients,
     tenant: &str,
     app_id: &str,
