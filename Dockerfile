@@ -1,6 +1,7 @@
-# Multi-stage build of the operator image: a static-ish Rust binary on distroless, non-root.
-# No container engine is available on the development machines of this project, so this file is
-# not built by CI (see README); the deploy/ manifests reference the tag it produces.
+# Multi-stage build of the operator image with a container engine: the glibc binary on distroless,
+# non-root. The released image is built without one by scripts/build-image (static musl binary,
+# tested by tests/image.rs; see README, Image). No container engine is available on the
+# development machines of this project, so this file is not built by CI.
 FROM rust:1.89-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./

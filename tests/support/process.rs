@@ -1,7 +1,7 @@
 //! The operator as a separate process (the real binary), for tests that kill it: crash failpoints,
 //! restarts. Its logs go to a file so tests can check them for secrets.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,25 @@ impl OperatorProcess {
         let exchange = sim.url();
         let connect_url = connect.url();
         let args = ["--exchange-endpoint", &exchange, "--connect-endpoint", &connect_url];
-        Self::start(namespace, sim, Some(&connect.ca_pem()), failpoints, log_name, &args, &[])
+        Self::start(None, namespace, sim, Some(&connect.ca_pem()), failpoints, log_name, &args, &[])
+    }
+
+    /// As `spawn_for_channels` without failpoints, running `binary` instead of the one cargo built
+    /// (the binary taken out of the image), with extra arguments (a `--metrics-addr` among them
+    /// replaces the default `127.0.0.1:0`).
+    pub fn spawn_binary_for_channels(
+        binary: &Path,
+        namespace: &str,
+        sim: &MicrosoftSim,
+        connect: &ConnectSim,
+        log_name: &str,
+        extra_args: &[&str],
+    ) -> Self {
+        let exchange = sim.url();
+        let connect_url = connect.url();
+        let mut args = vec!["--exchange-endpoint", &exchange, "--connect-endpoint", &connect_url];
+        args.extend_from_slice(extra_args);
+        Self::start(Some(binary), namespace, sim, Some(&connect.ca_pem()), &[], log_name, &args, &[])
     }
 
     /// As `spawn`, with extra arguments and environment variables.
@@ -47,10 +65,12 @@ impl OperatorProcess {
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> Self {
-        Self::start(namespace, sim, None, failpoints, log_name, args, envs)
+        Self::start(None, namespace, sim, None, failpoints, log_name, args, envs)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn start(
+        binary: Option<&Path>,
         namespace: &str,
         sim: &MicrosoftSim,
         extra_ca_pem: Option<&str>,
@@ -70,11 +90,15 @@ impl OperatorProcess {
         let log = dir.join(format!("{log_name}.log"));
         let out = std::fs::File::create(&log).unwrap();
         // Integration tests get the binary cargo built for them (examples compile this module too).
-        let binary = option_env!("CARGO_BIN_EXE_connect-email-operator")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| super::repo_root().join("target/debug/connect-email-operator"));
+        let binary = binary.map(Path::to_path_buf).unwrap_or_else(|| {
+            option_env!("CARGO_BIN_EXE_connect-email-operator")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| super::repo_root().join("target/debug/connect-email-operator"))
+        });
+        let metrics: &[&str] = if args.contains(&"--metrics-addr") { &[] } else { &["--metrics-addr", "127.0.0.1:0"] };
         let child = Command::new(binary)
-            .args(["run", "--namespace", namespace, "--resync", "30s", "--metrics-addr", "127.0.0.1:0"])
+            .args(["run", "--namespace", namespace, "--resync", "30s"])
+            .args(metrics)
             .args(["--authority-host", &sim.url(), "--graph-endpoint", &sim.url()])
             .arg("--extra-ca-file")
             .arg(&ca)
