@@ -54,6 +54,11 @@ enum Command {
 /// Where the external systems are and how the operator authenticates (shared by run and doctor).
 #[derive(clap::Args)]
 struct ExternalArgs {
+    /// This installation's name among operators sharing a Microsoft tenant: part of every
+    /// application's uniqueName, so the same manifests applied to a rebuilt cluster find the same
+    /// applications. Give each installation sharing a tenant its own.
+    #[arg(long, env = "CEO_INSTANCE", default_value = "default")]
+    instance: String,
     /// Login host for every cloud (default per cloud; AZURE_AUTHORITY_HOST is honoured).
     #[arg(long, env = "CEO_AUTHORITY_HOST")]
     authority_host: Option<url::Url>,
@@ -180,6 +185,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         DriftDetection::Delta => Duration::from_secs(6 * 3600),
     });
     let settings = Settings {
+        instance: args.external.instance.clone(),
         resync,
         channel_resync: args.channel_resync,
         drift: args.drift_detection,
@@ -257,8 +263,15 @@ fn main() -> anyhow::Result<()> {
                 let (namespace, name) = args.target.split_once('/').context("give the target as NAMESPACE/NAME")?;
                 let (azure, _) = args.external.clients()?;
                 let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
-                let changes =
-                    connect_email_operator::plan::plan(client, &azure, namespace, name, jiff::Timestamp::now()).await?;
+                let changes = connect_email_operator::plan::plan(
+                    client,
+                    &azure,
+                    &args.external.instance,
+                    namespace,
+                    name,
+                    jiff::Timestamp::now(),
+                )
+                .await?;
                 if changes.is_empty() {
                     println!("{namespace}/{name}: in sync, nothing to change");
                 }

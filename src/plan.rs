@@ -10,7 +10,7 @@ use crate::api::email_channel::ConnectMode;
 use crate::api::{ANNOTATION_CONNECT_SECRET_APPLIED, ANNOTATION_ROTATE, AzureAppRegistration, EmailChannel};
 use crate::azure::AzureClients;
 use crate::controller::app_registration::credential::{self, Retire, Step};
-use crate::controller::app_registration::reconcile::{consumers, unique_name, verify};
+use crate::controller::app_registration::reconcile::{consumers, key_of, verify};
 use crate::controller::app_registration::rotation::{self, Revocation, SecretPolicy};
 use crate::controller::app_registration::{desired, secret};
 use crate::controller::email_channel::desired as channel_desired;
@@ -19,6 +19,7 @@ use crate::controller::email_channel::desired as channel_desired;
 pub async fn plan(
     client: kube::Client,
     azure: &AzureClients,
+    instance: &str,
     namespace: &str,
     name: &str,
     now: jiff::Timestamp,
@@ -83,19 +84,23 @@ pub async fn plan(
     let uid = registration.uid().unwrap_or_default();
     let app = match &spec.adopt {
         Some(a) => clients.directory.app_by_app_id(tenant, &a.app_id).await?,
-        None => clients.directory.app_by_unique_name(tenant, &unique_name(&uid)).await?,
+        None => clients.directory.app_by_unique_name(tenant, &key_of(&registration, instance)).await?,
     };
     let desired_app = desired::desired_application(spec, resolved.as_deref().unwrap_or_default(), String::new());
     let Some(app) = app else {
         changes.push(format!(
             "create application {:?} (uniqueName {}), its service principal, consent and a client secret",
             spec.display_name,
-            unique_name(&uid)
+            key_of(&registration, instance)
         ));
         return Ok(changes);
     };
     if spec.adopt.is_some() && app.unique_name.is_none() {
-        changes.push(format!("claim the adopted application {} with uniqueName {}", app.app_id, unique_name(&uid)));
+        changes.push(format!(
+            "claim the adopted application {} with uniqueName {}",
+            app.app_id,
+            key_of(&registration, instance)
+        ));
     }
     let drift = desired::application_drift(&app, &desired_app);
     if !drift.is_empty() && resolved.is_ok() {

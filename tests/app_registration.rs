@@ -552,10 +552,16 @@ async fn plan_reports_what_would_change_without_changing_anything() {
     let h = Harness::without_operator("aar-plan").await;
     apply(&h, &registration("planned")).await;
     let azure = h.azure_clients();
-    let changes =
-        connect_email_operator::plan::plan(h.client.clone(), &azure, &h.ns.name, "planned", jiff::Timestamp::now())
-            .await
-            .unwrap();
+    let changes = connect_email_operator::plan::plan(
+        h.client.clone(),
+        &azure,
+        "default",
+        &h.ns.name,
+        "planned",
+        jiff::Timestamp::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert!(changes[0].starts_with("create application \"Webex Connect support@contoso.com\""), "{changes:?}");
     let writes: Vec<_> = h.sim.calls().into_iter().filter(|c| c.method != "GET" && c.route != routes::TOKEN).collect();
@@ -769,6 +775,7 @@ async fn one_reconcile_does_exactly_what_plan_printed() {
             let lines = connect_email_operator::plan::plan(
                 h.client.clone(),
                 azure,
+                "default",
                 &h.ns.name,
                 "agreed",
                 jiff::Timestamp::now(),

@@ -444,3 +444,61 @@ async fn a_secret_the_token_endpoint_keeps_rejecting_is_replaced_a_bounded_numbe
     .await;
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_manifests_in_a_rebuilt_cluster_find_the_same_application_and_keep_connects_key() {
+    let mut h = Harness::start("cons-rebuilt").await;
+    mailboxes(&h, &["support@contoso.com"]);
+    let azure = json!({"tenantRef": {"name": TENANT_REF}, "clientSecret": {"secretName": "support-azure", "revokeAfter": "0s"}});
+    let manifest = manual_channel("support", "support@contoso.com", azure);
+    apply_channel(&h, &manifest).await;
+    let k0 = new_verified_key(&h, "support", &[]).await;
+    let s = secret_data(&h, "support-azure").await;
+    let probe = Probe::start(&h, data(&s, "client-id").unwrap(), data(&s, "token-url").unwrap(), String::new());
+    person_enters_the_secret(&h, "support", "support-azure", &probe).await;
+    wait_acknowledged(&h, "support", "support", &k0).await;
+    let app_id = registration(&h, "support").await.status.unwrap().app_id.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    probe.failures.lock().unwrap().clear();
+
+    // The cluster is lost: its objects vanish and nothing is cleaned up in Entra ID.
+    h.stop_operator().await;
+    let channels: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let registrations: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let no_finalizers = json!({"metadata": {"finalizers": null}});
+    channels.patch("support", &PatchParams::default(), &Patch::Merge(&no_finalizers)).await.unwrap();
+    registrations.patch("support", &PatchParams::default(), &Patch::Merge(&no_finalizers)).await.unwrap();
+    channels.delete("support", &DeleteParams::default()).await.unwrap();
+    let _ = registrations.delete("support", &DeleteParams::default()).await;
+    let _ =
+        Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).delete("support-azure", &DeleteParams::default()).await;
+    eventually(Duration::from_secs(30), || async {
+        let left = channels.get_opt("support").await.unwrap().is_some()
+            || registrations.get_opt("support").await.unwrap().is_some();
+        if left { Err("objects left".to_string()) } else { Ok(()) }
+    })
+    .await;
+
+    // A new cluster, the same manifests (from Git: none of the annotations people or the operator
+    // added later).
+    let client = h.client.clone();
+    h.start_operator(client);
+    apply_channel(&h, &manifest).await;
+    let k1 = new_verified_key(&h, "support", &[&k0]).await;
+    let apps = h.sim.applications(TENANT);
+    assert_eq!(apps.len(), 1, "no second application");
+    assert_eq!(apps[0].app_id, app_id, "the same application");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(app_keys(&h).contains(&k0), "Connect's key stays until Connect holds the new one");
+
+    assert_eq!(person_enters_the_secret(&h, "support", "support-azure", &probe).await, k1);
+    eventually(Duration::from_secs(30), || async {
+        let keys = app_keys(&h);
+        if keys == vec![k1.clone()] { Ok(()) } else { Err(format!("{keys:?}")) }
+    })
+    .await;
+    let (attempts, failures) = probe.finish().await;
+    println!("probe: {attempts} authentications");
+    assert!(failures.is_empty(), "{failures:?}");
+    h.finish().await;
+}

@@ -393,6 +393,13 @@ proptest! {
         adopted in any::<bool>(),
         ours in prop::collection::btree_set(0u8..6, 0..6),
     ) {
+        // Graph's IDs are unique (the generator may repeat them).
+        for (i, a) in assignments.iter_mut().enumerate() {
+            a.id = format!("a-{i}");
+        }
+        for (i, g) in grants.iter_mut().enumerate() {
+            g.id = format!("g-{i}");
+        }
         // On an adopted app, the operator owns everything on the resources `ours` names.
         let owned: Option<Vec<GrantedConsent>> = adopted.then(|| {
             ours.iter()

@@ -37,6 +37,9 @@ pub struct Settings {
     /// How long a new secret may be rejected (AADSTS7000215) before it counts as bad: Entra ID
     /// replication usually takes seconds, occasionally minutes. Default 10 minutes.
     pub propagation_window: Duration,
+    /// This operator installation's name among those sharing a Microsoft tenant: part of every
+    /// application's uniqueName (see `application_key`). Default `default`.
+    pub instance: String,
     /// Name under which status, Secrets and events are written.
     pub field_manager: String,
     /// How Entra-side drift is found between resyncs.
@@ -55,6 +58,7 @@ impl Default for Settings {
             channel_resync: Duration::from_secs(600),
             propagation_poll: Duration::from_secs(5),
             propagation_window: Duration::from_secs(600),
+            instance: "default".into(),
             field_manager: "connect-email-operator".into(),
             drift: super::drift::DriftDetection::Poll,
             drift_poll: Duration::from_secs(60),

@@ -104,6 +104,16 @@ impl Harness {
         self.task = Some(task);
     }
 
+    /// Stops the in-process operator (as a lost cluster or a crash would: no cleanup).
+    pub async fn stop_operator(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+        }
+    }
+
     /// The context the in-process operator runs with (to call one reconcile directly).
     pub fn context(&self, client: Client) -> Arc<Context> {
         let url = Url::parse(&self.sim.url()).unwrap();

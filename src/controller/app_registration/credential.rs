@@ -21,6 +21,10 @@
 //! intent, every key a consumer still acknowledges (at most one per consumer) and
 //! [`UNACKNOWLEDGED_KEPT`] more.
 //!
+//! Keys of a predecessor (operator markers of another resource UID on the application this
+//! resource owns by its uniqueName: the same manifests applied to a rebuilt cluster, a restore)
+//! count as in use: kept until every consumer acknowledged a verified successor.
+//!
 //! A new key that the token endpoint keeps rejecting (AADSTS7000215 past the propagation window)
 //! is replaced at most [`MAX_REJECTED_IN_A_ROW`] times; then the plan stops issuing and says why.
 //! The rejected key itself is removed at once: it never worked, so nobody can depend on it.
@@ -197,7 +201,8 @@ pub fn wants_consumers(input: &Input<'_>) -> bool {
         || input.verification.is_some_and(|v| v != VerifyOutcome::Accepted)
         || issue_reason(input, s.credential.as_ref()).is_some()
         || input.passwords.iter().any(|p| {
-            rotation::is_operator_password(p.display_name.as_deref(), input.uid)
+            (rotation::is_operator_password(p.display_name.as_deref(), input.uid)
+                || rotation::is_inherited_password(p.display_name.as_deref(), input.uid))
                 && s.credential.as_ref().is_none_or(|c| c.key_id != p.key_id)
         })
 }
@@ -277,6 +282,24 @@ pub fn plan(input: &Input<'_>) -> Plan {
     {
         out.steps.push(Step::JournalPrevious { key_id: prev.clone(), not_after: end });
         previous.push((prev.clone(), end));
+    }
+    // A predecessor's keys (same application, another resource UID: a rebuilt cluster or a
+    // restore) may be what consumers use: journalled, kept until every consumer acknowledged a
+    // verified successor, never taken for unused.
+    let inherited: Vec<String> = input
+        .passwords
+        .iter()
+        .filter(|p| rotation::is_inherited_password(p.display_name.as_deref(), input.uid))
+        .map(|p| p.key_id.clone())
+        .collect();
+    for k in &inherited {
+        if current_key.as_deref() != Some(k.as_str())
+            && !previous.iter().any(|(p, _)| p == k)
+            && let Some(end) = password_end(input, k)
+        {
+            out.steps.push(Step::JournalPrevious { key_id: k.clone(), not_after: end });
+            previous.push((k.clone(), end));
+        }
     }
     // Keys a consumer acknowledges are journalled even if status lost them (never orphans).
     for c in consumers {
@@ -366,7 +389,7 @@ pub fn plan(input: &Input<'_>) -> Plan {
             revoked.push(key_id.clone());
             continue;
         }
-        if !acknowledged(key_id) {
+        if !acknowledged(key_id) && !inherited.contains(key_id) {
             unacknowledged_seen += 1;
             if unacknowledged_seen > keep_unacknowledged {
                 out.steps.push(Step::Revoke { key_id: key_id.clone(), why: RevokeWhy::NeverUsed });
@@ -702,6 +725,40 @@ mod tests {
         assert_eq!(w.plan().kept[0].wait, Revocation::At(t1 + SignedDuration::from_hours(1)));
         w.now = t1 + SignedDuration::from_hours(2);
         assert_eq!(w.plan().removed(), vec!["k0"]);
+    }
+
+    #[test]
+    fn a_predecessors_keys_stay_until_every_consumer_acknowledged_a_verified_successor() {
+        // A rebuilt cluster: same application, a new resource UID, status empty, the Secret gone.
+        let t0 = at("2026-01-01T00:00:00Z");
+        let mut old = password("k-old", t0);
+        old.display_name = Some(rotation::password_marker("cem", "uid-before-the-rebuild", t0, 1));
+        let mut w = steady();
+        w.passwords = vec![old.clone(), {
+            let mut other = password("k-older", t0);
+            other.display_name = Some(rotation::password_marker("cem", "uid-before-the-rebuild", t0, 2));
+            other
+        }];
+        w.status = AzureAppRegistrationStatus::default();
+        w.stored = StoredKeys::default();
+        w.consumers = vec![consumer("EmailChannel support", None)];
+        let p = w.plan();
+        assert_eq!(p.issues(), Some(IssueReason::Initial));
+        assert!(p.removed().is_empty(), "{p:?}");
+        assert_eq!(p.kept.len(), 2, "both kept, none taken for unused: {p:?}");
+        // Once the consumer holds the verified successor, they go.
+        let t1 = at("2026-01-10T00:00:00Z");
+        w.passwords.push(password("k-new", t1));
+        w.status.credential = Some(credential("k-new", t1, true));
+        w.status.previous_credentials = vec![previous("k-old", t0), previous("k-older", t0)];
+        w.stored = StoredKeys { key_id: Some("k-new".into()), holds_secret: true, ..Default::default() };
+        w.consumers[0].acknowledged = Some("k-new".into());
+        let mut removed = w.plan().removed().into_iter().map(str::to_string).collect::<Vec<_>>();
+        removed.sort();
+        assert_eq!(removed, vec!["k-old".to_string(), "k-older".to_string()]);
+        assert!(rotation::is_inherited_password(old.display_name.as_deref(), UID));
+        assert!(!rotation::is_inherited_password(password("k", t0).display_name.as_deref(), UID));
+        assert!(!rotation::is_inherited_password(Some("Connect prod (made by hand)"), UID));
     }
 
     #[test]

@@ -297,7 +297,12 @@ pub fn consent_plan(
         match grant {
             None if !new.is_empty() => plan.create_grants.push((resource_id.to_string(), scope)),
             None => {}
-            Some(g) if new.is_empty() => plan.delete_grants.push(g.id.clone()),
+            // Deleted only when it held nothing but the operator's scopes (an empty grant on an
+            // adopted application is a person's, and stays).
+            Some(g) if new.is_empty() && (owned.is_none() || !existing.is_empty()) => {
+                plan.delete_grants.push(g.id.clone())
+            }
+            Some(_) if new.is_empty() => {}
             Some(g) if new != existing => plan.update_grants.push((g.id.clone(), scope)),
             Some(_) => {}
         }

@@ -42,10 +42,25 @@ use crate::controller::{conditions, lifecycle, report};
 use crate::failpoint;
 use crate::policy::{self, Refusal};
 
-/// The uniqueName of the application the operator creates for a resource: derived from the UID,
-/// so a restart or a re-list never creates a second application.
-pub fn unique_name(uid: &str) -> String {
-    format!("{UNIQUE_NAME_PREFIX}{uid}")
+/// The uniqueName of the application the operator creates for a resource: derived from the
+/// operator instance (`--instance`), the namespace and the name — never the UID — so a restart, a
+/// re-list, a restore from backup or the same manifests applied to a rebuilt cluster find the same
+/// application instead of creating a second one. (Each operator instance sharing a tenant needs
+/// its own instance name.)
+pub fn application_key(instance: &str, namespace: &str, name: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("{instance}/{namespace}/{name}").as_bytes());
+    let hex: String = digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{UNIQUE_NAME_PREFIX}{hex}")
+}
+
+/// The uniqueName a resource's application has: the one its status records (resources created by
+/// earlier versions keep their UID-derived name), else [`application_key`].
+pub fn key_of(obj: &AzureAppRegistration, instance: &str) -> String {
+    obj.status
+        .as_ref()
+        .and_then(|s| s.unique_name.clone())
+        .filter(|u| u.starts_with(UNIQUE_NAME_PREFIX))
+        .unwrap_or_else(|| application_key(instance, &obj.namespace().unwrap_or_default(), &obj.name_any()))
 }
 
 /// The prefix of every uniqueName the operator gives an application.
@@ -256,7 +271,7 @@ async fn apply_steps(run: &mut Run<'_>, resources: &policy::ResourceIds) -> Resu
     };
 
     // Application.
-    let key = unique_name(&uid);
+    let key = key_of(obj, &run.ctx.settings.instance);
     let notes =
         format!("Managed by connect-email-operator from {}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
     let mut desired = desired::desired_application(spec, resolved.as_deref().unwrap_or_default(), notes);
@@ -1078,7 +1093,7 @@ async fn cleanup_entra(
     let clients = ctx.azure.for_cloud(cloud);
     let app = match &spec.adopt {
         Some(adopt) => clients.directory.app_by_app_id(tenant, &adopt.app_id).await?,
-        None => clients.directory.app_by_unique_name(tenant, &unique_name(&uid)).await?,
+        None => clients.directory.app_by_unique_name(tenant, &key_of(obj, &ctx.settings.instance)).await?,
     };
     let Some(app) = app else {
         return Ok(());

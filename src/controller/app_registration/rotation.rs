@@ -168,6 +168,14 @@ pub fn is_operator_password(display_name: Option<&str>, resource_uid: &str) -> b
     display_name.is_some_and(|n| n.contains(&format!("[cem {resource_uid} ")))
 }
 
+/// Whether a password carries an operator marker of *another* resource: on an application this
+/// resource now owns by its uniqueName (a rebuilt cluster, a restore, a resource recreated under
+/// the same name), the key of a predecessor that consumers may still use.
+pub fn is_inherited_password(display_name: Option<&str>, resource_uid: &str) -> bool {
+    display_name
+        .is_some_and(|n| n.contains("[cem ") && n.ends_with(']') && !n.contains(&format!("[cem {resource_uid} ")))
+}
+
 /// What a crash between "intent recorded" and "status updated" left behind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PendingRecovery {
