@@ -73,13 +73,18 @@ async fn a_registration_becomes_ready_with_one_app_consent_and_a_working_secret(
     let ready = wait_for_condition(&h, "support", "Ready", "True").await;
     let status = ready.status.clone().unwrap();
 
-    // Exactly one application, keyed by the resource UID, shaped as the TAC guide asks.
+    // Exactly one application, keyed by instance, namespace and name (not the UID: the same
+    // manifests in a rebuilt cluster find it again), shaped as the TAC guide asks.
     let apps = h.sim.applications(TENANT);
     assert_eq!(apps.len(), 1, "{apps:?}");
     let app = &apps[0];
     assert_eq!(Some(app.app_id.clone()), status.app_id);
     assert_eq!(app.unique_name.as_deref(), status.unique_name.as_deref());
-    assert!(app.unique_name.as_deref().unwrap().ends_with(ready.metadata.uid.as_deref().unwrap()));
+    let key = connect_email_operator::controller::app_registration::reconcile::application_key(
+        "default", &h.ns.name, "support",
+    );
+    assert_eq!(app.unique_name.as_deref(), Some(key.as_str()));
+    assert!(!key.contains(ready.metadata.uid.as_deref().unwrap()));
     assert_eq!(app.redirect_uris, vec!["https://acme.us.webexconnect.io/callback".to_string()]);
     assert!(app.implicit_access_token_issuance);
     assert_eq!(app.sign_in_audience, "AzureADMyOrg");
