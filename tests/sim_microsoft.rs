@@ -1,5 +1,6 @@
 //! The Microsoft simulator over real HTTPS: every documented behaviour the operator relies on
-//! (see API-FACTS.md), driven with reqwest trusting only the simulator's test CA.
+//! (sources in the module documentation of `src/sim/microsoft`), driven with reqwest trusting only
+//! the simulator's test CA.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
 //! The AzureAppRegistration controller: observe (Graph, the Secret) → plan (pure: [`desired`],
-//! [`rotation`]) → act (Graph writes, Secret, status).
+//! [`rotation`], [`credential`]) → act (Graph writes, Secret, status).
 pub mod credential;
 pub mod desired;
 pub mod reconcile;

@@ -1,12 +1,13 @@
 //! The AzureAppRegistration reconcile pipeline:
 //!
 //! ```text
-//! paused? ─▶ resolve permissions ─▶ application (upsert by uniqueName / adopt) ─▶ service principal
-//!         ─▶ credential (recover intent, rotate, verify, revoke, orphans) ─▶ consent ─▶ status
+//! paused? ─▶ admitted by the EntraTenant? ─▶ Secret not someone else's? ─▶ resolve permissions
+//!         ─▶ application (upsert by uniqueName / adopt) ─▶ service principal ─▶ credential
+//!         (recover intent, rotate, verify, revoke, orphans) ─▶ consent ─▶ status
 //! ```
-//! Every decision is made by the pure functions of [`super::desired`] and [`super::rotation`];
-//! this module only observes, executes and reports. The credential step runs before consent so
-//! that a consent problem never delays a rotation.
+//! Every decision is made by the pure functions of [`super::desired`], [`super::rotation`] and
+//! [`super::credential`]; this module only observes, executes and reports. The credential step runs
+//! before consent so that a consent problem never delays a rotation.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

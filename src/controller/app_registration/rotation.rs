@@ -1,7 +1,7 @@
 //! The client-secret rotation policy: pure functions over plain data with the clock passed in,
 //! shaped like cert-manager's issuing policy chain. Nothing here does I/O.
 //!
-//! Order of a rotation (see DESIGN.md): record intent → addPassword → write Secret (new +
+//! Order of a rotation (see docs/architecture.md): record intent → addPassword → write Secret (new +
 //! previous) → verify at the token endpoint → consumers acknowledge → revoke the previous one
 //! after `revokeAfter`. A restart at any point is resolved by [`recover_pending`].
 

@@ -1,10 +1,12 @@
 //! The EmailChannel reconcile pipeline:
 //!
 //! ```text
-//! paused? ─▶ app registration (apply the child, or read the referenced one) ─▶ Exchange mailbox
-//!         (SMTP AUTH, forwarding) ─▶ outbound forwarding policy ─▶ Connect (Manual: wait for the
-//!         person's acknowledgement; Api: push) ─▶ acknowledge the secret to the registration ─▶ status
+//! paused? ─▶ admitted by the EntraTenant? ─▶ app registration (apply the child, or read the
+//!         referenced one) ─▶ Connect (Manual: wait for the person's acknowledgement; Api: push)
+//!         ─▶ acknowledge the secret to the registration ─▶ Exchange mailbox (SMTP AUTH,
+//!         forwarding) ─▶ outbound forwarding policy ─▶ status
 //! ```
+//! Exchange comes after Connect because in Api mode the forwarding address comes from the asset.
 //! The client secret is rotated by the AzureAppRegistration controller, so nothing that fails
 //! here (Exchange, Connect) can delay a rotation; this controller only decides when the previous
 //! secret may go, by acknowledging the key Connect holds.

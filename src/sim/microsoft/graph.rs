@@ -1187,7 +1187,7 @@ fn parse_tags(value: &Value) -> Result<Vec<String>, GraphError> {
     items
         .iter()
         .map(|tag| match tag.as_str() {
-            // Tags may not contain whitespace (per API-FACTS; unconfirmed).
+            // Tags may not contain whitespace (unconfirmed).
             Some(tag) if !tag.is_empty() && !tag.chars().any(char::is_whitespace) => Ok(tag.to_string()),
             _ => Err(invalid()),
         })
