@@ -174,12 +174,18 @@ async fn setup_tenant(args: SetupTenantArgs) -> anyhow::Result<()> {
     };
     let http = HttpClient::new("setup", &HttpSettings { extra_ca_pem, ..HttpSettings::default() })?;
     let (graph_token, exchange_token) = if args.device_code {
-        let login =
-            DeviceCodeLogin { http: http.clone(), endpoints: endpoints.clone(), tenant: spec.tenant_id.clone(), client_id: args.client_id };
+        let login = DeviceCodeLogin {
+            http: http.clone(),
+            endpoints: endpoints.clone(),
+            tenant: spec.tenant_id.clone(),
+            client_id: args.client_id,
+        };
         let graph = login.sign_in(&endpoints.graph_scope, |message| eprintln!("{message}")).await?;
         let exchange = match (&graph.refresh_token, spec.exchange) {
             (Some(refresh), true) => Some(login.refresh(refresh, &endpoints.exchange_scope).await?.access_token),
-            (None, true) => Some(login.sign_in(&endpoints.exchange_scope, |message| eprintln!("{message}")).await?.access_token),
+            (None, true) => {
+                Some(login.sign_in(&endpoints.exchange_scope, |message| eprintln!("{message}")).await?.access_token)
+            }
             (_, false) => None,
         };
         (graph.access_token, exchange)
@@ -189,7 +195,9 @@ async fn setup_tenant(args: SetupTenantArgs) -> anyhow::Result<()> {
         let exchange = lines.next().transpose()?;
         (SecretString::from(graph.trim().to_string()), exchange.map(|t| SecretString::from(t.trim().to_string())))
     } else {
-        let graph = args.graph_token.context("give --graph-token (CEO_SETUP_GRAPH_TOKEN), --tokens-from-stdin or --device-code")?;
+        let graph = args
+            .graph_token
+            .context("give --graph-token (CEO_SETUP_GRAPH_TOKEN), --tokens-from-stdin or --device-code")?;
         (SecretString::from(graph), args.exchange_token.map(SecretString::from))
     };
     if spec.exchange && exchange_token.is_none() {

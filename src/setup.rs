@@ -108,7 +108,8 @@ impl TenantSetup {
     }
 
     pub fn assignment_name(&self, role: &str) -> String {
-        let slug: String = role.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let slug: String =
+            role.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
         let name = format!("{}-{slug}", self.unique_name);
         name.chars().take(64).collect()
     }
@@ -226,11 +227,10 @@ pub async fn run(
             .resource_service_principal(tenant, resource)
             .await?
             .ok_or_else(|| SetupError::Other(format!("no service principal of {resource} in tenant {tenant}")))?;
-        let role = sp
-            .app_roles
-            .iter()
-            .find(|r| r.value.as_deref() == Some(permission) && r.is_enabled)
-            .ok_or_else(|| SetupError::Other(format!("{resource} publishes no application permission {permission}")))?;
+        let role =
+            sp.app_roles.iter().find(|r| r.value.as_deref() == Some(permission) && r.is_enabled).ok_or_else(|| {
+                SetupError::Other(format!("{resource} publishes no application permission {permission}"))
+            })?;
         resolved.push((resource, permission, sp.id.clone(), role.id.clone()));
     }
 
@@ -241,7 +241,8 @@ pub async fn run(
         let access = ResourceAccess { id: role_id.clone(), kind: "Role".into() };
         match required.iter_mut().find(|r| r.resource_app_id == *resource) {
             Some(r) => r.resource_access.push(access),
-            None => required.push(RequiredResourceAccess { resource_app_id: resource.to_string(), resource_access: vec![access] }),
+            None => required
+                .push(RequiredResourceAccess { resource_app_id: resource.to_string(), resource_access: vec![access] }),
         }
     }
     let body = json!({
@@ -252,7 +253,10 @@ pub async fn run(
     step(
         &mut report,
         app.is_some(),
-        format!("application uniqueName={} (single tenant, the permissions below as required access)", setup.unique_name),
+        format!(
+            "application uniqueName={} (single tenant, the permissions below as required access)",
+            setup.unique_name
+        ),
         format!(
             "az rest --method PATCH --url {} --headers Prefer=create-if-missing --body {}",
             sh_quote(&format!("{base}/v1.0/applications(uniqueName='{}')", setup.unique_name)),
@@ -318,7 +322,10 @@ pub async fn run(
         &mut report,
         present,
         format!("federated credential issuer={} subject={}", wanted.issuer, wanted.subject),
-        format!("az ad app federated-credential create --id {app_id_text} --parameters {}", sh_quote(&parameters.to_string())),
+        format!(
+            "az ad app federated-credential create --id {app_id_text} --parameters {}",
+            sh_quote(&parameters.to_string())
+        ),
     );
     if let (false, false, Some(app)) = (present, dry_run, &app) {
         graph.add_federated_credential(tenant, &app.id, &wanted).await?;
@@ -330,7 +337,8 @@ pub async fn run(
         None => Vec::new(),
     };
     for (resource, permission, resource_sp, role_id) in &resolved {
-        let present = assignments.iter().any(|a| a.resource_id.eq_ignore_ascii_case(resource_sp) && a.app_role_id == *role_id);
+        let present =
+            assignments.iter().any(|a| a.resource_id.eq_ignore_ascii_case(resource_sp) && a.app_role_id == *role_id);
         let body = json!({"principalId": sp_id_text, "resourceId": resource_sp, "appRoleId": role_id});
         let name = if *resource == GRAPH_APP_ID { "Microsoft Graph" } else { "Office 365 Exchange Online" };
         step(
@@ -376,8 +384,10 @@ async fn exchange_rbac(
     // Exchange's service principal object. Listed and matched on AppId here, because which
     // identities Get-ServicePrincipal -Identity accepts is not confirmed.
     let sps = exchange.run(tenant, &Command::new("Get-ServicePrincipal", json!({}))).await?;
-    let mut service_id =
-        sps.iter().find(|r| app_id.is_some_and(|a| text(r, "AppId").is_some_and(|v| v.eq_ignore_ascii_case(a)))).and_then(|r| text(r, "ServiceId").map(str::to_string));
+    let mut service_id = sps
+        .iter()
+        .find(|r| app_id.is_some_and(|a| text(r, "AppId").is_some_and(|v| v.eq_ignore_ascii_case(a))))
+        .and_then(|r| text(r, "ServiceId").map(str::to_string));
     report.steps.push(Step {
         present: service_id.is_some(),
         what: format!("Exchange service principal for {app_id_text}"),
@@ -407,7 +417,11 @@ async fn exchange_rbac(
     report.steps.push(Step {
         present: scope.is_some(),
         what: format!("Exchange management scope {scope_name}: {filter}"),
-        command: format!("New-ManagementScope -Name {} -RecipientRestrictionFilter {}", ps_quote(&scope_name), ps_quote(&filter)),
+        command: format!(
+            "New-ManagementScope -Name {} -RecipientRestrictionFilter {}",
+            ps_quote(&scope_name),
+            ps_quote(&filter)
+        ),
     });
     if scope.is_none() && !dry_run {
         let parameters = json!({"Name": scope_name, "RecipientRestrictionFilter": filter});
@@ -419,7 +433,8 @@ async fn exchange_rbac(
     for (role, scoped) in EXCHANGE_ROLES {
         let name = setup.assignment_name(role);
         let present = assignments.iter().any(|r| text(r, "Name").is_some_and(|n| n.eq_ignore_ascii_case(&name)));
-        let scope_parameter = if scoped { format!(" -CustomResourceScope {}", ps_quote(&scope_name)) } else { String::new() };
+        let scope_parameter =
+            if scoped { format!(" -CustomResourceScope {}", ps_quote(&scope_name)) } else { String::new() };
         report.steps.push(Step {
             present,
             what: format!(
@@ -579,14 +594,19 @@ impl DeviceCodeLogin {
         let body: Value = serde_json::from_slice(&response.body).unwrap_or_default();
         if !response.status.is_success() {
             let (error, description) = Self::token_error(&body);
-            return Err(SetupError::Other(format!("refreshing the sign-in for {scope} failed: {error}: {description}")));
+            return Err(SetupError::Other(format!(
+                "refreshing the sign-in for {scope} failed: {error}: {description}"
+            )));
         }
         Ok(Self::tokens(&body))
     }
 
     fn tokens(body: &Value) -> SignIn {
         let text = |name: &str| body.get(name).and_then(Value::as_str).map(|t| SecretString::from(t.to_string()));
-        SignIn { access_token: text("access_token").unwrap_or_else(|| SecretString::from("")), refresh_token: text("refresh_token") }
+        SignIn {
+            access_token: text("access_token").unwrap_or_else(|| SecretString::from("")),
+            refresh_token: text("refresh_token"),
+        }
     }
 }
 
