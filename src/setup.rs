@@ -493,9 +493,7 @@ pub fn helm_values(setup: &TenantSetup, app_id: &str) -> String {
         "tenants": [{"name": setup.entra_tenant, "spec": entra_tenant_spec(setup)}],
     });
     format!(
-        "# helm install {} <chart> -n {} -f values.yaml  (the release's namespace must be {})\n{}",
-        setup.service_account,
-        setup.namespace,
+        "# helm install <release> <chart> -n {} -f values.yaml\n# serviceAccount.name pins the name the federated credential names.\n{}",
         setup.namespace,
         serde_yaml::to_string(&values).unwrap_or_default()
     )
