@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod plan;
 pub mod plugin;
 pub mod policy;
+pub mod setup;
 pub mod sim;
 
 /// The Kubernetes API version the types are generated for (k8s-openapi feature); the supported

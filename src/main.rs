@@ -47,8 +47,183 @@ enum Command {
         #[arg(long, default_value = "target/demo")]
         state_dir: PathBuf,
     },
+    /// Prepare Microsoft for the operator from an administrator's sign-in (idempotent).
+    #[command(subcommand)]
+    Setup(SetupCommand),
     /// Print the version of the operator and of the Kubernetes API it is built against.
     Version,
+}
+
+#[derive(Subcommand)]
+enum SetupCommand {
+    /// Create (or find) the operator's application, its service principal, a federated credential
+    /// for the cluster's service account, the Graph and Exchange application permissions with
+    /// admin consent and Exchange RBAC limited to the allowed mailboxes; print the EntraTenant and
+    /// Helm values. Every object is looked up first and created only when missing.
+    Tenant(Box<SetupTenantArgs>),
+}
+
+#[derive(clap::Args)]
+struct SetupTenantArgs {
+    /// Directory (tenant) ID.
+    #[arg(long)]
+    tenant_id: String,
+    /// AzurePublic, AzureUSGovernment or AzureChina.
+    #[arg(long, default_value = "AzurePublic", value_parser = parse_cloud)]
+    cloud: connect_email_operator::api::Cloud,
+    /// The cluster's service-account issuer URL (`kubectl get --raw /.well-known/openid-configuration`).
+    #[arg(long)]
+    issuer: url::Url,
+    /// Namespace the operator runs in.
+    #[arg(long, default_value = "connect-email-operator")]
+    namespace: String,
+    /// The operator's service account. With the Helm chart it is the release's fullname (the
+    /// release name, or `<release>-connect-email-operator` when the release name does not contain
+    /// the chart name) unless `serviceAccount.name` is set.
+    #[arg(long, default_value = "connect-email-operator")]
+    service_account: String,
+    /// Mailboxes the operator may manage: `support@contoso.com`, `*@contoso.com`, `*@*.contoso.com`
+    /// (repeat or comma-separate).
+    #[arg(long = "mailbox", required = true, value_delimiter = ',')]
+    mailboxes: Vec<String>,
+    /// The application's uniqueName and display name.
+    #[arg(long, default_value = "connect-email-operator")]
+    app_name: String,
+    /// Name of the EntraTenant to print.
+    #[arg(long, default_value = "default")]
+    entra_tenant: String,
+    /// Skip Exchange Online (no SMTP AUTH or forwarding management: no Exchange.ManageAsApp, no
+    /// Exchange RBAC).
+    #[arg(long)]
+    no_exchange: bool,
+    /// Allow adopting applications the operator does not own (Application.ReadWrite.All).
+    #[arg(long)]
+    adopt: bool,
+    /// Leave out the optional Policy.Read.All.
+    #[arg(long)]
+    no_policy_read: bool,
+    /// Print every change and its equivalent az / Exchange PowerShell command; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Write entratenant.yaml and values.yaml here instead of printing them.
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+    /// The administrator's Microsoft Graph access token
+    /// (`az account get-access-token --resource https://graph.microsoft.com --query accessToken -o tsv`).
+    #[arg(long, env = "CEO_SETUP_GRAPH_TOKEN", hide_env_values = true)]
+    graph_token: Option<String>,
+    /// The administrator's Exchange Online access token
+    /// (`az account get-access-token --resource https://outlook.office365.com --query accessToken -o tsv`).
+    #[arg(long, env = "CEO_SETUP_EXCHANGE_TOKEN", hide_env_values = true)]
+    exchange_token: Option<String>,
+    /// Read the tokens from standard input: the Graph token on the first line, the Exchange token
+    /// on the second.
+    #[arg(long)]
+    tokens_from_stdin: bool,
+    /// Sign in with the device code flow instead of given tokens.
+    #[arg(long)]
+    device_code: bool,
+    /// Public client for the device code sign-in (default: the Azure CLI's).
+    #[arg(long, default_value = connect_email_operator::setup::AZURE_CLI_CLIENT_ID)]
+    client_id: String,
+    /// Login host (default per cloud).
+    #[arg(long, env = "CEO_AUTHORITY_HOST")]
+    authority_host: Option<url::Url>,
+    /// Microsoft Graph base URL (default per cloud).
+    #[arg(long, env = "CEO_GRAPH_ENDPOINT")]
+    graph_endpoint: Option<url::Url>,
+    /// Exchange Online base URL (default per cloud).
+    #[arg(long, env = "CEO_EXCHANGE_ENDPOINT")]
+    exchange_endpoint: Option<url::Url>,
+    /// Extra CA certificates (PEM bundle) to trust, e.g. the simulator's.
+    #[arg(long, env = "CEO_EXTRA_CA_FILE")]
+    extra_ca_file: Option<PathBuf>,
+}
+
+fn parse_cloud(s: &str) -> Result<connect_email_operator::api::Cloud, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("unknown cloud {s:?}: AzurePublic, AzureUSGovernment or AzureChina"))
+}
+
+async fn setup_tenant(args: SetupTenantArgs) -> anyhow::Result<()> {
+    use connect_email_operator::azure::{EndpointOverrides, Endpoints};
+    use connect_email_operator::setup::{self, DeviceCodeLogin, TenantSetup};
+    use secrecy::SecretString;
+    let spec = TenantSetup {
+        tenant_id: args.tenant_id.clone(),
+        cloud: args.cloud,
+        issuer: args.issuer.as_str().trim_end_matches('/').to_string(),
+        namespace: args.namespace,
+        service_account: args.service_account,
+        unique_name: args.app_name,
+        mailboxes: args.mailboxes,
+        exchange: !args.no_exchange,
+        adopt: args.adopt,
+        policy_read: !args.no_policy_read,
+        entra_tenant: args.entra_tenant,
+    };
+    let overrides = EndpointOverrides {
+        authority_host: args.authority_host,
+        graph: args.graph_endpoint,
+        exchange: args.exchange_endpoint,
+    };
+    let endpoints = overrides.apply(Endpoints::for_cloud(spec.cloud));
+    let extra_ca_pem = match &args.extra_ca_file {
+        Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?),
+        None => None,
+    };
+    let http = HttpClient::new("setup", &HttpSettings { extra_ca_pem, ..HttpSettings::default() })?;
+    let (graph_token, exchange_token) = if args.device_code {
+        let login = DeviceCodeLogin {
+            http: http.clone(),
+            endpoints: endpoints.clone(),
+            tenant: spec.tenant_id.clone(),
+            client_id: args.client_id,
+        };
+        let graph = login.sign_in(&endpoints.graph_scope, |message| eprintln!("{message}")).await?;
+        let exchange = match (&graph.refresh_token, spec.exchange) {
+            (Some(refresh), true) => Some(login.refresh(refresh, &endpoints.exchange_scope).await?.access_token),
+            (None, true) => {
+                Some(login.sign_in(&endpoints.exchange_scope, |message| eprintln!("{message}")).await?.access_token)
+            }
+            (_, false) => None,
+        };
+        (graph.access_token, exchange)
+    } else if args.tokens_from_stdin {
+        let mut lines = std::io::stdin().lines();
+        let graph = lines.next().transpose()?.context("no Graph token on standard input")?;
+        let exchange = lines.next().transpose()?;
+        (SecretString::from(graph.trim().to_string()), exchange.map(|t| SecretString::from(t.trim().to_string())))
+    } else {
+        let graph = args
+            .graph_token
+            .context("give --graph-token (CEO_SETUP_GRAPH_TOKEN), --tokens-from-stdin or --device-code")?;
+        (SecretString::from(graph), args.exchange_token.map(SecretString::from))
+    };
+    if spec.exchange && exchange_token.is_none() {
+        anyhow::bail!("an Exchange Online token is needed (or --no-exchange)");
+    }
+    let (graph, exchange) = setup::admin_clients(http, endpoints, graph_token, exchange_token);
+    let report = setup::run(&spec, &graph, spec.exchange.then_some(&exchange), args.dry_run).await?;
+    print!("{}", report.render(args.dry_run));
+    let app_id = report.app_id.clone().unwrap_or_else(|| "<appId>".into());
+    let manifest = setup::entra_tenant_manifest(&spec);
+    let values = setup::helm_values(&spec, &app_id);
+    match args.output_dir {
+        Some(dir) if !args.dry_run => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            for (file, text) in [("entratenant.yaml", &manifest), ("values.yaml", &values)] {
+                let path = dir.join(file);
+                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+        }
+        _ => {
+            println!("--- EntraTenant (kubectl apply -f -)\n{manifest}");
+            println!("--- Helm values\n{values}");
+        }
+    }
+    Ok(())
 }
 
 /// Where the external systems are and how the operator authenticates (shared by run and doctor).
@@ -304,6 +479,9 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(&path, api::crd_yaml(&crd)).with_context(|| format!("writing {}", path.display()))?;
                 println!("wrote {}", path.display());
             }
+        }
+        Command::Setup(SetupCommand::Tenant(args)) => {
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(setup_tenant(*args))?;
         }
         Command::Version => {
             println!("connect-email-operator {}", env!("CARGO_PKG_VERSION"));

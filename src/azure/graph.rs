@@ -168,6 +168,39 @@ impl GraphClient {
         &self.http
     }
 
+    /// The federated identity credentials of an application (by object ID).
+    pub async fn federated_credentials(
+        &self,
+        tenant: &str,
+        object_id: &str,
+    ) -> Result<Vec<FederatedIdentityCredential>, AzureError> {
+        self.list("listFederatedCredentials", tenant, &format!("applications/{object_id}/federatedIdentityCredentials"))
+            .await
+    }
+
+    /// Adds a federated identity credential to an application (by object ID).
+    pub async fn add_federated_credential(
+        &self,
+        tenant: &str,
+        object_id: &str,
+        credential: &FederatedIdentityCredential,
+    ) -> Result<FederatedIdentityCredential, AzureError> {
+        let path = format!("applications/{object_id}/federatedIdentityCredentials");
+        let response = self
+            .write_with_lag_retry(|| {
+                self.request(
+                    "addFederatedCredential",
+                    tenant,
+                    reqwest::Method::POST,
+                    &path,
+                    Body::Json(credential),
+                    false,
+                )
+            })
+            .await?;
+        decode("addFederatedCredential", &response)
+    }
+
     fn url(&self, path: &str) -> String {
         let base = self.endpoints.graph.as_str().trim_end_matches('/');
         format!("{base}/v1.0/{path}")

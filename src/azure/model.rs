@@ -198,3 +198,17 @@ pub struct Changes {
     pub changed: Vec<ChangedObject>,
     pub link: String,
 }
+
+/// A federated identity credential of an application (workload identity federation).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FederatedIdentityCredential {
+    #[serde(default, skip_serializing)]
+    pub id: String,
+    pub name: String,
+    pub issuer: String,
+    pub subject: String,
+    pub audiences: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}

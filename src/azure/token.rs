@@ -145,6 +145,10 @@ impl TokenClient {
         &self.endpoints
     }
 
+    pub fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
     pub async fn client_credentials(
         &self,
         tenant: &str,
@@ -187,6 +191,9 @@ impl TokenClient {
 pub struct TokenProvider {
     client: TokenClient,
     credential: OperatorCredential,
+    /// Tokens handed in from outside (an administrator's sign-in, for `setup`), by scope; used
+    /// as they are, never requested or refreshed.
+    fixed: HashMap<String, SecretString>,
     slots: std::sync::Mutex<HashMap<(String, String), Arc<Slot>>>,
 }
 
@@ -195,7 +202,14 @@ type Slot = Mutex<Option<(SecretString, Instant)>>;
 
 impl TokenProvider {
     pub fn new(client: TokenClient, credential: OperatorCredential) -> Self {
-        Self { client, credential, slots: std::sync::Mutex::default() }
+        Self { client, credential, fixed: HashMap::new(), slots: std::sync::Mutex::default() }
+    }
+
+    /// A provider that only hands out these tokens (scope → access token), e.g. an
+    /// administrator's from `az account get-access-token`; a scope without one is an error.
+    pub fn fixed(client: TokenClient, tokens: impl IntoIterator<Item = (String, SecretString)>) -> Self {
+        let credential = OperatorCredential::ClientSecret { client_id: String::new(), secret: SecretString::from("") };
+        Self { client, credential, fixed: tokens.into_iter().collect(), slots: std::sync::Mutex::default() }
     }
 
     fn slot(&self, tenant: &str, scope: &str) -> Arc<Slot> {
@@ -204,6 +218,13 @@ impl TokenProvider {
     }
 
     pub async fn token(&self, tenant: &str, scope: &str) -> Result<SecretString, AzureError> {
+        if !self.fixed.is_empty() {
+            return self
+                .fixed
+                .get(scope)
+                .cloned()
+                .ok_or_else(|| AzureError::Credential(format!("no access token was given for {scope}")));
+        }
         let slot = self.slot(tenant, scope);
         let mut cached = slot.lock().await;
         if let Some((token, refresh_at)) = cached.as_ref()

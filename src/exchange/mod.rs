@@ -158,6 +158,12 @@ impl ExchangeClient {
         Self { http, endpoints, tokens }
     }
 
+    /// Runs any cmdlet and returns its output rows (for `setup`; the controllers use the
+    /// [`MailboxAdmin`] methods).
+    pub async fn run(&self, tenant: &str, command: &wire::Command) -> Result<Vec<serde_json::Value>, ExchangeError> {
+        self.invoke(tenant, command).await
+    }
+
     /// Runs one cmdlet and returns every row, following `@odata.nextLink` (the same body POSTed
     /// to the link) until it is absent. Exchange's concurrency throttling is retried with backoff
     /// whatever its status.

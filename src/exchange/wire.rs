@@ -26,7 +26,8 @@ pub struct Command {
 }
 
 impl Command {
-    fn new(name: &'static str, parameters: Value) -> Self {
+    /// Any cmdlet with these parameters (a JSON object).
+    pub fn new(name: &'static str, parameters: Value) -> Self {
         Self { name, parameters: parameters.as_object().cloned().unwrap_or_default() }
     }
 

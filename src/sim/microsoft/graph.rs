@@ -17,8 +17,9 @@ use super::Audience;
 use super::delta::Collection;
 use super::routes::{AppKey, Endpoint, NoRoute, Op, SpKey};
 use super::state::{
-    Directory, Settings, Shared, SimAppRoleAssignment, SimApplication, SimOAuth2Grant, SimPassword,
-    SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal, Tenant, add, graph_precision, lock, replicated,
+    Directory, Settings, Shared, SimAppRoleAssignment, SimApplication, SimFederatedCredential, SimOAuth2Grant,
+    SimPassword, SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal, Tenant, add, graph_precision, lock,
+    replicated,
 };
 use crate::sim::random;
 use crate::sim::server::{SimRequest, SimResponse};
@@ -533,6 +534,7 @@ fn parse_body(op: Op, body: &[u8]) -> Result<Value, GraphError> {
             | Op::UpdateApplication(_)
             | Op::AddPassword
             | Op::RemovePassword
+            | Op::CreateFederatedCredential
             | Op::CreateServicePrincipal
             | Op::UpdateServicePrincipal(_)
             | Op::CreateAppRoleAssignment
@@ -554,7 +556,9 @@ fn dispatch(t: &mut Tenant, cx: &mut Ctx, ep: &Endpoint, body: &Value) -> GraphR
     let empty = Map::new();
     let body = object.unwrap_or(&empty);
     match ep.op {
-        Op::Token | Op::InvokeCommand => unreachable!("not a Graph route"),
+        Op::Token | Op::DeviceCode | Op::InvokeCommand => unreachable!("not a Graph route"),
+        Op::ListFederatedCredentials => list_federated_credentials(t, cx, &ep.key),
+        Op::CreateFederatedCredential => create_federated_credential(t, cx, &ep.key, body),
         Op::ListApplications => list_applications(t, cx),
         Op::ApplicationsDelta => delta(t, cx, Collection::Applications),
         Op::ServicePrincipalsDelta => delta(t, cx, Collection::ServicePrincipals),
@@ -1073,6 +1077,7 @@ fn create_application(t: &mut Tenant, cx: &Ctx, unique_name: Option<&str>, body:
         created: graph_precision(cx.now),
         deleted: None,
         other_properties: Map::new(),
+        federated_credentials: Vec::new(),
     };
     apply_app_patch(&mut app, body)?;
     let value = app_json(&app);
@@ -1290,6 +1295,62 @@ fn parse_required_resource_access(value: &Value) -> Result<Vec<SimRequiredResour
             Ok(SimRequiredResourceAccess { resource_app_id: resource_app_id.to_lowercase(), resource_access: access })
         })
         .collect()
+}
+
+fn federated_credential_json(c: &SimFederatedCredential) -> Value {
+    json!({
+        "id": c.id,
+        "name": c.name,
+        "issuer": c.issuer,
+        "subject": c.subject,
+        "audiences": c.audiences,
+        "description": c.description,
+    })
+}
+
+fn list_federated_credentials(t: &Tenant, cx: &Ctx, id: &str) -> GraphResult {
+    let app = find_app(t, cx, AppKey::Id, id)?;
+    let items = app.federated_credentials.iter().map(federated_credential_json).collect();
+    page(cx, &format!("applications('{id}')/federatedIdentityCredentials"), "federatedIdentityCredentials", items)
+}
+
+/// Documented (federatedidentitycredential-post): `name`, `issuer`, `subject` and `audiences`
+/// are required, `audiences` holds one value, at most 20 credentials per application, 201 with
+/// the object. Unconfirmed: the error bodies for a duplicate name, a missing property and the
+/// 21st credential (Graph's generic `Request_BadRequest` is used).
+fn create_federated_credential(t: &mut Tenant, cx: &Ctx, id: &str, body: &Map<String, Value>) -> GraphResult {
+    let index = app_index(t, cx, AppKey::Id, id)?;
+    let text = |name: &str| body.get(name).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty());
+    let (Some(name), Some(issuer), Some(subject)) = (text("name"), text("issuer"), text("subject")) else {
+        let missing = ["name", "issuer", "subject"].into_iter().find(|p| text(p).is_none()).unwrap_or("name");
+        return Err(GraphError::required(missing, "FederatedIdentityCredential"));
+    };
+    let audiences: Vec<String> = match body.get("audiences") {
+        Some(Value::Array(items)) => items.iter().filter_map(|a| a.as_str().map(str::to_string)).collect(),
+        _ => Vec::new(),
+    };
+    if audiences.len() != 1 {
+        return Err(GraphError::bad_request("Exactly one audience is required for a federated identity credential."));
+    }
+    let app = &mut t.applications[index];
+    if app.federated_credentials.iter().any(|c| c.name.eq_ignore_ascii_case(name)) {
+        return Err(GraphError::bad_request(format!("FederatedIdentityCredential with name {name} already exists.")));
+    }
+    if app.federated_credentials.len() >= 20 {
+        return Err(GraphError::bad_request("An application can have at most 20 federated identity credentials."));
+    }
+    let credential = SimFederatedCredential {
+        id: random::guid(),
+        name: name.to_string(),
+        issuer: issuer.to_string(),
+        subject: subject.to_string(),
+        audiences,
+        description: body.get("description").and_then(Value::as_str).map(str::to_string),
+    };
+    let value = federated_credential_json(&credential);
+    app.federated_credentials.push(credential);
+    let fragment = format!("applications('{id}')/federatedIdentityCredentials/$entity");
+    Ok(created(cx, &fragment, value, "FederatedIdentityCredential"))
 }
 
 fn delete_application(t: &mut Tenant, cx: &Ctx, key: AppKey, value: &str) -> GraphResult {

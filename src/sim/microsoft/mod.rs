@@ -63,11 +63,14 @@ use jiff::Timestamp;
 
 pub use crate::sim::CallRecord;
 pub use crate::sim::faults::FaultBuilder;
-pub use exchange::{AutoForwardingMode, ExchangeSim, SimMailbox, SimOutboundPolicy, SimOutboundRule};
+pub use exchange::{
+    AutoForwardingMode, ExchangeSim, SimExchangeServicePrincipal, SimMailbox, SimManagementScope, SimOutboundPolicy,
+    SimOutboundRule, SimRoleAssignment,
+};
 pub use faults::Faults;
 pub use state::{
-    EXCHANGE_APP_ID, GRAPH_APP_ID, SimAppRoleAssignment, SimApplication, SimOAuth2Grant, SimPassword, SimPermission,
-    SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal,
+    EXCHANGE_APP_ID, GRAPH_APP_ID, SimAppRoleAssignment, SimApplication, SimFederatedCredential, SimOAuth2Grant,
+    SimPassword, SimPermission, SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal,
 };
 
 use crate::sim::faults::{FaultAction, sleep_between};
@@ -79,6 +82,9 @@ use token::AadError;
 use super::random;
 use super::server::{self, Outcome, ServerHandle, SimRequest};
 use super::tls::TestCa;
+
+/// The Azure CLI's public client ID (the client of `az account get-access-token`).
+pub const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
 
 /// Which API a token is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,11 +109,20 @@ pub struct SimOptions {
     /// Rows per page of Exchange `InvokeCommand` output before `@odata.nextLink` (default 1000,
     /// what public callers ask for; set it small to make a test read several pages).
     pub exchange_page_size: usize,
+    /// The `interval` the device authorization endpoint asks clients to poll at (Entra: 5).
+    pub device_code_interval_seconds: u64,
 }
 
 impl Default for SimOptions {
     fn default() -> SimOptions {
-        SimOptions { listen: None, tenants: Vec::new(), latency: None, page_size: 100, exchange_page_size: 1000 }
+        SimOptions {
+            listen: None,
+            tenants: Vec::new(),
+            latency: None,
+            page_size: 100,
+            exchange_page_size: 1000,
+            device_code_interval_seconds: 5,
+        }
     }
 }
 
@@ -214,6 +229,53 @@ impl MicrosoftSim {
     fn add_operator(&self, tenant_id: &str, client_id: &str, credential: OperatorCredential) {
         self.add_tenant(tenant_id);
         lock(&self.shared.directory).operators.insert((tenant_id.to_string(), client_id.to_string()), credential);
+    }
+
+    /// Test helper: an access token for `audience` in `tenant_id` as an administrator's sign-in
+    /// (e.g. `az account get-access-token`) would give, for the Azure CLI's public client. The
+    /// simulator does not check the caller's Graph permissions or Exchange roles, so it stands
+    /// for a Global Administrator.
+    pub fn issue_admin_token(&self, tenant_id: &str, audience: Audience) -> String {
+        self.add_tenant(tenant_id);
+        let token = random::string_from(random::BASE64URL, 96);
+        let expires = add(self.shared.now(), Duration::from_secs(token::TOKEN_LIFETIME_SECONDS));
+        lock(&self.shared.directory).tokens.insert(
+            token.clone(),
+            state::IssuedToken {
+                tenant: tenant_id.to_string(),
+                client_id: AZURE_CLI_CLIENT_ID.to_string(),
+                audience,
+                expires,
+            },
+        );
+        token
+    }
+
+    /// The user codes of device authorizations waiting for a person's sign-in.
+    pub fn pending_device_codes(&self) -> Vec<String> {
+        lock(&self.shared.directory)
+            .device_codes
+            .values()
+            .filter(|d| d.state == state::DeviceCodeState::Pending)
+            .map(|d| d.user_code.clone())
+            .collect()
+    }
+
+    /// Plays the person who enters `user_code` and signs in (true) or declines (false). Returns
+    /// whether such a pending authorization existed.
+    pub fn approve_device_code(&self, user_code: &str, approve: bool) -> bool {
+        let mut directory = lock(&self.shared.directory);
+        let pending = directory
+            .device_codes
+            .values_mut()
+            .find(|d| d.user_code == user_code && d.state == state::DeviceCodeState::Pending);
+        match pending {
+            Some(d) => {
+                d.state = if approve { state::DeviceCodeState::Approved } else { state::DeviceCodeState::Declined };
+                true
+            }
+            None => false,
+        }
     }
 
     /// The fault-injection handle.
@@ -340,6 +402,7 @@ impl MicrosoftSim {
             created,
             deleted: None,
             other_properties: serde_json::Map::new(),
+            federated_credentials: Vec::new(),
         };
         let ids = (app.id.clone(), app.app_id.clone());
         let sp = SimServicePrincipal {
@@ -414,7 +477,7 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
         Ok(endpoint) => endpoint.op.template().to_string(),
         Err(_) => routes::unmatched(request.method.as_str()),
     };
-    let is_token = matches!(&routed, Ok(endpoint) if endpoint.op == Op::Token);
+    let is_token = matches!(&routed, Ok(endpoint) if endpoint.op.is_login());
     let is_exchange = matches!(&routed, Ok(endpoint) if endpoint.op == Op::InvokeCommand);
     let (tenant, client_id) = match &routed {
         Ok(endpoint) if is_token => (Some(endpoint.key.clone()), token::requested_client(&request)),
@@ -449,6 +512,9 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
                 response.set_header("retry-after", &seconds.to_string());
             }
             Outcome::Respond(response)
+        }
+        (_, Ok(endpoint)) if is_token && endpoint.op == Op::DeviceCode => {
+            Outcome::Respond(token::handle_device_code(&shared, &endpoint.key, &request))
         }
         (_, Ok(endpoint)) if is_token => Outcome::Respond(token::handle(&shared, &endpoint.key, &request)),
         (_, Ok(endpoint)) if is_exchange => Outcome::Respond(exchange::wire::handle(&shared, &endpoint.key, &request)),

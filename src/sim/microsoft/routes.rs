@@ -8,6 +8,8 @@ use hyper::Method;
 use percent_encoding::percent_decode_str;
 
 pub const TOKEN: &str = "POST /{tenant}/oauth2/v2.0/token";
+/// The device authorization endpoint of the device code flow.
+pub const DEVICE_CODE: &str = "POST /{tenant}/oauth2/v2.0/devicecode";
 
 pub const LIST_APPLICATIONS: &str = "GET /applications";
 pub const CREATE_APPLICATION: &str = "POST /applications";
@@ -23,6 +25,8 @@ pub const UPSERT_APPLICATION: &str = "PATCH /applications(uniqueName='{uniqueNam
 pub const DELETE_APPLICATION_BY_UNIQUE_NAME: &str = "DELETE /applications(uniqueName='{uniqueName}')";
 pub const ADD_PASSWORD: &str = "POST /applications/{id}/addPassword";
 pub const REMOVE_PASSWORD: &str = "POST /applications/{id}/removePassword";
+pub const LIST_FEDERATED_CREDENTIALS: &str = "GET /applications/{id}/federatedIdentityCredentials";
+pub const CREATE_FEDERATED_CREDENTIAL: &str = "POST /applications/{id}/federatedIdentityCredentials";
 
 /// Change tracking (delta query); `$deltatoken=latest` starts from now.
 pub const APPLICATIONS_DELTA: &str = "GET /applications/delta";
@@ -65,8 +69,9 @@ pub const GET_DEFAULT_APP_MANAGEMENT_POLICY: &str = "GET /policies/defaultAppMan
 pub const INVOKE_COMMAND: &str = "POST /adminapi/beta/{tenant}/InvokeCommand";
 
 /// Every route template, in the order of the constants above.
-pub const ALL: [&str; 42] = [
+pub const ALL: [&str; 45] = [
     TOKEN,
+    DEVICE_CODE,
     LIST_APPLICATIONS,
     APPLICATIONS_DELTA,
     CREATE_APPLICATION,
@@ -81,6 +86,8 @@ pub const ALL: [&str; 42] = [
     DELETE_APPLICATION_BY_UNIQUE_NAME,
     ADD_PASSWORD,
     REMOVE_PASSWORD,
+    LIST_FEDERATED_CREDENTIALS,
+    CREATE_FEDERATED_CREDENTIAL,
     LIST_DELETED_APPLICATIONS,
     GET_DELETED_ITEM,
     RESTORE_DELETED_ITEM,
@@ -142,6 +149,7 @@ pub(crate) enum SpKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Op {
     Token,
+    DeviceCode,
     ListApplications,
     ApplicationsDelta,
     CreateApplication,
@@ -150,6 +158,8 @@ pub(crate) enum Op {
     DeleteApplication(AppKey),
     AddPassword,
     RemovePassword,
+    ListFederatedCredentials,
+    CreateFederatedCredential,
     ListDeletedApplications,
     GetDeletedItem,
     RestoreDeletedItem,
@@ -182,6 +192,7 @@ impl Op {
         use SpKey as S;
         match self {
             Op::Token => TOKEN,
+            Op::DeviceCode => DEVICE_CODE,
             Op::ListApplications => LIST_APPLICATIONS,
             Op::ApplicationsDelta => APPLICATIONS_DELTA,
             Op::CreateApplication => CREATE_APPLICATION,
@@ -196,6 +207,8 @@ impl Op {
             Op::DeleteApplication(A::UniqueName) => DELETE_APPLICATION_BY_UNIQUE_NAME,
             Op::AddPassword => ADD_PASSWORD,
             Op::RemovePassword => REMOVE_PASSWORD,
+            Op::ListFederatedCredentials => LIST_FEDERATED_CREDENTIALS,
+            Op::CreateFederatedCredential => CREATE_FEDERATED_CREDENTIAL,
             Op::ListDeletedApplications => LIST_DELETED_APPLICATIONS,
             Op::GetDeletedItem => GET_DELETED_ITEM,
             Op::RestoreDeletedItem => RESTORE_DELETED_ITEM,
@@ -228,7 +241,12 @@ impl Op {
 
     /// Whether Graph counts the call as a write (for the write rate limit).
     pub fn is_write(self) -> bool {
-        !self.template().starts_with("GET ") && self != Op::Token && self != Op::InvokeCommand
+        !self.template().starts_with("GET ") && !self.is_login() && self != Op::InvokeCommand
+    }
+
+    /// The token endpoint or the device authorization endpoint (the authority, not Graph).
+    pub fn is_login(self) -> bool {
+        matches!(self, Op::Token | Op::DeviceCode)
     }
 }
 
@@ -264,17 +282,14 @@ pub(crate) fn route(method: &Method, raw_path: &str) -> Result<Endpoint, NoRoute
         .collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
 
-    if let [tenant, oauth2, version, token] = segments.as_slice()
+    if let [tenant, oauth2, version, action] = segments.as_slice()
         && oauth2.eq_ignore_ascii_case("oauth2")
         && version.eq_ignore_ascii_case("v2.0")
-        && token.eq_ignore_ascii_case("token")
+        && (action.eq_ignore_ascii_case("token") || action.eq_ignore_ascii_case("devicecode"))
         && !tenant.is_empty()
     {
-        return if method == Method::POST {
-            Ok(endpoint(Op::Token, tenant, ""))
-        } else {
-            Err(NoRoute::MethodNotAllowed)
-        };
+        let op = if action.eq_ignore_ascii_case("token") { Op::Token } else { Op::DeviceCode };
+        return if method == Method::POST { Ok(endpoint(op, tenant, "")) } else { Err(NoRoute::MethodNotAllowed) };
     }
     if let [adminapi, version, tenant, invoke] = segments.as_slice()
         && adminapi.eq_ignore_ascii_case("adminapi")
@@ -385,6 +400,13 @@ fn graph_route(method: &Method, segments: &[&str]) -> Result<Endpoint, NoRoute> 
             ([id, action], Method::POST) if is(action, "addPassword") => Ok(endpoint(Op::AddPassword, id, "")),
             ([id, action], Method::POST) if is(action, "removePassword") => Ok(endpoint(Op::RemovePassword, id, "")),
             ([_, action], _) if is(action, "addPassword") || is(action, "removePassword") => not_allowed(),
+            ([id, nav], Method::GET) if is(nav, "federatedIdentityCredentials") => {
+                Ok(endpoint(Op::ListFederatedCredentials, id, ""))
+            }
+            ([id, nav], Method::POST) if is(nav, "federatedIdentityCredentials") => {
+                Ok(endpoint(Op::CreateFederatedCredential, id, ""))
+            }
+            ([_, nav], _) if is(nav, "federatedIdentityCredentials") => not_allowed(),
             ([_, action, ..], _) => unknown(action),
         };
     }

@@ -46,6 +46,20 @@ pub struct SimApplication {
     /// Other writable application properties (description, identifierUris, spa, …), stored and
     /// echoed verbatim.
     pub other_properties: serde_json::Map<String, serde_json::Value>,
+    /// Federated identity credentials (`/applications/{id}/federatedIdentityCredentials`); the
+    /// token endpoint accepts an assertion matching one of them as this application.
+    pub federated_credentials: Vec<SimFederatedCredential>,
+}
+
+/// A federated identity credential of an application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimFederatedCredential {
+    pub id: String,
+    pub name: String,
+    pub issuer: String,
+    pub subject: String,
+    pub audiences: Vec<String>,
+    pub description: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,6 +199,32 @@ pub(crate) struct Directory {
     pub operators: HashMap<(String, String), OperatorCredential>,
     pub tokens: HashMap<String, IssuedToken>,
     pub issued_secrets: Vec<String>,
+    /// Device authorization requests (`/devicecode`), by device code.
+    pub device_codes: HashMap<String, DeviceCode>,
+    /// Refresh tokens issued by the device code grant: token → (tenant, client ID).
+    pub refresh_tokens: HashMap<String, (String, String)>,
+}
+
+/// A pending device authorization (OAuth 2.0 device authorization grant).
+#[derive(Clone, Debug)]
+pub(crate) struct DeviceCode {
+    pub tenant: String,
+    pub client_id: String,
+    pub user_code: String,
+    pub scope: String,
+    pub expires: Timestamp,
+    pub interval: Duration,
+    pub last_poll: Option<Timestamp>,
+    pub state: DeviceCodeState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DeviceCodeState {
+    Pending,
+    Approved,
+    Declined,
+    /// Redeemed once; a device code is single use.
+    Redeemed,
 }
 
 /// Global behaviour switches, set through [`super::Faults`].
@@ -381,6 +421,23 @@ fn graph_sp(created: Timestamp) -> SimServicePrincipal {
                 "Manage apps that this app creates or owns",
             ),
             permission("df021288-bdef-4463-88db-98f22de89214", "User.Read.All", "Read all users' full profiles"),
+            permission("9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30", "Application.Read.All", "Read all applications"),
+            permission(
+                "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
+                "Application.ReadWrite.All",
+                "Read and write all applications",
+            ),
+            permission(
+                "06b708a9-e830-4db3-a914-8e69da51d44f",
+                "AppRoleAssignment.ReadWrite.All",
+                "Manage app permission grants and app role assignments",
+            ),
+            permission(
+                "8e8e4742-1d95-4f68-9d56-6ee75648c72a",
+                "DelegatedPermissionGrant.ReadWrite.All",
+                "Manage all delegated permission grants",
+            ),
+            permission("246dd0d5-5bd0-4def-940b-0421030a5b68", "Policy.Read.All", "Read your organization's policies"),
         ],
         oauth2_permission_scopes: vec![
             permission(

@@ -49,8 +49,19 @@
 //! size ([`super::SimOptions::exchange_page_size`]), `value` being `[]` (not absent) for Set-*
 //! cmdlets, and the output properties other than Get-Mailbox's.
 //!
+//! Exchange RBAC for service principals (what `setup tenant` creates): New-ServicePrincipal
+//! (`-AppId`, `-ObjectId`, optional `-DisplayName`; confirmed from Microsoft's cmdlet reference),
+//! New-ManagementScope (`-Name`, `-RecipientRestrictionFilter`, an OPATH filter; confirmed),
+//! New-ManagementRoleAssignment (`-App` the service principal, `-Role`, `-CustomResourceScope` a
+//! management scope; confirmed from the cmdlet's published parameter descriptions) and the Get-*
+//! of each. Unconfirmed and chosen here: the error for an object that already exists, which
+//! identities `-App` / `-Identity` accept (AppId, ObjectId, ServiceId or display name here), the
+//! output property names beyond those parameters, and the name of an assignment made without
+//! `-Name`. Role assignments are stored, not enforced: the simulator still authorizes cmdlets with
+//! "has a role or not" ([`ExchangeSim::set_role_missing`]), and does not evaluate filters.
+//!
 //! Not simulated: `$select`, the `Prefer: odata.maxpagesize` header, cmdlets and parameters beyond
-//! those the operator uses, RBAC scopes finer than "has a role or not".
+//! those the operator and `setup` use, RBAC scopes finer than "has a role or not".
 
 mod org;
 pub(crate) mod wire;
@@ -59,6 +70,7 @@ use std::sync::Arc;
 
 pub(crate) use org::ExchangeOrg;
 use org::{Cmdlet, DEFAULT_POLICY};
+pub use org::{SimExchangeServicePrincipal, SimManagementScope, SimRoleAssignment};
 
 use super::state::{Shared, Tenant, lock};
 use crate::sim::random;
@@ -212,6 +224,21 @@ impl ExchangeSim {
         self.with_org(tenant_id, |org| {
             org.received.iter().filter(|(c, _)| c.name() == wanted).map(|(_, p)| p.clone()).collect()
         })
+    }
+
+    /// Exchange's service principal references (New-ServicePrincipal).
+    pub fn service_principals(&self, tenant_id: &str) -> Vec<SimExchangeServicePrincipal> {
+        self.with_org(tenant_id, |org| org.service_principals.clone())
+    }
+
+    /// Custom management scopes (New-ManagementScope).
+    pub fn management_scopes(&self, tenant_id: &str) -> Vec<SimManagementScope> {
+        self.with_org(tenant_id, |org| org.scopes.clone())
+    }
+
+    /// Management role assignments to service principals (New-ManagementRoleAssignment -App).
+    pub fn role_assignments(&self, tenant_id: &str) -> Vec<SimRoleAssignment> {
+        self.with_org(tenant_id, |org| org.role_assignments.clone())
     }
 
     /// Get-TransportConfig `SmtpClientAuthenticationDisabled` (default true).

@@ -29,10 +29,16 @@ pub(crate) enum Cmdlet {
     GetHostedOutboundSpamFilterPolicy,
     GetHostedOutboundSpamFilterRule,
     GetRemoteDomain,
+    GetServicePrincipal,
+    NewServicePrincipal,
+    GetManagementScope,
+    NewManagementScope,
+    GetManagementRoleAssignment,
+    NewManagementRoleAssignment,
 }
 
 impl Cmdlet {
-    pub const ALL: [Cmdlet; 8] = [
+    pub const ALL: [Cmdlet; 14] = [
         Cmdlet::GetMailbox,
         Cmdlet::SetMailbox,
         Cmdlet::GetCasMailbox,
@@ -41,6 +47,12 @@ impl Cmdlet {
         Cmdlet::GetHostedOutboundSpamFilterPolicy,
         Cmdlet::GetHostedOutboundSpamFilterRule,
         Cmdlet::GetRemoteDomain,
+        Cmdlet::GetServicePrincipal,
+        Cmdlet::NewServicePrincipal,
+        Cmdlet::GetManagementScope,
+        Cmdlet::NewManagementScope,
+        Cmdlet::GetManagementRoleAssignment,
+        Cmdlet::NewManagementRoleAssignment,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +65,12 @@ impl Cmdlet {
             Cmdlet::GetHostedOutboundSpamFilterPolicy => "Get-HostedOutboundSpamFilterPolicy",
             Cmdlet::GetHostedOutboundSpamFilterRule => "Get-HostedOutboundSpamFilterRule",
             Cmdlet::GetRemoteDomain => "Get-RemoteDomain",
+            Cmdlet::GetServicePrincipal => "Get-ServicePrincipal",
+            Cmdlet::NewServicePrincipal => "New-ServicePrincipal",
+            Cmdlet::GetManagementScope => "Get-ManagementScope",
+            Cmdlet::NewManagementScope => "New-ManagementScope",
+            Cmdlet::GetManagementRoleAssignment => "Get-ManagementRoleAssignment",
+            Cmdlet::NewManagementRoleAssignment => "New-ManagementRoleAssignment",
         }
     }
 
@@ -74,6 +92,11 @@ impl Cmdlet {
             Cmdlet::GetHostedOutboundSpamFilterPolicy
             | Cmdlet::GetHostedOutboundSpamFilterRule
             | Cmdlet::GetRemoteDomain => &["Identity"],
+            Cmdlet::GetServicePrincipal | Cmdlet::GetManagementScope => &["Identity"],
+            Cmdlet::NewServicePrincipal => &["AppId", "ObjectId", "ServiceId", "DisplayName"],
+            Cmdlet::NewManagementScope => &["Name", "RecipientRestrictionFilter"],
+            Cmdlet::GetManagementRoleAssignment => &["Identity", "Role", "RoleAssignee"],
+            Cmdlet::NewManagementRoleAssignment => &["Name", "Role", "App", "CustomResourceScope"],
         }
     }
 }
@@ -89,6 +112,9 @@ pub(crate) enum Output {
     OutboundPolicy(SimOutboundPolicy),
     OutboundRule(SimOutboundRule),
     RemoteDomain { name: String, auto_forward_enabled: bool },
+    ServicePrincipal(SimExchangeServicePrincipal),
+    ManagementScope(SimManagementScope),
+    RoleAssignment(SimRoleAssignment),
 }
 
 /// A successful run: output objects plus warnings (`@adminapi.warnings`).
@@ -112,6 +138,8 @@ pub(crate) enum CmdletError {
     InvalidArgument { parameter: &'static str, reason: String },
     /// PowerShell's text for a missing mandatory parameter; unconfirmed through InvokeCommand.
     MissingParameter { name: &'static str },
+    /// A New-* cmdlet naming an object that exists. Unconfirmed id, exception type and wording.
+    AlreadyExists { kind: &'static str, name: String },
 }
 
 impl CmdletError {
@@ -145,6 +173,10 @@ impl fmt::Display for CmdletError {
             CmdletError::MissingParameter { name } => write!(
                 f,
                 "|System.Management.Automation.ParameterBindingException|Cannot process command because of one or more missing mandatory parameters: {name}."
+            ),
+            CmdletError::AlreadyExists { kind, name } => write!(
+                f,
+                "|Microsoft.Exchange.Management.Tasks.ADObjectAlreadyExistsException|The {kind} \"{name}\" already exists."
             ),
         }
     }
@@ -181,6 +213,10 @@ impl<'a> Bound<'a> {
                 reason: format!("Cannot convert value \"{other}\" to type \"System.String\"."),
             }),
         }
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, CmdletError> {
+        self.string(name)?.filter(|v| !v.trim().is_empty()).ok_or(CmdletError::MissingParameter { name })
     }
 
     fn identity(&self) -> Result<String, CmdletError> {
@@ -222,7 +258,52 @@ pub(crate) struct ExchangeOrg {
     /// Every cmdlet the organization ran (or refused on its parameters), with the parameters as
     /// received, in order: what the client actually sent.
     pub received: Vec<(Cmdlet, Map<String, Value>)>,
+    /// Exchange's references to Entra service principals (New-ServicePrincipal).
+    pub service_principals: Vec<SimExchangeServicePrincipal>,
+    /// Custom management scopes (New-ManagementScope).
+    pub scopes: Vec<SimManagementScope>,
+    /// Management role assignments to service principals (New-ManagementRoleAssignment -App).
+    pub role_assignments: Vec<SimRoleAssignment>,
 }
+
+/// Exchange's own object for an Entra service principal (Get-ServicePrincipal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimExchangeServicePrincipal {
+    pub app_id: String,
+    /// The Entra service principal's object ID.
+    pub object_id: String,
+    /// Exchange's GUID for the reference (`ServiceId`).
+    pub service_id: String,
+    pub display_name: String,
+}
+
+/// A custom management scope (Get-ManagementScope).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimManagementScope {
+    pub name: String,
+    pub recipient_filter: String,
+}
+
+/// A management role assignment to a service principal (Get-ManagementRoleAssignment).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimRoleAssignment {
+    pub name: String,
+    pub role: String,
+    /// The assignee's Exchange service principal `ServiceId`.
+    pub app_service_id: String,
+    pub custom_resource_scope: Option<String>,
+}
+
+/// The built-in management roles the simulator knows (a subset; role names are confirmed from
+/// Exchange Online's role list).
+const KNOWN_ROLES: [&str; 6] = [
+    "Mail Recipients",
+    "View-Only Configuration",
+    "View-Only Recipients",
+    "Application Mail.Send",
+    "Application Mail.Read",
+    "Application Exchange Full Access",
+];
 
 impl ExchangeOrg {
     pub fn new() -> ExchangeOrg {
@@ -242,6 +323,9 @@ impl ExchangeOrg {
             concurrency_throttle: None,
             errors_without_details: false,
             received: Vec::new(),
+            service_principals: Vec::new(),
+            scopes: Vec::new(),
+            role_assignments: Vec::new(),
         }
     }
 
@@ -360,8 +444,108 @@ impl ExchangeOrg {
                     Some(identity) => return Err(CmdletError::ObjectNotFound { identity }),
                 }
             }
+            Cmdlet::GetServicePrincipal => match bound.string("Identity")? {
+                None => self.service_principals.iter().cloned().map(Output::ServicePrincipal).collect(),
+                Some(identity) => match self.exchange_sp(&identity) {
+                    Some(sp) => vec![Output::ServicePrincipal(sp.clone())],
+                    None => return Err(CmdletError::ObjectNotFound { identity }),
+                },
+            },
+            Cmdlet::NewServicePrincipal => {
+                let app_id = bound.required("AppId")?;
+                let object_id = bound.required("ObjectId")?;
+                if self.exchange_sp(&app_id).is_some() || self.exchange_sp(&object_id).is_some() {
+                    return Err(CmdletError::AlreadyExists { kind: "service principal", name: app_id });
+                }
+                let sp = SimExchangeServicePrincipal {
+                    display_name: bound.string("DisplayName")?.unwrap_or_else(|| app_id.clone()),
+                    service_id: bound.string("ServiceId")?.unwrap_or_else(random::guid),
+                    app_id,
+                    object_id,
+                };
+                self.service_principals.push(sp.clone());
+                vec![Output::ServicePrincipal(sp)]
+            }
+            Cmdlet::GetManagementScope => match bound.string("Identity")? {
+                None => self.scopes.iter().cloned().map(Output::ManagementScope).collect(),
+                Some(identity) => match self.scopes.iter().find(|s| s.name.eq_ignore_ascii_case(identity.trim())) {
+                    Some(scope) => vec![Output::ManagementScope(scope.clone())],
+                    None => return Err(CmdletError::ObjectNotFound { identity }),
+                },
+            },
+            Cmdlet::NewManagementScope => {
+                let name = bound.required("Name")?;
+                let recipient_filter = bound.required("RecipientRestrictionFilter")?;
+                if self.scopes.iter().any(|s| s.name.eq_ignore_ascii_case(&name)) {
+                    return Err(CmdletError::AlreadyExists { kind: "management scope", name });
+                }
+                let scope = SimManagementScope { name, recipient_filter };
+                self.scopes.push(scope.clone());
+                vec![Output::ManagementScope(scope)]
+            }
+            Cmdlet::GetManagementRoleAssignment => {
+                let role = bound.string("Role")?;
+                let assignee = bound.string("RoleAssignee")?;
+                let identity = bound.string("Identity")?;
+                let assignee_id = match &assignee {
+                    Some(a) => match self.exchange_sp(a) {
+                        Some(sp) => Some(sp.service_id.clone()),
+                        None => return Err(CmdletError::ObjectNotFound { identity: a.clone() }),
+                    },
+                    None => None,
+                };
+                self.role_assignments
+                    .iter()
+                    .filter(|a| role.as_deref().is_none_or(|r| a.role.eq_ignore_ascii_case(r.trim())))
+                    .filter(|a| identity.as_deref().is_none_or(|i| a.name.eq_ignore_ascii_case(i.trim())))
+                    .filter(|a| assignee_id.as_deref().is_none_or(|id| a.app_service_id == id))
+                    .cloned()
+                    .map(Output::RoleAssignment)
+                    .collect()
+            }
+            Cmdlet::NewManagementRoleAssignment => {
+                let role = bound.required("Role")?;
+                let app = bound.required("App")?;
+                let Some(role) = KNOWN_ROLES.iter().find(|r| r.eq_ignore_ascii_case(role.trim())) else {
+                    return Err(CmdletError::ObjectNotFound { identity: role });
+                };
+                let Some(sp) = self.exchange_sp(&app).cloned() else {
+                    return Err(CmdletError::RecipientNotFound { identity: app });
+                };
+                let scope = match bound.string("CustomResourceScope")? {
+                    None => None,
+                    Some(scope) => match self.scopes.iter().find(|s| s.name.eq_ignore_ascii_case(scope.trim())) {
+                        Some(found) => Some(found.name.clone()),
+                        None => return Err(CmdletError::ObjectNotFound { identity: scope }),
+                    },
+                };
+                // Unconfirmed: the generated name when -Name is omitted (role, dash, assignee).
+                let name = bound.string("Name")?.unwrap_or_else(|| format!("{role}-{}", sp.display_name));
+                if self.role_assignments.iter().any(|a| a.name.eq_ignore_ascii_case(&name)) {
+                    return Err(CmdletError::AlreadyExists { kind: "management role assignment", name });
+                }
+                let assignment = SimRoleAssignment {
+                    name,
+                    role: role.to_string(),
+                    app_service_id: sp.service_id,
+                    custom_resource_scope: scope,
+                };
+                self.role_assignments.push(assignment.clone());
+                vec![Output::RoleAssignment(assignment)]
+            }
         };
         Ok(Outcome { output, warnings: Vec::new() })
+    }
+
+    /// An Exchange service principal by AppId, ObjectId, ServiceId or display name (what
+    /// `-Identity` and `-App` accept here; that every one of them is accepted is unconfirmed).
+    pub fn exchange_sp(&self, identity: &str) -> Option<&SimExchangeServicePrincipal> {
+        let identity = identity.trim();
+        self.service_principals.iter().find(|sp| {
+            [&sp.app_id, &sp.object_id, &sp.service_id, &sp.display_name]
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(identity))
+        })
     }
 
     /// `-Identity x` → that mailbox or ObjectNotFound; no identity → every mailbox.

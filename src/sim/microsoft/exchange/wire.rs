@@ -329,6 +329,38 @@ fn output_json(output: &Output) -> Value {
             object.insert("DomainName".into(), json!("*"));
             object.insert("AutoForwardEnabled".into(), json!(auto_forward_enabled));
         }
+        // Property names as Get-ServicePrincipal documents them (AppId, ObjectId, ServiceId,
+        // DisplayName); Identity = Name = the ServiceId is unconfirmed.
+        Output::ServicePrincipal(sp) => {
+            for key in ["Identity", "Name"] {
+                object.insert(key.into(), json!(sp.service_id));
+            }
+            object.insert("AppId".into(), json!(sp.app_id));
+            object.insert("ObjectId".into(), json!(sp.object_id));
+            object.insert("ServiceId".into(), json!(sp.service_id));
+            object.insert("DisplayName".into(), json!(sp.display_name));
+        }
+        // Name and RecipientFilter (the filter New-ManagementScope was given); ScopeRestrictionType
+        // "RecipientScope" is unconfirmed.
+        Output::ManagementScope(scope) => {
+            for key in ["Identity", "Name"] {
+                object.insert(key.into(), json!(scope.name));
+            }
+            object.insert("RecipientFilter".into(), json!(scope.recipient_filter));
+            object.insert("ScopeRestrictionType".into(), json!("RecipientScope"));
+        }
+        // Unconfirmed property values for a service-principal assignee (RoleAssignee = ServiceId,
+        // RoleAssigneeType = ServicePrincipal).
+        Output::RoleAssignment(a) => {
+            for key in ["Identity", "Name"] {
+                object.insert(key.into(), json!(a.name));
+            }
+            object.insert("Role".into(), json!(a.role));
+            object.insert("RoleAssignee".into(), json!(a.app_service_id));
+            object.insert("RoleAssigneeName".into(), json!(a.app_service_id));
+            object.insert("RoleAssigneeType".into(), json!("ServicePrincipal"));
+            object.insert("CustomResourceScope".into(), json!(a.custom_resource_scope));
+        }
     }
     Value::Object(object)
 }

@@ -1,0 +1,643 @@
+//! `setup tenant`: prepares a Microsoft tenant for the operator from an administrator's sign-in,
+//! idempotently (every object is looked up first and created only when missing):
+//!
+//! 1. the operator's application (by `uniqueName`) and its service principal;
+//! 2. a federated identity credential for the cluster's service account (workload identity);
+//! 3. the Microsoft Graph application permissions the README lists (least privilege) and, for
+//!    mailbox management, Office 365 Exchange Online's `Exchange.ManageAsApp`, as app role
+//!    assignments (which are the admin consent);
+//! 4. Exchange RBAC for the application: Exchange's own service principal object
+//!    (New-ServicePrincipal), a management scope limited to the allowed mailboxes
+//!    (New-ManagementScope) and role assignments to the application (New-ManagementRoleAssignment).
+//!
+//! With `dry_run` nothing is written: every change is reported with its equivalent `az` CLI or
+//! Exchange Online PowerShell command.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use crate::api::Cloud;
+use crate::azure::model::{ApplicationUpdate, FederatedIdentityCredential, RequiredResourceAccess, ResourceAccess};
+use crate::azure::{AzureError, Directory, Endpoints, GraphClient, TokenClient, TokenProvider};
+use crate::exchange::wire::Command;
+use crate::exchange::{ExchangeClient, ExchangeError};
+use crate::http::HttpClient;
+
+/// Microsoft Graph and Office 365 Exchange Online (first-party application IDs).
+pub const GRAPH_APP_ID: &str = crate::api::tenant::MICROSOFT_GRAPH_APP_ID;
+pub const EXCHANGE_APP_ID: &str = crate::api::tenant::EXCHANGE_ONLINE_APP_ID;
+/// The audience Entra ID requires in workload identity federation assertions.
+pub const FEDERATION_AUDIENCE: &str = "api://AzureADTokenExchange";
+/// The Azure CLI's public client (device code sign-in unless `--client-id` says otherwise).
+pub const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+
+/// What to set up.
+#[derive(Clone, Debug)]
+pub struct TenantSetup {
+    pub tenant_id: String,
+    pub cloud: Cloud,
+    /// The cluster's service-account issuer URL.
+    pub issuer: String,
+    pub namespace: String,
+    pub service_account: String,
+    /// The application's `uniqueName` (also its display name).
+    pub unique_name: String,
+    /// Mailbox patterns (`support@contoso.com`, `*@contoso.com`, `*@*.contoso.com`).
+    pub mailboxes: Vec<String>,
+    /// SMTP AUTH and forwarding management on Exchange Online (EmailChannel `exchange.manage`).
+    pub exchange: bool,
+    /// Adoption of applications the operator does not own (`Application.ReadWrite.All`).
+    pub adopt: bool,
+    /// `Policy.Read.All` (optional: secret lifetimes shortened in advance to the tenant policy).
+    pub policy_read: bool,
+    /// Name of the EntraTenant to print.
+    pub entra_tenant: String,
+}
+
+/// The Exchange management roles assigned to the application.
+///
+/// `Mail Recipients` holds Set-Mailbox and Set-CASMailbox (forwarding, SMTP AUTH) and is limited
+/// to the allowed mailboxes by the management scope. Assumed, not confirmed by a public source:
+/// that `View-Only Configuration` covers the organization-wide reads the operator makes
+/// (Get-TransportConfig, Get-HostedOutboundSpamFilterPolicy/Rule, Get-RemoteDomain), and that a
+/// management role other than the `Application …` roles honours `-CustomResourceScope` when
+/// assigned with `-App`.
+pub const EXCHANGE_ROLES: [(&str, bool); 2] = [("Mail Recipients", true), ("View-Only Configuration", false)];
+
+impl TenantSetup {
+    /// `system:serviceaccount:<namespace>:<name>`
+    pub fn subject(&self) -> String {
+        format!("system:serviceaccount:{}:{}", self.namespace, self.service_account)
+    }
+
+    /// The Graph application permissions, exactly the README's least-privilege list.
+    pub fn graph_permissions(&self) -> Vec<&'static str> {
+        let mut permissions = vec![
+            "Application.ReadWrite.OwnedBy",
+            "Application.Read.All",
+            "AppRoleAssignment.ReadWrite.All",
+            "DelegatedPermissionGrant.ReadWrite.All",
+        ];
+        if self.policy_read {
+            permissions.push("Policy.Read.All");
+        }
+        if self.adopt {
+            permissions.push("Application.ReadWrite.All");
+        }
+        permissions
+    }
+
+    /// (resource appId, permission) pairs.
+    pub fn permissions(&self) -> Vec<(&'static str, &'static str)> {
+        let mut all: Vec<_> = self.graph_permissions().into_iter().map(|p| (GRAPH_APP_ID, p)).collect();
+        if self.exchange {
+            all.push((EXCHANGE_APP_ID, "Exchange.ManageAsApp"));
+        }
+        all
+    }
+
+    pub fn credential_name(&self) -> String {
+        format!("{}-{}", self.namespace, self.service_account)
+    }
+
+    pub fn scope_name(&self) -> String {
+        format!("{}-mailboxes", self.unique_name)
+    }
+
+    pub fn assignment_name(&self, role: &str) -> String {
+        let slug: String =
+            role.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        let name = format!("{}-{slug}", self.unique_name);
+        name.chars().take(64).collect()
+    }
+
+    /// The OPATH recipient filter of the allowed mailboxes: `-eq` for an address, `-like` for a
+    /// pattern. Assumed (no public source checked): that `-like` accepts a `*` inside the domain
+    /// (`*@*.contoso.com`) and that PrimarySmtpAddress is the property to match.
+    pub fn recipient_filter(&self) -> String {
+        let clauses: Vec<String> = self
+            .mailboxes
+            .iter()
+            .map(|m| {
+                let value = m.trim().replace('\'', "''");
+                let op = if value.contains('*') { "-like" } else { "-eq" };
+                format!("(PrimarySmtpAddress {op} '{value}')")
+            })
+            .collect();
+        clauses.join(" -or ")
+    }
+
+    fn graph_base(&self) -> String {
+        Endpoints::for_cloud(self.cloud).graph.as_str().trim_end_matches('/').to_string()
+    }
+}
+
+/// One step: what is (or would be) done, and the equivalent command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    /// True when the object already existed (nothing to do).
+    pub present: bool,
+    pub what: String,
+    /// The equivalent `az` CLI or Exchange PowerShell command.
+    pub command: String,
+}
+
+/// What `run` found and did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub steps: Vec<Step>,
+    /// The application (client) ID, once it exists.
+    pub app_id: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    pub fn changes(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| !s.present)
+    }
+
+    /// The report as text; `dry_run` words changes as "would".
+    pub fn render(&self, dry_run: bool) -> String {
+        let mut out = String::new();
+        for step in &self.steps {
+            let mark = match (step.present, dry_run) {
+                (true, _) => "ok     ",
+                (false, true) => "would  ",
+                (false, false) => "created",
+            };
+            out.push_str(&format!("{mark} {}\n", step.what));
+            if !step.present {
+                for line in step.command.lines() {
+                    out.push_str(&format!("          {line}\n"));
+                }
+            }
+        }
+        for warning in &self.warnings {
+            out.push_str(&format!("warning: {warning}\n"));
+        }
+        let changes = self.changes().count();
+        out.push_str(&match (changes, dry_run) {
+            (0, _) => "nothing to change\n".to_string(),
+            (n, true) => format!("{n} change(s) would be made (dry run: none made)\n"),
+            (n, false) => format!("{n} change(s) made\n"),
+        });
+        out
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Graph(#[from] AzureError),
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn ps_quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('`', "``").replace('"', "`\"").replace('$', "`$"))
+}
+
+/// Runs the set-up against Graph and (when `setup.exchange`) Exchange Online.
+pub async fn run(
+    setup: &TenantSetup,
+    graph: &GraphClient,
+    exchange: Option<&ExchangeClient>,
+    dry_run: bool,
+) -> Result<Report, SetupError> {
+    let tenant = setup.tenant_id.as_str();
+    let base = setup.graph_base();
+    let mut report = Report::default();
+    let step = |report: &mut Report, present: bool, what: String, command: String| {
+        report.steps.push(Step { present, what, command });
+    };
+
+    // The resource service principals and the app role IDs of the permissions (reads only).
+    let mut resolved = Vec::new();
+    for (resource, permission) in setup.permissions() {
+        let sp = graph
+            .resource_service_principal(tenant, resource)
+            .await?
+            .ok_or_else(|| SetupError::Other(format!("no service principal of {resource} in tenant {tenant}")))?;
+        let role =
+            sp.app_roles.iter().find(|r| r.value.as_deref() == Some(permission) && r.is_enabled).ok_or_else(|| {
+                SetupError::Other(format!("{resource} publishes no application permission {permission}"))
+            })?;
+        resolved.push((resource, permission, sp.id.clone(), role.id.clone()));
+    }
+
+    // 1. The application and its service principal.
+    let mut app = graph.app_by_unique_name(tenant, &setup.unique_name).await?;
+    let mut required: Vec<RequiredResourceAccess> = Vec::new();
+    for (resource, _, _, role_id) in &resolved {
+        let access = ResourceAccess { id: role_id.clone(), kind: "Role".into() };
+        match required.iter_mut().find(|r| r.resource_app_id == *resource) {
+            Some(r) => r.resource_access.push(access),
+            None => required
+                .push(RequiredResourceAccess { resource_app_id: resource.to_string(), resource_access: vec![access] }),
+        }
+    }
+    let body = json!({
+        "displayName": setup.unique_name,
+        "signInAudience": "AzureADMyOrg",
+        "requiredResourceAccess": required,
+    });
+    step(
+        &mut report,
+        app.is_some(),
+        format!(
+            "application uniqueName={} (single tenant, the permissions below as required access)",
+            setup.unique_name
+        ),
+        format!(
+            "az rest --method PATCH --url {} --headers Prefer=create-if-missing --body {}",
+            sh_quote(&format!("{base}/v1.0/applications(uniqueName='{}')", setup.unique_name)),
+            sh_quote(&body.to_string())
+        ),
+    );
+    if app.is_none() && !dry_run {
+        let update = ApplicationUpdate {
+            unique_name: None,
+            display_name: setup.unique_name.clone(),
+            sign_in_audience: "AzureADMyOrg".into(),
+            required_resource_access: required.clone(),
+            ..ApplicationUpdate::default()
+        };
+        app = Some(graph.upsert_app(tenant, &setup.unique_name, &update).await?);
+    }
+    let app_id = app.as_ref().map(|a| a.app_id.clone());
+    report.app_id = app_id.clone();
+    let app_id_text = app_id.clone().unwrap_or_else(|| "<appId>".into());
+
+    let sp = match &app_id {
+        Some(app_id) => graph.service_principal(tenant, app_id).await?,
+        None => None,
+    };
+    step(
+        &mut report,
+        sp.is_some(),
+        format!("service principal of {app_id_text}"),
+        format!("az ad sp create --id {app_id_text}"),
+    );
+    let sp = match (sp, &app_id) {
+        (None, Some(app_id)) if !dry_run => Some(graph.ensure_service_principal(tenant, app_id).await?),
+        (sp, _) => sp,
+    };
+    let sp_id_text = sp.as_ref().map(|s| s.id.clone()).unwrap_or_else(|| "<servicePrincipalId>".into());
+
+    // 2. The federated identity credential.
+    let wanted = FederatedIdentityCredential {
+        id: String::new(),
+        name: setup.credential_name(),
+        issuer: setup.issuer.clone(),
+        subject: setup.subject(),
+        audiences: vec![FEDERATION_AUDIENCE.into()],
+        description: Some("connect-email-operator workload identity".into()),
+    };
+    let existing = match &app {
+        Some(app) => graph.federated_credentials(tenant, &app.id).await?,
+        None => Vec::new(),
+    };
+    let present = existing.iter().any(|c| {
+        c.issuer == wanted.issuer && c.subject == wanted.subject && c.audiences.iter().any(|a| a == FEDERATION_AUDIENCE)
+    });
+    if !present && existing.iter().any(|c| c.name == wanted.name) {
+        return Err(SetupError::Other(format!(
+            "the application has a federated credential named {} for another issuer or subject; remove or rename it",
+            wanted.name
+        )));
+    }
+    let parameters = json!({
+        "name": wanted.name, "issuer": wanted.issuer, "subject": wanted.subject, "audiences": wanted.audiences,
+    });
+    step(
+        &mut report,
+        present,
+        format!("federated credential issuer={} subject={}", wanted.issuer, wanted.subject),
+        format!(
+            "az ad app federated-credential create --id {app_id_text} --parameters {}",
+            sh_quote(&parameters.to_string())
+        ),
+    );
+    if let (false, false, Some(app)) = (present, dry_run, &app) {
+        graph.add_federated_credential(tenant, &app.id, &wanted).await?;
+    }
+
+    // 3. Application permissions with admin consent: app role assignments.
+    let assignments = match &sp {
+        Some(sp) => graph.app_role_assignments(tenant, &sp.id).await?,
+        None => Vec::new(),
+    };
+    for (resource, permission, resource_sp, role_id) in &resolved {
+        let present =
+            assignments.iter().any(|a| a.resource_id.eq_ignore_ascii_case(resource_sp) && a.app_role_id == *role_id);
+        let body = json!({"principalId": sp_id_text, "resourceId": resource_sp, "appRoleId": role_id});
+        let name = if *resource == GRAPH_APP_ID { "Microsoft Graph" } else { "Office 365 Exchange Online" };
+        step(
+            &mut report,
+            present,
+            format!("application permission {permission} on {name} (admin consent)"),
+            format!(
+                "az rest --method POST --url {} --body {}",
+                sh_quote(&format!("{base}/v1.0/servicePrincipals/{resource_sp}/appRoleAssignedTo")),
+                sh_quote(&body.to_string())
+            ),
+        );
+        if let (false, false, Some(sp)) = (present, dry_run, &sp) {
+            graph.assign_app_role(tenant, &sp.id, resource_sp, role_id).await?;
+        }
+    }
+
+    // 4. Exchange RBAC for the application.
+    if setup.exchange {
+        let exchange = exchange.ok_or_else(|| SetupError::Other("an Exchange Online token is needed".into()))?;
+        exchange_rbac(setup, exchange, app_id.as_deref(), sp.as_ref().map(|s| s.id.as_str()), dry_run, &mut report)
+            .await?;
+    }
+    Ok(report)
+}
+
+fn text<'v>(row: &'v Value, name: &str) -> Option<&'v str> {
+    row.get(name).and_then(Value::as_str)
+}
+
+async fn exchange_rbac(
+    setup: &TenantSetup,
+    exchange: &ExchangeClient,
+    app_id: Option<&str>,
+    sp_object_id: Option<&str>,
+    dry_run: bool,
+    report: &mut Report,
+) -> Result<(), SetupError> {
+    let tenant = setup.tenant_id.as_str();
+    let app_id_text = app_id.unwrap_or("<appId>");
+    let object_id_text = sp_object_id.unwrap_or("<servicePrincipalId>");
+
+    // Exchange's service principal object. Listed and matched on AppId here, because which
+    // identities Get-ServicePrincipal -Identity accepts is not confirmed.
+    let sps = exchange.run(tenant, &Command::new("Get-ServicePrincipal", json!({}))).await?;
+    let mut service_id = sps
+        .iter()
+        .find(|r| app_id.is_some_and(|a| text(r, "AppId").is_some_and(|v| v.eq_ignore_ascii_case(a))))
+        .and_then(|r| text(r, "ServiceId").map(str::to_string));
+    report.steps.push(Step {
+        present: service_id.is_some(),
+        what: format!("Exchange service principal for {app_id_text}"),
+        command: format!(
+            "New-ServicePrincipal -AppId {app_id_text} -ObjectId {object_id_text} -DisplayName {}",
+            ps_quote(&setup.unique_name)
+        ),
+    });
+    if let (None, false, Some(app_id), Some(object_id)) = (&service_id, dry_run, app_id, sp_object_id) {
+        let parameters = json!({"AppId": app_id, "ObjectId": object_id, "DisplayName": setup.unique_name});
+        let rows = exchange.run(tenant, &Command::new("New-ServicePrincipal", parameters)).await?;
+        service_id = rows.first().and_then(|r| text(r, "ServiceId")).map(str::to_string);
+    }
+
+    // The management scope of the allowed mailboxes.
+    let filter = setup.recipient_filter();
+    let scope_name = setup.scope_name();
+    let scopes = exchange.run(tenant, &Command::new("Get-ManagementScope", json!({}))).await?;
+    let scope = scopes.iter().find(|r| text(r, "Name").is_some_and(|n| n.eq_ignore_ascii_case(&scope_name)));
+    if let Some(found) = scope.and_then(|s| text(s, "RecipientFilter"))
+        && found != filter
+    {
+        report.warnings.push(format!(
+            "management scope {scope_name} exists with the filter {found:?}, not {filter:?}; left as it is (Set-ManagementScope changes it)"
+        ));
+    }
+    report.steps.push(Step {
+        present: scope.is_some(),
+        what: format!("Exchange management scope {scope_name}: {filter}"),
+        command: format!(
+            "New-ManagementScope -Name {} -RecipientRestrictionFilter {}",
+            ps_quote(&scope_name),
+            ps_quote(&filter)
+        ),
+    });
+    if scope.is_none() && !dry_run {
+        let parameters = json!({"Name": scope_name, "RecipientRestrictionFilter": filter});
+        exchange.run(tenant, &Command::new("New-ManagementScope", parameters)).await?;
+    }
+
+    // The role assignments, found by the names this command gives them.
+    let assignments = exchange.run(tenant, &Command::new("Get-ManagementRoleAssignment", json!({}))).await?;
+    for (role, scoped) in EXCHANGE_ROLES {
+        let name = setup.assignment_name(role);
+        let present = assignments.iter().any(|r| text(r, "Name").is_some_and(|n| n.eq_ignore_ascii_case(&name)));
+        let scope_parameter =
+            if scoped { format!(" -CustomResourceScope {}", ps_quote(&scope_name)) } else { String::new() };
+        report.steps.push(Step {
+            present,
+            what: format!(
+                "Exchange role {role} for the application{}",
+                if scoped { format!(", scope {scope_name}") } else { ", organization-wide (read only)".into() }
+            ),
+            command: format!(
+                "New-ManagementRoleAssignment -Name {} -App {app_id_text} -Role {}{scope_parameter}",
+                ps_quote(&name),
+                ps_quote(role)
+            ),
+        });
+        if let (false, false, Some(_)) = (present, dry_run, &service_id) {
+            let mut parameters = json!({"Name": name, "App": app_id_text, "Role": role});
+            if scoped {
+                parameters["CustomResourceScope"] = json!(scope_name);
+            }
+            exchange.run(tenant, &Command::new("New-ManagementRoleAssignment", parameters)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The EntraTenant for this tenant (namespaces labelled `connectemail.dev/tenant=<name>`).
+pub fn entra_tenant_spec(setup: &TenantSetup) -> Value {
+    let mut spec = json!({
+        "tenantId": setup.tenant_id,
+        "namespaceSelector": {"matchLabels": {"connectemail.dev/tenant": setup.entra_tenant}},
+        "mailboxes": setup.mailboxes,
+    });
+    if setup.cloud != Cloud::AzurePublic {
+        spec["cloud"] = serde_json::to_value(setup.cloud).unwrap_or_default();
+    }
+    if setup.adopt {
+        spec["adoption"] = json!({"allowed": true});
+    }
+    spec
+}
+
+pub fn entra_tenant_manifest(setup: &TenantSetup) -> String {
+    let manifest = json!({
+        "apiVersion": "connectemail.dev/v1alpha1",
+        "kind": "EntraTenant",
+        "metadata": {"name": setup.entra_tenant},
+        "spec": entra_tenant_spec(setup),
+    });
+    serde_yaml::to_string(&manifest).unwrap_or_default()
+}
+
+/// Helm values for the chart: workload identity with the application's client ID, the service
+/// account name the federated credential names, and the EntraTenant.
+pub fn helm_values(setup: &TenantSetup, app_id: &str) -> String {
+    let values = json!({
+        "serviceAccount": {"name": setup.service_account},
+        "workloadIdentity": {"enabled": true, "clientId": app_id},
+        "tenants": [{"name": setup.entra_tenant, "spec": entra_tenant_spec(setup)}],
+    });
+    format!(
+        "# helm install <release> <chart> -n {} -f values.yaml\n# serviceAccount.name pins the name the federated credential names.\n{}",
+        setup.namespace,
+        serde_yaml::to_string(&values).unwrap_or_default()
+    )
+}
+
+/// Graph and Exchange clients acting with an administrator's access tokens.
+pub fn admin_clients(
+    http: HttpClient,
+    endpoints: Endpoints,
+    graph_token: SecretString,
+    exchange_token: Option<SecretString>,
+) -> (GraphClient, ExchangeClient) {
+    let mut tokens = vec![(endpoints.graph_scope.clone(), graph_token)];
+    if let Some(token) = exchange_token {
+        tokens.push((endpoints.exchange_scope.clone(), token));
+    }
+    let provider = Arc::new(TokenProvider::fixed(TokenClient::new(http.clone(), endpoints.clone()), tokens));
+    let graph = GraphClient::new(http.clone(), endpoints.clone(), provider.clone());
+    let exchange = ExchangeClient::new(http, endpoints, provider);
+    (graph, exchange)
+}
+
+/// An administrator's sign-in with the device code flow.
+pub struct DeviceCodeLogin {
+    pub http: HttpClient,
+    pub endpoints: Endpoints,
+    pub tenant: String,
+    pub client_id: String,
+}
+
+/// The tokens of a device code sign-in.
+pub struct SignIn {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+}
+
+impl DeviceCodeLogin {
+    fn token_error(body: &Value) -> (String, String) {
+        let error = body.get("error").and_then(Value::as_str).unwrap_or("").to_string();
+        let description = body.get("error_description").and_then(Value::as_str).unwrap_or("").to_string();
+        (error, description)
+    }
+
+    /// Starts a device authorization for `scope` (plus `offline_access`), shows the message via
+    /// `prompt`, then polls the token endpoint: `authorization_pending` waits `interval`,
+    /// `slow_down` adds 5 s to it (RFC 8628), anything else ends the sign-in.
+    pub async fn sign_in(&self, scope: &str, prompt: impl Fn(&str)) -> Result<SignIn, SetupError> {
+        let authority = self.endpoints.authority(&self.tenant);
+        let scope = format!("{scope} offline_access");
+        let form = [("client_id", self.client_id.as_str()), ("scope", scope.as_str())];
+        let url = format!("{authority}/oauth2/v2.0/devicecode");
+        let response = self.http.send("devicecode", |c| c.post(&url).form(&form)).await.map_err(AzureError::from)?;
+        let body: Value = serde_json::from_slice(&response.body).unwrap_or_default();
+        if !response.status.is_success() {
+            let (error, description) = Self::token_error(&body);
+            return Err(SetupError::Other(format!("device code request refused: {error}: {description}")));
+        }
+        let device_code = body.get("device_code").and_then(Value::as_str).unwrap_or_default().to_string();
+        let message = body.get("message").and_then(Value::as_str).unwrap_or_default();
+        prompt(message);
+        let mut interval = Duration::from_secs(body.get("interval").and_then(Value::as_u64).unwrap_or(5).max(1));
+        let token_url = self.endpoints.token_url(&self.tenant);
+        loop {
+            tokio::time::sleep(interval).await;
+            let form = [
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", self.client_id.as_str()),
+                ("device_code", device_code.as_str()),
+            ];
+            let response =
+                self.http.send("token", |c| c.post(&token_url).form(&form)).await.map_err(AzureError::from)?;
+            let body: Value = serde_json::from_slice(&response.body).unwrap_or_default();
+            if response.status.is_success() {
+                return Ok(Self::tokens(&body));
+            }
+            match Self::token_error(&body) {
+                (e, _) if e == "authorization_pending" => {}
+                (e, _) if e == "slow_down" => interval += Duration::from_secs(5),
+                (error, description) => {
+                    return Err(SetupError::Other(format!("device code sign-in failed: {error}: {description}")));
+                }
+            }
+        }
+    }
+
+    /// Redeems a refresh token of this client for another resource's `scope`.
+    pub async fn refresh(&self, refresh_token: &SecretString, scope: &str) -> Result<SignIn, SetupError> {
+        let token_url = self.endpoints.token_url(&self.tenant);
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", self.client_id.as_str()),
+            ("refresh_token", refresh_token.expose_secret()),
+            ("scope", scope),
+        ];
+        let response = self.http.send("token", |c| c.post(&token_url).form(&form)).await.map_err(AzureError::from)?;
+        let body: Value = serde_json::from_slice(&response.body).unwrap_or_default();
+        if !response.status.is_success() {
+            let (error, description) = Self::token_error(&body);
+            return Err(SetupError::Other(format!(
+                "refreshing the sign-in for {scope} failed: {error}: {description}"
+            )));
+        }
+        Ok(Self::tokens(&body))
+    }
+
+    fn tokens(body: &Value) -> SignIn {
+        let text = |name: &str| body.get(name).and_then(Value::as_str).map(|t| SecretString::from(t.to_string()));
+        SignIn {
+            access_token: text("access_token").unwrap_or_else(|| SecretString::from("")),
+            refresh_token: text("refresh_token"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> TenantSetup {
+        TenantSetup {
+            tenant_id: "t".into(),
+            cloud: Cloud::AzurePublic,
+            issuer: "https://oidc.example".into(),
+            namespace: "ceo".into(),
+            service_account: "connect-email-operator".into(),
+            unique_name: "connect-email-operator".into(),
+            mailboxes: vec!["support@contoso.com".into(), "*@fabrikam.com".into()],
+            exchange: true,
+            adopt: false,
+            policy_read: true,
+            entra_tenant: "contoso".into(),
+        }
+    }
+
+    #[test]
+    fn filters_and_permissions_follow_the_inputs() {
+        let s = setup();
+        assert_eq!(
+            s.recipient_filter(),
+            "(PrimarySmtpAddress -eq 'support@contoso.com') -or (PrimarySmtpAddress -like '*@fabrikam.com')"
+        );
+        assert_eq!(s.subject(), "system:serviceaccount:ceo:connect-email-operator");
+        assert!(!s.graph_permissions().contains(&"Application.ReadWrite.All"));
+        assert_eq!(s.permissions().len(), 6);
+        assert_eq!(s.assignment_name("View-Only Configuration"), "connect-email-operator-view-only-configuration");
+    }
+}

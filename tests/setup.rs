@@ -1,0 +1,328 @@
+//! `setup tenant` against the Microsoft simulator (Graph, token endpoint, Exchange): the objects
+//! it creates, a second run that writes nothing, a dry run that writes nothing and prints the
+//! commands, the operator authenticating with the federated credential it made, and the device
+//! code sign-in.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use connect_email_operator::api::Cloud;
+use connect_email_operator::azure::{
+    Directory, EndpointOverrides, Endpoints, GraphClient, OperatorCredential, TokenClient, TokenProvider,
+};
+use connect_email_operator::exchange::{ExchangeClient, MailboxAdmin};
+use connect_email_operator::http::{HttpClient, HttpSettings};
+use connect_email_operator::setup::{self, DeviceCodeLogin, TenantSetup};
+use connect_email_operator::sim::microsoft::{Audience, MicrosoftSim, SimOptions, routes};
+
+const TENANT: &str = "5e7a0000-1111-4222-8333-444455556666";
+const ISSUER: &str = "https://oidc.cluster.example/abc";
+
+fn spec() -> TenantSetup {
+    TenantSetup {
+        tenant_id: TENANT.into(),
+        cloud: Cloud::AzurePublic,
+        issuer: ISSUER.into(),
+        namespace: "connect-email-operator".into(),
+        service_account: "ceo-connect-email-operator".into(),
+        unique_name: "connect-email-operator".into(),
+        mailboxes: vec!["support@contoso.com".into(), "*@sales.contoso.com".into()],
+        exchange: true,
+        adopt: false,
+        policy_read: true,
+        entra_tenant: "contoso".into(),
+    }
+}
+
+fn endpoints(sim: &MicrosoftSim) -> Endpoints {
+    let url = url::Url::parse(&sim.url()).unwrap();
+    EndpointOverrides { authority_host: Some(url.clone()), graph: Some(url.clone()), exchange: Some(url) }
+        .apply(Endpoints::for_cloud(Cloud::AzurePublic))
+}
+
+fn http(sim: &MicrosoftSim) -> HttpClient {
+    HttpClient::new("setup", &HttpSettings { extra_ca_pem: Some(sim.ca_pem()), ..Default::default() }).unwrap()
+}
+
+fn admin(sim: &MicrosoftSim) -> (GraphClient, ExchangeClient) {
+    let graph = sim.issue_admin_token(TENANT, Audience::Graph);
+    let exchange = sim.issue_admin_token(TENANT, Audience::Exchange);
+    setup::admin_clients(http(sim), endpoints(sim), graph.into(), Some(exchange.into()))
+}
+
+async fn sim() -> MicrosoftSim {
+    let sim = MicrosoftSim::start(SimOptions::default().tenant(TENANT)).await.unwrap();
+    sim.exchange().add_mailbox(TENANT, "support@contoso.com");
+    sim
+}
+
+/// Requests that changed something: Graph writes and the Exchange cmdlets that are not Get-*.
+fn writes(sim: &MicrosoftSim) -> Vec<String> {
+    sim.calls()
+        .into_iter()
+        .filter(|c| c.route != routes::TOKEN)
+        .filter(|c| match &c.cmdlet {
+            Some(cmdlet) => !cmdlet.starts_with("Get-"),
+            None => c.method != "GET",
+        })
+        .map(|c| c.cmdlet.unwrap_or(c.route))
+        .collect()
+}
+
+#[tokio::test]
+async fn setup_creates_exactly_the_documented_objects_and_a_second_run_changes_nothing() {
+    let sim = sim().await;
+    let (graph, exchange) = admin(&sim);
+    let report = setup::run(&spec(), &graph, Some(&exchange), false).await.unwrap();
+    let app_id = report.app_id.clone().expect("the application exists");
+
+    let apps = sim.applications(TENANT);
+    assert_eq!(apps.len(), 1);
+    let app = &apps[0];
+    assert_eq!(app.unique_name.as_deref(), Some("connect-email-operator"));
+    assert_eq!(app.app_id, app_id);
+    assert_eq!(app.sign_in_audience, "AzureADMyOrg");
+    let fic = &app.federated_credentials;
+    assert_eq!(fic.len(), 1);
+    assert_eq!(fic[0].issuer, ISSUER);
+    assert_eq!(fic[0].subject, "system:serviceaccount:connect-email-operator:ceo-connect-email-operator");
+    assert_eq!(fic[0].audiences, ["api://AzureADTokenExchange"]);
+
+    let sps = sim.service_principals(TENANT);
+    let sp = sps.iter().find(|s| s.app_id == app_id).expect("service principal");
+    let role_name = |resource: &str, role: &str| {
+        let resource = sps.iter().find(|s| s.id == resource).unwrap();
+        let value = resource.app_roles.iter().find(|r| r.id == role).unwrap().value.clone();
+        format!("{}:{value}", resource.display_name)
+    };
+    let mut granted: Vec<String> = sim
+        .app_role_assignments(TENANT)
+        .iter()
+        .filter(|a| a.principal_id == sp.id)
+        .map(|a| role_name(&a.resource_id, &a.app_role_id))
+        .collect();
+    granted.sort();
+    assert_eq!(
+        granted,
+        [
+            "Microsoft Graph:AppRoleAssignment.ReadWrite.All",
+            "Microsoft Graph:Application.Read.All",
+            "Microsoft Graph:Application.ReadWrite.OwnedBy",
+            "Microsoft Graph:DelegatedPermissionGrant.ReadWrite.All",
+            "Microsoft Graph:Policy.Read.All",
+            "Office 365 Exchange Online:Exchange.ManageAsApp",
+        ]
+    );
+    assert!(sim.oauth2_permission_grants(TENANT).is_empty(), "no delegated grant is made");
+
+    let ex = sim.exchange();
+    let ex_sps = ex.service_principals(TENANT);
+    assert_eq!(ex_sps.len(), 1);
+    assert_eq!((ex_sps[0].app_id.as_str(), ex_sps[0].object_id.as_str()), (app_id.as_str(), sp.id.as_str()));
+    let scopes = ex.management_scopes(TENANT);
+    assert_eq!(scopes.len(), 1);
+    assert_eq!(
+        scopes[0].recipient_filter,
+        "(PrimarySmtpAddress -eq 'support@contoso.com') -or (PrimarySmtpAddress -like '*@sales.contoso.com')"
+    );
+    let mut roles: Vec<(String, Option<String>)> =
+        ex.role_assignments(TENANT).into_iter().map(|a| (a.role, a.custom_resource_scope)).collect();
+    roles.sort();
+    assert_eq!(
+        roles,
+        [
+            ("Mail Recipients".to_string(), Some("connect-email-operator-mailboxes".to_string())),
+            ("View-Only Configuration".to_string(), None),
+        ]
+    );
+    assert!(ex.role_assignments(TENANT).iter().all(|a| a.app_service_id == ex_sps[0].service_id));
+
+    // The write calls, in order: nothing more than the documented objects.
+    let mut expected =
+        vec![routes::UPSERT_APPLICATION, routes::UPSERT_SERVICE_PRINCIPAL, routes::CREATE_FEDERATED_CREDENTIAL];
+    expected.extend([routes::CREATE_APP_ROLE_ASSIGNED_TO; 6]);
+    expected.extend([
+        "New-ServicePrincipal",
+        "New-ManagementScope",
+        "New-ManagementRoleAssignment",
+        "New-ManagementRoleAssignment",
+    ]);
+    assert_eq!(writes(&sim), expected);
+    assert_eq!(report.changes().count(), 13);
+
+    // A second run finds everything and writes nothing.
+    sim.reset_calls();
+    let again = setup::run(&spec(), &graph, Some(&exchange), false).await.unwrap();
+    assert_eq!(writes(&sim), Vec::<String>::new());
+    assert_eq!(again.changes().count(), 0, "{}", again.render(false));
+    assert!(again.render(false).ends_with("nothing to change\n"));
+    assert_eq!(again.app_id.as_deref(), Some(app_id.as_str()));
+
+    let values = setup::helm_values(&spec(), &app_id);
+    assert!(values.contains(&format!("clientId: {app_id}")), "{values}");
+    assert!(values.contains("name: ceo-connect-email-operator"), "{values}");
+    let manifest = setup::entra_tenant_manifest(&spec());
+    let parsed: connect_email_operator::api::EntraTenant = serde_yaml::from_str(&manifest).unwrap();
+    assert_eq!(parsed.spec.tenant_id, TENANT);
+    assert_eq!(parsed.spec.mailboxes, spec().mailboxes);
+}
+
+#[tokio::test]
+async fn a_dry_run_changes_nothing_and_prints_every_command() {
+    let sim = sim().await;
+    let (graph, exchange) = admin(&sim);
+    let report = setup::run(&spec(), &graph, Some(&exchange), true).await.unwrap();
+    assert_eq!(writes(&sim), Vec::<String>::new());
+    assert!(sim.applications(TENANT).is_empty());
+    assert!(sim.app_role_assignments(TENANT).is_empty());
+    assert!(sim.exchange().service_principals(TENANT).is_empty());
+    assert!(sim.exchange().management_scopes(TENANT).is_empty());
+    assert_eq!(report.changes().count(), 13);
+    let text = report.render(true);
+    for expected in [
+        "az rest --method PATCH --url 'https://graph.microsoft.com/v1.0/applications(uniqueName='\\''connect-email-operator'\\'')' --headers Prefer=create-if-missing",
+        "az ad sp create --id <appId>",
+        "az ad app federated-credential create --id <appId>",
+        "\"subject\":\"system:serviceaccount:connect-email-operator:ceo-connect-email-operator\"",
+        "/servicePrincipals/",
+        "New-ServicePrincipal -AppId <appId> -ObjectId <servicePrincipalId>",
+        "New-ManagementScope -Name \"connect-email-operator-mailboxes\" -RecipientRestrictionFilter",
+        "New-ManagementRoleAssignment -Name \"connect-email-operator-mail-recipients\" -App <appId> -Role \"Mail Recipients\" -CustomResourceScope \"connect-email-operator-mailboxes\"",
+        "13 change(s) would be made (dry run: none made)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+
+    // After a real run, a dry run reports nothing to do.
+    setup::run(&spec(), &graph, Some(&exchange), false).await.unwrap();
+    sim.reset_calls();
+    let report = setup::run(&spec(), &graph, Some(&exchange), true).await.unwrap();
+    assert_eq!(report.changes().count(), 0);
+    assert_eq!(writes(&sim), Vec::<String>::new());
+}
+
+fn service_account_token(issuer: &str, subject: &str) -> String {
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = jiff::Timestamp::now().as_second();
+    let claims = serde_json::json!({
+        "iss": issuer, "sub": subject, "aud": ["api://AzureADTokenExchange"], "exp": now + 3600, "nbf": now - 10,
+    });
+    format!("{}.{}.sig", engine.encode(br#"{"alg":"RS256"}"#), engine.encode(claims.to_string()))
+}
+
+#[tokio::test]
+async fn the_operator_authenticates_with_the_federated_credential_setup_created() {
+    let sim = sim().await;
+    let (graph, exchange) = admin(&sim);
+    let app_id = setup::run(&spec(), &graph, Some(&exchange), false).await.unwrap().app_id.unwrap();
+
+    let dir = std::env::temp_dir().join(format!("ceo-setup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    let operator = |subject: &str| {
+        std::fs::write(&token_file, service_account_token(ISSUER, subject)).unwrap();
+        let credential = OperatorCredential::Federated { client_id: app_id.clone(), token_file: token_file.clone() };
+        let tokens = Arc::new(TokenProvider::new(TokenClient::new(http(&sim), endpoints(&sim)), credential));
+        (
+            GraphClient::new(http(&sim), endpoints(&sim), tokens.clone()),
+            ExchangeClient::new(http(&sim), endpoints(&sim), tokens),
+        )
+    };
+
+    let (graph, exchange) = operator(&spec().subject());
+    let app = graph.app_by_app_id(TENANT, &app_id).await.unwrap().expect("the operator reads Graph");
+    assert_eq!(app.unique_name.as_deref(), Some("connect-email-operator"));
+    let forwarding = exchange.forwarding(TENANT, "support@contoso.com").await.unwrap();
+    assert_eq!(forwarding.smtp_address, None);
+
+    // Another service account's token is refused (AADSTS70021).
+    let (graph, _) = operator("system:serviceaccount:other:sa");
+    let error = graph.app_by_app_id(TENANT, &app_id).await.unwrap_err();
+    assert!(error.to_string().contains("70021"), "{error}");
+}
+
+#[tokio::test]
+async fn device_code_sign_in_polls_until_approved_and_redeems_a_refresh_token_for_exchange() {
+    let options = SimOptions { device_code_interval_seconds: 1, ..SimOptions::default().tenant(TENANT) };
+    let sim = Arc::new(MicrosoftSim::start(options).await.unwrap());
+    let login = DeviceCodeLogin {
+        http: http(&sim),
+        endpoints: endpoints(&sim),
+        tenant: TENANT.into(),
+        client_id: setup::AZURE_CLI_CLIENT_ID.into(),
+    };
+    let approver = tokio::spawn({
+        let sim = sim.clone();
+        async move {
+            // The person signs in after the client has polled a few times.
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            let codes = sim.pending_device_codes();
+            assert_eq!(codes.len(), 1);
+            assert!(sim.approve_device_code(&codes[0], true));
+        }
+    });
+    let prompts = std::sync::Mutex::new(Vec::new());
+    let graph = login
+        .sign_in("https://graph.microsoft.com/.default", |m| prompts.lock().unwrap().push(m.to_string()))
+        .await
+        .unwrap();
+    approver.await.unwrap();
+    assert!(prompts.lock().unwrap()[0].contains("https://microsoft.com/devicelogin"));
+    use secrecy::ExposeSecret;
+    assert!(sim.validate_token(graph.access_token.expose_secret(), Audience::Graph).is_some());
+    let refresh = graph.refresh_token.expect("offline_access gives a refresh token");
+    let exchange = login.refresh(&refresh, "https://outlook.office365.com/.default").await.unwrap();
+    assert!(sim.validate_token(exchange.access_token.expose_secret(), Audience::Exchange).is_some());
+    assert!(sim.count(routes::TOKEN) >= 3, "the client polled while the sign-in was pending");
+    assert_eq!(sim.count(routes::DEVICE_CODE), 1);
+}
+
+/// The token endpoint's answers while polling, raw.
+#[tokio::test]
+async fn device_code_polling_errors() {
+    let sim = MicrosoftSim::start(SimOptions::default().tenant(TENANT)).await.unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let start = || async {
+        let url = format!("{}/{TENANT}/oauth2/v2.0/devicecode", sim.url());
+        let form = [("client_id", setup::AZURE_CLI_CLIENT_ID), ("scope", "https://graph.microsoft.com/.default")];
+        let body: serde_json::Value = client.post(url).form(&form).send().await.unwrap().json().await.unwrap();
+        assert_eq!(body["expires_in"], 900);
+        assert_eq!(body["interval"], 5);
+        (body["device_code"].as_str().unwrap().to_string(), body["user_code"].as_str().unwrap().to_string())
+    };
+    let poll = |code: String| {
+        let client = client.clone();
+        let url = format!("{}/{TENANT}/oauth2/v2.0/token", sim.url());
+        async move {
+            let form = [
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", setup::AZURE_CLI_CLIENT_ID),
+                ("device_code", code.as_str()),
+            ];
+            let response = client.post(url).form(&form).send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            (status, body["error"].as_str().unwrap_or("").to_string())
+        }
+    };
+    let (code, user_code) = start().await;
+    assert_eq!(poll(code.clone()).await, (400, "authorization_pending".into()));
+    assert_eq!(poll(code.clone()).await, (400, "slow_down".into()), "polled sooner than the interval");
+    sim.advance_clock(Duration::from_secs(11));
+    sim.approve_device_code(&user_code, true);
+    assert_eq!(poll(code.clone()).await.0, 200);
+    assert_eq!(poll(code).await, (400, "invalid_grant".into()), "a device code is used once");
+    assert_eq!(poll("unknown".into()).await, (400, "bad_verification_code".into()));
+
+    let (declined, user_code) = start().await;
+    sim.approve_device_code(&user_code, false);
+    assert_eq!(poll(declined).await, (400, "authorization_declined".into()));
+
+    let (expired, _) = start().await;
+    sim.advance_clock(Duration::from_secs(901));
+    assert_eq!(poll(expired).await, (400, "expired_token".into()));
+}
