@@ -160,8 +160,6 @@ async fn apply(cached: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Actio
         run.condition(cond::READY, false, why, message);
     }
     run.write_status().await?;
-    let times = run.status.credential.as_ref().map(|c| (c.not_after.0, c.renewal_time.0));
-    ctx.metrics.credential(&ns, &obj.name_any(), times);
     outcome?;
     Ok(Action::requeue(jitter(run.requeue)))
 }
@@ -797,10 +795,6 @@ async fn report_credential(
     };
     let why = if rotating { reason::WAITING_FOR_ACKNOWLEDGEMENT } else { reason::RECONCILED };
     run.condition(cond::ROTATING, rotating, why, message);
-    let ns = run.obj.namespace().unwrap_or_default();
-    let in_use = credential::oldest_in_use_expiry(plan, credential.as_ref().map(|c| c.not_after.0));
-    let pending = credential::acknowledgement_pending_for(plan, &run.status, run.now);
-    run.ctx.metrics.credential_in_use(&ns, &run.obj.name_any(), in_use, pending);
 }
 
 /// Status caught up with a Secret written before a crash: the key becomes current, the one it
@@ -1023,7 +1017,6 @@ async fn cleanup(obj: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Action
             "{ANNOTATION_PAUSED} is set: remove it to let deletion clean up Entra ID"
         )));
     }
-    ctx.metrics.credential(&obj.namespace().unwrap_or_default(), &obj.name_any(), None);
     // Only what this resource created or adopted is cleaned up, in the tenant it was created in.
     // A resource that never got that far (never admitted, a mistyped EntraTenant) has nothing
     // outside the cluster: it goes at once, without a call to Graph.
