@@ -43,6 +43,12 @@ pub struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IssueLabels {
+    /// Initial, Renewal, Forced, Expired, Rejected, SecretMissing, RemovedExternally.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// login, graph, exchange, connect
     pub system: String,
@@ -85,6 +91,7 @@ pub struct Metrics {
     pub reconciliations: Family<KindLabels, Counter>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Family<KindLabels, Histogram>,
+    pub secrets_issued: Family<IssueLabels, Counter>,
     pub external_requests: Family<RequestLabels, Counter>,
     pub external_latency: Family<SystemLabels, Histogram>,
     pub external_throttled: Family<SystemLabels, Counter>,
@@ -125,6 +132,27 @@ impl Default for Metrics {
         registry.register("reconciliations", "Reconciles per kind", reconciliations.clone());
         registry.register("reconcile_errors", "Failed reconciles per kind and error", reconcile_errors.clone());
         registry.register("reconcile_duration_seconds", "Reconcile duration per kind", reconcile_duration.clone());
+        let secrets_issued = Family::<IssueLabels, Counter>::default();
+        registry.register(
+            "secrets_issued",
+            "Client secrets added to applications (Graph addPassword), per reason (Initial, Renewal, Forced, ...)",
+            secrets_issued.clone(),
+        );
+        // Counters start at zero for every known label value, so that they are in the scrape
+        // (and `rate`/`increase` see their first event) before anything happened.
+        for kind in ["AzureAppRegistration", "EmailChannel"] {
+            let _ = reconciliations.get_or_create(&KindLabels { kind: kind.into() });
+            for error in crate::controller::Error::METRIC_LABELS {
+                let _ = reconcile_errors.get_or_create(&ErrorLabels { kind: kind.into(), error: error.into() });
+            }
+        }
+        for system in ["login", "graph", "exchange", "connect"] {
+            let _ = external_throttled.get_or_create(&SystemLabels { system: system.into() });
+        }
+        // The reasons of `rotation::IssueReason`.
+        for reason in ["Initial", "SecretMissing", "RemovedExternally", "Rejected", "Expired", "Renewal", "Forced"] {
+            let _ = secrets_issued.get_or_create(&IssueLabels { reason: reason.into() });
+        }
         let sources = Arc::new(Sources::default());
         registry.register_collector(Box::new(CacheCollector(sources.clone())));
         Self {
@@ -132,6 +160,7 @@ impl Default for Metrics {
             reconciliations,
             reconcile_errors,
             reconcile_duration,
+            secrets_issued,
             external_requests,
             external_latency,
             external_throttled,
@@ -150,6 +179,11 @@ impl Metrics {
 
     pub fn failed(&self, kind: &str, error: &str) {
         self.reconcile_errors.get_or_create(&ErrorLabels { kind: kind.into(), error: error.into() }).inc();
+    }
+
+    /// A client secret was added to an application.
+    pub fn issued(&self, reason: &str) {
+        self.secrets_issued.get_or_create(&IssueLabels { reason: reason.into() }).inc();
     }
 
     /// One HTTP attempt to an external system (`status` None: no response).
@@ -397,6 +431,7 @@ mod tests {
         m.failed("AzureAppRegistration", "graph");
         m.request("graph", Some(429), Duration::from_millis(120));
         m.request("graph", None, Duration::from_millis(5));
+        m.issued("Renewal");
         let text = m.encode();
         for line in [
             r#"connect_email_operator_reconciliations_total{kind="AzureAppRegistration"} 1"#,
@@ -404,6 +439,11 @@ mod tests {
             r#"connect_email_operator_external_requests_total{system="graph",code="429"} 1"#,
             r#"connect_email_operator_external_requests_total{system="graph",code="error"} 1"#,
             r#"connect_email_operator_external_throttled_total{system="graph"} 1"#,
+            r#"connect_email_operator_secrets_issued_total{reason="Renewal"} 1"#,
+            // Started at zero.
+            r#"connect_email_operator_secrets_issued_total{reason="Initial"} 0"#,
+            r#"connect_email_operator_reconcile_errors_total{kind="EmailChannel",error="kube"} 0"#,
+            r#"connect_email_operator_external_throttled_total{system="exchange"} 0"#,
             // No leader election: this process leads.
             "connect_email_operator_leader 1",
         ] {

@@ -888,6 +888,7 @@ async fn issue(
     let (lifetime, clamped) = policy.lifetime(cap);
     tracing::info!(reason = why.as_str(), "issuing a new client secret");
     let new = clients.directory.add_password(&tenant, &app.id, &marker, run.now + lifetime).await?;
+    run.ctx.metrics.issued(why.as_str());
     failpoint::hit("app-registration/after-add-password");
     // 3. The Secret at once. The key it replaces stays readable there while the plan keeps it
     //    (when the Secret still holds its text; a deleted or edited Secret lost it, but the key
