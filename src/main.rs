@@ -392,9 +392,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!("waiting for leadership");
     let client = ctx.client.clone();
     let namespace = args.namespace;
-    let outcome = Elector::new(client, settings)
-        .run(shutdown_signal(), move |stop| controller::run::run(ctx, namespace, stop))
-        .await;
+    let elector = Elector::new(client, settings);
+    ctx.metrics.watch_leadership(elector.status());
+    let outcome = elector.run(shutdown_signal(), move |stop| controller::run::run(ctx, namespace, stop)).await;
     if outcome == Outcome::Lost {
         anyhow::bail!("lost leadership");
     }

@@ -128,14 +128,18 @@ async fn a_registration_becomes_ready_with_one_app_consent_and_a_working_secret(
     let renewal = credential.renewal_time.0.duration_since(credential.not_before.0).as_secs();
     assert!((480 * 3600 - 60..=480 * 3600).contains(&renewal), "renewal after {renewal}s");
 
-    // The expiry gauge an alert would use.
-    let metrics = h.metrics.as_ref().unwrap().encode();
+    // The expiry gauge an alert would use (read from the controller's cache at scrape time, which
+    // the watch updates a moment after the status write).
     let gauge = format!(
         "connect_email_operator_secret_expiration_timestamp_seconds{{namespace=\"{}\",name=\"support\"}} {}",
         h.ns.name,
         credential.not_after.0.as_second()
     );
-    assert!(metrics.contains(&gauge), "{metrics}");
+    eventually(Duration::from_secs(10), || async {
+        let metrics = h.metrics.as_ref().unwrap().encode();
+        if metrics.contains(&gauge) { Ok(()) } else { Err(metrics) }
+    })
+    .await;
 
     // Nothing secret in status.
     let status_json = serde_json::to_string(&ready.status).unwrap();

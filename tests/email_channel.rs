@@ -119,8 +119,11 @@ async fn a_manual_channel_configures_the_mailbox_and_waits_for_the_person_in_con
         "connect_email_operator_resource_ready{{kind=\"EmailChannel\",namespace=\"{}\",name=\"support\"}} 1",
         h.ns.name
     );
-    let metrics = connect_email_operator::metrics::global().encode();
-    assert!(metrics.contains(&gauge), "{metrics}");
+    eventually(Duration::from_secs(10), || async {
+        let metrics = connect_email_operator::metrics::global().encode();
+        if metrics.contains(&gauge) { Ok(()) } else { Err(metrics) }
+    })
+    .await;
     let status = ready.status.unwrap();
     assert_eq!(status.app_id, registration(&h, "support").await.status.unwrap().app_id);
     assert_eq!(status.secret_name.as_deref(), Some("support-azure"));

@@ -176,6 +176,9 @@ fn values_outside_the_schema_are_rejected() {
         ("--set", "metrics.serviceMonitor.interval=soon", "interval"),
         ("--set", "metrics.prometheusRule.enabled=yes", "prometheusRule.enabled"),
         ("--set", "metrics.prometheusRule.labels=kps", "prometheusRule.labels"),
+        ("--set", "grafanaDashboard.enabled=yes", "grafanaDashboard.enabled"),
+        ("--set", "grafanaDashboard.namespace=Monitoring", "grafanaDashboard.namespace"),
+        ("--set", "grafanaDashboard.annotations.grafana_folder=1", "grafanaDashboard.annotations"),
         ("--set", "networkPolicy.enabled=on", "networkPolicy.enabled"),
         ("--set", "networkPolicy.dnsPorts[0]=domain", "dnsPorts"),
         ("--set", "networkPolicy.apiServer.ports=null", "ports is required"),
@@ -219,6 +222,7 @@ podDisruptionBudget: {maxUnavailable: 1}
 metrics:
   serviceMonitor: {labels: {release: kube-prometheus-stack}}
   prometheusRule: {labels: {release: kube-prometheus-stack}}
+grafanaDashboard: {enabled: true, labels: {release: kube-prometheus-stack}, annotations: {grafana_folder: Operators}}
 networkPolicy:
   enabled: true
   dnsPorts: [53, 5353]
@@ -541,6 +545,31 @@ fn monitoring_objects_carry_their_labels_and_the_alerts_of_deploy_monitoring() {
     let original: Value = serde_yaml::from_str(&original).unwrap();
     assert_eq!(rule["spec"], original["spec"], "the rules, with Prometheus' {{ $labels }} left alone");
     assert!(rule["spec"].to_string().contains("{{ $labels.namespace }}"));
+}
+
+#[test]
+fn the_grafana_dashboard_configmap_is_optional_and_holds_the_dashboard_of_deploy_monitoring() {
+    let original = std::fs::read_to_string(repo_root().join("deploy/monitoring/grafana-dashboard.json")).unwrap();
+    let chart_copy =
+        std::fs::read_to_string(repo_root().join("charts/connect-email-operator/files/grafana-dashboard.json"));
+    assert!(chart_copy.unwrap() == original, "copy deploy/monitoring/grafana-dashboard.json to the chart's files/");
+    assert!(find(&render(&[]), "ConfigMap").is_none(), "off by default");
+    let docs = render(&[
+        "--set",
+        "grafanaDashboard.enabled=true",
+        "--set",
+        "grafanaDashboard.namespace=monitoring",
+        "--set",
+        "grafanaDashboard.annotations.grafana_folder=Operators",
+    ]);
+    let map = find(&docs, "ConfigMap").unwrap();
+    assert_eq!(map["metadata"]["labels"]["grafana_dashboard"], "1", "what the Grafana sidecar selects");
+    assert_eq!(map["metadata"]["namespace"], "monitoring");
+    assert_eq!(map["metadata"]["annotations"]["grafana_folder"], "Operators");
+    let data = map["data"]["connect-email-operator.json"].as_str().unwrap();
+    let rendered: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(rendered, serde_json::from_str::<Value>(&original).unwrap());
+    assert!(data.contains("{{namespace}}/{{name}}"), "Grafana's legend templates left alone");
 }
 
 #[test]

@@ -43,15 +43,7 @@ where
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             FinalizerEvent::Apply(o) => apply(o).await,
-            FinalizerEvent::Cleanup(o) => {
-                crate::metrics::global().ready_state(
-                    &K::kind(&()),
-                    &o.namespace().unwrap_or_default(),
-                    &o.name_any(),
-                    None,
-                );
-                cleanup(o).await
-            }
+            FinalizerEvent::Cleanup(o) => cleanup(o).await,
         }
     })
     .await

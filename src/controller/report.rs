@@ -28,17 +28,6 @@ where
         "status": status,
     });
     api.patch_status(&obj.name_any(), &PatchParams::apply(field_manager).force(), &Patch::Apply(&patch)).await?;
-    // Every status write updates the Ready gauge (an alert on "not Ready for 30 minutes").
-    let ready = patch["status"]["conditions"]
-        .as_array()
-        .map(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        .unwrap_or(false);
-    crate::metrics::global().ready_state(
-        &K::kind(&()),
-        &obj.namespace().unwrap_or_default(),
-        &obj.name_any(),
-        Some(ready),
-    );
     Ok(())
 }
 

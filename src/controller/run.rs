@@ -14,7 +14,9 @@ use super::app_registration::{reconcile, secret};
 use super::email_channel::reconcile as channel;
 use super::{Context, lifecycle, triggers};
 use crate::api::app_registration::AzureAppRegistrationStatus;
+use crate::api::email_channel::EmailChannelStatus;
 use crate::api::{AzureAppRegistration, EmailChannel, EntraTenant};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 /// Runs every controller until `shutdown` resolves, then waits for in-flight reconciles.
 /// `namespace` limits the watches to one namespace, or to several given as a comma-separated list
@@ -61,6 +63,7 @@ async fn run_scope(
     let secrets: Api<PartialObjectMeta<Secret>> = api(&client, &namespace);
     let channels: Api<EmailChannel> = api(&client, &namespace);
     let (reg_reader, reg_writer) = reflector::store();
+    let reg_reader_for_metrics = reg_reader.clone();
     // Only the Secrets this operator writes, and only their metadata: the watch stays small however
     // many Secrets exist, and no secret value is cached. Any change (someone edits or deletes the
     // Secret) reconciles the owning registration, which reads the Secret itself.
@@ -97,6 +100,8 @@ async fn run_scope(
     )
     .with_config(Config::default().concurrency(ctx.settings.concurrency));
     let channel_store = channel_controller.store();
+    // The per-resource gauges are read from these caches at scrape time, as long as this scope runs.
+    let _exposed = ctx.metrics.watch_caches(reg_reader_for_metrics, channel_controller.store());
 
     let registration_changes = triggers::changes(
         watcher(registrations, watcher::Config::default()).default_backoff(),
@@ -150,9 +155,10 @@ async fn log_result<K: std::fmt::Debug, E: std::fmt::Display>(result: Result<K, 
 }
 
 /// A registration as cached: what the change feeds match on (tenant, cloud, the Entra IDs in
-/// status) and what deletion reads (tenant, cloud, adopt, deletionPolicy); reconciles read the
-/// rest from a fresh GET. At 10,000 registrations the conditions' messages and the redirect URIs
-/// were most of the cache.
+/// status), what deletion reads (tenant, cloud, adopt, deletionPolicy) and what the metrics read
+/// at scrape time (conditions without their messages, the current and previous keys' times);
+/// reconciles read the rest from a fresh GET. At 10,000 registrations the conditions' messages
+/// and the redirect URIs were most of the cache.
 fn cached_registration(o: &mut AzureAppRegistration) {
     o.spec.redirect_uris = Vec::new();
     o.spec.permissions = Vec::new();
@@ -164,13 +170,27 @@ fn cached_registration(o: &mut AzureAppRegistration) {
             tenant_id: status.tenant_id,
             cloud: status.cloud,
             service_principal_id: status.service_principal_id,
+            conditions: slim_conditions(status.conditions),
+            credential: status.credential,
+            previous_credentials: status.previous_credentials,
             ..Default::default()
         });
     }
 }
 
-/// A channel as cached: its spec (a shared registration's watch looks up who references it); the
-/// status is read from a fresh GET.
+/// A channel as cached: its spec (a shared registration's watch looks up who references it) and
+/// its conditions without messages (the metrics); the status is read from a fresh GET.
 fn cached_channel(o: &mut EmailChannel) {
-    o.status = None;
+    o.status = o
+        .status
+        .take()
+        .map(|status| EmailChannelStatus { conditions: slim_conditions(status.conditions), ..Default::default() });
+}
+
+/// Conditions as the metrics read them: type and status (and reason), no message.
+fn slim_conditions(mut conditions: Vec<Condition>) -> Vec<Condition> {
+    for c in &mut conditions {
+        c.message = String::new();
+    }
+    conditions
 }

@@ -92,6 +92,12 @@ impl Harness {
     /// As `start_operator`, watching `namespaces` (comma-separated, as `--namespace` takes them).
     pub fn start_operator_for(&mut self, client: Client, namespaces: String) {
         let ctx = self.context(client);
+        self.start_operator_with(ctx, namespaces);
+    }
+
+    /// Runs the controllers in-process with `ctx` (e.g. with metrics of their own), watching
+    /// `namespaces`.
+    pub fn start_operator_with(&mut self, ctx: Arc<Context>, namespaces: String) {
         self.metrics = Some(ctx.metrics.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -104,7 +110,8 @@ impl Harness {
         self.task = Some(task);
     }
 
-    /// Stops the in-process operator (as a lost cluster or a crash would: no cleanup).
+    /// Stops the in-process controllers as a restart would (in-flight reconciles finish), leaving
+    /// every resource in place.
     pub async fn stop_operator(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -29,7 +29,7 @@
 //! is replaced at most [`MAX_REJECTED_IN_A_ROW`] times; then the plan stops issuing and says why.
 //! The rejected key itself is removed at once: it never worked, so nobody can depend on it.
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
 use super::rotation::{self, CurrentCredential, IssueReason, PendingRecovery, Revocation, SecretPolicy, VerifyOutcome};
 use crate::api::app_registration::{AzureAppRegistrationStatus, CredentialStatus};
@@ -466,12 +466,6 @@ pub fn next_revocation(plan: &Plan) -> Option<Timestamp> {
         .min()
 }
 
-/// The earliest expiry among the keys consumers may still use: the kept previous keys, and the
-/// current one. Alerts watch this, not only the newest key.
-pub fn oldest_in_use_expiry(plan: &Plan, current_not_after: Option<Timestamp>) -> Option<Timestamp> {
-    plan.kept.iter().map(|k| k.not_after).chain(current_not_after).min()
-}
-
 pub fn parse_reason(s: &str) -> IssueReason {
     [
         IssueReason::Initial,
@@ -487,24 +481,12 @@ pub fn parse_reason(s: &str) -> IssueReason {
     .unwrap_or(IssueReason::Renewal)
 }
 
-/// How long a previous key has waited for acknowledgements (from the successor's verification).
-pub fn acknowledgement_pending_for(
-    plan: &Plan,
-    status: &AzureAppRegistrationStatus,
-    now: Timestamp,
-) -> Option<SignedDuration> {
-    if !plan.kept.iter().any(|k| k.wait == Revocation::WaitingForAcknowledgement) {
-        return None;
-    }
-    let verified = status.credential.as_ref()?.verified_at.as_ref()?.0;
-    Some(now.duration_since(verified))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::ClientSecretSpec;
     use crate::api::app_registration::{PendingRotation, PreviousCredential};
+    use jiff::SignedDuration;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     const UID: &str = "uid-1";

@@ -176,8 +176,6 @@ async fn apply(cached: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Actio
         run.condition(cond::READY, false, why, message);
     }
     run.write_status().await?;
-    let times = run.status.credential.as_ref().map(|c| (c.not_after.0, c.renewal_time.0));
-    ctx.metrics.credential(&ns, &obj.name_any(), times);
     outcome?;
     Ok(Action::requeue(jitter(run.requeue)))
 }
@@ -813,10 +811,6 @@ async fn report_credential(
     };
     let why = if rotating { reason::WAITING_FOR_ACKNOWLEDGEMENT } else { reason::RECONCILED };
     run.condition(cond::ROTATING, rotating, why, message);
-    let ns = run.obj.namespace().unwrap_or_default();
-    let in_use = credential::oldest_in_use_expiry(plan, credential.as_ref().map(|c| c.not_after.0));
-    let pending = credential::acknowledgement_pending_for(plan, &run.status, run.now);
-    run.ctx.metrics.credential_in_use(&ns, &run.obj.name_any(), in_use, pending);
 }
 
 /// Status caught up with a Secret written before a crash: the key becomes current, the one it
@@ -910,6 +904,7 @@ async fn issue(
     let (lifetime, clamped) = policy.lifetime(cap);
     tracing::info!(reason = why.as_str(), "issuing a new client secret");
     let new = clients.directory.add_password(&tenant, &app.id, &marker, run.now + lifetime).await?;
+    run.ctx.metrics.issued(why.as_str());
     failpoint::hit("app-registration/after-add-password");
     // 3. The Secret at once. The key it replaces stays readable there while the plan keeps it
     //    (when the Secret still holds its text; a deleted or edited Secret lost it, but the key
@@ -1039,7 +1034,6 @@ async fn cleanup(obj: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Action
             "{ANNOTATION_PAUSED} is set: remove it to let deletion clean up Entra ID"
         )));
     }
-    ctx.metrics.credential(&obj.namespace().unwrap_or_default(), &obj.name_any(), None);
     // Only what this resource created or adopted is cleaned up, in the tenant it was created in.
     // A resource that never got that far (never admitted, a mistyped EntraTenant) has nothing
     // outside the cluster: it goes at once, without a call to Graph.
