@@ -502,3 +502,85 @@ async fn the_same_manifests_in_a_rebuilt_cluster_find_the_same_application_and_k
     assert!(failures.is_empty(), "{failures:?}");
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_secret_or_a_status_that_disagrees_never_cuts_off_connect_in_api_mode() {
+    let h = Harness::start("cons-api-edit").await;
+    mailboxes(&h, &["sales@contoso.com"]);
+    h.sim.faults().set_password_propagation(Duration::from_millis(1500));
+    let token: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).create(&PostParams::default(), &token).await.unwrap();
+    apply_channel(&h, &json!({
+        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
+        "metadata": {"name": "sales"},
+        "spec": {
+            "mailbox": "sales@contoso.com",
+            "azure": {"tenantRef": {"name": TENANT_REF}, "clientSecret": {"secretName": "sales-azure", "revokeAfter": "2s"}},
+            "connect": {"mode": "Api", "region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Sales email",
+                        "organizationId": CONNECT_ORG, "credentialsSecretRef": {"name": "webex-connect-api"}}
+        }
+    }))
+    .await;
+    let k0 = new_verified_key(&h, "sales", &[]).await;
+    wait_acknowledged(&h, "sales", "sales", &k0).await;
+    let asset_id = eventually(Duration::from_secs(30), || async {
+        let c = Api::<EmailChannel>::namespaced(h.client.clone(), &h.ns.name).get("sales").await.unwrap();
+        c.status.and_then(|s| s.connect?.asset_id).ok_or("no asset".to_string())
+    })
+    .await;
+    let asset = h.connect.asset(&asset_id).unwrap();
+    let probe = Probe::start(
+        &h,
+        asset.oauth.client_id.clone(),
+        asset.oauth.token_url.clone(),
+        asset.oauth.client_secret.clone(),
+    );
+    let follow = |probe: &Probe| probe.switch(h.connect.asset(&asset_id).unwrap().oauth.client_secret);
+    // Until the rotation has settled: Connect's copy follows every push.
+    let settle = |not: Vec<String>| {
+        let (h, probe, follow) = (&h, &probe, &follow);
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                follow(probe);
+                let keys = app_keys(h);
+                let current = registration(h, "sales").await.status.and_then(|s| s.credential).map(|c| c.key_id);
+                if keys.len() == 1
+                    && current.as_ref() == keys.first()
+                    && current.as_ref().is_some_and(|c| !not.contains(c))
+                {
+                    return current.unwrap();
+                }
+                assert!(tokio::time::Instant::now() < deadline, "rotation did not settle: {keys:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    // 1. The Secret's client secret is pasted over by hand: the pasted text never reaches Connect.
+    let patch = json!({"stringData": {"client-secret": "pasted-over-by-hand"}});
+    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name)
+        .patch("sales-azure", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let k1 = settle(vec![k0.clone()]).await;
+    assert_ne!(h.connect.asset(&asset_id).unwrap().oauth.client_secret, "pasted-over-by-hand");
+
+    // 2. Status and Secret disagree (status names a key the Secret does not hold).
+    let status_patch = json!({"status": {"credential": {"keyId": "00000000-0000-0000-0000-000000000000"}}});
+    Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name)
+        .patch_status("sales", &PatchParams::default(), &Patch::Merge(&status_patch))
+        .await
+        .unwrap();
+    let k2 = settle(vec![k0.clone(), k1.clone()]).await;
+    wait_acknowledged(&h, "sales", "sales", &k2).await;
+    follow(&probe);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (attempts, failures) = probe.finish().await;
+    println!("probe: {attempts} authentications, {} failures", failures.len());
+    assert!(failures.is_empty(), "{failures:?}");
+    h.finish().await;
+}
