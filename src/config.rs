@@ -28,13 +28,27 @@ pub struct MicrosoftConfig {
 }
 
 impl MicrosoftConfig {
-    /// `AZURE_AUTHORITY_HOST` (Azure Identity) overrides the login host of every cloud.
+    /// `AZURE_AUTHORITY_HOST` (Azure Identity). The workload-identity webhook injects it into every
+    /// pod, set to its own cloud's login host: a cloud's standard login host is therefore ignored
+    /// (each EntraTenant's cloud keeps its own login host); any other host (a proxy) overrides the
+    /// login host of every cloud, as `--authority-host` does.
     pub fn authority_from_env(&mut self) -> Result<(), url::ParseError> {
-        if let Ok(host) = std::env::var("AZURE_AUTHORITY_HOST")
-            && !host.is_empty()
-            && self.overrides.authority_host.is_none()
-        {
-            self.overrides.authority_host = Some(Url::parse(&host)?);
+        if let Ok(host) = std::env::var("AZURE_AUTHORITY_HOST") {
+            self.authority_from(&host)?;
+        }
+        Ok(())
+    }
+
+    fn authority_from(&mut self, host: &str) -> Result<(), url::ParseError> {
+        if host.is_empty() || self.overrides.authority_host.is_some() {
+            return Ok(());
+        }
+        let url = Url::parse(host)?;
+        let standard = [Cloud::AzurePublic, Cloud::AzureUSGovernment, Cloud::AzureChina].into_iter().any(|c| {
+            Endpoints::for_cloud(c).authority_host.as_str().trim_end_matches('/') == url.as_str().trim_end_matches('/')
+        });
+        if !standard {
+            self.overrides.authority_host = Some(url);
         }
         Ok(())
     }
@@ -67,4 +81,23 @@ pub fn azure_clients(config: &MicrosoftConfig, credential: OperatorCredential) -
         })
         .collect();
     Ok(AzureClients::new(entries))
+}
+
+#[cfg(test)]
+mod authority_tests {
+    use super::*;
+
+    #[test]
+    fn the_webhooks_standard_login_host_does_not_override_other_clouds() {
+        let mut config = MicrosoftConfig::default();
+        config.authority_from("https://login.microsoftonline.com/").unwrap();
+        assert!(config.overrides.authority_host.is_none());
+        let gov = config.overrides.apply(Endpoints::for_cloud(Cloud::AzureUSGovernment));
+        assert_eq!(gov.authority_host.as_str(), "https://login.microsoftonline.us/");
+        config.authority_from("https://login.microsoftonline.us").unwrap();
+        assert!(config.overrides.authority_host.is_none());
+        // A proxy overrides every cloud.
+        config.authority_from("https://login-proxy.example.com/").unwrap();
+        assert_eq!(config.overrides.authority_host.as_ref().unwrap().as_str(), "https://login-proxy.example.com/");
+    }
 }

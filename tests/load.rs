@@ -275,10 +275,8 @@ async fn many_channels_under_faults_converge_without_duplicates_lost_updates_or_
         let name = c.metadata.name.clone().unwrap();
         let cs = c.status.clone().unwrap_or_default();
         let r = registrations.get(&name).await.unwrap();
-        let uid = r.metadata.uid.clone().unwrap();
         let rs = r.status.clone().unwrap_or_default();
-        let mine: Vec<_> =
-            apps.iter().filter(|a| a.unique_name.as_deref().is_some_and(|u| u.ends_with(&uid))).collect();
+        let mine: Vec<_> = apps.iter().filter(|a| a.unique_name.is_some() && a.unique_name == rs.unique_name).collect();
         let [app] = mine.as_slice() else {
             problems.push(format!("{name}: {} applications for its registration", mine.len()));
             continue;
