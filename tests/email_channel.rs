@@ -243,6 +243,8 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
     // The person signs in once; the mailbox forwards to the address Connect generated.
     h.connect.complete_sign_in(&asset_id);
     let ready = condition(&h, "billing", "Ready", "True").await;
+    let synced = message(&ready, "ConnectAssetSynced");
+    assert_eq!(synced.matches("experimental").count(), 1, "Api mode says once that it is experimental: {synced}");
     assert_eq!(ready.status.as_ref().unwrap().forwarding_address.as_deref(), Some(asset.forwarding_address.as_str()));
     let mailbox = h.sim.exchange().mailbox(TENANT, MAILBOX).unwrap();
     assert_eq!(

@@ -153,7 +153,8 @@ fn default_true() -> bool {
 pub struct ConnectSettings {
     /// Manual (default): the operator computes the values a person enters in the Connect email
     /// form and waits for the `connectemail.dev/connect-secret-applied` annotation after each
-    /// rotation. Api: the operator manages the asset through the Digital Asset API.
+    /// rotation. Api (experimental, opt-in): the operator manages the asset through the Digital
+    /// Asset API, whose field mapping is provisional until confirmed against a real tenant.
     #[serde(default)]
     pub mode: ConnectMode,
     /// Webex Connect region of the tenant: us, eu, uk, ca, au, sg or in (Japan uses au).

@@ -573,7 +573,7 @@ async fn push_to_connect(
             cond::CONNECT_ASSET_SYNCED,
             true,
             reason::RECONCILED,
-            format!("asset {} holds client secret {key}", asset.asset_id),
+            format!("asset {} holds client secret {key} (Api mode is experimental: its Connect field mapping is provisional)", asset.asset_id),
         ),
     }
     if asset.is_authorized() {
