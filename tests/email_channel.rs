@@ -269,6 +269,39 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
     .await;
     condition(&h, "billing", "Ready", "True").await;
 
+    // The Webex token expires mid-life and a rotation starts meanwhile: the new secret cannot be
+    // pushed, so the old one (still in Connect) is kept.
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns.name);
+    h.connect.expire_token(CONNECT_TOKEN);
+    let patch = json!({"metadata": {"annotations": {"connectemail.dev/rotate": "2"}}});
+    registrations.patch("billing", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let m = false_with_reason(&h, "billing", "ConnectAssetSynced", "ConnectUnauthorized").await;
+    assert!(m.contains("webex-connect-api"), "{m}");
+    eventually(Duration::from_secs(45), || async {
+        let n = h.sim.applications(TENANT).remove(0).passwords.len();
+        if n == 2 { Ok(()) } else { Err(format!("{n} passwords")) }
+    })
+    .await;
+    let asset_now = h.connect.asset(&asset_id).unwrap();
+    let app = h.sim.applications(TENANT).remove(0);
+    assert!(app.passwords.iter().any(|p| p.secret_text == asset_now.oauth.client_secret), "Connect's secret is kept");
+    // A person puts a new token in the Secret; without restarting the operator the channel picks
+    // it up, the rotation completes and the old secret goes.
+    h.connect.renew_token(CONNECT_TOKEN, "webex-access-token-renewed");
+    let renewed = json!({"stringData": {"token": "webex-access-token-renewed"}});
+    secrets.patch("webex-connect-api", &PatchParams::default(), &Patch::Merge(&renewed)).await.unwrap();
+    eventually(Duration::from_secs(75), || async {
+        let app = h.sim.applications(TENANT).remove(0);
+        let asset = h.connect.asset(&asset_id).unwrap();
+        let pushed = app.passwords.len() == 1 && asset.oauth.client_secret == app.passwords[0].secret_text;
+        if pushed && h.connect.pushed_secrets().len() == 3 {
+            Ok(())
+        } else {
+            Err(format!("{} passwords", app.passwords.len()))
+        }
+    })
+    .await;
+    condition(&h, "billing", "Ready", "True").await;
     // Connect was asked for its list of assets once, to find this one before creating it; every
     // later look (sign-in, rotation, resyncs) read the asset by its ID.
     use connect_email_operator::sim::connect::routes as connect_routes;
