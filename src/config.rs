@@ -55,6 +55,19 @@ impl MicrosoftConfig {
 }
 
 /// Clients for the three clouds, sharing one HTTP client per system and one token cache.
+/// A concrete Exchange Online client for one cloud (for `inspect`, which prints raw rows).
+pub fn exchange_client(
+    config: &MicrosoftConfig,
+    credential: OperatorCredential,
+    cloud: Cloud,
+) -> Result<ExchangeClient, reqwest::Error> {
+    let settings = HttpSettings { extra_ca_pem: config.extra_ca_pem.clone(), ..HttpSettings::default() };
+    let endpoints = config.overrides.apply(Endpoints::for_cloud(cloud));
+    let token_client = TokenClient::new(HttpClient::new("login", &settings)?, endpoints.clone());
+    let tokens = Arc::new(TokenProvider::new(token_client, credential));
+    Ok(ExchangeClient::new(HttpClient::new("exchange", &settings)?, endpoints, tokens))
+}
+
 pub fn azure_clients(config: &MicrosoftConfig, credential: OperatorCredential) -> Result<AzureClients, reqwest::Error> {
     let mut settings = HttpSettings { extra_ca_pem: config.extra_ca_pem.clone(), ..HttpSettings::default() };
     if let Some(timeout) = config.request_timeout {

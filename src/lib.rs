@@ -10,6 +10,7 @@ pub mod doctor;
 pub mod exchange;
 pub mod failpoint;
 pub mod http;
+pub mod inspect;
 pub mod leader;
 pub mod metrics;
 pub mod plan;

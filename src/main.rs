@@ -50,8 +50,83 @@ enum Command {
     /// Prepare Microsoft for the operator from an administrator's sign-in (idempotent).
     #[command(subcommand)]
     Setup(SetupCommand),
+    /// Read-only: print one Connect asset or one Exchange mailbox as the raw JSON the service
+    /// answers, secrets masked, to check the provisional field mappings against a real tenant.
+    #[command(subcommand)]
+    Inspect(InspectCommand),
     /// Print the version of the operator and of the Kubernetes API it is built against.
     Version,
+}
+
+#[derive(Subcommand)]
+enum InspectCommand {
+    /// GET one Webex Connect email asset (Digital Asset API).
+    Connect {
+        /// Webex Connect region: us, eu, uk, ca, au, sg or in.
+        #[arg(long)]
+        region: String,
+        /// Webex organization ID (x-organization-id).
+        #[arg(long)]
+        org: String,
+        /// Asset ID.
+        #[arg(long)]
+        asset: String,
+        /// File holding the Webex access token (e.g. a mounted Secret key); default: CEO_CONNECT_TOKEN.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        external: Box<ExternalArgs>,
+    },
+    /// Get-Mailbox and Get-CASMailbox for one mailbox (Exchange Online), as the operator's identity.
+    Exchange {
+        /// Microsoft Entra tenant ID.
+        #[arg(long)]
+        tenant: String,
+        /// Mailbox address.
+        #[arg(long)]
+        mailbox: String,
+        /// AzurePublic, AzureUSGovernment or AzureChina.
+        #[arg(long, default_value = "AzurePublic", value_parser = parse_cloud)]
+        cloud: connect_email_operator::api::Cloud,
+        #[command(flatten)]
+        external: Box<ExternalArgs>,
+    },
+}
+
+async fn inspect(command: InspectCommand) -> anyhow::Result<()> {
+    use connect_email_operator::inspect::render;
+    match command {
+        InspectCommand::Connect { region, org, asset, token_file, external } => {
+            let region: connect_email_operator::api::email_channel::ConnectRegion =
+                serde_json::from_value(serde_json::Value::String(region.to_lowercase()))
+                    .context("--region must be one of us, eu, uk, ca, au, sg, in")?;
+            let token = match token_file {
+                Some(path) => std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+                None => std::env::var("CEO_CONNECT_TOKEN").context("give --token-file or set CEO_CONNECT_TOKEN")?,
+            };
+            let token: secrecy::SecretString = token.trim().to_string().into();
+            let extra_ca_pem = match &external.extra_ca_file {
+                Some(path) => {
+                    Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
+                }
+                None => None,
+            };
+            let http = HttpClient::new("connect", &HttpSettings { extra_ca_pem, ..HttpSettings::default() })?;
+            let client = ConnectClient::new(http, external.connect_endpoint.clone());
+            let org = connect_email_operator::connect::api::Org { region, organization_id: &org, token: &token };
+            let found = client.get_raw(&org, &asset).await?.with_context(|| format!("Connect has no asset {asset}"))?;
+            println!("{}", render(serde_json::json!({"getAsset": found})));
+        }
+        InspectCommand::Exchange { tenant, mailbox, cloud, external } => {
+            use connect_email_operator::exchange::wire;
+            let credential = OperatorCredential::from_env()?;
+            let exchange = connect_email_operator::config::exchange_client(&external.microsoft()?, credential, cloud)?;
+            let mailbox_rows = exchange.run(&tenant, &wire::get_mailbox(&mailbox)).await?;
+            let cas_rows = exchange.run(&tenant, &wire::get_cas_mailbox(&mailbox)).await?;
+            println!("{}", render(serde_json::json!({"Get-Mailbox": mailbox_rows, "Get-CASMailbox": cas_rows})));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -261,6 +336,16 @@ struct ExternalArgs {
 
 impl ExternalArgs {
     fn clients(&self) -> anyhow::Result<(AzureClients, ConnectClient)> {
+        let microsoft = self.microsoft()?;
+        let credential = OperatorCredential::from_env()?;
+        tracing::info!(credential = ?credential, "operator identity");
+        let azure = azure_clients(&microsoft, credential)?;
+        let http_settings = HttpSettings { extra_ca_pem: microsoft.extra_ca_pem.clone(), ..HttpSettings::default() };
+        let connect = ConnectClient::new(HttpClient::new("connect", &http_settings)?, self.connect_endpoint.clone());
+        Ok((azure, connect))
+    }
+
+    fn microsoft(&self) -> anyhow::Result<MicrosoftConfig> {
         let mut microsoft = MicrosoftConfig::default();
         microsoft.overrides.authority_host = self.authority_host.clone();
         microsoft.overrides.graph = self.graph_endpoint.clone();
@@ -275,12 +360,7 @@ impl ExternalArgs {
             microsoft.extra_ca_pem =
                 Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?);
         }
-        let credential = OperatorCredential::from_env()?;
-        tracing::info!(credential = ?credential, "operator identity");
-        let azure = azure_clients(&microsoft, credential)?;
-        let http_settings = HttpSettings { extra_ca_pem: microsoft.extra_ca_pem.clone(), ..HttpSettings::default() };
-        let connect = ConnectClient::new(HttpClient::new("connect", &http_settings)?, self.connect_endpoint.clone());
-        Ok((azure, connect))
+        Ok(microsoft)
     }
 }
 
@@ -482,6 +562,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Setup(SetupCommand::Tenant(args)) => {
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(setup_tenant(*args))?;
+        }
+        Command::Inspect(command) => {
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(inspect(command))?;
         }
         Command::Version => {
             println!("connect-email-operator {}", env!("CARGO_PKG_VERSION"));

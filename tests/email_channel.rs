@@ -243,6 +243,8 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
     // The person signs in once; the mailbox forwards to the address Connect generated.
     h.connect.complete_sign_in(&asset_id);
     let ready = condition(&h, "billing", "Ready", "True").await;
+    let synced = message(&ready, "ConnectAssetSynced");
+    assert_eq!(synced.matches("experimental").count(), 1, "Api mode says once that it is experimental: {synced}");
     assert_eq!(ready.status.as_ref().unwrap().forwarding_address.as_deref(), Some(asset.forwarding_address.as_str()));
     let mailbox = h.sim.exchange().mailbox(TENANT, MAILBOX).unwrap();
     assert_eq!(
@@ -259,6 +261,40 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
         let asset = h.connect.asset(&asset_id).unwrap();
         let pushed = app.passwords.len() == 1 && asset.oauth.client_secret == app.passwords[0].secret_text;
         if pushed && h.connect.pushed_secrets().len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("{} passwords", app.passwords.len()))
+        }
+    })
+    .await;
+    condition(&h, "billing", "Ready", "True").await;
+
+    // The Webex token expires mid-life and a rotation starts meanwhile: the new secret cannot be
+    // pushed, so the old one (still in Connect) is kept.
+    let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns.name);
+    h.connect.expire_token(CONNECT_TOKEN);
+    let patch = json!({"metadata": {"annotations": {"connectemail.dev/rotate": "2"}}});
+    registrations.patch("billing", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let m = false_with_reason(&h, "billing", "ConnectAssetSynced", "ConnectUnauthorized").await;
+    assert!(m.contains("webex-connect-api"), "{m}");
+    eventually(Duration::from_secs(45), || async {
+        let n = h.sim.applications(TENANT).remove(0).passwords.len();
+        if n == 2 { Ok(()) } else { Err(format!("{n} passwords")) }
+    })
+    .await;
+    let asset_now = h.connect.asset(&asset_id).unwrap();
+    let app = h.sim.applications(TENANT).remove(0);
+    assert!(app.passwords.iter().any(|p| p.secret_text == asset_now.oauth.client_secret), "Connect's secret is kept");
+    // A person puts a new token in the Secret; without restarting the operator the channel picks
+    // it up, the rotation completes and the old secret goes.
+    h.connect.renew_token(CONNECT_TOKEN, "webex-access-token-renewed");
+    let renewed = json!({"stringData": {"token": "webex-access-token-renewed"}});
+    secrets.patch("webex-connect-api", &PatchParams::default(), &Patch::Merge(&renewed)).await.unwrap();
+    eventually(Duration::from_secs(75), || async {
+        let app = h.sim.applications(TENANT).remove(0);
+        let asset = h.connect.asset(&asset_id).unwrap();
+        let pushed = app.passwords.len() == 1 && asset.oauth.client_secret == app.passwords[0].secret_text;
+        if pushed && h.connect.pushed_secrets().len() == 3 {
             Ok(())
         } else {
             Err(format!("{} passwords", app.passwords.len()))
@@ -372,6 +408,58 @@ async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() 
     let renewed = json!({"stringData": {"token": "webex-access-token-renewed"}});
     secrets.patch("webex-connect-api", &PatchParams::default(), &Patch::Merge(&renewed)).await.unwrap();
     condition(&h, "sales", "ConnectAssetSynced", "True").await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn an_asset_of_the_same_name_made_by_hand_is_adopted_only_once_its_id_is_given() {
+    let h = Harness::start("ech-api-owner").await;
+    h.sim.exchange().add_mailbox(TENANT, MAILBOX);
+    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    let token: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).create(&PostParams::default(), &token).await.unwrap();
+    // Someone made an asset of that name in the portal before the channel existed.
+    let asset_id = create_asset_by_hand(&h, "Support email").await;
+    apply(&h, &json!({
+        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
+        "metadata": {"name": "owner"},
+        "spec": {
+            "mailbox": MAILBOX,
+            "azure": {"tenantRef": {"name": TENANT_REF}, "clientSecret": {"secretName": "owner-azure"}},
+            "connect": {"mode": "Api", "region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Support email",
+                        "organizationId": CONNECT_ORG, "credentialsSecretRef": {"name": "webex-connect-api"}}
+        }
+    }))
+    .await;
+    let m = false_with_reason(&h, "owner", "ConnectAssetSynced", "AdoptionRefused").await;
+    assert!(m.contains("did not create") && m.contains(&asset_id) && m.contains("assetId"), "{m}");
+    // Wait for the registration's secret, then make sure nothing was pushed to the asset.
+    eventually(Duration::from_secs(60), || async {
+        current_key_of(&h, "owner").await.map(|_| ()).ok_or_else(|| "no verified key".to_string())
+    })
+    .await;
+    let m = false_with_reason(&h, "owner", "ConnectAssetSynced", "AdoptionRefused").await;
+    assert!(m.contains(&asset_id), "{m}");
+    let untouched = h.connect.asset(&asset_id).unwrap();
+    assert_eq!(
+        untouched.oauth.client_secret, "typed-by-hand",
+        "the operator did not push to an asset it did not create"
+    );
+    assert_eq!(h.connect.pushed_secrets(), ["typed-by-hand"], "only the person's own push");
+    assert_eq!(h.connect.assets(CONNECT_ORG).len(), 1, "and did not create a second one");
+
+    // The person opts in by setting the asset ID, as the condition says: the operator pushes.
+    let channels: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let patch = json!({"status": {"connect": {"assetId": asset_id}}});
+    channels.patch_status("owner", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    false_with_reason(&h, "owner", "ConnectAuthorized", "SignInRequired").await;
+    let app = h.sim.applications(TENANT).remove(0);
+    let adopted = h.connect.asset(&asset_id).unwrap();
+    assert_eq!(adopted.oauth.client_id, app.app_id);
+    assert_eq!(adopted.oauth.client_secret, app.passwords[0].secret_text);
     h.finish().await;
 }
 

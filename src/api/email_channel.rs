@@ -153,7 +153,8 @@ fn default_true() -> bool {
 pub struct ConnectSettings {
     /// Manual (default): the operator computes the values a person enters in the Connect email
     /// form and waits for the `connectemail.dev/connect-secret-applied` annotation after each
-    /// rotation. Api: the operator manages the asset through the Digital Asset API.
+    /// rotation. Api (experimental, opt-in): the operator manages the asset through the Digital
+    /// Asset API, whose field mapping is provisional until confirmed against a real tenant.
     #[serde(default)]
     pub mode: ConnectMode,
     /// Webex Connect region of the tenant: us, eu, uk, ca, au, sg or in (Japan uses au).
@@ -391,4 +392,10 @@ pub struct ConnectStatus {
     /// Where a person signs in once ("Generate Token") when Connect has no refresh token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorize_url: Option<String>,
+    /// Api mode: the asset name the operator was about to create, recorded before the create call
+    /// and cleared once the asset ID is recorded. An asset of this name found without a recorded
+    /// ID is the one this channel created (the ID was lost, e.g. by a crash); any other asset
+    /// found by name is not taken over unless a person sets `assetId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creating_asset_name: Option<String>,
 }

@@ -266,6 +266,17 @@ impl ConnectClient {
         format!("{base}/connectapi/v2/digital/app{suffix}?channel=email")
     }
 
+    /// One asset as the raw JSON Connect answers (None on 404), for `inspect`: the provisional
+    /// field names can be compared with what a real tenant returns.
+    pub async fn get_raw(&self, org: &Org<'_>, asset_id: &str) -> Result<Option<serde_json::Value>, ConnectError> {
+        let url = self.url(org.region, &format!("/{asset_id}"));
+        match self.call("getAsset", org, reqwest::Method::GET, url, None).await {
+            Ok(response) => decode("getAsset", &response).map(Some),
+            Err(ConnectError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn call(
         &self,
         operation: &'static str,

@@ -176,6 +176,12 @@ mod tests {
         assert!(!poll_soon(&[reason::DEPENDENCY_NOT_READY, reason::DEPENDENCY_NOT_READY]));
         assert!(poll_soon(&[reason::DEPENDENCY_NOT_READY, reason::SIGN_IN_REQUIRED]));
         assert!(poll_soon(&[reason::THROTTLED]));
+        // Secrets are not watched: a refused Webex token or an asset waiting for adoption is
+        // looked at again within 30 s, so a new token in the Secret (or an asset ID set in status)
+        // is picked up without a restart.
+        assert!(poll_soon(&[reason::DEPENDENCY_NOT_READY, reason::CONNECT_UNAUTHORIZED]));
+        assert!(poll_soon(&[reason::ADOPTION_REFUSED]));
+        assert!(poll_interval(None) <= std::time::Duration::from_secs(60));
     }
 
     #[test]

@@ -359,8 +359,12 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
         }
     }
     if spec.connect.mode == ConnectMode::Manual {
-        run.status.connect =
-            Some(ConnectStatus { asset_id: None, applied_key_id: applied, authorize_url: Some(authorize_url) });
+        run.status.connect = Some(ConnectStatus {
+            asset_id: None,
+            applied_key_id: applied,
+            authorize_url: Some(authorize_url),
+            creating_asset_name: None,
+        });
     }
 
     // 4. Exchange Online (after Connect: in Api mode the forwarding address comes from the asset).
@@ -524,9 +528,34 @@ async fn push_to_connect(
         }
         None => None,
     };
+    // Ownership of an asset found by name is checked, never assumed. No public source documents a
+    // free-text field (description, tag) of an email asset that could carry a marker, so the
+    // operator's marker is its own status: the asset ID it recorded, or the asset name it recorded
+    // just before its create call (`creatingAssetName`: a crash between the create and the status
+    // write loses the ID, not the claim). Any other asset of that name was made by someone else:
+    // it is taken over only once a person sets its ID in status (the condition says how).
+    let creating = run.status.connect.as_ref().and_then(|c| c.creating_asset_name.clone());
     let existing = match by_id {
         Some(asset) => Some(asset),
-        None => connect.find(&org, &spec.connect.asset_name).await?,
+        None => match connect.find(&org, &spec.connect.asset_name).await? {
+            Some(asset) if creating.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(&asset.asset_name)) => {
+                Some(asset)
+            }
+            Some(asset) => {
+                let name = run.obj.name_any();
+                run.condition(
+                    cond::CONNECT_ASSET_SYNCED,
+                    false,
+                    reason::ADOPTION_REFUSED,
+                    format!(
+                        "Webex Connect already has an email asset named '{}' (asset ID {}) that this channel did not create: the operator does not take it over. To let this channel manage it (its settings and client secret will be overwritten), set its ID: kubectl patch emailchannel {name} -n {ns} --subresource=status --type=merge -p '{{\"status\":{{\"connect\":{{\"assetId\":\"{}\"}}}}}}'; or choose another connect.assetName",
+                        asset.asset_name, asset.asset_id, asset.asset_id
+                    ),
+                );
+                return Ok(None);
+            }
+            None => None,
+        },
     };
     let endpoints = &run.ctx.azure.for_cloud(cloud).endpoints;
     let settings = AssetSettings {
@@ -544,8 +573,28 @@ async fn push_to_connect(
     };
     let asset = match existing {
         None => {
+            // The claim first (see above), then the create call.
+            let name = spec.connect.asset_name.clone();
+            if creating.as_deref() != Some(name.as_str()) {
+                let mut status = run.status.connect.clone().unwrap_or_default();
+                status.creating_asset_name = Some(name);
+                run.status.connect = Some(status);
+                let api: Api<EmailChannel> = Api::namespaced(run.ctx.client.clone(), ns);
+                report::apply_status(&api, run.obj, &run.status, &run.ctx.settings.field_manager).await?;
+            }
             failpoint::hit("email-channel/before-connect-push");
-            let asset = connect.create(&org, &settings).await?;
+            let asset = match connect.create(&org, &settings).await {
+                Ok(asset) => asset,
+                Err(e) => {
+                    // 409: someone else created an asset of that name meanwhile; it is not ours.
+                    if e.status() == Some(409)
+                        && let Some(status) = run.status.connect.as_mut()
+                    {
+                        status.creating_asset_name = None;
+                    }
+                    return Err(e.into());
+                }
+            };
             failpoint::hit("email-channel/after-connect-push");
             let note = format!("Created Connect email asset {} ({})", asset.asset_name, asset.asset_id);
             report::event(&run.ctx.recorder, run.obj, EventType::Normal, "ConnectAssetCreated", "Create", note).await;
@@ -573,7 +622,7 @@ async fn push_to_connect(
             cond::CONNECT_ASSET_SYNCED,
             true,
             reason::RECONCILED,
-            format!("asset {} holds client secret {key}", asset.asset_id),
+            format!("asset {} holds client secret {key} (Api mode is experimental: its Connect field mapping is provisional)", asset.asset_id),
         ),
     }
     if asset.is_authorized() {
@@ -599,6 +648,7 @@ async fn push_to_connect(
         asset_id: Some(asset.asset_id.clone()),
         applied_key_id: Some(key.to_string()),
         authorize_url: Some(authorize_url.to_string()),
+        creating_asset_name: None,
     });
     Ok(Some(key.to_string()))
 }
