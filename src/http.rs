@@ -11,6 +11,7 @@ use bytes::Bytes;
 use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{RequestBuilder, StatusCode};
+use tracing::Instrument as _;
 
 /// Connection settings shared by the clients of one external system.
 #[derive(Clone, Debug)]
@@ -170,7 +171,43 @@ impl HttpClient {
         self.send_inner(operation, None, is_throttled, build).await
     }
 
+    /// One span per request (all its attempts), a child of the reconcile it serves: the system,
+    /// the operation, the final status and the number of attempts. Never the URL, a header or a
+    /// body: they can carry tokens, secrets or user data.
     async fn send_inner(
+        &self,
+        operation: &'static str,
+        gate: Option<&(dyn Gate + '_)>,
+        is_throttled: &(dyn Fn(&Response) -> bool + Sync),
+        build: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, TransportError> {
+        let span = tracing::info_span!(
+            "http request",
+            otel.name = %format_args!("{} {operation}", self.system),
+            otel.kind = "client",
+            system = self.system,
+            operation,
+            status = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = self.attempts(operation, gate, is_throttled, build).instrument(span.clone()).await;
+        match &result {
+            Ok(response) => {
+                span.record("status", response.status.as_u16());
+                if response.status.is_server_error() {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            Err(e) => {
+                span.record("attempts", e.attempts);
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        result
+    }
+
+    async fn attempts(
         &self,
         operation: &'static str,
         gate: Option<&(dyn Gate + '_)>,
@@ -197,6 +234,7 @@ impl HttpClient {
                 Err(e) => Err(e),
             };
             let status = outcome.as_ref().ok().map(|r| r.status.as_u16());
+            tracing::Span::current().record("attempts", attempt);
             crate::metrics::global().request(self.system, status, started.elapsed());
             if let (Some(gate), Ok(response)) = (gate, &outcome) {
                 gate.observe(response.status, &response.headers, retry_after(&response.headers));

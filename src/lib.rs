@@ -18,6 +18,8 @@ pub mod plugin;
 pub mod policy;
 pub mod setup;
 pub mod sim;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 
 /// The Kubernetes API version the types are generated for (k8s-openapi feature); the supported
 /// cluster range is stated in README.md.

@@ -391,6 +391,10 @@ struct RunArgs {
     /// Log as JSON lines.
     #[arg(long, env = "CEO_LOG_JSON")]
     log_json: bool,
+    /// Export OpenTelemetry traces (one per reconcile) to this OTLP/HTTP collector, e.g.
+    /// http://otel-collector:4318 (needs a build with the `telemetry` feature).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// Elect a leader on a Lease before reconciling (run two replicas safely).
     #[arg(long, env = "CEO_LEADER_ELECTION")]
     leader_election: bool,
@@ -419,19 +423,67 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from(d).map_err(|e| e.to_string())
 }
 
-fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+/// Keeps the trace exporter (if any) until the process ends, then sends its last spans.
+struct Telemetry {
+    #[cfg(feature = "telemetry")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        #[cfg(feature = "telemetry")]
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("exporting the last traces failed: {e}");
+        }
     }
 }
 
+fn init_tracing(json: bool, otlp_endpoint: Option<&str>) -> anyhow::Result<Telemetry> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let otlp_endpoint = otlp_endpoint.filter(|e| !e.is_empty());
+    let tracing_on = cfg!(feature = "telemetry") && otlp_endpoint.is_some();
+    // kube-runtime's `reconciling object` spans (object.ref, object.reason) are the traces' roots.
+    let default_filter = if tracing_on { "info,kube=warn,kube_runtime::controller=info" } else { "info,kube=warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    #[cfg(feature = "telemetry")]
+    let (otel, provider) = match otlp_endpoint {
+        Some(endpoint) => {
+            let provider = connect_email_operator::telemetry::provider(endpoint)?;
+            (Some(connect_email_operator::telemetry::layer(&provider)), Some(provider))
+        }
+        None => (None, None),
+    };
+    #[cfg(not(feature = "telemetry"))]
+    let otel = Option::<tracing_subscriber::layer::Identity>::None;
+    let fmt = tracing_subscriber::fmt::layer();
+    let fmt = if json {
+        #[cfg(feature = "telemetry")]
+        let fmt = fmt
+            .json()
+            .event_format(connect_email_operator::telemetry::WithTraceId(tracing_subscriber::fmt::format().json()));
+        #[cfg(not(feature = "telemetry"))]
+        let fmt = fmt.json();
+        fmt.boxed()
+    } else {
+        fmt.boxed()
+    };
+    tracing_subscriber::registry().with(filter).with(otel).with(fmt).try_init()?;
+    if otlp_endpoint.is_some() && !tracing_on {
+        tracing::warn!("--otlp-endpoint is ignored: this build has no `telemetry` feature");
+    }
+    Ok(Telemetry {
+        #[cfg(feature = "telemetry")]
+        provider,
+    })
+}
+
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    init_tracing(args.log_json);
+    let _telemetry = init_tracing(args.log_json, args.otlp_endpoint.as_deref())?;
     tracing::info!("starting connect-email-operator {}", env!("CARGO_PKG_VERSION"));
     let (azure, connect) = args.external.clients()?;
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
@@ -537,7 +589,7 @@ fn main() -> anyhow::Result<()> {
             })?;
         }
         Command::Sim { state_dir } => {
-            init_tracing(false);
+            let _telemetry = init_tracing(false, None)?;
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
                 let sims = connect_email_operator::sim::standalone::start(&state_dir).await?;
                 println!("microsoft simulator: {}", sims.microsoft.url());

@@ -674,6 +674,28 @@ fn the_chart_renders_as_a_dependency_of_a_parent_chart_with_global_values() {
 }
 
 #[test]
+fn the_otlp_endpoint_value_sets_the_exporter_environment() {
+    let env_of = |docs: &[Value]| {
+        find(docs, "Deployment").unwrap()["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let env = env_of(&render(&[]));
+    assert!(!env.iter().any(|e| e["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT"), "off by default: {env:?}");
+    let env = env_of(&render(&["--set", "tracing.otlpEndpoint=http://otel-collector.monitoring:4318"]));
+    assert!(
+        env.contains(&json!({"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel-collector.monitoring:4318"})),
+        "{env:?}"
+    );
+    assert_rejected(&[
+        ("--set", "tracing.otlpEndpoint=otel-collector:4318", "otlpEndpoint"),
+        ("--set", "tracing.otlpEndpoint=1", "otlpEndpoint"),
+        ("--set", "tracing.sampler=always", "sampler"),
+    ]);
+}
+
+#[test]
 fn no_tenant_in_the_environment_the_operator_would_not_read() {
     // src/ reads AZURE_CLIENT_ID and the credential variables, never AZURE_TENANT_ID: each token is
     // requested in the EntraTenant's spec.tenantId. An old tenantId value is accepted and ignored.

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
 
+/// Where captured log lines go (a `MakeWriter` through `move || capture.clone()`).
 #[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub struct Capture(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -22,15 +23,22 @@ impl Write for Capture {
 
 /// Installs the capturing subscriber (once per test binary).
 pub fn capture_logs() {
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = Capture(buffer.clone());
-        let subscriber = tracing_subscriber::fmt()
+    capture_logs_with(|writer| {
+        tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new("connect_email_operator=debug,kube=debug"))
             .with_writer(move || writer.clone())
             .with_ansi(false)
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
+            .finish()
+            .into()
+    });
+}
+
+/// As [`capture_logs`], with the subscriber `build` makes around the capture (a test binary that
+/// needs other layers calls this before any harness starts).
+pub fn capture_logs_with(build: impl FnOnce(Capture) -> tracing::Dispatch) {
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let _ = tracing::dispatcher::set_global_default(build(Capture(buffer.clone())));
         buffer
     });
 }
