@@ -393,6 +393,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_walkthrough_shows_the_fields_doctor_prints_in_its_order() {
+        let readme = include_str!("../README.md");
+        let in_readme: Vec<&str> = readme
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("Connect form: "))
+            .map(|rest| rest.split("  ").next().unwrap().trim())
+            .collect();
+        let checks = form_checks(&form());
+        let printed: Vec<&str> = checks.iter().map(|c| c.name.strip_prefix("Connect form: ").unwrap()).collect();
+        assert_eq!(in_readme, printed, "the README's Manual-mode walkthrough and doctor disagree");
+    }
+
+    #[test]
     fn manual_values_follow_the_connect_form_order_and_name_where_the_secret_is() {
         let checks = form_checks(&form());
         let fields: Vec<&str> = checks.iter().map(|c| c.name.strip_prefix("Connect form: ").unwrap()).collect();
