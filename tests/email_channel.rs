@@ -128,7 +128,11 @@ async fn a_manual_channel_configures_the_mailbox_and_waits_for_the_person_in_con
     assert_eq!(status.app_id, registration(&h, "support").await.status.unwrap().app_id);
     assert_eq!(status.secret_name.as_deref(), Some("support-azure"));
     assert_eq!(status.callback_url.as_deref(), Some("https://acme.us.webexconnect.io/callback"));
-    assert!(status.connect.unwrap().authorize_url.unwrap().ends_with(&format!("/{TENANT}/oauth2/v2.0/authorize")));
+    // Every value of the Connect form is in status: token URLs (access and refresh) and scope too.
+    let connect = status.connect.unwrap();
+    assert!(connect.authorize_url.unwrap().ends_with(&format!("/{TENANT}/oauth2/v2.0/authorize")));
+    assert!(connect.token_url.unwrap().ends_with(&format!("/{TENANT}/oauth2/v2.0/token")));
+    assert!(connect.scope.unwrap().contains("SMTP.Send"));
     // The acknowledgement reached the registration; settings were written once, not on every resync.
     eventually(Duration::from_secs(10), || async {
         let r = registration(&h, "support").await;

@@ -389,6 +389,13 @@ pub struct ConnectStatus {
     /// keyId of the client secret Connect holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_key_id: Option<String>,
+    /// Manual mode: the Connect form's Access Token URL and Refresh Token URL (the same: the
+    /// tenant's token endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    /// Manual mode: the Connect form's Scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// Where a person signs in once ("Generate Token") when Connect has no refresh token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorize_url: Option<String>,

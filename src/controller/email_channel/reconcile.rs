@@ -362,6 +362,8 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
         run.status.connect = Some(ConnectStatus {
             asset_id: None,
             applied_key_id: applied,
+            token_url: Some(clients.endpoints.token_url(&tenant)),
+            scope: Some(connect::scope(cloud).to_string()),
             authorize_url: Some(authorize_url),
             creating_asset_name: None,
         });
@@ -647,6 +649,8 @@ async fn push_to_connect(
     run.status.connect = Some(ConnectStatus {
         asset_id: Some(asset.asset_id.clone()),
         applied_key_id: Some(key.to_string()),
+        token_url: None,
+        scope: None,
         authorize_url: Some(authorize_url.to_string()),
         creating_asset_name: None,
     });
