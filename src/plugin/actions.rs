@@ -19,8 +19,8 @@ use crate::controller::app_registration::secret::ANNOTATION_KEY_ID;
 
 /// An object an action applies to.
 enum Selected {
-    Channel(EmailChannel),
-    Registration(AzureAppRegistration),
+    Channel(Box<EmailChannel>),
+    Registration(Box<AzureAppRegistration>),
 }
 
 /// The objects `selection` names: one by name, or every one of a kind (with a label selector),
@@ -40,12 +40,12 @@ async fn select(client: &kube::Client, namespace: &str, selection: &Selection) -
         if target.kind != Some(Kind::AzureAppRegistration)
             && let Some(c) = channels.get_opt(&target.name).await?
         {
-            return Ok(vec![Selected::Channel(c)]);
+            return Ok(vec![Selected::Channel(Box::new(c))]);
         }
         if target.kind != Some(Kind::EmailChannel)
             && let Some(r) = registrations.get_opt(&target.name).await?
         {
-            return Ok(vec![Selected::Registration(r)]);
+            return Ok(vec![Selected::Registration(Box::new(r))]);
         }
         let what = match target.kind {
             Some(k) => format!("{} {:?}", k.name(), target.name),
@@ -73,11 +73,11 @@ async fn select(client: &kube::Client, namespace: &str, selection: &Selection) -
     let found: Vec<Selected> = match kind {
         Kind::EmailChannel => {
             let api: Api<EmailChannel> = scoped(client, namespace, selection.all_namespaces);
-            api.list(&params).await?.items.into_iter().map(Selected::Channel).collect()
+            api.list(&params).await?.items.into_iter().map(|c| Selected::Channel(Box::new(c))).collect()
         }
         Kind::AzureAppRegistration => {
             let api: Api<AzureAppRegistration> = scoped(client, namespace, selection.all_namespaces);
-            api.list(&params).await?.items.into_iter().map(Selected::Registration).collect()
+            api.list(&params).await?.items.into_iter().map(|r| Selected::Registration(Box::new(r))).collect()
         }
     };
     if found.is_empty() {
