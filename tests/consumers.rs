@@ -110,6 +110,53 @@ fn app_keys(h: &Harness) -> Vec<String> {
     h.sim.applications(TENANT).into_iter().flat_map(|a| a.passwords.into_iter().map(|p| p.key_id)).collect()
 }
 
+/// An Api-mode channel `name` (mailbox `<name>@contoso.com`, Secret `<name>-azure`, a 2 s grace
+/// period as Connect needs: it reads the asset's secret for each new session), once Connect holds
+/// its first verified key. Returns that key and the asset ID.
+async fn api_channel(h: &Harness, name: &str) -> (String, String) {
+    let token: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).create(&PostParams::default(), &token).await.unwrap();
+    apply_channel(h, &json!({
+        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
+        "metadata": {"name": name},
+        "spec": {
+            "mailbox": format!("{name}@contoso.com"),
+            "azure": {"tenantRef": {"name": TENANT_REF}, "clientSecret": {"secretName": format!("{name}-azure"), "revokeAfter": "2s"}},
+            "connect": {"mode": "Api", "region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": format!("{name} email"),
+                        "organizationId": CONNECT_ORG, "credentialsSecretRef": {"name": "webex-connect-api"}}
+        }
+    }))
+    .await;
+    let k0 = new_verified_key(h, name, &[]).await;
+    wait_acknowledged(h, name, name, &k0).await;
+    let asset_id = eventually(Duration::from_secs(30), || async {
+        let c = Api::<EmailChannel>::namespaced(h.client.clone(), &h.ns.name).get(name).await.unwrap();
+        c.status.and_then(|s| s.connect?.asset_id).ok_or("no asset".to_string())
+    })
+    .await;
+    (k0, asset_id)
+}
+
+/// Until a rotation of `name` has settled (one key left, the current one, not among `not`), with
+/// the probe following every push to Connect's asset. Returns the new key.
+async fn settle_following_connect(h: &Harness, probe: &Probe, asset_id: &str, name: &str, not: &[&str]) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        probe.switch(h.connect.asset(asset_id).unwrap().oauth.client_secret);
+        let keys = app_keys(h);
+        let current = registration(h, name).await.status.and_then(|s| s.credential).map(|c| c.key_id);
+        if keys.len() == 1 && current.as_ref() == keys.first() && current.as_deref().is_some_and(|c| !not.contains(&c))
+        {
+            return current.unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "rotation did not settle: {keys:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A consumer authenticating with the secret it holds every 200 ms.
 struct Probe {
     secret: Arc<Mutex<String>>,
@@ -234,30 +281,7 @@ async fn deleting_the_secret_never_cuts_off_connect_in_api_mode() {
     mailboxes(&h, &["billing@contoso.com"]);
     // Entra ID takes a moment to accept each new key: Connect gets it only after that.
     h.sim.faults().set_password_propagation(Duration::from_millis(1500));
-    let token: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).create(&PostParams::default(), &token).await.unwrap();
-    apply_channel(&h, &json!({
-        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
-        "metadata": {"name": "billing"},
-        "spec": {
-            "mailbox": "billing@contoso.com",
-            // A grace period as Connect needs: it reads the asset's secret for each new session.
-            "azure": {"tenantRef": {"name": TENANT_REF}, "clientSecret": {"secretName": "billing-azure", "revokeAfter": "2s"}},
-            "connect": {"mode": "Api", "region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Billing email",
-                        "organizationId": CONNECT_ORG, "credentialsSecretRef": {"name": "webex-connect-api"}}
-        }
-    }))
-    .await;
-    let k0 = new_verified_key(&h, "billing", &[]).await;
-    wait_acknowledged(&h, "billing", "billing", &k0).await;
-    let asset_id = eventually(Duration::from_secs(30), || async {
-        let c = Api::<EmailChannel>::namespaced(h.client.clone(), &h.ns.name).get("billing").await.unwrap();
-        c.status.and_then(|s| s.connect?.asset_id).ok_or("no asset".to_string())
-    })
-    .await;
+    let (k0, asset_id) = api_channel(&h, "billing").await;
     let asset = h.connect.asset(&asset_id).unwrap();
     let probe = Probe::start(
         &h,
@@ -265,25 +289,14 @@ async fn deleting_the_secret_never_cuts_off_connect_in_api_mode() {
         asset.oauth.token_url.clone(),
         asset.oauth.client_secret.clone(),
     );
-    // Connect's copy follows every push (what Connect would use for its next session).
-    let follow = |probe: &Probe| probe.switch(h.connect.asset(&asset_id).unwrap().oauth.client_secret);
     Api::<Secret>::namespaced(h.client.clone(), &h.ns.name)
         .delete("billing-azure", &DeleteParams::default())
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let k1 = loop {
-        follow(&probe);
-        let keys = app_keys(&h);
-        let current = registration(&h, "billing").await.status.and_then(|s| s.credential).map(|c| c.key_id);
-        if keys.len() == 1 && current.as_ref() == keys.first() && current.as_deref() != Some(k0.as_str()) {
-            break current.unwrap();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "rotation did not finish: {keys:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // Connect's copy follows every push (what Connect would use for its next session).
+    let k1 = settle_following_connect(&h, &probe, &asset_id, "billing", &[&k0]).await;
     wait_acknowledged(&h, "billing", "billing", &k1).await;
-    follow(&probe);
+    probe.switch(h.connect.asset(&asset_id).unwrap().oauth.client_secret);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (attempts, failures) = probe.finish().await;
     println!("probe: {attempts} authentications, {} failures", failures.len());
@@ -508,29 +521,7 @@ async fn an_edited_secret_or_a_status_that_disagrees_never_cuts_off_connect_in_a
     let h = Harness::start("cons-api-edit").await;
     mailboxes(&h, &["sales@contoso.com"]);
     h.sim.faults().set_password_propagation(Duration::from_millis(1500));
-    let token: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).create(&PostParams::default(), &token).await.unwrap();
-    apply_channel(&h, &json!({
-        "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
-        "metadata": {"name": "sales"},
-        "spec": {
-            "mailbox": "sales@contoso.com",
-            "azure": {"tenantRef": {"name": TENANT_REF}, "clientSecret": {"secretName": "sales-azure", "revokeAfter": "2s"}},
-            "connect": {"mode": "Api", "region": "us", "tenantHost": "acme.us.webexconnect.io", "assetName": "Sales email",
-                        "organizationId": CONNECT_ORG, "credentialsSecretRef": {"name": "webex-connect-api"}}
-        }
-    }))
-    .await;
-    let k0 = new_verified_key(&h, "sales", &[]).await;
-    wait_acknowledged(&h, "sales", "sales", &k0).await;
-    let asset_id = eventually(Duration::from_secs(30), || async {
-        let c = Api::<EmailChannel>::namespaced(h.client.clone(), &h.ns.name).get("sales").await.unwrap();
-        c.status.and_then(|s| s.connect?.asset_id).ok_or("no asset".to_string())
-    })
-    .await;
+    let (k0, asset_id) = api_channel(&h, "sales").await;
     let asset = h.connect.asset(&asset_id).unwrap();
     let probe = Probe::start(
         &h,
@@ -538,35 +529,13 @@ async fn an_edited_secret_or_a_status_that_disagrees_never_cuts_off_connect_in_a
         asset.oauth.token_url.clone(),
         asset.oauth.client_secret.clone(),
     );
-    let follow = |probe: &Probe| probe.switch(h.connect.asset(&asset_id).unwrap().oauth.client_secret);
-    // Until the rotation has settled: Connect's copy follows every push.
-    let settle = |not: Vec<String>| {
-        let (h, probe, follow) = (&h, &probe, &follow);
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-            loop {
-                follow(probe);
-                let keys = app_keys(h);
-                let current = registration(h, "sales").await.status.and_then(|s| s.credential).map(|c| c.key_id);
-                if keys.len() == 1
-                    && current.as_ref() == keys.first()
-                    && current.as_ref().is_some_and(|c| !not.contains(c))
-                {
-                    return current.unwrap();
-                }
-                assert!(tokio::time::Instant::now() < deadline, "rotation did not settle: {keys:?}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-
     // 1. The Secret's client secret is pasted over by hand: the pasted text never reaches Connect.
     let patch = json!({"stringData": {"client-secret": "pasted-over-by-hand"}});
     Api::<Secret>::namespaced(h.client.clone(), &h.ns.name)
         .patch("sales-azure", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let k1 = settle(vec![k0.clone()]).await;
+    let k1 = settle_following_connect(&h, &probe, &asset_id, "sales", &[&k0]).await;
     assert_ne!(h.connect.asset(&asset_id).unwrap().oauth.client_secret, "pasted-over-by-hand");
 
     // 2. Status and Secret disagree (status names a key the Secret does not hold).
@@ -575,9 +544,9 @@ async fn an_edited_secret_or_a_status_that_disagrees_never_cuts_off_connect_in_a
         .patch_status("sales", &PatchParams::default(), &Patch::Merge(&status_patch))
         .await
         .unwrap();
-    let k2 = settle(vec![k0.clone(), k1.clone()]).await;
+    let k2 = settle_following_connect(&h, &probe, &asset_id, "sales", &[&k0, &k1]).await;
     wait_acknowledged(&h, "sales", "sales", &k2).await;
-    follow(&probe);
+    probe.switch(h.connect.asset(&asset_id).unwrap().oauth.client_secret);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (attempts, failures) = probe.finish().await;
     println!("probe: {attempts} authentications, {} failures", failures.len());
