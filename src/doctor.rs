@@ -8,7 +8,7 @@ use secrecy::SecretString;
 
 use crate::api::email_channel::ConnectMode;
 use crate::api::{AzureAppRegistration, EmailChannel};
-use crate::azure::AzureClients;
+use crate::clients::MicrosoftClients;
 use crate::azure::error::aadsts;
 use crate::connect;
 use crate::connect::api::{ConnectAssets, Org};
@@ -60,7 +60,7 @@ fn text(secret: &Secret, key: &str) -> Option<String> {
 /// Runs every check for the EmailChannel (or AzureAppRegistration) `namespace/name`.
 pub async fn diagnose(
     client: kube::Client,
-    azure: &AzureClients,
+    azure: &MicrosoftClients,
     connect_api: &dyn ConnectAssets,
     namespace: &str,
     name: &str,
@@ -107,7 +107,7 @@ pub async fn diagnose(
         return Ok(checks);
     };
     let tenant_id = tenant_id.to_string();
-    let clients = azure.for_cloud(cloud);
+    let clients = azure.for_recorded(&client, &spec.tenant_ref.name, &tenant_id, cloud).await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret_name = &spec.client_secret.secret_name;
     match secrets.get_opt(secret_name).await? {

@@ -3,7 +3,7 @@
 
 pub mod api;
 pub mod azure;
-pub mod config;
+pub mod clients;
 pub mod connect;
 pub mod controller;
 pub mod doctor;

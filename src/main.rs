@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use connect_email_operator::api;
-use connect_email_operator::azure::{AzureClients, OperatorCredential};
-use connect_email_operator::config::{MicrosoftConfig, azure_clients};
+use connect_email_operator::azure::OperatorCredential;
+use connect_email_operator::clients::{MicrosoftClients, MicrosoftConfig};
 use connect_email_operator::connect::api::ConnectClient;
 use connect_email_operator::controller::drift::DriftDetection;
 use connect_email_operator::controller::{self, Context, Settings, SystemClock};
@@ -120,7 +120,7 @@ async fn inspect(command: InspectCommand) -> anyhow::Result<()> {
         InspectCommand::Exchange { tenant, mailbox, cloud, external } => {
             use connect_email_operator::exchange::wire;
             let credential = OperatorCredential::from_env()?;
-            let exchange = connect_email_operator::config::exchange_client(&external.microsoft()?, credential, cloud)?;
+            let exchange = connect_email_operator::clients::exchange_client(&external.microsoft()?, credential, cloud)?;
             let mailbox_rows = exchange.run(&tenant, &wire::get_mailbox(&mailbox)).await?;
             let cas_rows = exchange.run(&tenant, &wire::get_cas_mailbox(&mailbox)).await?;
             println!("{}", render(serde_json::json!({"Get-Mailbox": mailbox_rows, "Get-CASMailbox": cas_rows})));
@@ -309,6 +309,10 @@ struct ExternalArgs {
     /// applications. Give each installation sharing a tenant its own.
     #[arg(long, env = "CEO_INSTANCE", default_value = "default")]
     instance: String,
+    /// The operator's own namespace: EntraTenant credential Secrets (`spec.credential.secretRef`)
+    /// are read only from here, and the leader election Lease lives here.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "connect-email-operator")]
+    operator_namespace: String,
     /// Login host for every cloud (default per cloud; AZURE_AUTHORITY_HOST is honoured).
     #[arg(long, env = "CEO_AUTHORITY_HOST")]
     authority_host: Option<url::Url>,
@@ -335,13 +339,17 @@ struct ExternalArgs {
 }
 
 impl ExternalArgs {
-    fn clients(&self) -> anyhow::Result<(AzureClients, ConnectClient)> {
+    fn clients(&self) -> anyhow::Result<(MicrosoftClients, ConnectClient)> {
         let microsoft = self.microsoft()?;
-        let credential = OperatorCredential::from_env()?;
-        tracing::info!(credential = ?credential, "operator identity");
-        let azure = azure_clients(&microsoft, credential)?;
-        let http_settings = HttpSettings { extra_ca_pem: microsoft.extra_ca_pem.clone(), ..HttpSettings::default() };
-        let connect = ConnectClient::new(HttpClient::new("connect", &http_settings)?, self.connect_endpoint.clone());
+        let credential = OperatorCredential::from_env();
+        match &credential {
+            Ok(credential) => tracing::info!(credential = ?credential, "operator identity"),
+            Err(e) => tracing::warn!(
+                "the operator has no identity of its own ({e}): only EntraTenants with spec.credential can be served"
+            ),
+        }
+        let connect = connect_email_operator::clients::connect_client(&microsoft, self.connect_endpoint.clone())?;
+        let azure = MicrosoftClients::new(microsoft, credential, self.operator_namespace.clone())?;
         Ok((azure, connect))
     }
 
@@ -402,9 +410,9 @@ struct RunArgs {
     /// renews every fifteenth of it and stops reconciling when it could not renew for two thirds.
     #[arg(long, env = "CEO_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     lease_duration: Duration,
-    /// Namespace of the Lease (default: the pod's namespace, POD_NAMESPACE).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "connect-email-operator")]
-    lease_namespace: String,
+    /// Namespace of the Lease (default: the operator's namespace).
+    #[arg(long)]
+    lease_namespace: Option<String>,
     /// Address for /metrics, /healthz and /readyz.
     #[arg(long, env = "CEO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: std::net::SocketAddr,
@@ -500,7 +508,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         ..Settings::default()
     };
-    let ctx = Arc::new(Context::new(client, azure, Arc::new(SystemClock), settings).with_connect(Arc::new(connect)));
+    let ctx = Arc::new(Context::new(client, azure, Arc::new(connect), Arc::new(SystemClock), settings));
     let metrics = ctx.metrics.clone();
     let metrics_addr = args.metrics_addr;
     tokio::spawn(async move {
@@ -520,7 +528,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let identity = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| format!("connect-email-operator-{}", std::process::id()));
-    let settings = LeaseSettings::new(&args.lease_namespace, "connect-email-operator", &identity, args.lease_duration);
+    let lease_namespace = args.lease_namespace.as_deref().unwrap_or(&args.external.operator_namespace);
+    let settings = LeaseSettings::new(lease_namespace, "connect-email-operator", &identity, args.lease_duration);
     tracing::info!("waiting for leadership");
     let client = ctx.client.clone();
     let namespace = args.namespace;

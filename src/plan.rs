@@ -8,7 +8,7 @@ use kube::{Api, ResourceExt};
 
 use crate::api::email_channel::ConnectMode;
 use crate::api::{ANNOTATION_CONNECT_SECRET_APPLIED, ANNOTATION_ROTATE, AzureAppRegistration, EmailChannel};
-use crate::azure::AzureClients;
+use crate::clients::MicrosoftClients;
 use crate::controller::app_registration::credential::{self, Retire, Step};
 use crate::controller::app_registration::reconcile::{consumers, key_of, verify};
 use crate::controller::app_registration::rotation::{self, Revocation, SecretPolicy};
@@ -18,7 +18,7 @@ use crate::controller::email_channel::desired as channel_desired;
 /// One line per planned change; an empty plan means "in sync".
 pub async fn plan(
     client: kube::Client,
-    azure: &AzureClients,
+    azure: &MicrosoftClients,
     instance: &str,
     namespace: &str,
     name: &str,
@@ -62,7 +62,7 @@ pub async fn plan(
         return Ok(changes);
     };
     let tenant = tenant.as_str();
-    let clients = azure.for_cloud(cloud);
+    let clients = azure.for_recorded(&client, &spec.tenant_ref.name, tenant, cloud).await?;
     let status = registration.status.clone().unwrap_or_default();
 
     // Application and consent.
@@ -140,7 +140,7 @@ pub async fn plan(
                 && stored.key_id.as_deref() == Some(c.key_id.as_str()) =>
         {
             Some(
-                verify(clients, tenant, &app.app_id, text, now, c.not_before.0, rotation::PROPAGATION_WINDOW)
+                verify(&clients, tenant, &app.app_id, text, now, c.not_before.0, rotation::PROPAGATION_WINDOW)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?,
             )

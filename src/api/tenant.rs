@@ -33,6 +33,7 @@ pub const EXCHANGE_ONLINE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
     printcolumn(name = "Tenant ID", type_ = "string", json_path = ".spec.tenantId"),
     printcolumn(name = "Cloud", type_ = "string", json_path = ".spec.cloud"),
     printcolumn(name = "Admin Consent", type_ = "boolean", json_path = ".spec.permissions.adminConsent"),
+    printcolumn(name = "Operator Identity", type_ = "string", json_path = ".spec.credential.clientId", priority = 1),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -78,6 +79,60 @@ pub struct EntraTenantSpec {
     /// Whether resources may adopt existing applications (default: no).
     #[serde(default)]
     pub adoption: AdoptionPolicy,
+    /// The identity the operator uses in this tenant. Default: the operator's own (its workload
+    /// identity or `AZURE_*` environment). Set it when one operator serves several tenants, each
+    /// with its own application for the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<TenantCredential>,
+}
+
+/// The operator's identity in one tenant.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.source == 'WorkloadIdentity' ? !has(self.secretRef) : has(self.secretRef)",
+     "message": "credential.secretRef is required for the ClientSecret and Certificate sources and not allowed for WorkloadIdentity"}
+]))]
+pub struct TenantCredential {
+    /// Application (client) ID of the operator's application in this tenant.
+    #[schemars(length(max = 36))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.matches('^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')",
+         "message": "credential.clientId must be the application (client) ID GUID of the operator's application in this tenant"}
+    ]))]
+    pub client_id: String,
+    /// How the operator proves it is that application: `WorkloadIdentity` (default: the operator
+    /// pod's projected service account token, trusted by a federated credential on the
+    /// application), `ClientSecret` or `Certificate` (from `secretRef`).
+    #[serde(default)]
+    pub source: CredentialSource,
+    /// A Secret in the operator's own namespace (never a user namespace): for `ClientSecret` the
+    /// key `clientSecret` (or `key`), for `Certificate` a `kubernetes.io/tls` Secret (`tls.crt`
+    /// and a PKCS#8 RSA `tls.key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<CredentialSecretRef>,
+}
+
+/// How the operator authenticates as its application in a tenant.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CredentialSource {
+    #[default]
+    WorkloadIdentity,
+    ClientSecret,
+    Certificate,
+}
+
+/// A Secret in the operator's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialSecretRef {
+    /// Name of the Secret in the operator's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key holding the client secret (`ClientSecret` only; default `clientSecret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: Option<String>,
 }
 
 fn namespace_selector_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -13,8 +13,6 @@ pub mod model;
 pub mod throttle;
 pub mod token;
 
-use std::sync::Arc;
-
 use url::Url;
 
 use crate::api::Cloud;
@@ -101,35 +99,6 @@ impl EndpointOverrides {
             endpoints.exchange = u.clone();
         }
         endpoints
-    }
-}
-
-/// The Microsoft clients of one cloud.
-#[derive(Clone)]
-pub struct CloudClients {
-    pub cloud: Cloud,
-    pub endpoints: Endpoints,
-    pub directory: Arc<dyn Directory>,
-    pub verifier: Arc<dyn SecretVerifier>,
-    /// Exchange Online of this cloud (uses the same operator identity).
-    pub mailboxes: Arc<dyn crate::exchange::MailboxAdmin>,
-}
-
-/// The Microsoft clients for every configured cloud, built once at start-up.
-#[derive(Clone)]
-pub struct AzureClients {
-    by_cloud: Arc<Vec<CloudClients>>,
-}
-
-impl AzureClients {
-    /// `entries` must not be empty; a resource in a cloud without an entry uses the first one.
-    pub fn new(entries: Vec<CloudClients>) -> Self {
-        assert!(!entries.is_empty(), "AzureClients needs at least one cloud");
-        Self { by_cloud: Arc::new(entries) }
-    }
-
-    pub fn for_cloud(&self, cloud: Cloud) -> &CloudClients {
-        self.by_cloud.iter().find(|e| e.cloud == cloud).unwrap_or(&self.by_cloud[0])
     }
 }
 

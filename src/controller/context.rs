@@ -8,9 +8,9 @@ use super::report::Recorder;
 use jiff::Timestamp;
 use kube::Client;
 
-use crate::azure::AzureClients;
+use crate::clients::{CloudClients, MicrosoftClients};
 
-/// Time source; tests inject a fixed or steered clock.
+/// Time source (the wall clock in the operator; the pure plans take `now` as an input instead).
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
 }
@@ -69,7 +69,8 @@ impl Default for Settings {
 
 pub struct Context {
     pub client: Client,
-    pub azure: AzureClients,
+    /// Microsoft clients per cloud and operator credential (see `crate::clients`).
+    pub azure: MicrosoftClients,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
     pub recorder: Recorder,
@@ -83,26 +84,42 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, azure: AzureClients, clock: Arc<dyn Clock>, settings: Settings) -> Self {
-        let http = crate::http::HttpClient::new("connect", &crate::http::HttpSettings::default())
-            .expect("a default HTTP client builds");
+    pub fn new(
+        client: Client,
+        azure: MicrosoftClients,
+        connect: Arc<dyn crate::connect::api::ConnectAssets>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), settings.field_manager.clone(), std::env::var("POD_NAME").ok()),
             client,
             azure,
             clock,
             settings,
-            connect: Arc::new(crate::connect::api::ConnectClient::new(http, None)),
+            connect,
             metrics: crate::metrics::global(),
             failures: Mutex::default(),
             mailboxes: Mutex::default(),
         }
     }
 
-    /// Uses `connect` for the Connect API (another endpoint, a test CA).
-    pub fn with_connect(mut self, connect: Arc<dyn crate::connect::api::ConnectAssets>) -> Self {
-        self.connect = connect;
-        self
+    /// The Microsoft clients for resources of an admitting EntraTenant: its own operator
+    /// credential, or the operator's ambient identity.
+    pub async fn microsoft(&self, tenant: &super::admission::Tenant) -> Result<CloudClients, crate::azure::AzureError> {
+        self.azure.for_tenant(&self.client, &tenant.name, &tenant.spec).await
+    }
+
+    /// The Microsoft clients for work in a tenant a resource recorded (cleanup, drift): the named
+    /// EntraTenant's credential while it still names that tenant and cloud, else the operator's
+    /// ambient identity.
+    pub async fn microsoft_recorded(
+        &self,
+        tenant_ref: &str,
+        tenant_id: &str,
+        cloud: crate::api::Cloud,
+    ) -> Result<CloudClients, crate::azure::AzureError> {
+        self.azure.for_recorded(&self.client, tenant_ref, tenant_id, cloud).await
     }
 
     /// Records a failure and returns the backoff for this object: 5 s doubling up to 5 min.

@@ -109,13 +109,24 @@ async fn follow(
             return;
         }
         let objects = store.state();
-        let mut tenants: BTreeMap<(String, String), crate::api::Cloud> = BTreeMap::new();
-        // Registrations not admitted yet have nothing in Entra ID to drift.
-        for (tenant, cloud) in objects.iter().filter_map(|o| o.tenant()) {
-            tenants.insert((format!("{cloud:?}"), tenant.to_ascii_lowercase()), cloud);
+        // Per tenant: its cloud and the EntraTenant of one of its registrations (whose operator
+        // credential reads the feeds). Registrations not admitted yet have nothing to drift.
+        let mut tenants: BTreeMap<(String, String), (crate::api::Cloud, String)> = BTreeMap::new();
+        for o in objects.iter() {
+            if let Some((tenant, cloud)) = o.tenant() {
+                tenants
+                    .entry((format!("{cloud:?}"), tenant.to_ascii_lowercase()))
+                    .or_insert_with(|| (cloud, o.spec.tenant_ref.name.clone()));
+            }
         }
-        for ((cloud_key, tenant), cloud) in tenants {
-            let directory = ctx.azure.for_cloud(cloud).directory.clone();
+        for ((cloud_key, tenant), (cloud, tenant_ref)) in tenants {
+            let directory = match ctx.azure.for_recorded(&ctx.client, &tenant_ref, &tenant, cloud).await {
+                Ok(clients) => clients.directory,
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant, error = %e, "no operator credential for the change feeds; trying again next round");
+                    continue;
+                }
+            };
             for feed in FEEDS {
                 let key = (cloud_key.clone(), tenant.clone(), feed);
                 let link = links.get(&key).cloned();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_operator::azure::graph::LagRetry;
 use connect_email_operator::azure::{EndpointOverrides, OperatorCredential};
-use connect_email_operator::config::{MicrosoftConfig, azure_clients};
+use connect_email_operator::clients::{MicrosoftClients, MicrosoftConfig};
 use connect_email_operator::connect::api::ConnectClient;
 use connect_email_operator::controller::{self, Context, Settings, SystemClock};
 use connect_email_operator::http::{HttpClient, HttpSettings};
@@ -140,7 +140,8 @@ impl Harness {
             client_id: OPERATOR_CLIENT_ID.into(),
             secret: OPERATOR_SECRET.to_string().into(),
         };
-        let azure = azure_clients(&config, credential).expect("clients");
+        // EntraTenant credential Secrets are read from the test's namespace (the operator's own).
+        let azure = MicrosoftClients::new(config, Ok(credential), self.ns.name.clone()).expect("clients");
         // A short resync so drift made behind the operator's back is repaired within the test.
         let settings = self.settings.clone().unwrap_or(Settings {
             resync: Duration::from_secs(2),
@@ -154,11 +155,11 @@ impl Harness {
         }
         let http = HttpClient::new("connect", &http_settings).unwrap();
         let connect_client = ConnectClient::new(http, Some(Url::parse(&self.connect.url()).unwrap()));
-        Arc::new(Context::new(client, azure, Arc::new(SystemClock), settings).with_connect(Arc::new(connect_client)))
+        Arc::new(Context::new(client, azure, Arc::new(connect_client), Arc::new(SystemClock), settings))
     }
 
     /// The operator's Microsoft clients pointed at the simulator (for `plan` / `doctor` in tests).
-    pub fn azure_clients(&self) -> connect_email_operator::azure::AzureClients {
+    pub fn azure_clients(&self) -> MicrosoftClients {
         let url = Url::parse(&self.sim.url()).unwrap();
         let config = MicrosoftConfig {
             overrides: EndpointOverrides {
@@ -175,12 +176,12 @@ impl Harness {
             client_id: OPERATOR_CLIENT_ID.into(),
             secret: OPERATOR_SECRET.to_string().into(),
         };
-        azure_clients(&config, credential).unwrap()
+        MicrosoftClients::new(config, Ok(credential), self.ns.name.clone()).unwrap()
     }
 
     /// A Graph client with the operator's identity, for out-of-band changes ("someone in the portal").
     pub fn portal(&self) -> std::sync::Arc<dyn connect_email_operator::azure::Directory> {
-        self.azure_clients().for_cloud(connect_email_operator::api::Cloud::AzurePublic).directory.clone()
+        self.azure_clients().for_cloud(connect_email_operator::api::Cloud::AzurePublic).expect("ambient identity").directory
     }
 
     /// No secret value issued by the simulators (client secrets, access tokens, secrets pushed to

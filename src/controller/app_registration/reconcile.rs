@@ -37,7 +37,8 @@ use crate::api::{
 };
 use crate::azure::error::aadsts;
 use crate::azure::model::Application;
-use crate::azure::{AzureError, CloudClients};
+use crate::azure::AzureError;
+use crate::clients::CloudClients;
 use crate::controller::{Context, Error, admission};
 use crate::controller::{conditions, lifecycle, report};
 use crate::failpoint;
@@ -82,6 +83,8 @@ struct Run<'a> {
     /// The tenant (from the admitting EntraTenant) and its cloud.
     tenant: String,
     cloud: Cloud,
+    /// The admitting EntraTenant (its operator credential).
+    admitted: Option<admission::Tenant>,
     api: Api<AzureAppRegistration>,
     status: AzureAppRegistrationStatus,
     now: Timestamp,
@@ -125,6 +128,7 @@ async fn apply(cached: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Actio
         ctx,
         tenant: String::new(),
         cloud: Cloud::default(),
+        admitted: None,
         api,
         status: obj.status.clone().unwrap_or_default(),
         now: ctx.clock.now(),
@@ -146,6 +150,7 @@ async fn apply(cached: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Actio
         Ok((tenant, resources)) => {
             run.tenant = tenant.tenant_id().to_string();
             run.cloud = tenant.cloud();
+            run.admitted = Some(tenant.clone());
             run.condition(
                 cond::ADMITTED,
                 true,
@@ -231,7 +236,8 @@ async fn apply_steps(run: &mut Run<'_>, resources: &policy::ResourceIds) -> Resu
     let obj = run.obj;
     let spec = &obj.spec;
     let uid = obj.uid().ok_or(Error::MissingObjectKey("uid"))?;
-    let clients = run.ctx.azure.for_cloud(run.cloud).clone();
+    let admitted = run.admitted.as_ref().ok_or(Error::MissingObjectKey("admitting EntraTenant"))?;
+    let clients = run.ctx.microsoft(admitted).await?;
     let tenant_id = run.tenant.clone();
     let tenant = tenant_id.as_str();
     let policy = SecretPolicy::from_spec(&spec.client_secret).map_err(Error::InvalidSpec)?;
@@ -996,7 +1002,7 @@ async fn write_secret(run: &Run<'_>, app: &Application, stored: &ObservedSecret)
         return Ok(());
     };
     let spec = &run.obj.spec;
-    let endpoints = &run.ctx.azure.for_cloud(run.cloud).endpoints;
+    let endpoints = &run.ctx.azure.endpoints(run.cloud);
     let previous = match (&stored.previous_key_id, &stored.previous_secret) {
         (Some(k), Some(s)) => Some((k.as_str(), s)),
         _ => None,
@@ -1085,7 +1091,7 @@ async fn cleanup_entra(
 ) -> Result<(), Error> {
     let spec = &obj.spec;
     let uid = obj.uid().ok_or(Error::MissingObjectKey("uid"))?;
-    let clients = ctx.azure.for_cloud(cloud);
+    let clients = ctx.microsoft_recorded(&spec.tenant_ref.name, tenant, cloud).await?;
     let app = match &spec.adopt {
         Some(adopt) => clients.directory.app_by_app_id(tenant, &adopt.app_id).await?,
         None => clients.directory.app_by_unique_name(tenant, &key_of(obj, &ctx.settings.instance)).await?,

@@ -54,7 +54,14 @@ async fn cleanup(cached: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Err
             "{ANNOTATION_PAUSED} is set: remove it to let deletion restore the mailbox settings"
         )));
     }
-    let exchange = ctx.azure.for_cloud(record.cloud).mailboxes.clone();
+    // The credential of the EntraTenant that admitted the channel, while it still names that tenant.
+    let admitted_by = obj.status.as_ref().and_then(|s| admitted_by(&s.conditions)).unwrap_or_default();
+    let exchange = ctx
+        .azure
+        .for_recorded(&ctx.client, &admitted_by, &record.tenant_id, record.cloud)
+        .await
+        .map_err(|e| Error::InvalidSpec(format!("restoring mailbox {}: {e}", record.address)))?
+        .mailboxes;
     let (tenant, mailbox) = (record.tenant_id.as_str(), record.address.as_str());
     let exchange_error = |e: ExchangeError| Error::InvalidSpec(format!("restoring mailbox {mailbox}: {e}"));
     let mut restored = Vec::new();
@@ -284,7 +291,7 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
     let cloud = tenant.cloud();
     let policy = tenant.clone();
     let tenant = tenant.tenant_id().to_string();
-    let clients = run.ctx.azure.for_cloud(cloud).clone();
+    let clients = run.ctx.microsoft(&policy).await?;
     let current_key = reg_status.credential.as_ref().filter(|c| c.verified_at.is_some()).map(|c| c.key_id.clone());
 
     // 3. Connect.
@@ -559,7 +566,7 @@ async fn push_to_connect(
             None => None,
         },
     };
-    let endpoints = &run.ctx.azure.for_cloud(cloud).endpoints;
+    let endpoints = &run.ctx.azure.endpoints(cloud);
     let settings = AssetSettings {
         asset_name: spec.connect.asset_name.clone(),
         email_id: spec.mailbox.clone(),
@@ -936,9 +943,14 @@ async fn mailbox(run: &mut Run<'_>, ns: &str, exchange: &dyn MailboxAdmin, targe
 
 /// The EntraTenant a channel was admitted by, for messages.
 fn target_name(run: &Run<'_>) -> String {
-    conditions::get(&run.status.conditions, cond::ADMITTED)
+    admitted_by(&run.status.conditions).unwrap_or_else(|| "(the channel's)".into())
+}
+
+/// The EntraTenant named by an `Admitted=True` condition ("EntraTenant NAME admits …").
+fn admitted_by(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> Option<String> {
+    conditions::get(conditions, cond::ADMITTED)
+        .filter(|c| c.status == "True")
         .and_then(|c| c.message.strip_prefix("EntraTenant ").and_then(|m| m.split(' ').next()).map(str::to_string))
-        .unwrap_or_else(|| "(the channel's)".into())
 }
 
 /// Errors of the mailbox step: Kubernetes (saving the earlier values) stops the reconcile,
