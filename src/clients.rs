@@ -17,8 +17,8 @@ use crate::api::tenant::{CredentialSource, EntraTenantSpec, TenantCredential};
 use crate::azure::graph::LagRetry;
 use crate::azure::token::CertificateSigner;
 use crate::azure::{
-    AzureError, Directory, EndpointOverrides, Endpoints, GraphClient, OperatorCredential, SecretVerifier,
-    TokenClient, TokenProvider,
+    AzureError, Directory, EndpointOverrides, Endpoints, GraphClient, OperatorCredential, SecretVerifier, TokenClient,
+    TokenProvider,
 };
 use crate::exchange::{ExchangeClient, MailboxAdmin};
 use crate::http::{HttpClient, HttpSettings};
@@ -232,7 +232,9 @@ impl MicrosoftClients {
             }
             CredentialSource::ClientSecret | CredentialSource::Certificate => {
                 let reference = wanted.secret_ref.as_ref().ok_or_else(|| {
-                    credential_error("spec.credential.secretRef is required for a ClientSecret or Certificate source".into())
+                    credential_error(
+                        "spec.credential.secretRef is required for a ClientSecret or Certificate source".into(),
+                    )
                 })?;
                 let name = &reference.name;
                 let secrets: Api<Secret> = Api::namespaced(kube.clone(), namespace);
@@ -309,6 +311,41 @@ fn fingerprint(client_id: &str, material: &[u8]) -> String {
     context.update(&[0]);
     context.update(material);
     context.finish().as_ref().iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod clients_tests {
+    use super::*;
+
+    #[test]
+    fn without_an_ambient_identity_only_tenants_with_a_credential_are_served() {
+        let clients = MicrosoftClients::new(
+            MicrosoftConfig::default(),
+            Err(AzureError::Credential("AZURE_CLIENT_ID is not set".into())),
+            "ops",
+        )
+        .unwrap();
+        let Err(e) = clients.for_cloud(Cloud::AzurePublic) else { panic!("clients without an identity") };
+        assert!(e.is_operator_credential_failure());
+        assert!(e.to_string().contains("spec.credential"), "{e}");
+    }
+
+    #[test]
+    fn clients_are_shared_per_credential_and_replaced_when_the_tenants_secret_changes() {
+        let ambient = OperatorCredential::ClientSecret { client_id: "a".into(), secret: "s".to_string().into() };
+        let clients = MicrosoftClients::new(MicrosoftConfig::default(), Ok(ambient.clone()), "ops").unwrap();
+        let first = clients.for_cloud(Cloud::AzurePublic).unwrap();
+        let again = clients.for_cloud(Cloud::AzurePublic).unwrap();
+        assert!(Arc::ptr_eq(&first.directory, &again.directory), "the ambient clients are built once");
+        let key = |f: &str| CredentialKey::Tenant { name: "t".into(), fingerprint: f.into() };
+        let one = clients.build(Cloud::AzurePublic, key("1"), &ambient);
+        assert!(Arc::ptr_eq(&one.directory, &clients.build(Cloud::AzurePublic, key("1"), &ambient).directory));
+        let two = clients.build(Cloud::AzurePublic, key("2"), &ambient);
+        assert!(!Arc::ptr_eq(&one.directory, &two.directory), "a changed Secret builds new clients");
+        let built = clients.inner.built.lock().unwrap();
+        assert_eq!(built.len(), 2, "the tenant's earlier clients are dropped: ambient + the current one");
+        assert_ne!(fingerprint("c", b"x"), fingerprint("c", b"y"));
+    }
 }
 
 #[cfg(test)]

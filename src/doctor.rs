@@ -8,8 +8,8 @@ use secrecy::SecretString;
 
 use crate::api::email_channel::ConnectMode;
 use crate::api::{AzureAppRegistration, EmailChannel};
-use crate::clients::MicrosoftClients;
 use crate::azure::error::aadsts;
+use crate::clients::MicrosoftClients;
 use crate::connect;
 use crate::connect::api::{ConnectAssets, Org};
 use crate::controller::app_registration::secret::{self as secret_keys, KEY_CLIENT_ID, KEY_CLIENT_SECRET};

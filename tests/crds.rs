@@ -124,6 +124,39 @@ struct Case {
 fn cases() -> Vec<Case> {
     vec![
         Case {
+            name: "tenant-credential-workload-identity-with-secret",
+            base: entra_tenant,
+            on_update: false,
+            change: |o| {
+                set(
+                    o,
+                    "/spec/credential",
+                    json!({"clientId": "0e0e0e0e-1111-2222-3333-444444444444", "secretRef": {"name": "x"}}),
+                )
+            },
+            expected: "credential.secretRef is required for the ClientSecret and Certificate sources",
+        },
+        Case {
+            name: "tenant-credential-secret-without-ref",
+            base: entra_tenant,
+            on_update: false,
+            change: |o| {
+                set(
+                    o,
+                    "/spec/credential",
+                    json!({"clientId": "0e0e0e0e-1111-2222-3333-444444444444", "source": "ClientSecret"}),
+                )
+            },
+            expected: "credential.secretRef is required for the ClientSecret and Certificate sources",
+        },
+        Case {
+            name: "tenant-credential-client-id-not-a-guid",
+            base: entra_tenant,
+            on_update: false,
+            change: |o| set(o, "/spec/credential", json!({"clientId": "operator-app"})),
+            expected: "credential.clientId must be the application (client) ID GUID",
+        },
+        Case {
             name: "mailbox-not-an-email",
             base: email_channel,
             on_update: false,

@@ -486,3 +486,98 @@ async fn an_entratenant_change_reconciles_the_resources_naming_it_at_once() {
     drop_tenant(&h, &late).await;
     h.finish().await;
 }
+
+#[tokio::test]
+async fn each_entratenant_uses_its_own_operator_credential_from_the_operators_namespace() {
+    const SECOND_TENANT: &str = "22222222-3333-4444-5555-666666666666";
+    const SECOND_OPERATOR: &str = "0f0f0f0f-1111-2222-3333-444444444444";
+    const SECOND_SECRET: &str = "second-operator-secret~test-only";
+    const THIRD_TENANT: &str = "33333333-4444-5555-6666-777777777777";
+    let h = Harness::start("sec-credential").await;
+    // The operator's ambient identity exists only in the first tenant; the second tenant has an
+    // application of its own for the operator, whose secret the administrator keeps in the
+    // operator's namespace (the test namespace plays it here).
+    h.sim.add_operator_client_secret(SECOND_TENANT, SECOND_OPERATOR, SECOND_SECRET);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "second-tenant-operator"},
+        "stringData": {"clientSecret": SECOND_SECRET},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).create(&PostParams::default(), &secret).await.unwrap();
+    let second = format!("{}-second", h.ns.name);
+    let third = format!("{}-third", h.ns.name);
+    for (name, tenant_id, secret_name) in
+        [(&second, SECOND_TENANT, "second-tenant-operator"), (&third, THIRD_TENANT, "no-such-secret")]
+    {
+        let object = json!({
+            "apiVersion": "connectemail.dev/v1alpha1", "kind": "EntraTenant", "metadata": {"name": name},
+            "spec": {
+                "tenantId": tenant_id, "namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"],
+                "credential": {"clientId": SECOND_OPERATOR, "source": "ClientSecret", "secretRef": {"name": secret_name}},
+            }
+        });
+        Api::<EntraTenant>::all(h.client.clone())
+            .patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&object))
+            .await
+            .expect("apply EntraTenant");
+    }
+
+    apply_registration(&h, &registration("second", &second, json!({}))).await;
+    registration_condition(&h, "second", app_cond::READY, "True", reason::RECONCILED).await;
+    assert_eq!(h.sim.applications(SECOND_TENANT).len(), 1, "the application is created in the second tenant");
+    assert!(h.sim.applications(TENANT).is_empty(), "nothing is created in the ambient identity's tenant");
+    // Every Graph call in the second tenant carried the second operator application's token (the
+    // token endpoint's other callers are the issued secrets being verified, as their own app).
+    let graph: Vec<_> = h
+        .sim
+        .calls()
+        .into_iter()
+        .filter(|c| c.tenant.as_deref() == Some(SECOND_TENANT) && !c.route.contains("/oauth2/v2.0/token"))
+        .collect();
+    assert!(!graph.is_empty(), "no Graph call reached the second tenant");
+    for call in &graph {
+        assert_eq!(
+            call.client_id.as_deref(),
+            Some(SECOND_OPERATOR),
+            "{} {} as {:?}",
+            call.method,
+            call.path,
+            call.client_id
+        );
+    }
+    let operator_tokens: Vec<_> = h
+        .sim
+        .calls()
+        .into_iter()
+        .filter(|c| c.route.contains("/oauth2/v2.0/token") && c.client_id.as_deref() == Some(SECOND_OPERATOR))
+        .collect();
+    assert!(!operator_tokens.is_empty(), "the second operator application never asked for a token");
+    assert!(operator_tokens.iter().all(|c| c.tenant.as_deref() == Some(SECOND_TENANT)));
+
+    // A credential Secret that does not exist: a condition naming it, and no call to that tenant.
+    apply_registration(&h, &registration("third", &third, json!({}))).await;
+    let message =
+        registration_condition(&h, "third", app_cond::READY, "False", reason::OPERATOR_CREDENTIAL_FAILED).await;
+    assert!(message.contains("no-such-secret") && message.contains("does not exist"), "{message}");
+    assert!(!message.contains(SECOND_SECRET));
+    assert!(
+        h.sim.calls().iter().all(|c| c.tenant.as_deref() != Some(THIRD_TENANT)),
+        "a call reached the tenant whose credential is missing"
+    );
+
+    // Deletion cleans up with the same credential (deletionPolicy Delete: the application goes).
+    let registrations: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    registrations.delete("second", &DeleteParams::default()).await.unwrap();
+    registrations.delete("third", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(30), || async {
+        match registrations.list(&Default::default()).await.map_err(|e| e.to_string())?.items.len() {
+            0 => Ok(()),
+            n => Err(format!("{n} registrations left")),
+        }
+    })
+    .await;
+    assert!(h.sim.applications(SECOND_TENANT).is_empty(), "the application was not deleted in the second tenant");
+    drop_tenant(&h, &second).await;
+    drop_tenant(&h, &third).await;
+    h.finish().await;
+}

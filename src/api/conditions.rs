@@ -73,6 +73,9 @@ pub mod reason {
     pub const CONNECT_UNAUTHORIZED: &str = "ConnectUnauthorized";
     /// Deletion with `deletionPolicy: Delete` waits for Graph to delete the application.
     pub const DELETION_PENDING: &str = "DeletionPending";
+    /// The operator's own identity in the tenant failed (its EntraTenant credential Secret, its
+    /// federated token, or Entra ID refusing it): an administrator must fix it; re-checked often.
+    pub const OPERATOR_CREDENTIAL_FAILED: &str = "OperatorCredentialFailed";
 
     /// Every reason above (health checks and alerts are tested against this list).
     pub const ALL: &[&str] = &[
@@ -102,5 +105,6 @@ pub mod reason {
         ADOPTION_REFUSED,
         CONNECT_UNAUTHORIZED,
         DELETION_PENDING,
+        OPERATOR_CREDENTIAL_FAILED,
     ];
 }

@@ -181,7 +181,10 @@ impl Harness {
 
     /// A Graph client with the operator's identity, for out-of-band changes ("someone in the portal").
     pub fn portal(&self) -> std::sync::Arc<dyn connect_email_operator::azure::Directory> {
-        self.azure_clients().for_cloud(connect_email_operator::api::Cloud::AzurePublic).expect("ambient identity").directory
+        self.azure_clients()
+            .for_cloud(connect_email_operator::api::Cloud::AzurePublic)
+            .expect("ambient identity")
+            .directory
     }
 
     /// No secret value issued by the simulators (client secrets, access tokens, secrets pushed to

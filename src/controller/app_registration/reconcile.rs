@@ -35,9 +35,9 @@ use crate::api::{
     ANNOTATION_PAUSED, ANNOTATION_ROTATE, ANNOTATION_SECRET_ACKNOWLEDGED, AzureAppRegistration, EmailChannel,
     Permission,
 };
+use crate::azure::AzureError;
 use crate::azure::error::aadsts;
 use crate::azure::model::Application;
-use crate::azure::AzureError;
 use crate::clients::CloudClients;
 use crate::controller::{Context, Error, admission};
 use crate::controller::{conditions, lifecycle, report};
@@ -83,8 +83,9 @@ struct Run<'a> {
     /// The tenant (from the admitting EntraTenant) and its cloud.
     tenant: String,
     cloud: Cloud,
-    /// The admitting EntraTenant (its operator credential).
+    /// The admitting EntraTenant, and the Microsoft clients with its operator credential.
     admitted: Option<admission::Tenant>,
+    clients: Option<CloudClients>,
     api: Api<AzureAppRegistration>,
     status: AzureAppRegistrationStatus,
     now: Timestamp,
@@ -129,6 +130,7 @@ async fn apply(cached: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Actio
         tenant: String::new(),
         cloud: Cloud::default(),
         admitted: None,
+        clients: None,
         api,
         status: obj.status.clone().unwrap_or_default(),
         now: ctx.clock.now(),
@@ -168,6 +170,19 @@ async fn apply(cached: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Actio
             return Ok(Action::requeue(ctx.settings.resync.min(Duration::from_secs(60))));
         }
     };
+    // The operator's identity in this tenant (the EntraTenant's credential Secret is read here):
+    // when it is missing nothing was called, and nothing is recorded for deletion to clean up.
+    let admitted = run.admitted.clone().ok_or(Error::MissingObjectKey("admitting EntraTenant"))?;
+    match ctx.microsoft(&admitted).await {
+        Ok(clients) => run.clients = Some(clients),
+        Err(e) => {
+            let e = Error::Azure(e);
+            let (why, message) = describe_failure(&e);
+            run.condition(cond::READY, false, why, message);
+            run.write_status().await?;
+            return Err(e);
+        }
+    }
     // Recorded before the first external call, so that deletion knows where to clean up even if
     // the operator stops right after creating the application.
     if run.status.tenant_id.is_none() {
@@ -217,6 +232,10 @@ fn describe_failure(e: &Error) -> (&'static str, String) {
     match e {
         Error::Refused { reason, message } => (reason, message.clone()),
         Error::InvalidSpec(m) => (reason::INVALID_SPEC, m.clone()),
+        Error::Azure(a) if a.is_operator_credential_failure() => (
+            reason::OPERATOR_CREDENTIAL_FAILED,
+            format!("{a}: the operator's own identity in this tenant must be fixed by an administrator"),
+        ),
         Error::Azure(a) if a.is_permission_denied() => (
             reason::PERMISSION_DENIED,
             format!("{a}: grant the operator's identity the Graph permissions listed in the README"),
@@ -236,8 +255,7 @@ async fn apply_steps(run: &mut Run<'_>, resources: &policy::ResourceIds) -> Resu
     let obj = run.obj;
     let spec = &obj.spec;
     let uid = obj.uid().ok_or(Error::MissingObjectKey("uid"))?;
-    let admitted = run.admitted.as_ref().ok_or(Error::MissingObjectKey("admitting EntraTenant"))?;
-    let clients = run.ctx.microsoft(admitted).await?;
+    let clients = run.clients.clone().ok_or(Error::MissingObjectKey("Microsoft clients"))?;
     let tenant_id = run.tenant.clone();
     let tenant = tenant_id.as_str();
     let policy = SecretPolicy::from_spec(&spec.client_secret).map_err(Error::InvalidSpec)?;

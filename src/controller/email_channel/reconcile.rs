@@ -731,6 +731,10 @@ fn connect_problem(
             );
             (reason::EXTERNAL_ERROR, message)
         }
+        Error::Azure(a) if a.is_operator_credential_failure() => (
+            reason::OPERATOR_CREDENTIAL_FAILED,
+            format!("{a}: the operator's own identity in this tenant must be fixed by an administrator"),
+        ),
         Error::Connect(c) if c.is_transient() => (reason::THROTTLED, format!("{c}; retrying")),
         Error::Connect(c) => (reason::EXTERNAL_ERROR, c.to_string()),
         other if other.is_permanent() => (reason::EXTERNAL_ERROR, other.to_string()),
