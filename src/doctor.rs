@@ -459,3 +459,214 @@ mod tests {
         }
     }
 }
+
+/// Whether the operator uses a Microsoft permission in a tenant, given its EntraTenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Needed by what the EntraTenant allows: missing it fails.
+    Required,
+    /// Used when present (missing it only limits a feature).
+    Optional,
+    /// Not used under this EntraTenant: holding it is more than the operator needs.
+    NotNeeded,
+}
+
+/// The Microsoft application permissions the operator's own identity may use in a tenant, with
+/// why, following what its EntraTenant allows (least privilege).
+pub fn operator_needs(spec: &crate::api::EntraTenantSpec) -> Vec<(&'static str, &'static str, Need, &'static str)> {
+    use crate::api::tenant::{EXCHANGE_ONLINE_APP_ID as EXO, MICROSOFT_GRAPH_APP_ID as GRAPH};
+    let consent = spec.permissions.admin_consent;
+    let delegated = spec.permissions.allowed.iter().any(|p| !p.delegated.is_empty());
+    let application = spec.permissions.allowed.iter().any(|p| !p.application.is_empty());
+    let need = |on: bool| if on { Need::Required } else { Need::NotNeeded };
+    vec![
+        (GRAPH, "Application.ReadWrite.OwnedBy", Need::Required, "create applications and manage the ones it owns"),
+        (GRAPH, "Application.Read.All", Need::Required, "resolve API service principals and their permission names"),
+        (
+            GRAPH,
+            "DelegatedPermissionGrant.ReadWrite.All",
+            need(consent && delegated),
+            "admin consent for delegated permissions (SMTP.Send, offline_access)",
+        ),
+        (
+            GRAPH,
+            "AppRoleAssignment.ReadWrite.All",
+            need(consent && application),
+            "admin consent for application permissions; it can grant any application permission, so hold it only when the EntraTenant allows application permissions",
+        ),
+        (
+            GRAPH,
+            "Application.ReadWrite.All",
+            need(spec.adoption.allowed),
+            "adoption of applications the operator does not own; it can change every application",
+        ),
+        (
+            GRAPH,
+            "Policy.Read.All",
+            Need::Optional,
+            "read app management policies to shorten secret lifetimes in advance",
+        ),
+        (
+            EXO,
+            "Exchange.ManageAsApp",
+            Need::Optional,
+            "SMTP AUTH and forwarding on the allowed mailboxes (with Exchange RBAC)",
+        ),
+    ]
+}
+
+fn api_name(app_id: &str) -> &'static str {
+    if app_id.eq_ignore_ascii_case(crate::api::tenant::MICROSOFT_GRAPH_APP_ID) {
+        "Microsoft Graph"
+    } else if app_id.eq_ignore_ascii_case(crate::api::tenant::EXCHANGE_ONLINE_APP_ID) {
+        "Office 365 Exchange Online"
+    } else {
+        "another API"
+    }
+}
+
+/// Checks the application permissions the operator holds (`held`: resource appId and value)
+/// against what its EntraTenant makes it use: a required one missing fails, one it does not need
+/// (or one it never uses) warns.
+pub fn operator_permission_checks(spec: &crate::api::EntraTenantSpec, held: &[(String, String)]) -> Vec<Check> {
+    let holds = |app: &str, value: &str| held.iter().any(|(a, v)| a.eq_ignore_ascii_case(app) && v == value);
+    let graph = crate::api::tenant::MICROSOFT_GRAPH_APP_ID;
+    let mut checks = Vec::new();
+    let needs = operator_needs(spec);
+    for (app, value, need, why) in &needs {
+        // Application.ReadWrite.All includes what the two narrower application permissions allow.
+        let covered = *need == Need::Required
+            && matches!(*value, "Application.ReadWrite.OwnedBy" | "Application.Read.All")
+            && holds(graph, "Application.ReadWrite.All");
+        let name = format!("operator permission {value}");
+        let (outcome, detail) = match (need, holds(app, value) || covered) {
+            (Need::Required, true) => (Outcome::Pass, format!("held: {why}")),
+            (Need::Required, false) => (
+                Outcome::Fail,
+                format!(
+                    "missing: {why}. Grant the application permission {value} on {} with admin consent (or run `connect-email-operator setup tenant`)",
+                    api_name(app)
+                ),
+            ),
+            (Need::Optional, true) => (Outcome::Pass, format!("held: {why}")),
+            (Need::Optional, false) => (Outcome::Info, format!("not held: {why} is not available")),
+            (Need::NotNeeded, true) => (
+                Outcome::Warn,
+                format!(
+                    "held but not needed under this EntraTenant ({why}): remove it from the operator's application"
+                ),
+            ),
+            (Need::NotNeeded, false) => (Outcome::Pass, "not held, not needed".to_string()),
+        };
+        checks.push(check(&name, outcome, detail));
+    }
+    for (app, value) in held {
+        if !needs.iter().any(|(a, v, _, _)| a.eq_ignore_ascii_case(app) && v == value) {
+            checks.push(check(
+                &format!("operator permission {value}"),
+                Outcome::Warn,
+                format!(
+                    "held on {} and never used by the operator: remove it from the operator's application",
+                    api_name(app)
+                ),
+            ));
+        }
+    }
+    checks
+}
+
+/// `doctor entratenant/NAME`: the operator's own identity in that tenant — which identity, that it
+/// gets a token, and the application permissions it holds against what the EntraTenant needs.
+pub async fn diagnose_tenant(
+    client: kube::Client,
+    azure: &crate::clients::MicrosoftClients,
+    name: &str,
+) -> anyhow::Result<Vec<Check>> {
+    let tenants: Api<crate::api::EntraTenant> = Api::all(client.clone());
+    let tenant = tenants.get_opt(name).await?.ok_or_else(|| anyhow::anyhow!("no EntraTenant {name}"))?;
+    let spec = &tenant.spec;
+    let mut checks = Vec::new();
+    let client_id = match &spec.credential {
+        Some(c) => {
+            checks.push(check(
+                "operator identity",
+                Outcome::Info,
+                format!("{} ({:?}, from spec.credential)", c.client_id, c.source),
+            ));
+            c.client_id.clone()
+        }
+        None => match azure.ambient_credential() {
+            Some(c) => {
+                checks.push(check(
+                    "operator identity",
+                    Outcome::Info,
+                    format!("{} (the operator's own identity)", c.client_id()),
+                ));
+                c.client_id().to_string()
+            }
+            None => {
+                checks.push(check(
+                    "operator identity",
+                    Outcome::Fail,
+                    "the operator has no identity of its own and the EntraTenant sets no spec.credential",
+                ));
+                return Ok(checks);
+            }
+        },
+    };
+    let clients = match azure.for_tenant(&client, name, spec).await {
+        Ok(c) => c,
+        Err(e) => {
+            checks.push(check("operator credential", Outcome::Fail, e.to_string()));
+            return Ok(checks);
+        }
+    };
+    let directory = &clients.directory;
+    let tenant_id = spec.tenant_id.as_str();
+    let held = async {
+        let Some(sp) = directory.service_principal(tenant_id, &client_id).await? else {
+            return Ok::<_, crate::azure::AzureError>(None);
+        };
+        let assignments = directory.app_role_assignments(tenant_id, &sp.id).await?;
+        let mut held = Vec::new();
+        for api in [crate::api::tenant::MICROSOFT_GRAPH_APP_ID, crate::api::tenant::EXCHANGE_ONLINE_APP_ID] {
+            let Some(resource) = directory.resource_service_principal(tenant_id, api).await? else { continue };
+            for a in assignments.iter().filter(|a| a.resource_id == resource.id) {
+                let value = resource.app_roles.iter().find(|r| r.id == a.app_role_id).and_then(|r| r.value.clone());
+                held.push((api.to_string(), value.unwrap_or_else(|| format!("app role {}", a.app_role_id))));
+            }
+        }
+        Ok(Some(held))
+    };
+    match held.await {
+        Ok(Some(held)) => {
+            checks.push(check("operator token", Outcome::Pass, format!("token issued in tenant {tenant_id}")));
+            checks.extend(operator_permission_checks(spec, &held));
+        }
+        Ok(None) => checks.push(check(
+            "operator permissions",
+            Outcome::Warn,
+            format!(
+                "the operator's application {client_id} has no service principal in tenant {tenant_id} that it can read"
+            ),
+        )),
+        Err(e) if e.is_operator_credential_failure() => {
+            checks.push(check("operator token", Outcome::Fail, e.to_string()))
+        }
+        Err(e) => checks.push(check(
+            "operator permissions",
+            Outcome::Warn,
+            format!("could not read the operator's own permissions ({e}); reading them needs Application.Read.All"),
+        )),
+    }
+    // Exchange RBAC for Applications: reading role assignments is not part of the roles the
+    // operator is given, so it is not checked here.
+    checks.push(check(
+        "Exchange RBAC",
+        Outcome::Info,
+        format!(
+            "not read by doctor: check in Exchange Online PowerShell with Get-ManagementRoleAssignment -RoleAssignee {client_id} (expected: Mail Recipients with a custom resource scope of the allowed mailboxes, and View-Only Configuration)"
+        ),
+    ));
+    Ok(checks)
+}

@@ -174,6 +174,10 @@ struct SetupTenantArgs {
     /// Allow adopting applications the operator does not own (Application.ReadWrite.All).
     #[arg(long)]
     adopt: bool,
+    /// Allow granting application permissions (AppRoleAssignment.ReadWrite.All, which can grant
+    /// any application permission): only if an EntraTenant will list application permissions.
+    #[arg(long)]
+    application_permissions: bool,
     /// Leave out the optional Policy.Read.All.
     #[arg(long)]
     no_policy_read: bool,
@@ -234,6 +238,7 @@ async fn setup_tenant(args: SetupTenantArgs) -> anyhow::Result<()> {
         mailboxes: args.mailboxes,
         exchange: !args.no_exchange,
         adopt: args.adopt,
+        application_permissions: args.application_permissions,
         policy_read: !args.no_policy_read,
         entra_tenant: args.entra_tenant,
     };
@@ -420,7 +425,8 @@ struct RunArgs {
 
 #[derive(clap::Args)]
 struct DoctorArgs {
-    /// The EmailChannel (or AzureAppRegistration) as NAMESPACE/NAME.
+    /// The EmailChannel (or AzureAppRegistration) as NAMESPACE/NAME; `entratenant/NAME` checks
+    /// the operator's own identity and Microsoft permissions in that EntraTenant's tenant.
     target: String,
     #[command(flatten)]
     external: ExternalArgs,
@@ -553,9 +559,15 @@ async fn shutdown_signal() {
 }
 
 async fn doctor(args: DoctorArgs) -> anyhow::Result<bool> {
-    let (namespace, name) = args.target.split_once('/').context("give the target as NAMESPACE/NAME")?;
+    let (namespace, name) =
+        args.target.split_once('/').context("give the target as NAMESPACE/NAME or entratenant/NAME")?;
     let (azure, connect) = args.external.clients()?;
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
+    if namespace.eq_ignore_ascii_case("entratenant") {
+        let checks = connect_email_operator::doctor::diagnose_tenant(client, &azure, name).await?;
+        print!("{}", connect_email_operator::doctor::render(&checks));
+        return Ok(!connect_email_operator::doctor::failed(&checks));
+    }
     let checks =
         connect_email_operator::doctor::diagnose(client, &azure, &connect, namespace, name, jiff::Timestamp::now())
             .await?;

@@ -51,6 +51,10 @@ pub struct TenantSetup {
     pub exchange: bool,
     /// Adoption of applications the operator does not own (`Application.ReadWrite.All`).
     pub adopt: bool,
+    /// Admin consent for application permissions (`AppRoleAssignment.ReadWrite.All`, which can
+    /// grant any application permission): only when an EntraTenant will allow application
+    /// permissions. EmailChannels need delegated permissions only.
+    pub application_permissions: bool,
     /// `Policy.Read.All` (optional: secret lifetimes shortened in advance to the tenant policy).
     pub policy_read: bool,
     /// Name of the EntraTenant to print.
@@ -75,12 +79,11 @@ impl TenantSetup {
 
     /// The Graph application permissions, exactly the README's least-privilege list.
     pub fn graph_permissions(&self) -> Vec<&'static str> {
-        let mut permissions = vec![
-            "Application.ReadWrite.OwnedBy",
-            "Application.Read.All",
-            "AppRoleAssignment.ReadWrite.All",
-            "DelegatedPermissionGrant.ReadWrite.All",
-        ];
+        let mut permissions =
+            vec!["Application.ReadWrite.OwnedBy", "Application.Read.All", "DelegatedPermissionGrant.ReadWrite.All"];
+        if self.application_permissions {
+            permissions.push("AppRoleAssignment.ReadWrite.All");
+        }
         if self.policy_read {
             permissions.push("Policy.Read.All");
         }
@@ -623,6 +626,7 @@ mod tests {
             mailboxes: vec!["support@contoso.com".into(), "*@fabrikam.com".into()],
             exchange: true,
             adopt: false,
+            application_permissions: false,
             policy_read: true,
             entra_tenant: "contoso".into(),
         }
@@ -637,7 +641,11 @@ mod tests {
         );
         assert_eq!(s.subject(), "system:serviceaccount:ceo:connect-email-operator");
         assert!(!s.graph_permissions().contains(&"Application.ReadWrite.All"));
-        assert_eq!(s.permissions().len(), 6);
+        assert!(!s.graph_permissions().contains(&"AppRoleAssignment.ReadWrite.All"));
+        assert_eq!(s.permissions().len(), 5);
+        let wider = TenantSetup { application_permissions: true, adopt: true, ..setup() };
+        assert!(wider.graph_permissions().contains(&"AppRoleAssignment.ReadWrite.All"));
+        assert!(wider.graph_permissions().contains(&"Application.ReadWrite.All"));
         assert_eq!(s.assignment_name("View-Only Configuration"), "connect-email-operator-view-only-configuration");
     }
 }

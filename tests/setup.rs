@@ -3,6 +3,8 @@
 //! commands, the operator authenticating with the federated credential it made, and the device
 //! code sign-in.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +32,7 @@ fn spec() -> TenantSetup {
         mailboxes: vec!["support@contoso.com".into(), "*@sales.contoso.com".into()],
         exchange: true,
         adopt: false,
+        application_permissions: false,
         policy_read: true,
         entra_tenant: "contoso".into(),
     }
@@ -106,7 +109,6 @@ async fn setup_creates_exactly_the_documented_objects_and_a_second_run_changes_n
     assert_eq!(
         granted,
         [
-            "Microsoft Graph:AppRoleAssignment.ReadWrite.All",
             "Microsoft Graph:Application.Read.All",
             "Microsoft Graph:Application.ReadWrite.OwnedBy",
             "Microsoft Graph:DelegatedPermissionGrant.ReadWrite.All",
@@ -141,7 +143,7 @@ async fn setup_creates_exactly_the_documented_objects_and_a_second_run_changes_n
     // The write calls, in order: nothing more than the documented objects.
     let mut expected =
         vec![routes::UPSERT_APPLICATION, routes::UPSERT_SERVICE_PRINCIPAL, routes::CREATE_FEDERATED_CREDENTIAL];
-    expected.extend([routes::CREATE_APP_ROLE_ASSIGNED_TO; 6]);
+    expected.extend([routes::CREATE_APP_ROLE_ASSIGNED_TO; 5]);
     expected.extend([
         "New-ServicePrincipal",
         "New-ManagementScope",
@@ -149,7 +151,7 @@ async fn setup_creates_exactly_the_documented_objects_and_a_second_run_changes_n
         "New-ManagementRoleAssignment",
     ]);
     assert_eq!(writes(&sim), expected);
-    assert_eq!(report.changes().count(), 13);
+    assert_eq!(report.changes().count(), 12);
 
     // A second run finds everything and writes nothing.
     sim.reset_calls();
@@ -178,7 +180,7 @@ async fn a_dry_run_changes_nothing_and_prints_every_command() {
     assert!(sim.app_role_assignments(TENANT).is_empty());
     assert!(sim.exchange().service_principals(TENANT).is_empty());
     assert!(sim.exchange().management_scopes(TENANT).is_empty());
-    assert_eq!(report.changes().count(), 13);
+    assert_eq!(report.changes().count(), 12);
     let text = report.render(true);
     for expected in [
         "az rest --method PATCH --url 'https://graph.microsoft.com/v1.0/applications(uniqueName='\\''connect-email-operator'\\'')' --headers Prefer=create-if-missing",
@@ -189,7 +191,7 @@ async fn a_dry_run_changes_nothing_and_prints_every_command() {
         "New-ServicePrincipal -AppId <appId> -ObjectId <servicePrincipalId>",
         "New-ManagementScope -Name \"connect-email-operator-mailboxes\" -RecipientRestrictionFilter",
         "New-ManagementRoleAssignment -Name \"connect-email-operator-mail-recipients\" -App <appId> -Role \"Mail Recipients\" -CustomResourceScope \"connect-email-operator-mailboxes\"",
-        "13 change(s) would be made (dry run: none made)",
+        "12 change(s) would be made (dry run: none made)",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -325,4 +327,90 @@ async fn device_code_polling_errors() {
     let (expired, _) = start().await;
     sim.advance_clock(Duration::from_secs(901));
     assert_eq!(poll(expired).await, (400, "expired_token".into()));
+}
+
+#[tokio::test]
+async fn doctor_reports_the_permissions_setup_granted_against_what_the_entratenant_needs() {
+    use connect_email_operator::clients::{MicrosoftClients, MicrosoftConfig};
+    use connect_email_operator::doctor::{self, Outcome};
+    use kube::api::{Api, DeleteParams, Patch, PatchParams};
+    let sim = sim().await;
+    let (graph, exchange) = admin(&sim);
+    let app_id = setup::run(&spec(), &graph, Some(&exchange), false).await.unwrap().app_id.unwrap();
+    let dir = std::env::temp_dir().join(format!("ceo-setup-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, service_account_token(ISSUER, &spec().subject())).unwrap();
+    let url = url::Url::parse(&sim.url()).unwrap();
+    let config = MicrosoftConfig {
+        overrides: EndpointOverrides {
+            authority_host: Some(url.clone()),
+            graph: Some(url.clone()),
+            exchange: Some(url),
+        },
+        extra_ca_pem: Some(sim.ca_pem()),
+        ..Default::default()
+    };
+    let credential = OperatorCredential::Federated { client_id: app_id.clone(), token_file };
+    let clients = MicrosoftClients::new(config, Ok(credential), "connect-email-operator").unwrap();
+
+    // The EntraTenant setup printed, in the cluster.
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let name = format!("setup-doctor-{}", std::process::id());
+    let tenants: Api<connect_email_operator::api::EntraTenant> = Api::all(client.clone());
+    let apply = |spec: serde_json::Value| {
+        let object = serde_json::json!({"apiVersion": "connectemail.dev/v1alpha1", "kind": "EntraTenant", "metadata": {"name": name}, "spec": spec});
+        let tenants = tenants.clone();
+        let name = name.clone();
+        async move {
+            tenants
+                .patch(&name, &PatchParams::apply(support::FIELD_MANAGER).force(), &Patch::Apply(&object))
+                .await
+                .unwrap();
+        }
+    };
+    apply(setup::entra_tenant_spec(&spec())).await;
+    let outcome = |checks: &[doctor::Check], permission: &str| {
+        let name = format!("operator permission {permission}");
+        checks.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no check {name}")).outcome
+    };
+    let checks = doctor::diagnose_tenant(client.clone(), &clients, &name).await.unwrap();
+    let table = doctor::render(&checks);
+    assert!(!doctor::failed(&checks), "{table}");
+    assert!(table.contains(&app_id), "{table}");
+    for held in [
+        "Application.ReadWrite.OwnedBy",
+        "Application.Read.All",
+        "DelegatedPermissionGrant.ReadWrite.All",
+        "Policy.Read.All",
+        "Exchange.ManageAsApp",
+    ] {
+        assert_eq!(outcome(&checks, held), Outcome::Pass, "{held}:\n{table}");
+    }
+    assert!(checks.iter().all(|c| c.outcome != Outcome::Warn), "nothing more than needed:\n{table}");
+
+    // An EntraTenant that allows an application permission needs AppRoleAssignment.ReadWrite.All,
+    // which setup grants only with --application-permissions.
+    let mut wider = setup::entra_tenant_spec(&spec());
+    wider["permissions"] = serde_json::json!({"allowed": [
+        {"resourceAppId": "00000003-0000-0000-c000-000000000000", "delegated": ["offline_access"], "application": ["Mail.Send"]},
+        {"resourceAppId": "00000002-0000-0ff1-ce00-000000000000", "delegated": ["SMTP.Send"]},
+    ]});
+    apply(wider).await;
+    let checks = doctor::diagnose_tenant(client.clone(), &clients, &name).await.unwrap();
+    assert_eq!(outcome(&checks, "AppRoleAssignment.ReadWrite.All"), Outcome::Fail, "{}", doctor::render(&checks));
+    assert!(doctor::failed(&checks));
+
+    // Setup with --application-permissions adds it; doctor passes again.
+    let wider_setup = TenantSetup { application_permissions: true, ..spec() };
+    setup::run(&wider_setup, &graph, Some(&exchange), false).await.unwrap();
+    let checks = doctor::diagnose_tenant(client.clone(), &clients, &name).await.unwrap();
+    assert_eq!(outcome(&checks, "AppRoleAssignment.ReadWrite.All"), Outcome::Pass, "{}", doctor::render(&checks));
+
+    // Back to the narrow EntraTenant: now it is more than needed.
+    apply(setup::entra_tenant_spec(&spec())).await;
+    let checks = doctor::diagnose_tenant(client.clone(), &clients, &name).await.unwrap();
+    assert_eq!(outcome(&checks, "AppRoleAssignment.ReadWrite.All"), Outcome::Warn, "{}", doctor::render(&checks));
+    let _ = tenants.delete(&name, &DeleteParams::default()).await;
 }
