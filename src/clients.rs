@@ -34,6 +34,8 @@ pub struct MicrosoftConfig {
     pub request_timeout: Option<std::time::Duration>,
     /// Graph limits the client-side rate limiter plans for (default: the documented ones).
     pub graph_limits: Option<crate::azure::throttle::GraphLimits>,
+    /// The registry requests are counted in (the operator's; none for the command-line tools).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl MicrosoftConfig {
@@ -80,7 +82,11 @@ pub fn exchange_client(
     credential: OperatorCredential,
     cloud: Cloud,
 ) -> Result<ExchangeClient, reqwest::Error> {
-    let settings = HttpSettings { extra_ca_pem: config.extra_ca_pem.clone(), ..HttpSettings::default() };
+    let settings = HttpSettings {
+        extra_ca_pem: config.extra_ca_pem.clone(),
+        metrics: config.metrics.clone(),
+        ..HttpSettings::default()
+    };
     let endpoints = config.overrides.apply(Endpoints::for_cloud(cloud));
     let token_client = TokenClient::new(HttpClient::new("login", &settings)?, endpoints.clone());
     let tokens = Arc::new(TokenProvider::new(token_client, credential));
@@ -93,7 +99,11 @@ pub fn connect_client(
     config: &MicrosoftConfig,
     endpoint: Option<Url>,
 ) -> Result<crate::connect::api::ConnectClient, reqwest::Error> {
-    let mut settings = HttpSettings { extra_ca_pem: config.extra_ca_pem.clone(), ..HttpSettings::default() };
+    let mut settings = HttpSettings {
+        extra_ca_pem: config.extra_ca_pem.clone(),
+        metrics: config.metrics.clone(),
+        ..HttpSettings::default()
+    };
     if let Some(timeout) = config.request_timeout {
         settings.timeout = timeout;
     }
@@ -139,7 +149,11 @@ impl MicrosoftClients {
         ambient: Result<OperatorCredential, AzureError>,
         credentials_namespace: impl Into<String>,
     ) -> Result<Self, reqwest::Error> {
-        let mut settings = HttpSettings { extra_ca_pem: config.extra_ca_pem.clone(), ..HttpSettings::default() };
+        let mut settings = HttpSettings {
+            extra_ca_pem: config.extra_ca_pem.clone(),
+            metrics: config.metrics.clone(),
+            ..HttpSettings::default()
+        };
         if let Some(timeout) = config.request_timeout {
             settings.timeout = timeout;
         }

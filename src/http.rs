@@ -22,6 +22,9 @@ pub struct HttpSettings {
     /// Extra trusted CAs (PEM bundle), e.g. the simulators' test CAs. Verification is never turned off.
     pub extra_ca_pem: Option<String>,
     pub retry: RetryPolicy,
+    /// Where requests are counted (the operator's registry, served on `/metrics`); `None` for
+    /// the command-line tools, which serve no metrics.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for HttpSettings {
@@ -31,6 +34,7 @@ impl Default for HttpSettings {
             connect_timeout: Duration::from_secs(10),
             extra_ca_pem: None,
             retry: RetryPolicy::default(),
+            metrics: None,
         }
     }
 }
@@ -113,6 +117,7 @@ pub struct HttpClient {
     system: &'static str,
     retry: RetryPolicy,
     counters: Arc<RequestCounters>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl HttpClient {
@@ -127,7 +132,13 @@ impl HttpClient {
                 builder = builder.add_root_certificate(certificate);
             }
         }
-        Ok(Self { inner: builder.build()?, system, retry: settings.retry.clone(), counters: Arc::default() })
+        Ok(Self {
+            inner: builder.build()?,
+            system,
+            retry: settings.retry.clone(),
+            counters: Arc::default(),
+            metrics: settings.metrics.clone(),
+        })
     }
 
     pub fn reqwest(&self) -> &reqwest::Client {
@@ -235,7 +246,9 @@ impl HttpClient {
             };
             let status = outcome.as_ref().ok().map(|r| r.status.as_u16());
             tracing::Span::current().record("attempts", attempt);
-            crate::metrics::global().request(self.system, status, started.elapsed());
+            if let Some(metrics) = &self.metrics {
+                metrics.request(self.system, status, started.elapsed());
+            }
             if let (Some(gate), Ok(response)) = (gate, &outcome) {
                 gate.observe(response.status, &response.headers, retry_after(&response.headers));
             }

@@ -344,8 +344,13 @@ struct ExternalArgs {
 }
 
 impl ExternalArgs {
-    fn clients(&self) -> anyhow::Result<(MicrosoftClients, ConnectClient)> {
-        let microsoft = self.microsoft()?;
+    /// The external clients; requests are counted in `metrics` when given (`run`).
+    fn clients(
+        &self,
+        metrics: Option<Arc<connect_email_operator::metrics::Metrics>>,
+    ) -> anyhow::Result<(MicrosoftClients, ConnectClient)> {
+        let mut microsoft = self.microsoft()?;
+        microsoft.metrics = metrics;
         let credential = OperatorCredential::from_env();
         match &credential {
             Ok(credential) => tracing::info!(credential = ?credential, "operator identity"),
@@ -499,7 +504,8 @@ fn init_tracing(json: bool, otlp_endpoint: Option<&str>) -> anyhow::Result<Telem
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _telemetry = init_tracing(args.log_json, args.otlp_endpoint.as_deref())?;
     tracing::info!("starting connect-email-operator {}", env!("CARGO_PKG_VERSION"));
-    let (azure, connect) = args.external.clients()?;
+    let metrics = Arc::new(connect_email_operator::metrics::Metrics::default());
+    let (azure, connect) = args.external.clients(Some(metrics.clone()))?;
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     let resync = args.resync.unwrap_or(match args.drift_detection {
         DriftDetection::Poll => Duration::from_secs(600),
@@ -514,8 +520,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         ..Settings::default()
     };
-    let ctx = Arc::new(Context::new(client, azure, Arc::new(connect), Arc::new(SystemClock), settings));
-    let metrics = ctx.metrics.clone();
+    let ctx =
+        Arc::new(Context::new(client, azure, Arc::new(connect), Arc::new(SystemClock), settings, metrics.clone()));
     let metrics_addr = args.metrics_addr;
     tokio::spawn(async move {
         if let Err(e) = connect_email_operator::metrics::serve(metrics_addr, metrics).await {
@@ -561,7 +567,7 @@ async fn shutdown_signal() {
 async fn doctor(args: DoctorArgs) -> anyhow::Result<bool> {
     let (namespace, name) =
         args.target.split_once('/').context("give the target as NAMESPACE/NAME or entratenant/NAME")?;
-    let (azure, connect) = args.external.clients()?;
+    let (azure, connect) = args.external.clients(None)?;
     let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
     if namespace.eq_ignore_ascii_case("entratenant") {
         let checks = connect_email_operator::doctor::diagnose_tenant(client, &azure, name).await?;
@@ -589,7 +595,7 @@ fn main() -> anyhow::Result<()> {
         Command::Plan(args) => {
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
                 let (namespace, name) = args.target.split_once('/').context("give the target as NAMESPACE/NAME")?;
-                let (azure, _) = args.external.clients()?;
+                let (azure, _) = args.external.clients(None)?;
                 let client = kube::Client::try_default().await.context("connecting to Kubernetes")?;
                 let changes = connect_email_operator::plan::plan(
                     client,

@@ -421,7 +421,7 @@ async fn bursts_of_429_and_503_are_survived() {
     assert!(statuses.iter().filter(|s| **s == 429).count() >= 7, "{statuses:?}");
     assert!(statuses.contains(&503));
     // The throttling shows in the metrics an operator dashboard would graph.
-    let metrics = connect_email_operator::metrics::global().encode();
+    let metrics = h.metrics.as_ref().expect("the operator runs").encode();
     assert!(metrics.contains(r#"connect_email_operator_external_throttled_total{system="graph"}"#), "{metrics}");
     assert!(
         metrics.contains(r#"connect_email_operator_external_requests_total{system="graph",code="503"}"#),

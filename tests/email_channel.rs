@@ -120,7 +120,7 @@ async fn a_manual_channel_configures_the_mailbox_and_waits_for_the_person_in_con
         h.ns.name
     );
     eventually(Duration::from_secs(10), || async {
-        let metrics = connect_email_operator::metrics::global().encode();
+        let metrics = h.metrics.as_ref().expect("the operator runs").encode();
         if metrics.contains(&gauge) { Ok(()) } else { Err(metrics) }
     })
     .await;

@@ -177,7 +177,7 @@ fn attempts(
     let injected = match fault {
         // The client gave up (a transport error in its metrics); the simulator drops the request
         // when the client disconnects, so it never shows in the call log.
-        Fault::Timeout => transport_errors(system) - errors_before,
+        Fault::Timeout => transport_errors(h, system) - errors_before,
         _ => calls.iter().filter(|c| faulted(c)).count(),
     };
     // Retried: a successful call on the target after the last faulted one.
@@ -240,7 +240,7 @@ async fn run(system: System, fault: Fault) -> (Vec<String>, Vec<String>) {
         not_key = registration.status.and_then(|s| s.credential).map(|c| c.key_id);
     }
     let since = channel::mark(&h);
-    let errors_before = transport_errors(system);
+    let errors_before = transport_errors(&h, system);
     inject(&h, system, fault, &conflicts);
     let writer = (system == System::Kubernetes).then(|| ConcurrentWriter::start(&h));
     let started = Instant::now();
@@ -303,11 +303,13 @@ async fn run(system: System, fault: Fault) -> (Vec<String>, Vec<String>) {
     (row, problems)
 }
 
-/// Requests of `system` that got no HTTP answer (timeouts, resets), from the operator's metrics
-/// (one process-wide registry; the rows run one after another).
-fn transport_errors(system: System) -> usize {
+/// Requests of `system` that got no HTTP answer (timeouts, resets), from the in-process operator's
+/// metrics.
+fn transport_errors(h: &Harness, system: System) -> usize {
     let label = format!("system=\"{}\"", format!("{system:?}").to_lowercase());
-    connect_email_operator::metrics::global()
+    h.metrics
+        .as_ref()
+        .expect("the operator runs")
         .encode()
         .lines()
         .filter(|l| l.starts_with("connect_email_operator_external_requests") && l.contains(&label))

@@ -223,7 +223,7 @@ async fn annotate(h: &Harness, value: Option<&str>) {
 async fn the_dashboard_and_the_alerts_query_metrics_the_operator_exposes_and_restarts_keep_them() {
     let mut h = Harness::start("monitoring").await;
     let ns = h.ns.name.clone();
-    let url = serve(metrics::global()).await;
+    let url = serve(h.metrics.clone().expect("the operator runs")).await;
     channel::prepare(&h).await;
     channel::apply(&h).await;
     let (_, first) = channel::converged(&h, None, Duration::from_secs(90)).await;
@@ -283,10 +283,9 @@ async fn the_dashboard_and_the_alerts_query_metrics_the_operator_exposes_and_res
     // A restart with the resources paused, and metrics of its own (a new process): the paused
     // reconciles set no credential gauge, the scrape shows them from the caches.
     annotate(&h, Some("true")).await;
-    let mut ctx = Arc::try_unwrap(h.context(h.client.clone())).ok().expect("a context of its own");
-    let restarted_metrics = Arc::new(Metrics::default());
-    ctx.metrics = restarted_metrics.clone();
-    let ctx = Arc::new(ctx);
+    // `context` builds a new registry, as a new process has.
+    let ctx = h.context(h.client.clone());
+    let restarted_metrics = ctx.metrics.clone();
     let url = serve(restarted_metrics.clone()).await;
     h.start_operator_with(ctx, ns.clone());
     // Every per-resource series is back once the caches are filled.

@@ -76,6 +76,7 @@ pub struct Context {
     pub recorder: Recorder,
     /// Webex Connect Digital Asset API (EmailChannel Api mode).
     pub connect: Arc<dyn crate::connect::api::ConnectAssets>,
+    /// The process's one metrics registry (the HTTP clients count into the same one).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Consecutive failures per object, for exponential backoff in `error_policy`.
     failures: Mutex<HashMap<String, u32>>,
@@ -90,6 +91,7 @@ impl Context {
         connect: Arc<dyn crate::connect::api::ConnectAssets>,
         clock: Arc<dyn Clock>,
         settings: Settings,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), settings.field_manager.clone(), std::env::var("POD_NAME").ok()),
@@ -98,7 +100,7 @@ impl Context {
             clock,
             settings,
             connect,
-            metrics: crate::metrics::global(),
+            metrics,
             failures: Mutex::default(),
             mailboxes: Mutex::default(),
         }

@@ -121,8 +121,10 @@ impl Harness {
         }
     }
 
-    /// The context the in-process operator runs with (to call one reconcile directly).
+    /// The context the in-process operator runs with (to call one reconcile directly), with a
+    /// metrics registry of its own (as a new process has).
     pub fn context(&self, client: Client) -> Arc<Context> {
+        let metrics = Arc::new(connect_email_operator::metrics::Metrics::default());
         let url = Url::parse(&self.sim.url()).unwrap();
         let bundle = format!("{}\n{}", self.sim.ca_pem(), self.connect.ca_pem());
         let config = MicrosoftConfig {
@@ -135,6 +137,7 @@ impl Harness {
             lag_retry: Some(LagRetry { attempts: 20, delay: Duration::from_millis(100) }),
             request_timeout: self.client_timeout,
             graph_limits: None,
+            metrics: Some(metrics.clone()),
         };
         let credential = OperatorCredential::ClientSecret {
             client_id: OPERATOR_CLIENT_ID.into(),
@@ -149,13 +152,14 @@ impl Harness {
             propagation_poll: Duration::from_millis(300),
             ..Settings::default()
         });
-        let mut http_settings = HttpSettings { extra_ca_pem: Some(bundle), ..HttpSettings::default() };
+        let mut http_settings =
+            HttpSettings { extra_ca_pem: Some(bundle), metrics: Some(metrics.clone()), ..HttpSettings::default() };
         if let Some(timeout) = self.client_timeout {
             http_settings.timeout = timeout;
         }
         let http = HttpClient::new("connect", &http_settings).unwrap();
         let connect_client = ConnectClient::new(http, Some(Url::parse(&self.connect.url()).unwrap()));
-        Arc::new(Context::new(client, azure, Arc::new(connect_client), Arc::new(SystemClock), settings))
+        Arc::new(Context::new(client, azure, Arc::new(connect_client), Arc::new(SystemClock), settings, metrics))
     }
 
     /// The operator's Microsoft clients pointed at the simulator (for `plan` / `doctor` in tests).
@@ -171,6 +175,7 @@ impl Harness {
             lag_retry: None,
             request_timeout: None,
             graph_limits: None,
+            metrics: None,
         };
         let credential = OperatorCredential::ClientSecret {
             client_id: OPERATOR_CLIENT_ID.into(),
