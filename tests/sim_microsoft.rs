@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use connect_email_operator::sim::{Audience, MicrosoftSim, SimOptions, routes};
+use connect_email_sim::{Audience, MicrosoftSim, SimOptions, routes};
 use reqwest::Method;
 use serde_json::{Value, json};
 

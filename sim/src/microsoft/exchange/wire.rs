@@ -7,17 +7,17 @@ use serde_json::{Map, Value, json};
 
 use super::org::{Cmdlet, CmdletError, Outcome, Output};
 use super::{SimMailbox, SimOutboundPolicy, SimOutboundRule};
-use crate::sim::microsoft::Audience;
-use crate::sim::microsoft::graph::bearer;
-use crate::sim::microsoft::state::{Shared, lock};
-use crate::sim::random;
-use crate::sim::server::{SimRequest, SimResponse};
+use crate::microsoft::Audience;
+use crate::microsoft::graph::bearer;
+use crate::microsoft::state::{Shared, lock};
+use crate::random;
+use crate::server::{SimRequest, SimResponse};
 
 /// Confirmed (captured response).
 const JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 /// The arbitration mailbox app-only callers anchor on (confirmed in public clients).
 const SYSTEM_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}";
-const EXCHANGE_APP_ID: &str = crate::sim::microsoft::EXCHANGE_APP_ID;
+const EXCHANGE_APP_ID: &str = crate::microsoft::EXCHANGE_APP_ID;
 
 /// The cmdlet a request names, for call records and per-cmdlet faults, read leniently: the
 /// canonical spelling when the simulator knows the cmdlet, else as sent.

@@ -7,7 +7,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use super::{AutoForwardingMode, SimMailbox, SimOutboundPolicy, SimOutboundRule};
-use crate::sim::random;
+use crate::random;
 
 /// The name of the default outbound spam filter policy (also its identity), which every
 /// organization has and which cannot be removed.

@@ -61,8 +61,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-pub use crate::sim::CallRecord;
-pub use crate::sim::faults::FaultBuilder;
+pub use crate::CallRecord;
+pub use crate::faults::FaultBuilder;
 pub use exchange::{
     AutoForwardingMode, ExchangeSim, SimExchangeServicePrincipal, SimMailbox, SimManagementScope, SimOutboundPolicy,
     SimOutboundRule, SimRoleAssignment,
@@ -73,7 +73,7 @@ pub use state::{
     SimPassword, SimPermission, SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal,
 };
 
-use crate::sim::faults::{FaultAction, sleep_between};
+use crate::faults::{FaultAction, sleep_between};
 use graph::{GraphError, RequestIds};
 use routes::Op;
 use state::{OperatorCredential, Shared, Tenant, add, lock};

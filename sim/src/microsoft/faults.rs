@@ -3,8 +3,8 @@
 //! throttling.
 //!
 //! ```no_run
-//! # async fn demo(sim: &connect_email_operator::sim::MicrosoftSim) {
-//! use connect_email_operator::sim::routes;
+//! # async fn demo(sim: &connect_email_sim::MicrosoftSim) {
+//! use connect_email_sim::routes;
 //! use std::time::Duration;
 //! sim.faults().on(routes::ADD_PASSWORD).times(2).status(429, Some(3));
 //! sim.faults().on("*").latency(Duration::from_millis(200));
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::state::{Shared, lock};
-use crate::sim::faults::FaultBuilder;
+use crate::faults::FaultBuilder;
 
 /// Cheap, cloneable handle for injecting faults into a running [`super::MicrosoftSim`].
 #[derive(Clone, Debug)]

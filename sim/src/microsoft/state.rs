@@ -12,9 +12,9 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::exchange::ExchangeOrg;
 use super::{Audience, SimOptions};
-use crate::sim::faults::FaultTable;
-pub(crate) use crate::sim::lock;
-use crate::sim::{CallRecord, random};
+use crate::faults::FaultTable;
+pub(crate) use crate::lock;
+use crate::{CallRecord, random};
 
 /// Office 365 Exchange Online, present in every tenant.
 pub const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";

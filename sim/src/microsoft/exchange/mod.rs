@@ -13,7 +13,7 @@
 //!
 //! Tests seed and inspect each tenant's organization through [`ExchangeSim`]
 //! ([`super::MicrosoftSim::exchange`]); calls are recorded with the route template
-//! [`super::routes::INVOKE_COMMAND`] and the cmdlet ([`crate::sim::CallRecord::cmdlet`]); faults
+//! [`super::routes::INVOKE_COMMAND`] and the cmdlet ([`crate::CallRecord::cmdlet`]); faults
 //! can target the route or one cmdlet ([`super::Faults::on_cmdlet`]).
 //!
 //! # Where the behaviour comes from
@@ -73,7 +73,7 @@ use org::{Cmdlet, DEFAULT_POLICY};
 pub use org::{SimExchangeServicePrincipal, SimManagementScope, SimRoleAssignment};
 
 use super::state::{Shared, Tenant, lock};
-use crate::sim::random;
+use crate::random;
 
 /// How the default (and any) outbound spam filter policy treats automatic external forwarding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

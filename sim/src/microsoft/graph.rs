@@ -21,8 +21,8 @@ use super::state::{
     SimPassword, SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal, Tenant, add, graph_precision, lock,
     replicated,
 };
-use crate::sim::random;
-use crate::sim::server::{SimRequest, SimResponse};
+use crate::random;
+use crate::server::{SimRequest, SimResponse};
 
 const JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 /// The ID of the tenant-wide default app management policy.

@@ -58,7 +58,7 @@ pub mod routes {
         let known = route == "*"
             || ALL.contains(&route)
             || route.strip_suffix(" <unmatched>").is_some_and(|m| !m.is_empty() && !m.contains(' '));
-        assert!(known, "{route:?} is not a Connect simulator route template; use sim::connect::routes (or \"*\")");
+        assert!(known, "{route:?} is not a Connect simulator route template; use connect_email_sim::connect::routes (or \"*\")");
     }
 }
 
