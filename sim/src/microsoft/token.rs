@@ -13,10 +13,11 @@ use hyper::StatusCode;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::Audience;
-use super::state::{EXCHANGE_APP_ID, GRAPH_APP_ID, IssuedToken, OperatorCredential, Shared, add, lock, replicated};
+use super::auth::{Audience, IssuedToken};
+use super::state::{EXCHANGE_APP_ID, GRAPH_APP_ID, OperatorCredential, Shared, add, replicated};
 use crate::random;
 use crate::server::{SimRequest, SimResponse};
+use crate::sync::lock;
 
 /// Lifetime Entra reports for app-only tokens (`expires_in`).
 pub(crate) const TOKEN_LIFETIME_SECONDS: u64 = 3599;
