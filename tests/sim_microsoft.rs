@@ -1,5 +1,5 @@
 //! The Microsoft simulator over real HTTPS: every documented behaviour the operator relies on
-//! (sources in the module documentation of `src/sim/microsoft`), driven with reqwest trusting only
+//! (sources in the module documentation of `sim/src/microsoft`), driven with reqwest trusting only
 //! the simulator's test CA.
 
 use std::time::{Duration, Instant};

@@ -17,8 +17,10 @@ use crate::microsoft::state::{
 use crate::random;
 use crate::server::SimResponse;
 
+/// Default password lifetime when `addPassword` gets no `endDateTime`.
 const DEFAULT_PASSWORD_YEARS: i64 = 2;
 const MAX_REDIRECT_URI_LENGTH: usize = 256;
+/// Other writable application properties accepted and echoed verbatim.
 const OTHER_APPLICATION_PROPERTIES: [&str; 14] = [
     "description",
     "identifierUris",

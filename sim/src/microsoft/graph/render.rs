@@ -14,6 +14,7 @@ use crate::server::SimResponse;
 
 pub(super) const JSON: &str =
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+/// The ID of the tenant-wide default app management policy.
 pub(super) const DEFAULT_POLICY_ID: &str = "00000000-0000-0000-0000-000000000000";
 
 pub(super) fn time(t: Timestamp) -> Value {

@@ -12,6 +12,7 @@ use crate::microsoft::state::{SimServicePrincipal, Tenant, graph_precision};
 use crate::random;
 use crate::server::SimResponse;
 
+/// Service principal properties accepted on create/update but not modelled.
 const IGNORED_SP_PROPERTIES: [&str; 5] =
     ["appRoleAssignmentRequired", "notes", "description", "notificationEmailAddresses", "preferredSingleSignOnMode"];
 
