@@ -6,7 +6,9 @@ FROM rust:1.89-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY src ./src
-RUN cargo build --release --locked --bin connect-email-operator
+# The simulators' package (sim/) is a workspace member: cargo reads it, the build leaves it out.
+COPY sim ./sim
+RUN cargo build --release --locked -p connect-email-operator --bin connect-email-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/connect-email-operator /usr/local/bin/connect-email-operator

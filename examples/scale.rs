@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
-use connect_email_operator::sim::{AutoForwardingMode, CallRecord, SimOptions, routes};
+use connect_email_sim::{AutoForwardingMode, CallRecord, SimOptions, routes};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};

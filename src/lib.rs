@@ -17,7 +17,6 @@ pub mod plan;
 pub mod plugin;
 pub mod policy;
 pub mod setup;
-pub mod sim;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 

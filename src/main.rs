@@ -41,12 +41,6 @@ enum Command {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
-    /// Run the Microsoft and Webex Connect simulators (local demo); writes ca.pem and operator.env.
-    Sim {
-        /// Directory for ca.pem and operator.env.
-        #[arg(long, default_value = "target/demo")]
-        state_dir: PathBuf,
-    },
     /// Prepare Microsoft for the operator from an administrator's sign-in (idempotent).
     #[command(subcommand)]
     Setup(SetupCommand),
@@ -612,17 +606,6 @@ fn main() -> anyhow::Result<()> {
                 for change in changes {
                     println!("- {change}");
                 }
-                anyhow::Ok(())
-            })?;
-        }
-        Command::Sim { state_dir } => {
-            let _telemetry = init_tracing(false, None)?;
-            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
-                let sims = connect_email_operator::sim::standalone::start(&state_dir).await?;
-                println!("microsoft simulator: {}", sims.microsoft.url());
-                println!("connect simulator:   {}", sims.connect.url());
-                println!("operator settings:   {}", state_dir.join("operator.env").display());
-                tokio::signal::ctrl_c().await?;
                 anyhow::Ok(())
             })?;
         }

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use connect_email_operator::api::AzureAppRegistration;
-use connect_email_operator::sim::routes;
+use connect_email_sim::routes;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -336,7 +336,7 @@ async fn change_feeds_find_drift_without_per_object_polling() {
         drift_poll: Duration::from_millis(300),
         ..Settings::default()
     };
-    let options = connect_email_operator::sim::SimOptions::default().tenant(TENANT);
+    let options = connect_email_sim::SimOptions::default().tenant(TENANT);
     let h = Harness::start_with_settings("aar-delta", options, settings).await;
     apply(&h, &registration("feedy")).await;
     let ready = wait_for_condition(&h, "feedy", "Ready", "True").await.status.unwrap();
@@ -704,7 +704,7 @@ async fn deletion_while_graph_is_down_completes_for_orphan_and_waits_for_delete(
 }
 
 /// The Graph writes one reconcile made, by kind (reads and token requests left out).
-fn writes(calls: &[connect_email_operator::sim::CallRecord]) -> Vec<&'static str> {
+fn writes(calls: &[connect_email_sim::CallRecord]) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = calls
         .iter()
         .filter(|c| c.status < 300)

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
-use connect_email_operator::sim::AutoForwardingMode;
+use connect_email_sim::AutoForwardingMode;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -170,7 +170,7 @@ async fn a_reference_to_a_missing_app_registration_is_reported_with_the_fix() {
         propagation_poll: Duration::from_millis(300),
         ..Default::default()
     };
-    let options = connect_email_operator::sim::SimOptions::default().tenant(TENANT);
+    let options = connect_email_sim::SimOptions::default().tenant(TENANT);
     let h = Harness::start_with_settings("bad-ref", options, settings).await;
     let mut object = manual_channel("byref", "ref@contoso.com", "acme.us.webexconnect.io", "Ref");
     object["spec"]["azure"] = json!({"appRegistrationRef": {"name": "shared-app"}});

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_operator::controller::Settings;
-use connect_email_operator::sim::{AutoForwardingMode, routes};
+use connect_email_sim::{AutoForwardingMode, routes};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};

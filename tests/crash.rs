@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_operator::failpoint;
-use connect_email_operator::sim::routes;
+use connect_email_sim::routes;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use support::channel;

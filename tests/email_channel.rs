@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
-use connect_email_operator::sim::AutoForwardingMode;
+use connect_email_sim::AutoForwardingMode;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -308,7 +308,7 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
     condition(&h, "billing", "Ready", "True").await;
     // Connect was asked for its list of assets once, to find this one before creating it; every
     // later look (sign-in, rotation, resyncs) read the asset by its ID.
-    use connect_email_operator::sim::connect::routes as connect_routes;
+    use connect_email_sim::connect::routes as connect_routes;
     assert_eq!(h.connect.count(connect_routes::LIST_ASSETS), 1);
     assert!(h.connect.count(connect_routes::GET_ASSET) >= 2);
     h.finish().await;
@@ -359,7 +359,7 @@ async fn false_with_reason(h: &Harness, name: &str, type_: &str, reason: &str) -
 
 #[tokio::test]
 async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() {
-    use connect_email_operator::sim::connect::routes as connect_routes;
+    use connect_email_sim::connect::routes as connect_routes;
     let h = Harness::start("ech-api-errors").await;
     h.sim.exchange().add_mailbox(TENANT, MAILBOX);
     h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);

@@ -16,8 +16,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use connect_email_operator::sim::connect::routes as connect_routes;
-use connect_email_operator::sim::{CallRecord, routes};
+use connect_email_sim::connect::routes as connect_routes;
+use connect_email_sim::{CallRecord, routes};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::Secret;
@@ -115,7 +115,7 @@ fn scenarios() -> Vec<(System, Fault)> {
 }
 
 fn inject(h: &Harness, system: System, fault: Fault, conflicts: &Conflicts) {
-    use connect_email_operator::sim::FaultBuilder;
+    use connect_email_sim::FaultBuilder;
     let builder = || -> FaultBuilder {
         match system {
             System::Graph => h.sim.faults().on(routes::ADD_PASSWORD),

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use connect_email_operator::api::email_channel::ConnectRegion;
 use connect_email_operator::connect::api::{AssetSettings, ConnectAssets, ConnectClient, Org};
 use connect_email_operator::http::{HttpClient, HttpSettings};
-use connect_email_operator::sim::{ConnectOptions, ConnectSim, MicrosoftSim, SimOptions};
+use connect_email_sim::{ConnectOptions, ConnectSim, MicrosoftSim, SimOptions};
 use serde_json::Value;
 
 const TENANT: &str = "6f1a2b3c-0000-4000-8000-00000000c0de";

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
-use connect_email_operator::sim::{AutoForwardingMode, routes};
+use connect_email_sim::{AutoForwardingMode, routes};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -40,10 +40,10 @@ const GRAPH_ROUTES: &[&str] = &[
 ];
 const EXCHANGE_ROUTES: &[&str] = &[routes::INVOKE_COMMAND];
 const CONNECT_ROUTES: &[&str] = &[
-    connect_email_operator::sim::connect::routes::CREATE_ASSET,
-    connect_email_operator::sim::connect::routes::LIST_ASSETS,
-    connect_email_operator::sim::connect::routes::GET_ASSET,
-    connect_email_operator::sim::connect::routes::UPDATE_ASSET,
+    connect_email_sim::connect::routes::CREATE_ASSET,
+    connect_email_sim::connect::routes::LIST_ASSETS,
+    connect_email_sim::connect::routes::GET_ASSET,
+    connect_email_sim::connect::routes::UPDATE_ASSET,
 ];
 
 fn channel(i: usize) -> serde_json::Value {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine;
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_operator::plugin;
-use connect_email_operator::sim::AutoForwardingMode;
+use connect_email_sim::AutoForwardingMode;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};

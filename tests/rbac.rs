@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use connect_email_operator::api::EmailChannel;
-use connect_email_operator::sim::AutoForwardingMode;
+use connect_email_sim::AutoForwardingMode;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use connect_email_operator::api::AzureAppRegistration;
-use connect_email_operator::sim::routes;
+use connect_email_sim::routes;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use support::operator::{Harness, TENANT, TENANT_REF};

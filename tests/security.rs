@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use connect_email_operator::api::conditions::{app_registration as app_cond, email_channel as ch_cond, reason};
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel, EntraTenant};
-use connect_email_operator::sim::AutoForwardingMode;
+use connect_email_sim::AutoForwardingMode;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};

@@ -16,7 +16,7 @@ use connect_email_operator::azure::{
 use connect_email_operator::exchange::{ExchangeClient, MailboxAdmin};
 use connect_email_operator::http::{HttpClient, HttpSettings};
 use connect_email_operator::setup::{self, DeviceCodeLogin, TenantSetup};
-use connect_email_operator::sim::microsoft::{Audience, MicrosoftSim, SimOptions, routes};
+use connect_email_sim::microsoft::{Audience, MicrosoftSim, SimOptions, routes};
 
 const TENANT: &str = "5e7a0000-1111-4222-8333-444455556666";
 const ISSUER: &str = "https://oidc.cluster.example/abc";

@@ -9,7 +9,7 @@ use connect_email_operator::api::Cloud;
 use connect_email_operator::azure::{EndpointOverrides, Endpoints, OperatorCredential, TokenClient, TokenProvider};
 use connect_email_operator::exchange::{self, ExchangeClient, ExchangeError, MailboxAdmin};
 use connect_email_operator::http::{HttpClient, HttpSettings, RetryPolicy};
-use connect_email_operator::sim::{AutoForwardingMode, MicrosoftSim, SimOptions, routes};
+use connect_email_sim::{AutoForwardingMode, MicrosoftSim, SimOptions, routes};
 use serde_json::{Map, Value, json};
 
 const TENANT: &str = "6f1a2b3c-0000-4000-8000-00000000c0de";

@@ -1,11 +1,11 @@
 //! The Microsoft simulator over real HTTPS: every documented behaviour the operator relies on
-//! (sources in the module documentation of `src/sim/microsoft`), driven with reqwest trusting only
+//! (sources in the module documentation of `sim/src/microsoft`), driven with reqwest trusting only
 //! the simulator's test CA.
 
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use connect_email_operator::sim::{Audience, MicrosoftSim, SimOptions, routes};
+use connect_email_sim::{Audience, MicrosoftSim, SimOptions, routes};
 use reqwest::Method;
 use serde_json::{Value, json};
 

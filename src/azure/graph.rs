@@ -709,8 +709,8 @@ mod tests {
     use crate::api::Cloud;
     use crate::azure::{EndpointOverrides, OperatorCredential, TokenClient};
     use crate::http::HttpSettings;
-    use crate::sim::microsoft::{EXCHANGE_APP_ID, MicrosoftSim, SimOptions};
-    use crate::sim::routes;
+    use connect_email_sim::microsoft::{EXCHANGE_APP_ID, MicrosoftSim, SimOptions};
+    use connect_email_sim::routes;
 
     const TENANT: &str = "cccccccc-0000-4000-8000-000000000003";
     const OPERATOR: &str = "0e0e0e0e-0000-4000-8000-00000000000e";

@@ -280,7 +280,7 @@ mod tests {
     use crate::api::Cloud;
     use crate::azure::EndpointOverrides;
     use crate::http::HttpSettings;
-    use crate::sim::microsoft::{MicrosoftSim, SimOptions};
+    use connect_email_sim::microsoft::{MicrosoftSim, SimOptions};
 
     const SLOW: &str = "aaaaaaaa-0000-4000-8000-000000000001";
     const FAST: &str = "bbbbbbbb-0000-4000-8000-000000000002";
@@ -323,12 +323,12 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_secs(3));
 
         // Concurrent requests for one key share a single token request, then the cache.
-        let before = sim.count(crate::sim::routes::TOKEN);
+        let before = sim.count(connect_email_sim::routes::TOKEN);
         let both =
             futures::future::join_all((0..4).map(|_| tokens.token(FAST, "https://outlook.office365.com/.default")))
                 .await;
         assert!(both.iter().all(Result::is_ok));
-        assert_eq!(sim.count(crate::sim::routes::TOKEN) - before, 1);
+        assert_eq!(sim.count(connect_email_sim::routes::TOKEN) - before, 1);
     }
 
     #[tokio::test]

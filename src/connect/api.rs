@@ -1,8 +1,8 @@
 //! The Webex Connect Digital Asset API (email channel) behind the [`ConnectAssets`] trait.
 //!
 //! **Provisional mapping.** The public schema of this API is incomplete; every JSON field name
-//! below is an assumption kept in this one module (the simulator in `src/sim/connect.rs` uses the
-//! same names). Paths, headers, regional hosts, the create call and the error body (`code`,
+//! below is an assumption kept in this one module (the simulator's `sim/src/connect/wire.rs` uses
+//! the same names). Paths, headers, regional hosts, the create call and the error body (`code`,
 //! `description`, `transid`) follow developer.webex.com. Not documented anywhere public: the list
 //! call (`GET` without an ID), the read and update calls (`GET`/`PUT …/app/{assetId}`), and every
 //! request and response field name.

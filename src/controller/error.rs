@@ -35,18 +35,7 @@ pub enum Error {
 impl Error {
     /// Stable label for metrics and logs.
     /// Every value of [`Error::metric_label`] (the metrics start each at zero).
-    pub const METRIC_LABELS: [&'static str; 10] = [
-        "kube",
-        "graph",
-        "token",
-        "transport",
-        "azure",
-        "invalid_spec",
-        "connect",
-        "finalizer",
-        "missing_object_key",
-        "refused",
-    ];
+    pub const METRIC_LABELS: [&'static str; 10] = crate::metrics::RECONCILE_ERROR_LABELS;
 
     pub fn metric_label(&self) -> &'static str {
         match self {

@@ -7,8 +7,8 @@ use connect_email_operator::controller::app_registration::credential::acknowledg
 use std::time::Duration;
 
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
-use connect_email_operator::sim::connect::routes as connect_routes;
-use connect_email_operator::sim::{AutoForwardingMode, CallRecord, TokenStatus, routes};
+use connect_email_sim::connect::routes as connect_routes;
+use connect_email_sim::{AutoForwardingMode, CallRecord, TokenStatus, routes};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;

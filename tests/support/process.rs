@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use connect_email_operator::sim::ConnectSim;
-use connect_email_operator::sim::microsoft::MicrosoftSim;
+use connect_email_sim::ConnectSim;
+use connect_email_sim::microsoft::MicrosoftSim;
 
 use super::kubeconfig_path;
 use super::operator::{OPERATOR_CLIENT_ID, OPERATOR_SECRET};

@@ -3,8 +3,8 @@
 //! throttling.
 //!
 //! ```no_run
-//! # async fn demo(sim: &connect_email_operator::sim::MicrosoftSim) {
-//! use connect_email_operator::sim::routes;
+//! # async fn demo(sim: &connect_email_sim::MicrosoftSim) {
+//! use connect_email_sim::routes;
 //! use std::time::Duration;
 //! sim.faults().on(routes::ADD_PASSWORD).times(2).status(429, Some(3));
 //! sim.faults().on("*").latency(Duration::from_millis(200));
@@ -18,8 +18,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::state::{Shared, lock};
-use crate::sim::faults::FaultBuilder;
+use super::state::Shared;
+use crate::faults::FaultBuilder;
+use crate::sync::lock;
 
 /// Cheap, cloneable handle for injecting faults into a running [`super::MicrosoftSim`].
 #[derive(Clone, Debug)]
@@ -47,7 +48,7 @@ impl Faults {
     /// Starts a fault for Exchange `InvokeCommand` calls naming `cmdlet` (any case), e.g.
     /// `"Set-Mailbox"`. Panics on a cmdlet the simulator does not implement.
     pub fn on_cmdlet(&self, cmdlet: &str) -> FaultBuilder {
-        let name = super::exchange::canonical_cmdlet(cmdlet);
+        let name = super::exchange::org::canonical_cmdlet(cmdlet);
         FaultBuilder::new(self.shared.faults.clone(), name.to_string())
     }
 

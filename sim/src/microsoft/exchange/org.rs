@@ -6,8 +6,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::{AutoForwardingMode, SimMailbox, SimOutboundPolicy, SimOutboundRule};
-use crate::sim::random;
+use super::model::{AutoForwardingMode, SimMailbox, SimOutboundPolicy, SimOutboundRule};
+use crate::random;
 
 /// The name of the default outbound spam filter policy (also its identity), which every
 /// organization has and which cannot be removed.
@@ -635,6 +635,17 @@ fn forwarding_smtp_address(value: &Value) -> Result<String, CmdletError> {
     }) && address.matches('@').count() == 1
         && !address.chars().any(char::is_whitespace);
     if valid { Ok(format!("smtp:{address}")) } else { Err(invalid()) }
+}
+
+/// The canonical name of a simulated cmdlet; panics on anything else (for test-facing APIs).
+pub(crate) fn canonical_cmdlet(cmdlet: &str) -> &'static str {
+    match Cmdlet::parse(cmdlet) {
+        Some(known) => known.name(),
+        None => panic!(
+            "{cmdlet:?} is not a cmdlet the Exchange simulator implements ({})",
+            Cmdlet::ALL.map(Cmdlet::name).join(", ")
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -13,10 +13,11 @@ use hyper::StatusCode;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::Audience;
-use super::state::{EXCHANGE_APP_ID, GRAPH_APP_ID, IssuedToken, OperatorCredential, Shared, add, lock, replicated};
-use crate::sim::random;
-use crate::sim::server::{SimRequest, SimResponse};
+use super::auth::{Audience, IssuedToken};
+use super::state::{EXCHANGE_APP_ID, GRAPH_APP_ID, OperatorCredential, Shared, add, replicated};
+use crate::random;
+use crate::server::{SimRequest, SimResponse};
+use crate::sync::lock;
 
 /// Lifetime Entra reports for app-only tokens (`expires_in`).
 pub(crate) const TOKEN_LIFETIME_SECONDS: u64 = 3599;
@@ -311,7 +312,7 @@ const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// The person's sign-in is played by [`super::MicrosoftSim::approve_device_code`].
 pub(crate) mod delegated {
     use super::*;
-    use crate::sim::microsoft::state::{DeviceCode, DeviceCodeState};
+    use crate::microsoft::state::{DeviceCode, DeviceCodeState};
 
     /// Default lifetime of a device code (documented default of `expires_in`).
     const DEVICE_CODE_LIFETIME: Duration = Duration::from_secs(900);

@@ -44,13 +44,22 @@
 //! "Permission being assigned already exists on the object.", "Permission entry already
 //! exists." (409), the 409 for a second service principal, "Resource not found for the segment",
 //! and the permission IDs of the two resource service principals.
-//! Unconfirmed choices are marked where they are made (in `graph.rs` and `token.rs`). Exchange
+//! Unconfirmed choices are marked where they are made (in `graph/` and `token.rs`). Exchange
 //! keeps its own account of sources in [`exchange`].
+//!
+//! # Layout
+//! This file is the public handle ([`MicrosoftSim`]) and the request path shared by the three
+//! hosts (latency, routing by [`routes`], faults, the call record). The handlers are `token.rs`,
+//! `graph/` (one file per resource family) and `exchange/`; they share the simulated directory
+//! (`state.rs`), the tokens and their audiences (`auth.rs`) and the start options (`options.rs`),
+//! and import nothing from this file.
 
+mod auth;
 mod delta;
 pub mod exchange;
 mod faults;
 mod graph;
+mod options;
 pub mod routes;
 mod state;
 mod token;
@@ -61,97 +70,33 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-pub use crate::sim::CallRecord;
-pub use crate::sim::faults::FaultBuilder;
+pub use crate::calls::CallRecord;
+pub use crate::faults::FaultBuilder;
+pub use auth::Audience;
 pub use exchange::{
     AutoForwardingMode, ExchangeSim, SimExchangeServicePrincipal, SimMailbox, SimManagementScope, SimOutboundPolicy,
     SimOutboundRule, SimRoleAssignment,
 };
 pub use faults::Faults;
+pub use options::SimOptions;
 pub use state::{
     EXCHANGE_APP_ID, GRAPH_APP_ID, SimAppRoleAssignment, SimApplication, SimFederatedCredential, SimOAuth2Grant,
     SimPassword, SimPermission, SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal,
 };
 
-use crate::sim::faults::{FaultAction, sleep_between};
+use crate::faults::{FaultAction, sleep_between};
 use graph::{GraphError, RequestIds};
 use routes::Op;
-use state::{OperatorCredential, Shared, Tenant, add, lock};
+use state::{OperatorCredential, Shared, Tenant, add};
 use token::AadError;
 
-use super::random;
-use super::server::{self, Outcome, ServerHandle, SimRequest};
-use super::tls::TestCa;
+use crate::random;
+use crate::server::{self, Outcome, ServerHandle, SimRequest};
+use crate::sync::lock;
+use crate::tls::TestCa;
 
 /// The Azure CLI's public client ID (the client of `az account get-access-token`).
 pub const AZURE_CLI_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
-
-/// Which API a token is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Audience {
-    /// `https://graph.microsoft.com/.default`
-    Graph,
-    /// `https://outlook.office365.com/.default`
-    Exchange,
-}
-
-/// How to start a [`MicrosoftSim`].
-#[derive(Clone, Debug)]
-pub struct SimOptions {
-    /// Where to listen; `127.0.0.1:0` (a free port) when `None`.
-    pub listen: Option<std::net::SocketAddr>,
-    /// Tenants created at start (more with [`MicrosoftSim::add_tenant`]).
-    pub tenants: Vec<String>,
-    /// A uniformly distributed delay in `[min, max]` added to every request.
-    pub latency: Option<(Duration, Duration)>,
-    /// Items per page in Graph collections when the caller sends no `$top` (Graph: 100).
-    pub page_size: usize,
-    /// Rows per page of Exchange `InvokeCommand` output before `@odata.nextLink` (default 1000,
-    /// what public callers ask for; set it small to make a test read several pages).
-    pub exchange_page_size: usize,
-    /// The `interval` the device authorization endpoint asks clients to poll at (Entra: 5).
-    pub device_code_interval_seconds: u64,
-}
-
-impl Default for SimOptions {
-    fn default() -> SimOptions {
-        SimOptions {
-            listen: None,
-            tenants: Vec::new(),
-            latency: None,
-            page_size: 100,
-            exchange_page_size: 1000,
-            device_code_interval_seconds: 5,
-        }
-    }
-}
-
-impl SimOptions {
-    pub fn tenant(mut self, tenant_id: &str) -> SimOptions {
-        self.tenants.push(tenant_id.to_string());
-        self
-    }
-
-    pub fn page_size(mut self, page_size: usize) -> SimOptions {
-        self.page_size = page_size;
-        self
-    }
-
-    pub fn exchange_page_size(mut self, rows: usize) -> SimOptions {
-        self.exchange_page_size = rows;
-        self
-    }
-
-    pub fn latency(mut self, min: Duration, max: Duration) -> SimOptions {
-        self.latency = Some((min, max));
-        self
-    }
-
-    pub fn listen(mut self, addr: std::net::SocketAddr) -> SimOptions {
-        self.listen = Some(addr);
-        self
-    }
-}
 
 /// The running simulator. Dropping it stops the server.
 pub struct MicrosoftSim {
@@ -241,7 +186,7 @@ impl MicrosoftSim {
         let expires = add(self.shared.now(), Duration::from_secs(token::TOKEN_LIFETIME_SECONDS));
         lock(&self.shared.directory).tokens.insert(
             token.clone(),
-            state::IssuedToken {
+            auth::IssuedToken {
                 tenant: tenant_id.to_string(),
                 client_id: AZURE_CLI_CLIENT_ID.to_string(),
                 audience,
@@ -290,18 +235,18 @@ impl MicrosoftSim {
 
     /// Every request so far, in arrival order.
     pub fn calls(&self) -> Vec<CallRecord> {
-        lock(&self.shared.calls).clone()
+        self.shared.calls.all()
     }
 
     /// How many requests matched route template `route` (see [`routes`]). Panics on a string
     /// that is not a route template, so a typo cannot make a "never called" assertion pass.
     pub fn count(&self, route: &str) -> usize {
         routes::assert_known(route);
-        lock(&self.shared.calls).iter().filter(|c| c.route == route).count()
+        self.shared.calls.count(route)
     }
 
     pub fn reset_calls(&self) {
-        lock(&self.shared.calls).clear();
+        self.shared.calls.clear();
     }
 
     fn with_tenant<T>(&self, tenant_id: &str, f: impl FnOnce(&Tenant) -> T) -> T {
@@ -481,7 +426,7 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
     let is_exchange = matches!(&routed, Ok(endpoint) if endpoint.op == Op::InvokeCommand);
     let (tenant, client_id) = match &routed {
         Ok(endpoint) if is_token => (Some(endpoint.key.clone()), token::requested_client(&request)),
-        _ => graph::caller(&shared, &request).unzip(),
+        _ => shared.caller(&request).unzip(),
     };
     let cmdlet = if is_exchange { exchange::wire::requested_cmdlet(&request) } else { None };
 
@@ -542,7 +487,7 @@ async fn serve_request(shared: Arc<Shared>, request: SimRequest) -> Outcome {
         .then(|| serde_json::from_slice::<serde_json::Value>(&request.body).ok())
         .flatten()
         .and_then(|b| b.get("keyId").and_then(|k| k.as_str()).map(str::to_string));
-    lock(&shared.calls).push(CallRecord {
+    shared.calls.push(CallRecord {
         method: request.method.to_string(),
         route,
         path: request.path.clone(),

@@ -1,11 +1,12 @@
-//! The simulators as a standalone process (`connect-email-operator sim`), for the local demo: one
+//! The simulators as a standalone process (the `connect-email-sim` binary), for the local demo: one
 //! Microsoft simulator (token endpoint, Graph, Exchange Online) and one Webex Connect simulator,
 //! seeded with the tenant, mailbox and organisation of `deploy/examples/`. It writes the CA bundle
 //! and an environment file for the operator, then serves until stopped.
 
 use std::path::Path;
 
-use super::{AutoForwardingMode, ConnectOptions, ConnectSim, MicrosoftSim, SimOptions};
+use crate::connect::{ConnectOptions, ConnectSim};
+use crate::microsoft::{AutoForwardingMode, MicrosoftSim, SimOptions};
 
 /// The identities the demo uses (fake; they exist only inside the simulators).
 pub const DEMO_TENANT: &str = "11111111-2222-3333-4444-555555555555";

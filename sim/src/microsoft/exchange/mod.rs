@@ -13,7 +13,7 @@
 //!
 //! Tests seed and inspect each tenant's organization through [`ExchangeSim`]
 //! ([`super::MicrosoftSim::exchange`]); calls are recorded with the route template
-//! [`super::routes::INVOKE_COMMAND`] and the cmdlet ([`crate::sim::CallRecord::cmdlet`]); faults
+//! [`super::routes::INVOKE_COMMAND`] and the cmdlet ([`crate::CallRecord::cmdlet`]); faults
 //! can target the route or one cmdlet ([`super::Faults::on_cmdlet`]).
 //!
 //! # Where the behaviour comes from
@@ -63,85 +63,19 @@
 //! Not simulated: `$select`, the `Prefer: odata.maxpagesize` header, cmdlets and parameters beyond
 //! those the operator and `setup` use, RBAC scopes finer than "has a role or not".
 
-mod org;
-pub(crate) mod wire;
+mod model;
+pub(super) mod org;
+pub(super) mod wire;
 
 use std::sync::Arc;
 
-pub(crate) use org::ExchangeOrg;
-use org::{Cmdlet, DEFAULT_POLICY};
+pub use model::{AutoForwardingMode, SimMailbox, SimOutboundPolicy, SimOutboundRule};
+use org::{DEFAULT_POLICY, ExchangeOrg, canonical_cmdlet};
 pub use org::{SimExchangeServicePrincipal, SimManagementScope, SimRoleAssignment};
 
-use super::state::{Shared, Tenant, lock};
-use crate::sim::random;
-
-/// How the default (and any) outbound spam filter policy treats automatic external forwarding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AutoForwardingMode {
-    /// The default; Microsoft now treats it as `Off`.
-    Automatic,
-    On,
-    Off,
-}
-
-impl AutoForwardingMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AutoForwardingMode::Automatic => "Automatic",
-            AutoForwardingMode::On => "On",
-            AutoForwardingMode::Off => "Off",
-        }
-    }
-}
-
-/// A user mailbox with the properties of Get-Mailbox and Get-CASMailbox the operator uses.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SimMailbox {
-    pub user_principal_name: String,
-    pub primary_smtp_address: String,
-    pub alias: String,
-    /// `Identity` and `Name`.
-    pub identity: String,
-    pub guid: String,
-    pub exchange_guid: String,
-    pub external_directory_object_id: String,
-    /// As Exchange shows it: `smtp:user@domain`.
-    pub forwarding_smtp_address: Option<String>,
-    /// The identity of an internal recipient; when set it wins over `forwarding_smtp_address`.
-    pub forwarding_address: Option<String>,
-    pub deliver_to_mailbox_and_forward: bool,
-    /// CAS mailbox setting: `None` inherits the organization's transport config.
-    pub smtp_client_authentication_disabled: Option<bool>,
-}
-
-/// A hosted outbound spam filter policy (Get-HostedOutboundSpamFilterPolicy).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SimOutboundPolicy {
-    /// Also its identity.
-    pub name: String,
-    pub auto_forwarding_mode: AutoForwardingMode,
-    /// True only for the policy named `Default`, which applies to everyone no rule matches.
-    pub is_default: bool,
-    pub guid: String,
-}
-
-/// A hosted outbound spam filter rule (Get-HostedOutboundSpamFilterRule): which senders a custom
-/// policy applies to. Lower priority numbers win.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SimOutboundRule {
-    pub name: String,
-    /// The policy's name.
-    pub policy: String,
-    /// Senders (addresses).
-    pub from: Vec<String>,
-    /// Groups whose members are senders.
-    pub from_member_of: Vec<String>,
-    pub sender_domain_is: Vec<String>,
-    pub priority: u32,
-    /// `State` Enabled / Disabled.
-    pub enabled: bool,
-    pub guid: String,
-}
+use super::state::{Shared, Tenant};
+use crate::random;
+use crate::sync::lock;
 
 /// Cheap, cloneable handle on the Exchange organizations of a running
 /// [`super::MicrosoftSim`], for seeding state and asserting on it. Methods taking a tenant panic
@@ -327,24 +261,13 @@ impl ExchangeSim {
     /// The cmdlets invoked so far (every InvokeCommand call that named one, including refused
     /// ones), in order.
     pub fn cmdlet_calls(&self) -> Vec<String> {
-        lock(&self.shared.calls).iter().filter_map(|c| c.cmdlet.clone()).collect()
+        self.shared.calls.with(|calls| calls.iter().filter_map(|c| c.cmdlet.clone()).collect())
     }
 
     /// How many InvokeCommand calls named `cmdlet` (any case). Panics on a cmdlet the simulator
     /// does not implement, so a typo cannot make a "never called" assertion pass.
     pub fn count_cmdlet(&self, cmdlet: &str) -> usize {
         let name = canonical_cmdlet(cmdlet);
-        lock(&self.shared.calls).iter().filter(|c| c.cmdlet.as_deref() == Some(name)).count()
-    }
-}
-
-/// The canonical name of a simulated cmdlet; panics on anything else (for test-facing APIs).
-pub(crate) fn canonical_cmdlet(cmdlet: &str) -> &'static str {
-    match Cmdlet::parse(cmdlet) {
-        Some(known) => known.name(),
-        None => panic!(
-            "{cmdlet:?} is not a cmdlet the Exchange simulator implements ({})",
-            Cmdlet::ALL.map(Cmdlet::name).join(", ")
-        ),
+        self.shared.calls.with(|calls| calls.iter().filter(|c| c.cmdlet.as_deref() == Some(name)).count())
     }
 }

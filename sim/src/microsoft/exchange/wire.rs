@@ -5,19 +5,18 @@
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 
+use super::model::{SimMailbox, SimOutboundPolicy, SimOutboundRule};
 use super::org::{Cmdlet, CmdletError, Outcome, Output};
-use super::{SimMailbox, SimOutboundPolicy, SimOutboundRule};
-use crate::sim::microsoft::Audience;
-use crate::sim::microsoft::graph::bearer;
-use crate::sim::microsoft::state::{Shared, lock};
-use crate::sim::random;
-use crate::sim::server::{SimRequest, SimResponse};
+use crate::microsoft::auth::Audience;
+use crate::microsoft::state::{EXCHANGE_APP_ID, Shared};
+use crate::random;
+use crate::server::{SimRequest, SimResponse};
+use crate::sync::lock;
 
 /// Confirmed (captured response).
 const JSON: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
 /// The arbitration mailbox app-only callers anchor on (confirmed in public clients).
 const SYSTEM_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}";
-const EXCHANGE_APP_ID: &str = crate::sim::microsoft::EXCHANGE_APP_ID;
 
 /// The cmdlet a request names, for call records and per-cmdlet faults, read leniently: the
 /// canonical spelling when the simulator knows the cmdlet, else as sent.
@@ -34,7 +33,7 @@ pub(crate) fn handle(shared: &Shared, path_tenant: &str, request: &SimRequest) -
     let mut directory = lock(&shared.directory);
 
     // Authentication happens at Exchange's front door, before anything else is looked at.
-    let Some(token) = bearer(request) else {
+    let Some(token) = request.bearer() else {
         return unauthorized(None);
     };
     let tenant_id = match directory.tokens.get(token) {

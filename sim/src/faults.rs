@@ -8,7 +8,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{lock, random};
+use crate::random;
+use crate::sync::lock;
 
 /// What a matching request gets instead of (or before) normal processing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

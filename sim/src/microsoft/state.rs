@@ -10,11 +10,15 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::exchange::ExchangeOrg;
-use super::{Audience, SimOptions};
-use crate::sim::faults::FaultTable;
-pub(crate) use crate::sim::lock;
-use crate::sim::{CallRecord, random};
+use super::auth::IssuedToken;
+use super::delta::DeltaState;
+use super::exchange::org::ExchangeOrg;
+use super::options::SimOptions;
+use crate::calls::CallLog;
+use crate::faults::FaultTable;
+use crate::random;
+use crate::server::SimRequest;
+use crate::sync::lock;
 
 /// Office 365 Exchange Online, present in every tenant.
 pub const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
@@ -168,14 +172,6 @@ impl fmt::Debug for OperatorCredential {
     }
 }
 
-#[derive(Clone, Debug)]
-pub(crate) struct IssuedToken {
-    pub tenant: String,
-    pub client_id: String,
-    pub audience: Audience,
-    pub expires: Timestamp,
-}
-
 #[derive(Debug)]
 pub(crate) struct Tenant {
     pub applications: Vec<SimApplication>,
@@ -187,7 +183,7 @@ pub(crate) struct Tenant {
     /// Recent resource units per calling client, for the resource-unit limit.
     pub units: HashMap<String, VecDeque<(Timestamp, u32)>>,
     /// Delta query tokens and page sessions.
-    pub delta: super::delta::DeltaState,
+    pub delta: DeltaState,
     /// The tenant's Exchange Online organization.
     pub exchange: ExchangeOrg,
 }
@@ -246,7 +242,7 @@ pub(crate) struct Shared {
     pub directory: Mutex<Directory>,
     pub faults: Arc<Mutex<FaultTable>>,
     pub settings: Mutex<Settings>,
-    pub calls: Mutex<Vec<CallRecord>>,
+    pub calls: CallLog,
     /// How far the simulated clock runs ahead of the real one.
     pub clock_offset: Mutex<Duration>,
     /// Extra delay of every request (token endpoint, Graph, Exchange) for a tenant, by tenant ID.
@@ -261,7 +257,7 @@ impl Shared {
             directory: Mutex::new(Directory::default()),
             faults: Arc::new(Mutex::new(FaultTable::default())),
             settings: Mutex::new(Settings::default()),
-            calls: Mutex::new(Vec::new()),
+            calls: CallLog::default(),
             clock_offset: Mutex::new(Duration::ZERO),
             tenant_latency: Mutex::new(HashMap::new()),
         }
@@ -279,6 +275,14 @@ impl Shared {
 
     pub fn settings(&self) -> Settings {
         *lock(&self.settings)
+    }
+
+    /// The caller behind a bearer token, if the token is one the simulator issued (not
+    /// validated): `(tenant, client ID)`, for call records and per-tenant latency.
+    pub fn caller(&self, request: &SimRequest) -> Option<(String, String)> {
+        let token = request.bearer()?;
+        let directory = lock(&self.directory);
+        directory.tokens.get(token).map(|t| (t.tenant.clone(), t.client_id.clone()))
     }
 }
 

@@ -128,7 +128,10 @@ pub(crate) fn assert_known(route: &str) {
     let known = route == "*"
         || ALL.contains(&route)
         || route.strip_suffix(" <unmatched>").is_some_and(|m| !m.is_empty() && !m.contains(' '));
-    assert!(known, "{route:?} is not a simulator route template; use the constants in sim::routes (or \"*\")");
+    assert!(
+        known,
+        "{route:?} is not a simulator route template; use the constants in connect_email_sim::routes (or \"*\")"
+    );
 }
 
 /// How an application is addressed.

@@ -21,8 +21,8 @@ use std::hash::{Hash, Hasher};
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
-use crate::sim::random;
-use crate::sim::server::SimResponse;
+use crate::random;
+use crate::server::SimResponse;
 
 /// Tokens (and pending page sessions) kept per tenant.
 pub(crate) const MAX_TOKENS: usize = 512;
