@@ -46,6 +46,34 @@ pub fn render(mut value: Value) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
+/// `inspect connect`: one Webex Connect email asset as the Digital Asset API answers it, masked.
+pub async fn connect_asset(
+    client: &crate::connect::api::ConnectClient,
+    region: &str,
+    organization_id: &str,
+    asset: &str,
+    token: secrecy::SecretString,
+) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let region: crate::api::email_channel::ConnectRegion = serde_json::from_value(Value::String(region.to_lowercase()))
+        .context("--region must be one of us, eu, uk, ca, au, sg, in")?;
+    let org = crate::connect::api::Org { region, organization_id, token: &token };
+    let found = client.get_raw(&org, asset).await?.with_context(|| format!("Connect has no asset {asset}"))?;
+    Ok(render(serde_json::json!({"getAsset": found})))
+}
+
+/// `inspect exchange`: Get-Mailbox and Get-CASMailbox for one mailbox, as the operator's identity, masked.
+pub async fn exchange_mailbox(
+    exchange: &crate::exchange::ExchangeClient,
+    tenant: &str,
+    mailbox: &str,
+) -> anyhow::Result<String> {
+    use crate::exchange::wire;
+    let mailbox_rows = exchange.run(tenant, &wire::get_mailbox(mailbox)).await?;
+    let cas_rows = exchange.run(tenant, &wire::get_cas_mailbox(mailbox)).await?;
+    Ok(render(serde_json::json!({"Get-Mailbox": mailbox_rows, "Get-CASMailbox": cas_rows})))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,38 +88,26 @@ enum InspectCommand {
 }
 
 async fn inspect(command: InspectCommand) -> anyhow::Result<()> {
-    use connect_email_operator::inspect::render;
-    match command {
+    use connect_email_operator::inspect;
+    let text = match command {
         InspectCommand::Connect { region, org, asset, token_file, external } => {
-            let region: connect_email_operator::api::email_channel::ConnectRegion =
-                serde_json::from_value(serde_json::Value::String(region.to_lowercase()))
-                    .context("--region must be one of us, eu, uk, ca, au, sg, in")?;
             let token = match token_file {
                 Some(path) => std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
                 None => std::env::var("CEO_CONNECT_TOKEN").context("give --token-file or set CEO_CONNECT_TOKEN")?,
             };
-            let token: secrecy::SecretString = token.trim().to_string().into();
-            let extra_ca_pem = match &external.extra_ca_file {
-                Some(path) => {
-                    Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
-                }
-                None => None,
-            };
-            let http = HttpClient::new("connect", &HttpSettings { extra_ca_pem, ..HttpSettings::default() })?;
-            let client = ConnectClient::new(http, external.connect_endpoint.clone());
-            let org = connect_email_operator::connect::api::Org { region, organization_id: &org, token: &token };
-            let found = client.get_raw(&org, &asset).await?.with_context(|| format!("Connect has no asset {asset}"))?;
-            println!("{}", render(serde_json::json!({"getAsset": found})));
+            let connect = connect_email_operator::clients::connect_client(
+                &external.microsoft()?,
+                external.connect_endpoint.clone(),
+            )?;
+            inspect::connect_asset(&connect, &region, &org, &asset, token.trim().to_string().into()).await?
         }
         InspectCommand::Exchange { tenant, mailbox, cloud, external } => {
-            use connect_email_operator::exchange::wire;
             let credential = OperatorCredential::from_env()?;
             let exchange = connect_email_operator::clients::exchange_client(&external.microsoft()?, credential, cloud)?;
-            let mailbox_rows = exchange.run(&tenant, &wire::get_mailbox(&mailbox)).await?;
-            let cas_rows = exchange.run(&tenant, &wire::get_cas_mailbox(&mailbox)).await?;
-            println!("{}", render(serde_json::json!({"Get-Mailbox": mailbox_rows, "Get-CASMailbox": cas_rows})));
+            inspect::exchange_mailbox(&exchange, &tenant, &mailbox).await?
         }
-    }
+    };
+    println!("{text}");
     Ok(())
 }
 
@@ -220,8 +208,7 @@ fn parse_cloud(s: &str) -> Result<connect_email_operator::api::Cloud, String> {
 
 async fn setup_tenant(args: SetupTenantArgs) -> anyhow::Result<()> {
     use connect_email_operator::azure::{EndpointOverrides, Endpoints};
-    use connect_email_operator::setup::{self, DeviceCodeLogin, TenantSetup};
-    use secrecy::SecretString;
+    use connect_email_operator::setup::{self, TenantSetup};
     let spec = TenantSetup {
         tenant_id: args.tenant_id.clone(),
         cloud: args.cloud,
@@ -247,56 +234,18 @@ async fn setup_tenant(args: SetupTenantArgs) -> anyhow::Result<()> {
         None => None,
     };
     let http = HttpClient::new("setup", &HttpSettings { extra_ca_pem, ..HttpSettings::default() })?;
-    let (graph_token, exchange_token) = if args.device_code {
-        let login = DeviceCodeLogin {
-            http: http.clone(),
-            endpoints: endpoints.clone(),
-            tenant: spec.tenant_id.clone(),
-            client_id: args.client_id,
-        };
-        let graph = login.sign_in(&endpoints.graph_scope, |message| eprintln!("{message}")).await?;
-        let exchange = match (&graph.refresh_token, spec.exchange) {
-            (Some(refresh), true) => Some(login.refresh(refresh, &endpoints.exchange_scope).await?.access_token),
-            (None, true) => {
-                Some(login.sign_in(&endpoints.exchange_scope, |message| eprintln!("{message}")).await?.access_token)
-            }
-            (_, false) => None,
-        };
-        (graph.access_token, exchange)
+    let sign_in = if args.device_code {
+        setup::SignInWith::DeviceCode { client_id: args.client_id }
     } else if args.tokens_from_stdin {
-        let mut lines = std::io::stdin().lines();
-        let graph = lines.next().transpose()?.context("no Graph token on standard input")?;
-        let exchange = lines.next().transpose()?;
-        (SecretString::from(graph.trim().to_string()), exchange.map(|t| SecretString::from(t.trim().to_string())))
+        setup::SignInWith::Stdin
     } else {
-        let graph = args
-            .graph_token
-            .context("give --graph-token (CEO_SETUP_GRAPH_TOKEN), --tokens-from-stdin or --device-code")?;
-        (SecretString::from(graph), args.exchange_token.map(SecretString::from))
+        setup::SignInWith::Tokens { graph: args.graph_token, exchange: args.exchange_token }
     };
-    if spec.exchange && exchange_token.is_none() {
-        anyhow::bail!("an Exchange Online token is needed (or --no-exchange)");
-    }
+    let (graph_token, exchange_token) = setup::admin_tokens(sign_in, &http, &endpoints, &spec).await?;
     let (graph, exchange) = setup::admin_clients(http, endpoints, graph_token, exchange_token);
     let report = setup::run(&spec, &graph, spec.exchange.then_some(&exchange), args.dry_run).await?;
     print!("{}", report.render(args.dry_run));
-    let app_id = report.app_id.clone().unwrap_or_else(|| "<appId>".into());
-    let manifest = setup::entra_tenant_manifest(&spec);
-    let values = setup::helm_values(&spec, &app_id);
-    match args.output_dir {
-        Some(dir) if !args.dry_run => {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            for (file, text) in [("entratenant.yaml", &manifest), ("values.yaml", &values)] {
-                let path = dir.join(file);
-                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-                println!("wrote {}", path.display());
-            }
-        }
-        _ => {
-            println!("--- EntraTenant (kubectl apply -f -)\n{manifest}");
-            println!("--- Helm values\n{values}");
-        }
-    }
+    print!("{}", setup::write_outputs(&spec, &report, args.output_dir.as_deref(), args.dry_run)?);
     Ok(())
 }
 

@@ -462,6 +462,87 @@ async fn exchange_rbac(
 }
 
 /// The EntraTenant for this tenant (namespaces labelled `connectemail.dev/tenant=<name>`).
+/// How the administrator's Graph and Exchange Online tokens are obtained.
+pub enum SignInWith {
+    /// The device code flow with this public client.
+    DeviceCode { client_id: String },
+    /// Standard input: the Graph token on the first line, the Exchange token on the second.
+    Stdin,
+    /// Given tokens (flags or environment).
+    Tokens { graph: Option<String>, exchange: Option<String> },
+}
+
+/// The administrator's Graph token and, when Exchange is set up, the Exchange Online token.
+pub async fn admin_tokens(
+    how: SignInWith,
+    http: &HttpClient,
+    endpoints: &Endpoints,
+    setup: &TenantSetup,
+) -> anyhow::Result<(SecretString, Option<SecretString>)> {
+    use anyhow::Context as _;
+    let (graph, exchange) = match how {
+        SignInWith::DeviceCode { client_id } => {
+            let login = DeviceCodeLogin {
+                http: http.clone(),
+                endpoints: endpoints.clone(),
+                tenant: setup.tenant_id.clone(),
+                client_id,
+            };
+            let graph = login.sign_in(&endpoints.graph_scope, |message| eprintln!("{message}")).await?;
+            let exchange = match (&graph.refresh_token, setup.exchange) {
+                (Some(refresh), true) => Some(login.refresh(refresh, &endpoints.exchange_scope).await?.access_token),
+                (None, true) => {
+                    Some(login.sign_in(&endpoints.exchange_scope, |message| eprintln!("{message}")).await?.access_token)
+                }
+                (_, false) => None,
+            };
+            (graph.access_token, exchange)
+        }
+        SignInWith::Stdin => {
+            let mut lines = std::io::stdin().lines();
+            let graph = lines.next().transpose()?.context("no Graph token on standard input")?;
+            let exchange = lines.next().transpose()?;
+            (SecretString::from(graph.trim().to_string()), exchange.map(|t| SecretString::from(t.trim().to_string())))
+        }
+        SignInWith::Tokens { graph, exchange } => {
+            let graph =
+                graph.context("give --graph-token (CEO_SETUP_GRAPH_TOKEN), --tokens-from-stdin or --device-code")?;
+            (SecretString::from(graph), exchange.map(SecretString::from))
+        }
+    };
+    if setup.exchange && exchange.is_none() {
+        anyhow::bail!("an Exchange Online token is needed (or --no-exchange)");
+    }
+    Ok((graph, exchange))
+}
+
+/// Writes entratenant.yaml and values.yaml into `dir` (not on a dry run), or returns them as text
+/// to print; returns what to print either way.
+pub fn write_outputs(
+    setup: &TenantSetup,
+    report: &Report,
+    dir: Option<&std::path::Path>,
+    dry_run: bool,
+) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let app_id = report.app_id.clone().unwrap_or_else(|| "<appId>".into());
+    let manifest = entra_tenant_manifest(setup);
+    let values = helm_values(setup, &app_id);
+    match dir {
+        Some(dir) if !dry_run => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let mut out = String::new();
+            for (file, text) in [("entratenant.yaml", &manifest), ("values.yaml", &values)] {
+                let path = dir.join(file);
+                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                out.push_str(&format!("wrote {}\n", path.display()));
+            }
+            Ok(out)
+        }
+        _ => Ok(format!("--- EntraTenant (kubectl apply -f -)\n{manifest}\n--- Helm values\n{values}\n")),
+    }
+}
+
 pub fn entra_tenant_spec(setup: &TenantSetup) -> Value {
     let mut spec = json!({
         "tenantId": setup.tenant_id,
