@@ -659,13 +659,13 @@ pub async fn diagnose_tenant(
             format!("could not read the operator's own permissions ({e}); reading them needs Application.Read.All"),
         )),
     }
-    // Exchange RBAC for Applications: reading role assignments is not part of the roles the
-    // operator is given, so it is not checked here.
+    // Exchange role groups: reading them is not part of the roles the operator is given, so they
+    // are not checked here.
     checks.push(check(
-        "Exchange RBAC",
+        "Exchange roles",
         Outcome::Info,
         format!(
-            "not read by doctor: check in Exchange Online PowerShell with Get-ManagementRoleAssignment -RoleAssignee {client_id} (expected: Mail Recipients with a custom resource scope of the allowed mailboxes, and View-Only Configuration)"
+            "not read by doctor: check in Exchange Online PowerShell that the service principal of {client_id} is listed by Get-RoleGroupMember for a role group with Mail Recipients limited to the allowed mailboxes (setup tenant: <name>-recipients) and one with View-Only Configuration (<name>-configuration-reader)"
         ),
     ));
     Ok(checks)

@@ -61,15 +61,19 @@ pub struct TenantSetup {
     pub entra_tenant: String,
 }
 
-/// The Exchange management roles assigned to the application.
+/// The Exchange role groups the application's service principal is made a member of: (name
+/// suffix, role, limited to the allowed mailboxes).
 ///
-/// `Mail Recipients` holds Set-Mailbox and Set-CASMailbox (forwarding, SMTP AUTH) and is limited
-/// to the allowed mailboxes by the management scope. Assumed, not confirmed by a public source:
-/// that `View-Only Configuration` covers the organization-wide reads the operator makes
-/// (Get-TransportConfig, Get-HostedOutboundSpamFilterPolicy/Rule, Get-RemoteDomain), and that a
-/// management role other than the `Application …` roles honours `-CustomResourceScope` when
-/// assigned with `-App`.
-pub const EXCHANGE_ROLES: [(&str, bool); 2] = [("Mail Recipients", true), ("View-Only Configuration", false)];
+/// Custom role groups with the service principal as a member are Microsoft's documented way to
+/// give an application admin roles in Exchange Online PowerShell's app-only (REST) mode; RBAC for
+/// Applications (`New-ManagementRoleAssignment -App`) takes application roles only. `Mail
+/// Recipients` holds Set-Mailbox and Set-CASMailbox (forwarding, SMTP AUTH) and is limited by the
+/// group's recipient write scope to the allowed mailboxes. Assumed, not confirmed by a public
+/// source: that `View-Only Configuration` covers the organization-wide reads the operator makes
+/// (Get-TransportConfig, Get-HostedOutboundSpamFilterPolicy/Rule, Get-RemoteDomain), and that
+/// `Mail Recipients` covers every parameter the operator sets.
+pub const EXCHANGE_ROLE_GROUPS: [(&str, &str, bool); 2] =
+    [("recipients", "Mail Recipients", true), ("configuration-reader", "View-Only Configuration", false)];
 
 impl TenantSetup {
     /// `system:serviceaccount:<namespace>:<name>`
@@ -110,10 +114,9 @@ impl TenantSetup {
         format!("{}-mailboxes", self.unique_name)
     }
 
-    pub fn assignment_name(&self, role: &str) -> String {
-        let slug: String =
-            role.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-        let name = format!("{}-{slug}", self.unique_name);
+    /// The name of one of [`EXCHANGE_ROLE_GROUPS`] (at most 64 characters).
+    pub fn role_group_name(&self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.unique_name);
         name.chars().take(64).collect()
     }
 
@@ -431,31 +434,68 @@ async fn exchange_rbac(
         exchange.run(tenant, &Command::new("New-ManagementScope", parameters)).await?;
     }
 
-    // The role assignments, found by the names this command gives them.
-    let assignments = exchange.run(tenant, &Command::new("Get-ManagementRoleAssignment", json!({}))).await?;
-    for (role, scoped) in EXCHANGE_ROLES {
-        let name = setup.assignment_name(role);
-        let present = assignments.iter().any(|r| text(r, "Name").is_some_and(|n| n.eq_ignore_ascii_case(&name)));
-        let scope_parameter =
-            if scoped { format!(" -CustomResourceScope {}", ps_quote(&scope_name)) } else { String::new() };
-        report.steps.push(Step {
-            present,
-            what: format!(
-                "Exchange role {role} for the application{}",
-                if scoped { format!(", scope {scope_name}") } else { ", organization-wide (read only)".into() }
-            ),
-            command: format!(
-                "New-ManagementRoleAssignment -Name {} -App {app_id_text} -Role {}{scope_parameter}",
-                ps_quote(&name),
-                ps_quote(role)
-            ),
-        });
-        if let (false, false, Some(_)) = (present, dry_run, &service_id) {
-            let mut parameters = json!({"Name": name, "App": app_id_text, "Role": role});
-            if scoped {
-                parameters["CustomResourceScope"] = json!(scope_name);
+    // The role groups, found by the names this command gives them, with the service principal
+    // as a member.
+    let groups = exchange.run(tenant, &Command::new("Get-RoleGroup", json!({}))).await?;
+    for (suffix, role, scoped) in EXCHANGE_ROLE_GROUPS {
+        let name = setup.role_group_name(suffix);
+        let found = groups.iter().find(|r| text(r, "Name").is_some_and(|n| n.eq_ignore_ascii_case(&name)));
+        if let Some(found) = found {
+            let roles: Vec<&str> = found
+                .get("Roles")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let found_scope = text(found, "CustomRecipientWriteScope");
+            let wanted_scope = scoped.then_some(scope_name.as_str());
+            if !roles.iter().any(|r| r.eq_ignore_ascii_case(role)) || found_scope != wanted_scope {
+                report.warnings.push(format!(
+                    "role group {name} exists with roles {roles:?} and recipient write scope {found_scope:?}, not [{role:?}] and {wanted_scope:?}; left as it is"
+                ));
             }
-            exchange.run(tenant, &Command::new("New-ManagementRoleAssignment", parameters)).await?;
+        }
+        let scope_parameter =
+            if scoped { format!(" -CustomRecipientWriteScope {}", ps_quote(&scope_name)) } else { String::new() };
+        report.steps.push(Step {
+            present: found.is_some(),
+            what: format!(
+                "Exchange role group {name}: {role}{}",
+                if scoped {
+                    format!(", limited to scope {scope_name}")
+                } else {
+                    ", organization-wide (read only)".into()
+                }
+            ),
+            command: format!("New-RoleGroup -Name {} -Roles {}{scope_parameter}", ps_quote(&name), ps_quote(role)),
+        });
+        if found.is_none() && !dry_run {
+            let mut parameters = json!({"Name": name, "Roles": [role]});
+            if scoped {
+                parameters["CustomRecipientWriteScope"] = json!(scope_name);
+            }
+            exchange.run(tenant, &Command::new("New-RoleGroup", parameters)).await?;
+        }
+        // Membership: matched on the Entra object ID or the display name this command gives the
+        // Exchange service principal (how Get-RoleGroupMember shows a service principal is
+        // unconfirmed).
+        let members = if found.is_some() || !dry_run {
+            exchange.run(tenant, &Command::new("Get-RoleGroupMember", json!({"Identity": name}))).await?
+        } else {
+            Vec::new()
+        };
+        let member = members.iter().any(|m| {
+            sp_object_id
+                .is_some_and(|id| text(m, "ExternalDirectoryObjectId").is_some_and(|v| v.eq_ignore_ascii_case(id)))
+                || text(m, "Name").is_some_and(|n| n.eq_ignore_ascii_case(&setup.unique_name))
+        });
+        report.steps.push(Step {
+            present: member,
+            what: format!("the application's service principal is a member of {name}"),
+            command: format!("Add-RoleGroupMember -Identity {} -Member {object_id_text}", ps_quote(&name)),
+        });
+        if let (false, false, Some(_), Some(object_id)) = (member, dry_run, &service_id, sp_object_id) {
+            let parameters = json!({"Identity": name, "Member": object_id});
+            exchange.run(tenant, &Command::new("Add-RoleGroupMember", parameters)).await?;
         }
     }
     Ok(())
@@ -727,6 +767,6 @@ mod tests {
         let wider = TenantSetup { application_permissions: true, adopt: true, ..setup() };
         assert!(wider.graph_permissions().contains(&"AppRoleAssignment.ReadWrite.All"));
         assert!(wider.graph_permissions().contains(&"Application.ReadWrite.All"));
-        assert_eq!(s.assignment_name("View-Only Configuration"), "connect-email-operator-view-only-configuration");
+        assert_eq!(s.role_group_name("configuration-reader"), "connect-email-operator-configuration-reader");
     }
 }

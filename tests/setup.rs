@@ -128,17 +128,35 @@ async fn setup_creates_exactly_the_documented_objects_and_a_second_run_changes_n
         scopes[0].recipient_filter,
         "(PrimarySmtpAddress -eq 'support@contoso.com') -or (PrimarySmtpAddress -like '*@sales.contoso.com')"
     );
-    let mut roles: Vec<(String, Option<String>)> =
-        ex.role_assignments(TENANT).into_iter().map(|a| (a.role, a.custom_resource_scope)).collect();
-    roles.sort();
+    // Admin roles reach an application through role groups (RBAC for Applications takes
+    // application roles only): Mail Recipients limited to the allowed mailboxes, and read-only
+    // configuration.
+    assert!(ex.role_assignments(TENANT).is_empty(), "no direct role assignment to the application");
+    type Group = (String, Vec<String>, Option<String>, Vec<String>);
+    let mut groups: Vec<Group> = ex
+        .role_groups(TENANT)
+        .into_iter()
+        .map(|g| (g.name, g.roles, g.custom_recipient_write_scope, g.members))
+        .collect();
+    groups.sort();
+    let member = vec![ex_sps[0].service_id.clone()];
     assert_eq!(
-        roles,
+        groups,
         [
-            ("Mail Recipients".to_string(), Some("connect-email-operator-mailboxes".to_string())),
-            ("View-Only Configuration".to_string(), None),
+            (
+                "connect-email-operator-configuration-reader".to_string(),
+                vec!["View-Only Configuration".to_string()],
+                None,
+                member.clone()
+            ),
+            (
+                "connect-email-operator-recipients".to_string(),
+                vec!["Mail Recipients".to_string()],
+                Some("connect-email-operator-mailboxes".to_string()),
+                member
+            ),
         ]
     );
-    assert!(ex.role_assignments(TENANT).iter().all(|a| a.app_service_id == ex_sps[0].service_id));
 
     // The write calls, in order: nothing more than the documented objects.
     let mut expected =
@@ -147,11 +165,13 @@ async fn setup_creates_exactly_the_documented_objects_and_a_second_run_changes_n
     expected.extend([
         "New-ServicePrincipal",
         "New-ManagementScope",
-        "New-ManagementRoleAssignment",
-        "New-ManagementRoleAssignment",
+        "New-RoleGroup",
+        "Add-RoleGroupMember",
+        "New-RoleGroup",
+        "Add-RoleGroupMember",
     ]);
     assert_eq!(writes(&sim), expected);
-    assert_eq!(report.changes().count(), 12);
+    assert_eq!(report.changes().count(), 14);
 
     // A second run finds everything and writes nothing.
     sim.reset_calls();
@@ -180,7 +200,7 @@ async fn a_dry_run_changes_nothing_and_prints_every_command() {
     assert!(sim.app_role_assignments(TENANT).is_empty());
     assert!(sim.exchange().service_principals(TENANT).is_empty());
     assert!(sim.exchange().management_scopes(TENANT).is_empty());
-    assert_eq!(report.changes().count(), 12);
+    assert_eq!(report.changes().count(), 14);
     let text = report.render(true);
     for expected in [
         "az rest --method PATCH --url 'https://graph.microsoft.com/v1.0/applications(uniqueName='\\''connect-email-operator'\\'')' --headers Prefer=create-if-missing",
@@ -190,8 +210,9 @@ async fn a_dry_run_changes_nothing_and_prints_every_command() {
         "/servicePrincipals/",
         "New-ServicePrincipal -AppId <appId> -ObjectId <servicePrincipalId>",
         "New-ManagementScope -Name \"connect-email-operator-mailboxes\" -RecipientRestrictionFilter",
-        "New-ManagementRoleAssignment -Name \"connect-email-operator-mail-recipients\" -App <appId> -Role \"Mail Recipients\" -CustomResourceScope \"connect-email-operator-mailboxes\"",
-        "12 change(s) would be made (dry run: none made)",
+        "New-RoleGroup -Name \"connect-email-operator-recipients\" -Roles \"Mail Recipients\" -CustomRecipientWriteScope \"connect-email-operator-mailboxes\"",
+        "Add-RoleGroupMember -Identity \"connect-email-operator-recipients\" -Member <servicePrincipalId>",
+        "14 change(s) would be made (dry run: none made)",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

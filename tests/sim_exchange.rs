@@ -817,3 +817,79 @@ async fn the_client_reads_every_page_of_outbound_policies_and_rules() {
     let paged = ex.sim.calls().iter().filter(|c| c.query.as_deref().is_some_and(|q| q.contains("skiptoken"))).count();
     assert_eq!(paged, 4, "the later pages were read through the next links");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Permissions for the operator's service principal
+
+#[tokio::test]
+async fn an_application_gets_admin_roles_through_a_role_group_and_only_application_roles_directly() {
+    const APP: &str = "1a2b3c4d-0000-4000-8000-0000000000a1";
+    const OBJECT: &str = "1a2b3c4d-0000-4000-8000-0000000000b2";
+    let ex = Exchange::start().await;
+    let sp = ex
+        .cmdlet("New-ServicePrincipal")
+        .with("AppId", APP)
+        .with("ObjectId", OBJECT)
+        .with("DisplayName", "ops")
+        .send()
+        .await;
+    assert_eq!(sp.status, 200, "{sp:?}");
+
+    // RBAC for Applications: with -App only application roles may be assigned.
+    let direct =
+        ex.cmdlet("New-ManagementRoleAssignment").with("App", OBJECT).with("Role", "Mail Recipients").send().await;
+    let text = direct.cmdlet_error(
+        400,
+        "BadRequest",
+        "",
+        "Microsoft.Exchange.Management.RbacTasks.InvalidRoleAssignmentException",
+    );
+    assert!(text.contains("only application roles"), "{text}");
+    assert!(ex.sim.exchange().role_assignments(TENANT).is_empty());
+    let application = ex
+        .cmdlet("New-ManagementRoleAssignment")
+        .with("App", OBJECT)
+        .with("Role", "Application Mail.Send")
+        .send()
+        .await;
+    assert_eq!(application.status, 200, "{application:?}");
+
+    // Admin roles: a role group limited by a recipient scope, with the service principal as member.
+    let filter = "PrimarySmtpAddress -eq 'support@contoso.com'";
+    let scope = ex
+        .cmdlet("New-ManagementScope")
+        .with("Name", "mailboxes")
+        .with("RecipientRestrictionFilter", filter)
+        .send()
+        .await;
+    assert_eq!(scope.status, 200, "{scope:?}");
+    let group = ex
+        .cmdlet("New-RoleGroup")
+        .with("Name", "ops-recipients")
+        .with("Roles", json!(["Mail Recipients"]))
+        .with("CustomRecipientWriteScope", "mailboxes")
+        .send()
+        .await;
+    assert_eq!(group.single()["CustomRecipientWriteScope"], "mailboxes");
+    let unknown_scope = ex
+        .cmdlet("New-RoleGroup")
+        .with("Name", "other")
+        .with("Roles", "Mail Recipients")
+        .with("CustomRecipientWriteScope", "nope")
+        .send()
+        .await;
+    assert_eq!(unknown_scope.status, 404, "{unknown_scope:?}");
+    assert!(
+        ex.cmdlet("Get-RoleGroupMember").identity("ops-recipients").send().await.body["value"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let added = ex.cmdlet("Add-RoleGroupMember").identity("ops-recipients").with("Member", OBJECT).send().await;
+    assert_eq!(added.status, 200, "{added:?}");
+    let members = ex.cmdlet("Get-RoleGroupMember").identity("ops-recipients").send().await;
+    assert_eq!(members.single()["ExternalDirectoryObjectId"], OBJECT);
+    let groups = ex.sim.exchange().role_groups(TENANT);
+    assert_eq!(groups.len(), 1);
+    assert_eq!((groups[0].roles.clone(), groups[0].members.len()), (vec!["Mail Recipients".to_string()], 1));
+}

@@ -49,16 +49,23 @@
 //! size ([`super::SimOptions::exchange_page_size`]), `value` being `[]` (not absent) for Set-*
 //! cmdlets, and the output properties other than Get-Mailbox's.
 //!
-//! Exchange RBAC for service principals (what `setup tenant` creates): New-ServicePrincipal
-//! (`-AppId`, `-ObjectId`, optional `-DisplayName`; confirmed from Microsoft's cmdlet reference),
-//! New-ManagementScope (`-Name`, `-RecipientRestrictionFilter`, an OPATH filter; confirmed),
-//! New-ManagementRoleAssignment (`-App` the service principal, `-Role`, `-CustomResourceScope` a
-//! management scope; confirmed from the cmdlet's published parameter descriptions) and the Get-*
-//! of each. Unconfirmed and chosen here: the error for an object that already exists, which
-//! identities `-App` / `-Identity` accept (AppId, ObjectId, ServiceId or display name here), the
-//! output property names beyond those parameters, and the name of an assignment made without
-//! `-Name`. Role assignments are stored, not enforced: the simulator still authorizes cmdlets with
-//! "has a role or not" ([`ExchangeSim::set_role_missing`]), and does not evaluate filters.
+//! Exchange permissions for the operator's service principal (what `setup tenant` creates):
+//! New-ServicePrincipal (`-AppId`, `-ObjectId`, optional `-DisplayName`; confirmed from
+//! Microsoft's cmdlet reference), New-ManagementScope (`-Name`, `-RecipientRestrictionFilter`, an
+//! OPATH filter; confirmed), and custom role groups, the documented way to give an application
+//! admin roles in Exchange Online PowerShell's app-only (REST) mode: New-RoleGroup (`-Name`,
+//! `-Roles`, `-CustomRecipientWriteScope`, `-Members`; confirmed) and Add-RoleGroupMember
+//! (`-Identity` the group, `-Member` the service principal's Identity, ObjectId or Id; confirmed),
+//! with Get-RoleGroup and Get-RoleGroupMember. New-ManagementRoleAssignment (`-App`, `-Role`,
+//! `-CustomResourceScope`) is RBAC for Applications: with `-App` only application roles
+//! ("Application Mail.Read", …) may be assigned, as documented; the simulator refuses others.
+//! Unconfirmed and chosen here: the error for an object that already exists and for an admin role
+//! given to `-App`, which identities `-App` / `-Identity` / `-Member` accept (AppId, ObjectId,
+//! ServiceId or display name here), the output property names beyond those parameters (above all
+//! how Get-RoleGroupMember shows a service principal), and the name of an assignment made without
+//! `-Name`. Role groups and assignments are stored, not enforced: the simulator still authorizes
+//! cmdlets with "has a role or not" ([`ExchangeSim::set_role_missing`]), and does not evaluate
+//! filters.
 //!
 //! Not simulated: `$select`, the `Prefer: odata.maxpagesize` header, cmdlets and parameters beyond
 //! those the operator and `setup` use, RBAC scopes finer than "has a role or not".
@@ -71,7 +78,7 @@ use std::sync::Arc;
 
 pub use model::{AutoForwardingMode, SimMailbox, SimOutboundPolicy, SimOutboundRule};
 use org::{DEFAULT_POLICY, ExchangeOrg, canonical_cmdlet};
-pub use org::{SimExchangeServicePrincipal, SimManagementScope, SimRoleAssignment};
+pub use org::{SimExchangeServicePrincipal, SimManagementScope, SimRoleAssignment, SimRoleGroup};
 
 use super::state::{Shared, Tenant};
 use crate::random;
@@ -173,6 +180,11 @@ impl ExchangeSim {
     /// Management role assignments to service principals (New-ManagementRoleAssignment -App).
     pub fn role_assignments(&self, tenant_id: &str) -> Vec<SimRoleAssignment> {
         self.with_org(tenant_id, |org| org.role_assignments.clone())
+    }
+
+    /// Custom role groups (New-RoleGroup) with their service-principal members.
+    pub fn role_groups(&self, tenant_id: &str) -> Vec<SimRoleGroup> {
+        self.with_org(tenant_id, |org| org.role_groups.clone())
     }
 
     /// Get-TransportConfig `SmtpClientAuthenticationDisabled` (default true).

@@ -35,10 +35,14 @@ pub(crate) enum Cmdlet {
     NewManagementScope,
     GetManagementRoleAssignment,
     NewManagementRoleAssignment,
+    GetRoleGroup,
+    NewRoleGroup,
+    GetRoleGroupMember,
+    AddRoleGroupMember,
 }
 
 impl Cmdlet {
-    pub const ALL: [Cmdlet; 14] = [
+    pub const ALL: [Cmdlet; 18] = [
         Cmdlet::GetMailbox,
         Cmdlet::SetMailbox,
         Cmdlet::GetCasMailbox,
@@ -53,6 +57,10 @@ impl Cmdlet {
         Cmdlet::NewManagementScope,
         Cmdlet::GetManagementRoleAssignment,
         Cmdlet::NewManagementRoleAssignment,
+        Cmdlet::GetRoleGroup,
+        Cmdlet::NewRoleGroup,
+        Cmdlet::GetRoleGroupMember,
+        Cmdlet::AddRoleGroupMember,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +79,10 @@ impl Cmdlet {
             Cmdlet::NewManagementScope => "New-ManagementScope",
             Cmdlet::GetManagementRoleAssignment => "Get-ManagementRoleAssignment",
             Cmdlet::NewManagementRoleAssignment => "New-ManagementRoleAssignment",
+            Cmdlet::GetRoleGroup => "Get-RoleGroup",
+            Cmdlet::NewRoleGroup => "New-RoleGroup",
+            Cmdlet::GetRoleGroupMember => "Get-RoleGroupMember",
+            Cmdlet::AddRoleGroupMember => "Add-RoleGroupMember",
         }
     }
 
@@ -97,6 +109,9 @@ impl Cmdlet {
             Cmdlet::NewManagementScope => &["Name", "RecipientRestrictionFilter"],
             Cmdlet::GetManagementRoleAssignment => &["Identity", "Role", "RoleAssignee"],
             Cmdlet::NewManagementRoleAssignment => &["Name", "Role", "App", "CustomResourceScope"],
+            Cmdlet::GetRoleGroup | Cmdlet::GetRoleGroupMember => &["Identity"],
+            Cmdlet::NewRoleGroup => &["Name", "Roles", "CustomRecipientWriteScope", "Members", "Description"],
+            Cmdlet::AddRoleGroupMember => &["Identity", "Member"],
         }
     }
 }
@@ -108,13 +123,21 @@ const COMMON_PARAMETERS: [&str; 3] = ["Confirm", "ErrorAction", "WarningAction"]
 pub(crate) enum Output {
     Mailbox(SimMailbox),
     CasMailbox(SimMailbox),
-    TransportConfig { smtp_client_authentication_disabled: bool },
+    TransportConfig {
+        smtp_client_authentication_disabled: bool,
+    },
     OutboundPolicy(SimOutboundPolicy),
     OutboundRule(SimOutboundRule),
-    RemoteDomain { name: String, auto_forward_enabled: bool },
+    RemoteDomain {
+        name: String,
+        auto_forward_enabled: bool,
+    },
     ServicePrincipal(SimExchangeServicePrincipal),
     ManagementScope(SimManagementScope),
     RoleAssignment(SimRoleAssignment),
+    RoleGroup(SimRoleGroup),
+    /// A role group member that is a service principal.
+    RoleGroupMember(SimExchangeServicePrincipal),
 }
 
 /// A successful run: output objects plus warnings (`@adminapi.warnings`).
@@ -140,6 +163,10 @@ pub(crate) enum CmdletError {
     MissingParameter { name: &'static str },
     /// A New-* cmdlet naming an object that exists. Unconfirmed id, exception type and wording.
     AlreadyExists { kind: &'static str, name: String },
+    /// New-ManagementRoleAssignment -App with a role that is not an application role. The rule
+    /// is documented ("If you use the App parameter, you can't specify admin or user roles; you
+    /// can only specify application roles"); the error id, type and wording are unconfirmed.
+    NotAnApplicationRole { role: String },
 }
 
 impl CmdletError {
@@ -178,6 +205,10 @@ impl fmt::Display for CmdletError {
                 f,
                 "|Microsoft.Exchange.Management.Tasks.ADObjectAlreadyExistsException|The {kind} \"{name}\" already exists."
             ),
+            CmdletError::NotAnApplicationRole { role } => write!(
+                f,
+                "|Microsoft.Exchange.Management.RbacTasks.InvalidRoleAssignmentException|The role \"{role}\" can't be assigned to an application: only application roles (Application …) can."
+            ),
         }
     }
 }
@@ -211,6 +242,28 @@ impl<'a> Bound<'a> {
             Some(other) => Err(CmdletError::InvalidArgument {
                 parameter: name,
                 reason: format!("Cannot convert value \"{other}\" to type \"System.String\"."),
+            }),
+        }
+    }
+
+    /// A string or an array of strings (PowerShell binds either to a multi-valued parameter).
+    fn strings(&self, name: &'static str) -> Result<Vec<String>, CmdletError> {
+        match self.get(name) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::String(s)) => Ok(vec![s.clone()]),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(CmdletError::InvalidArgument {
+                        parameter: name,
+                        reason: format!("Cannot convert value \"{other}\" to type \"System.String\"."),
+                    }),
+                })
+                .collect(),
+            Some(other) => Err(CmdletError::InvalidArgument {
+                parameter: name,
+                reason: format!("Cannot convert value \"{other}\" to type \"System.String[]\"."),
             }),
         }
     }
@@ -264,6 +317,19 @@ pub(crate) struct ExchangeOrg {
     pub scopes: Vec<SimManagementScope>,
     /// Management role assignments to service principals (New-ManagementRoleAssignment -App).
     pub role_assignments: Vec<SimRoleAssignment>,
+    /// Custom role groups (New-RoleGroup), with service principals as members.
+    pub role_groups: Vec<SimRoleGroup>,
+}
+
+/// A custom management role group (Get-RoleGroup).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimRoleGroup {
+    pub name: String,
+    pub roles: Vec<String>,
+    /// The recipient write scope applied to the group's role assignments.
+    pub custom_recipient_write_scope: Option<String>,
+    /// Members that are service principals: their Exchange `ServiceId`s.
+    pub members: Vec<String>,
 }
 
 /// Exchange's own object for an Entra service principal (Get-ServicePrincipal).
@@ -326,6 +392,7 @@ impl ExchangeOrg {
             service_principals: Vec::new(),
             scopes: Vec::new(),
             role_assignments: Vec::new(),
+            role_groups: Vec::new(),
         }
     }
 
@@ -509,6 +576,9 @@ impl ExchangeOrg {
                 let Some(role) = KNOWN_ROLES.iter().find(|r| r.eq_ignore_ascii_case(role.trim())) else {
                     return Err(CmdletError::ObjectNotFound { identity: role });
                 };
+                if !role.starts_with("Application ") {
+                    return Err(CmdletError::NotAnApplicationRole { role: role.to_string() });
+                }
                 let Some(sp) = self.exchange_sp(&app).cloned() else {
                     return Err(CmdletError::RecipientNotFound { identity: app });
                 };
@@ -533,8 +603,79 @@ impl ExchangeOrg {
                 self.role_assignments.push(assignment.clone());
                 vec![Output::RoleAssignment(assignment)]
             }
+            Cmdlet::GetRoleGroup => match bound.string("Identity")? {
+                None => self.role_groups.iter().cloned().map(Output::RoleGroup).collect(),
+                Some(identity) => match self.role_group(&identity) {
+                    Some(group) => vec![Output::RoleGroup(group.clone())],
+                    None => return Err(CmdletError::ObjectNotFound { identity }),
+                },
+            },
+            Cmdlet::NewRoleGroup => {
+                let name = bound.required("Name")?;
+                if self.role_group(&name).is_some() {
+                    return Err(CmdletError::AlreadyExists { kind: "role group", name });
+                }
+                let mut roles = Vec::new();
+                for role in bound.strings("Roles")? {
+                    match KNOWN_ROLES.iter().find(|r| r.eq_ignore_ascii_case(role.trim())) {
+                        Some(known) => roles.push(known.to_string()),
+                        None => return Err(CmdletError::ObjectNotFound { identity: role }),
+                    }
+                }
+                let scope = match bound.string("CustomRecipientWriteScope")? {
+                    None => None,
+                    Some(scope) => match self.scopes.iter().find(|s| s.name.eq_ignore_ascii_case(scope.trim())) {
+                        Some(found) => Some(found.name.clone()),
+                        None => return Err(CmdletError::ObjectNotFound { identity: scope }),
+                    },
+                };
+                let mut members = Vec::new();
+                for member in bound.strings("Members")? {
+                    match self.exchange_sp(&member) {
+                        Some(sp) => members.push(sp.service_id.clone()),
+                        None => return Err(CmdletError::RecipientNotFound { identity: member }),
+                    }
+                }
+                let group = SimRoleGroup { name, roles, custom_recipient_write_scope: scope, members };
+                self.role_groups.push(group.clone());
+                vec![Output::RoleGroup(group)]
+            }
+            Cmdlet::GetRoleGroupMember => {
+                let identity = bound.identity()?;
+                let Some(group) = self.role_group(&identity) else {
+                    return Err(CmdletError::ObjectNotFound { identity });
+                };
+                group
+                    .members
+                    .iter()
+                    .filter_map(|id| self.exchange_sp(id).cloned())
+                    .map(Output::RoleGroupMember)
+                    .collect()
+            }
+            Cmdlet::AddRoleGroupMember => {
+                let identity = bound.identity()?;
+                let member = bound.required("Member")?;
+                let Some(sp) = self.exchange_sp(&member).cloned() else {
+                    return Err(CmdletError::RecipientNotFound { identity: member });
+                };
+                let Some(index) = self.role_groups.iter().position(|g| g.name.eq_ignore_ascii_case(identity.trim()))
+                else {
+                    return Err(CmdletError::ObjectNotFound { identity });
+                };
+                let group = &mut self.role_groups[index];
+                // Unconfirmed: adding a member that is already there (Exchange may answer with an
+                // error); the simulator keeps one entry and succeeds.
+                if !group.members.contains(&sp.service_id) {
+                    group.members.push(sp.service_id.clone());
+                }
+                Vec::new()
+            }
         };
         Ok(Outcome { output, warnings: Vec::new() })
+    }
+
+    fn role_group(&self, identity: &str) -> Option<&SimRoleGroup> {
+        self.role_groups.iter().find(|g| g.name.eq_ignore_ascii_case(identity.trim()))
     }
 
     /// An Exchange service principal by AppId, ObjectId, ServiceId or display name (what

@@ -360,6 +360,25 @@ fn output_json(output: &Output) -> Value {
             object.insert("RoleAssigneeType".into(), json!("ServicePrincipal"));
             object.insert("CustomResourceScope".into(), json!(a.custom_resource_scope));
         }
+        // Name, Roles and the write scope as New-RoleGroup was given them; the exact property set
+        // of Get-RoleGroup's output is unconfirmed.
+        Output::RoleGroup(g) => {
+            for key in ["Identity", "Name", "DisplayName"] {
+                object.insert(key.into(), json!(g.name));
+            }
+            object.insert("Roles".into(), json!(g.roles));
+            object.insert("CustomRecipientWriteScope".into(), json!(g.custom_recipient_write_scope));
+            object.insert("RoleGroupType".into(), json!("Standard"));
+        }
+        // Unconfirmed: how Get-RoleGroupMember shows a service principal member (the simulator
+        // gives its display name, the Entra object ID and RecipientType ServicePrincipal).
+        Output::RoleGroupMember(sp) => {
+            for key in ["Identity", "Name", "DisplayName"] {
+                object.insert(key.into(), json!(sp.display_name));
+            }
+            object.insert("ExternalDirectoryObjectId".into(), json!(sp.object_id));
+            object.insert("RecipientType".into(), json!("ServicePrincipal"));
+        }
     }
     Value::Object(object)
 }
