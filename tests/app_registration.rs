@@ -520,10 +520,7 @@ async fn continuous_rotation_never_breaks_a_consumer_reading_the_secret() {
         json!({"secretName": "probed-credentials", "duration": "1h", "renewBefore": "59m52s", "revokeAfter": "2s"});
     apply(&h, &object).await;
     wait_for_condition(&h, "probed", "Ready", "True").await;
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(h.sim.ca_pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let http = sim_client::https_client(&h.sim.ca_pem());
     let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns.name);
     let (mut attempts, mut failures) = (0, Vec::new());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(25);

@@ -17,7 +17,7 @@ use k8s_openapi::api::events::v1::Event as K8sEvent;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, TENANT, TENANT_REF};
-use support::{FIELD_MANAGER, eventually};
+use support::{FIELD_MANAGER, eventually, sim_client};
 
 const FORWARD_TO: &str = "4f1c2a9b7e4f1c2a9b7e4f1c2a9b7e4f@mail-us.imiconnect.io";
 const CALLBACK: &str = "https://acme.us.webexconnect.io/callback";
@@ -168,10 +168,7 @@ struct Probe {
 
 impl Probe {
     fn start(h: &Harness, client_id: String, token_url: String, secret: String) -> Self {
-        let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(h.sim.ca_pem().as_bytes()).unwrap())
-            .build()
-            .unwrap();
+        let http = sim_client::https_client(&h.sim.ca_pem());
         let secret = Arc::new(Mutex::new(secret));
         let attempts = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));

@@ -317,26 +317,11 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
 /// Creates an email asset in the Connect simulator as a person would in the portal; returns its ID.
 async fn create_asset_by_hand(h: &Harness, name: &str) -> String {
     use connect_email_operator::api::email_channel::ConnectRegion;
-    use connect_email_operator::connect::api::{AssetSettings, ConnectAssets, ConnectClient, Org};
-    use connect_email_operator::http::{HttpClient, HttpSettings};
-    let settings = HttpSettings { extra_ca_pem: Some(h.connect.ca_pem()), ..HttpSettings::default() };
-    let endpoint = url::Url::parse(&h.connect.url()).unwrap();
-    let client = ConnectClient::new(HttpClient::new("connect", &settings).unwrap(), Some(endpoint));
+    use connect_email_operator::connect::api::{ConnectAssets, Org};
+    let client = sim_client::connect_client(&h.connect, None);
     let token: secrecy::SecretString = CONNECT_TOKEN.to_string().into();
     let org = Org { region: ConnectRegion::Us, organization_id: CONNECT_ORG, token: &token };
-    let asset = AssetSettings {
-        asset_name: name.to_string(),
-        email_id: MAILBOX.to_string(),
-        smtp_server: "smtp.office365.com".to_string(),
-        smtp_port: 587,
-        smtp_security: "STARTTLS".to_string(),
-        smtp_username: MAILBOX.to_string(),
-        client_id: "00000000-0000-4000-8000-000000000001".to_string(),
-        client_secret: "typed-by-hand".to_string().into(),
-        authorization_url: format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/authorize"),
-        token_url: format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token"),
-        scope: "offline_access https://outlook.office.com/SMTP.Send".to_string(),
-    };
+    let asset = sim_client::asset_settings(name, MAILBOX, TENANT, "typed-by-hand");
     client.create(&org, &asset).await.unwrap().asset_id
 }
 

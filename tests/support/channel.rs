@@ -14,7 +14,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use super::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, OPERATOR_SECRET, TENANT, TENANT_REF};
-use super::{FIELD_MANAGER, eventually};
+use super::{FIELD_MANAGER, eventually, sim_client};
 
 pub const MAILBOX: &str = "reliable@contoso.com";
 pub const CHANNEL: &str = "reliable";
@@ -71,21 +71,9 @@ pub async fn stored_secret(h: &Harness) -> Option<(String, String, String)> {
 
 /// Whether the token endpoint accepts (client_id, secret).
 pub async fn token_accepts(h: &Harness, client_id: &str, secret: &str) -> bool {
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(h.sim.ca_pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
-    let url = format!("{}/{TENANT}/oauth2/v2.0/token", h.sim.url().trim_end_matches('/'));
-    let response = http
-        .post(url)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_secret", secret),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await;
+    let http = sim_client::https_client(&h.sim.ca_pem());
+    let form = sim_client::client_credentials(client_id, secret, sim_client::GRAPH_SCOPE);
+    let response = http.post(sim_client::token_url(&h.sim, TENANT)).form(&form).send().await;
     response.is_ok_and(|r| r.status().is_success())
 }
 
