@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_operator::controller::Settings;
-use connect_email_sim::{AutoForwardingMode, routes};
+use connect_email_sim::routes;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, TENANT, TENANT_REF};
-use support::{FIELD_MANAGER, eventually, sim_client};
+use support::operator::{CONNECT_ORG, Harness, TENANT, TENANT_REF};
+use support::resources::{apply_channel, apply_registration, connect_token_secret, mailboxes, secret_data as data};
+use support::{eventually, sim_client};
 
 const FORWARD_TO: &str = "4f1c2a9b7e4f1c2a9b7e4f1c2a9b7e4f@mail-us.imiconnect.io";
 const CALLBACK: &str = "https://acme.us.webexconnect.io/callback";
@@ -33,25 +34,6 @@ fn manual_channel(name: &str, mailbox: &str, azure: Value) -> Value {
                         "assetName": format!("{name} email"), "forwardingAddress": FORWARD_TO}
         }
     })
-}
-
-async fn apply_channel(h: &Harness, object: &Value) {
-    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
-    let name = object["metadata"]["name"].as_str().unwrap();
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await.expect("apply");
-}
-
-async fn apply_registration(h: &Harness, object: &Value) {
-    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
-    let name = object["metadata"]["name"].as_str().unwrap();
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await.expect("apply");
-}
-
-fn mailboxes(h: &Harness, names: &[&str]) {
-    for m in names {
-        h.sim.exchange().add_mailbox(TENANT, m);
-    }
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
 }
 
 async fn registration(h: &Harness, name: &str) -> AzureAppRegistration {
@@ -76,10 +58,6 @@ async fn new_verified_key(h: &Harness, name: &str, not: &[&str]) -> String {
 
 async fn secret_data(h: &Harness, name: &str) -> Secret {
     Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).get(name).await.unwrap()
-}
-
-fn data(s: &Secret, key: &str) -> Option<String> {
-    s.data.as_ref()?.get(key).map(|v| String::from_utf8(v.0.clone()).unwrap())
 }
 
 fn annotation(s: &Secret, key: &str) -> Option<String> {
@@ -114,11 +92,7 @@ fn app_keys(h: &Harness) -> Vec<String> {
 /// period as Connect needs: it reads the asset's secret for each new session), once Connect holds
 /// its first verified key. Returns that key and the asset ID.
 async fn api_channel(h: &Harness, name: &str) -> (String, String) {
-    let token: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).create(&PostParams::default(), &token).await.unwrap();
+    connect_token_secret(h).await;
     apply_channel(h, &json!({
         "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
         "metadata": {"name": name},

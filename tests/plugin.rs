@@ -11,14 +11,14 @@ use std::time::Duration;
 use base64::Engine;
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_operator::plugin;
-use connect_email_sim::AutoForwardingMode;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use support::operator::{Harness, TENANT, TENANT_REF};
-use support::{FIELD_MANAGER, eventually, kubeconfig_path};
+use support::resources::{apply_channel, channel_condition, mailboxes, verified_key};
+use support::{eventually, kubeconfig_path};
 
 const FORWARD_TO: &str = "4f1c2a9b7e4f1c2a9b7e4f1c2a9b7e4f@mail-us.imiconnect.io";
 
@@ -111,42 +111,12 @@ fn manual_channel(name: &str, mailbox: &str) -> Value {
     })
 }
 
-async fn apply_channel(client: &Client, ns: &str, object: &Value) {
-    let name = object["metadata"]["name"].as_str().unwrap();
-    Api::<EmailChannel>::namespaced(client.clone(), ns)
-        .patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
-        .await
-        .expect("apply");
-}
-
-async fn channel_condition(h: &Harness, name: &str, type_: &str, status: &str) -> EmailChannel {
-    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
-    eventually(Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let obj = api.get(name).await.map_err(|e| e.to_string())?;
-            let conditions = obj.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-            match conditions.iter().find(|c| c.type_ == type_) {
-                Some(c) if c.status == status => Ok(obj),
-                other => Err(format!("{type_} is {other:?}")),
-            }
-        }
-    })
-    .await
-}
-
-async fn verified_key(h: &Harness, name: &str) -> Option<String> {
-    let r = Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name).get_opt(name).await.ok()??;
-    r.status?.credential.filter(|c| c.verified_at.is_some()).map(|c| c.key_id)
-}
-
 #[tokio::test]
 async fn status_traces_a_manual_channel_through_acknowledgement_and_rotation() {
     let h = Harness::start("plugin-trace").await;
     let ns = h.ns.name.clone();
-    h.sim.exchange().add_mailbox(TENANT, "support@contoso.com");
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
-    apply_channel(&h.client, &ns, &manual_channel("support", "support@contoso.com")).await;
+    mailboxes(&h, &["support@contoso.com"]);
+    apply_channel(&h, &manual_channel("support", "support@contoso.com")).await;
 
     // Progressing: everything done but the person's part in Connect.
     channel_condition(&h, "support", "ConnectSecretOutdated", "True").await;
@@ -301,11 +271,11 @@ async fn status_explains_a_refused_mailbox_and_a_missing_registration() {
     let h = Harness::start("plugin-broken").await;
     let ns = h.ns.name.clone();
     // A mailbox the EntraTenant does not list: nothing is created for it.
-    apply_channel(&h.client, &ns, &manual_channel("outsider", "help@northwind.example")).await;
+    apply_channel(&h, &manual_channel("outsider", "help@northwind.example")).await;
     // A channel naming a registration that does not exist.
     let mut orphan = manual_channel("orphan", "orphan@contoso.com");
     orphan["spec"]["azure"] = json!({"appRegistrationRef": {"name": "nothing-here"}});
-    apply_channel(&h.client, &ns, &orphan).await;
+    apply_channel(&h, &orphan).await;
     channel_condition(&h, "outsider", "Admitted", "False").await;
     channel_condition(&h, "orphan", "AppRegistrationReady", "False").await;
 

@@ -7,7 +7,6 @@ mod support;
 use std::time::Duration;
 
 use connect_email_operator::api::EmailChannel;
-use connect_email_sim::AutoForwardingMode;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -15,7 +14,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
-use support::operator::{Harness, TENANT, TENANT_REF};
+use support::operator::{Harness, TENANT_REF};
+use support::resources::mailboxes;
 use support::*;
 
 /// The channel both RBAC tests take through the operator.
@@ -30,12 +30,6 @@ fn support_channel() -> serde_json::Value {
                         "forwardingAddress": "0123456789abcdef0123456789abcdef@mail-us.imiconnect.io"}
         }
     })
-}
-
-/// Its mailbox exists and the tenant allows external forwarding.
-fn allow_forwarding_for_support(h: &Harness) {
-    h.sim.exchange().add_mailbox(TENANT, "support@contoso.com");
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
 }
 
 /// A client authenticating with `token` instead of the admin certificate.
@@ -88,7 +82,7 @@ async fn the_operator_completes_a_channel_with_only_the_deployed_cluster_role() 
     let delete = Api::<Secret>::namespaced(operator.clone(), &ns).delete("anything", &DeleteParams::default()).await;
     assert!(matches!(delete, Err(kube::Error::Api(ref s)) if s.code == 403), "deleting Secrets should be forbidden");
 
-    allow_forwarding_for_support(&h);
+    mailboxes(&h, &["support@contoso.com"]);
     h.start_operator(operator);
     let channels: Api<EmailChannel> = Api::namespaced(admin.clone(), &ns);
     let channel = support_channel();
@@ -225,7 +219,7 @@ async fn in_namespaced_mode_the_operator_runs_its_namespaces_and_is_refused_ever
     assert!(matches!(everywhere, Err(kube::Error::Api(ref s)) if s.code == 403), "cluster-wide list must be refused");
 
     // And at work inside it.
-    allow_forwarding_for_support(&h);
+    mailboxes(&h, &["support@contoso.com"]);
     h.start_operator_for(operator, watched.clone());
     // The second watched namespace is served too.
     let registrations: Api<connect_email_operator::api::AzureAppRegistration> =

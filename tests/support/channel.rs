@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_sim::connect::routes as connect_routes;
-use connect_email_sim::{AutoForwardingMode, CallRecord, TokenStatus, routes};
+use connect_email_sim::{CallRecord, TokenStatus, routes};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use super::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, OPERATOR_SECRET, TENANT, TENANT_REF};
+use super::resources::{connect_token_secret, mailboxes};
 use super::{FIELD_MANAGER, eventually, sim_client};
 
 pub const MAILBOX: &str = "reliable@contoso.com";
@@ -22,13 +23,8 @@ pub const CHANNEL_SECRET: &str = "reliable-azure";
 
 /// The mailbox, an outbound policy that allows forwarding and the Webex token Secret.
 pub async fn prepare(h: &Harness) {
-    h.sim.exchange().add_mailbox(TENANT, MAILBOX);
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
-    let token: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).create(&PostParams::default(), &token).await.unwrap();
+    mailboxes(h, &[MAILBOX]);
+    connect_token_secret(h).await;
 }
 
 pub fn manifest() -> serde_json::Value {
