@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use connect_email_operator::api::conditions::{app_registration as app_cond, reason};
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_operator::controller::Settings;
 use connect_email_sim::routes;
@@ -215,7 +216,7 @@ async fn deleting_or_editing_the_secret_never_cuts_off_connect_in_manual_mode() 
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(app_keys(&h).contains(&k0), "Connect's key must stay until Connect holds the new one");
     let rotating = registration(&h, "support").await.status.unwrap();
-    let message = &rotating.conditions.iter().find(|c| c.type_ == "Rotating").unwrap().message;
+    let message = &rotating.conditions.iter().find(|c| c.type_ == app_cond::ROTATING).unwrap().message;
     assert!(message.contains(&k0) && message.contains("EmailChannel support"), "{message}");
 
     // 2. The Secret is edited by hand: the fingerprint no longer matches.
@@ -331,7 +332,7 @@ async fn two_channels_sharing_a_registration_each_keep_their_key_until_they_ackn
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(app_keys(&h).contains(&k0), "b's Connect still uses {k0}");
     let status = registration(&h, "shared").await.status.unwrap();
-    let rotating = status.conditions.iter().find(|c| c.type_ == "Rotating").unwrap();
+    let rotating = status.conditions.iter().find(|c| c.type_ == app_cond::ROTATING).unwrap();
     assert!(
         rotating.message.contains("EmailChannel b") && !rotating.message.contains("EmailChannel a"),
         "{}",
@@ -391,9 +392,9 @@ async fn a_secret_the_token_endpoint_keeps_rejecting_is_replaced_a_bounded_numbe
         .unwrap();
     let blocked = eventually(Duration::from_secs(60), || async {
         let r = registration(&h, "stubborn").await;
-        let c = r.status.unwrap().conditions.into_iter().find(|c| c.type_ == "CredentialReady");
+        let c = r.status.unwrap().conditions.into_iter().find(|c| c.type_ == app_cond::CREDENTIAL_READY);
         match c {
-            Some(c) if c.reason == "SecretRejected" => Ok(c.message),
+            Some(c) if c.reason == reason::SECRET_REJECTED => Ok(c.message),
             other => Err(format!("{other:?}")),
         }
     })
@@ -416,7 +417,7 @@ async fn a_secret_the_token_endpoint_keeps_rejecting_is_replaced_a_bounded_numbe
         .into_iter()
         .filter_map(|e| e.reason)
         .collect();
-    assert!(events.iter().any(|r| r == "SecretRejected"), "{events:?}");
+    assert!(events.iter().any(|r| r == reason::SECRET_REJECTED), "{events:?}");
 
     // Replication catches up: the last key is verified and the old one goes.
     h.sim.faults().set_password_propagation(Duration::ZERO);

@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use connect_email_operator::api::conditions::{email_channel as ch_cond, reason};
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
@@ -52,7 +53,7 @@ async fn a_manual_channel_configures_the_mailbox_and_waits_for_the_person_in_con
     apply_channel(&h, &manual_channel("support")).await;
 
     // The child registration: callback URL, implicit grant, least-privilege permissions, owned.
-    channel_condition(&h, "support", "ConnectAssetSynced", "False").await;
+    channel_condition(&h, "support", ch_cond::CONNECT_ASSET_SYNCED, "False").await;
     let child = registration(&h, "support").await;
     assert_eq!(child.spec.redirect_uris, vec!["https://acme.us.webexconnect.io/callback".to_string()]);
     assert!(child.spec.implicit_grant.access_tokens);
@@ -62,7 +63,7 @@ async fn a_manual_channel_configures_the_mailbox_and_waits_for_the_person_in_con
         verified_key(&h, "support").await.ok_or("no verified key yet".to_string())
     })
     .await;
-    channel_condition(&h, "support", "AppRegistrationReady", "True").await;
+    channel_condition(&h, "support", ch_cond::APP_REGISTRATION_READY, "True").await;
 
     // Exchange: SMTP AUTH explicitly on (the organisation default is off), forwarding with a copy.
     let mailbox = eventually(Duration::from_secs(30), || async {
@@ -76,18 +77,18 @@ async fn a_manual_channel_configures_the_mailbox_and_waits_for_the_person_in_con
     );
     assert!(mailbox.deliver_to_mailbox_and_forward);
     assert_eq!(mailbox.smtp_client_authentication_disabled, Some(false));
-    channel_condition(&h, "support", "MailboxConfigured", "True").await;
-    channel_condition(&h, "support", "OutboundForwardingAllowed", "True").await;
+    channel_condition(&h, "support", ch_cond::MAILBOX_CONFIGURED, "True").await;
+    channel_condition(&h, "support", ch_cond::OUTBOUND_FORWARDING_ALLOWED, "True").await;
 
     // Connect: the message says exactly what to do, with the key to acknowledge.
-    let pending = channel_condition(&h, "support", "ConnectSecretOutdated", "True").await;
-    let m = message(&pending, "ConnectSecretOutdated");
+    let pending = channel_condition(&h, "support", ch_cond::CONNECT_SECRET_OUTDATED, "True").await;
+    let m = message(&pending, ch_cond::CONNECT_SECRET_OUTDATED);
     assert!(m.contains("Secret support-azure (key client-secret)"), "{m}");
     assert!(m.contains(&format!("connectemail.dev/connect-secret-applied={key}")), "{m}");
-    assert!(message(&pending, "Ready").contains("ConnectAssetSynced"));
+    assert!(message(&pending, ch_cond::READY).contains(ch_cond::CONNECT_ASSET_SYNCED));
 
     annotate_channel(&h, "support", "connectemail.dev/connect-secret-applied", &key).await;
-    let ready = channel_condition(&h, "support", "Ready", "True").await;
+    let ready = channel_condition(&h, "support", ch_cond::READY, "True").await;
     let gauge = format!(
         "connect_email_operator_resource_ready{{kind=\"EmailChannel\",namespace=\"{}\",name=\"support\"}} 1",
         h.ns.name
@@ -130,7 +131,7 @@ async fn a_rotation_holds_the_old_secret_until_the_person_confirms_the_new_one()
         eventually(Duration::from_secs(30), || async { verified_key(&h, "rot").await.ok_or("no key".to_string()) })
             .await;
     annotate_channel(&h, "rot", "connectemail.dev/connect-secret-applied", &first).await;
-    channel_condition(&h, "rot", "Ready", "True").await;
+    channel_condition(&h, "rot", ch_cond::READY, "True").await;
 
     let registrations: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
     let patch = json!({"metadata": {"annotations": {"connectemail.dev/rotate": "1"}}});
@@ -142,8 +143,8 @@ async fn a_rotation_holds_the_old_secret_until_the_person_confirms_the_new_one()
         }
     })
     .await;
-    let outdated = channel_condition(&h, "rot", "ConnectSecretOutdated", "True").await;
-    assert!(message(&outdated, "ConnectSecretOutdated").contains(&second));
+    let outdated = channel_condition(&h, "rot", ch_cond::CONNECT_SECRET_OUTDATED, "True").await;
+    assert!(message(&outdated, ch_cond::CONNECT_SECRET_OUTDATED).contains(&second));
     // Connect still uses the first secret: it stays valid, in Entra ID and in the Secret.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let app = h.sim.applications(TENANT).remove(0);
@@ -152,7 +153,7 @@ async fn a_rotation_holds_the_old_secret_until_the_person_confirms_the_new_one()
     assert!(secret.data.unwrap().contains_key("previous-client-secret"));
 
     annotate_channel(&h, "rot", "connectemail.dev/connect-secret-applied", &second).await;
-    channel_condition(&h, "rot", "Ready", "True").await;
+    channel_condition(&h, "rot", ch_cond::READY, "True").await;
     eventually(Duration::from_secs(30), || async {
         let n = h.sim.applications(TENANT)[0].passwords.len();
         if n == 1 { Ok(()) } else { Err(format!("{n} passwords")) }
@@ -167,18 +168,26 @@ async fn blocked_forwarding_and_missing_exchange_rights_are_explained_without_bl
     h.sim.exchange().add_mailbox(TENANT, MAILBOX);
     // Default policy left at Automatic (behaves as Off).
     apply_channel(&h, &manual_channel("blocked")).await;
-    let obj = channel_condition(&h, "blocked", "OutboundForwardingAllowed", "False").await;
-    let m = message(&obj, "OutboundForwardingAllowed");
+    let obj = channel_condition(&h, "blocked", ch_cond::OUTBOUND_FORWARDING_ALLOWED, "False").await;
+    let m = message(&obj, ch_cond::OUTBOUND_FORWARDING_ALLOWED);
     assert!(m.contains("AutoForwardingMode Automatic"), "{m}");
     assert!(m.contains("Set-HostedOutboundSpamFilterPolicy -Identity 'Default' -AutoForwardingMode On"), "{m}");
 
     h.sim.exchange().set_role_missing(TENANT, true);
-    let obj = channel_condition(&h, "blocked", "MailboxConfigured", "False").await;
-    let c = obj.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "MailboxConfigured").unwrap().clone();
-    assert_eq!(c.reason, "PermissionDenied");
+    let obj = channel_condition(&h, "blocked", ch_cond::MAILBOX_CONFIGURED, "False").await;
+    let c = obj
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ch_cond::MAILBOX_CONFIGURED)
+        .unwrap()
+        .clone();
+    assert_eq!(c.reason, reason::PERMISSION_DENIED);
     assert!(c.message.contains("Exchange.ManageAsApp"), "{}", c.message);
     // The app registration and its secret are unaffected.
-    channel_condition(&h, "blocked", "AppRegistrationReady", "True").await;
+    channel_condition(&h, "blocked", ch_cond::APP_REGISTRATION_READY, "True").await;
     h.finish().await;
 }
 
@@ -198,8 +207,8 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
         }
     }))
     .await;
-    let waiting = channel_condition(&h, "billing", "ConnectAuthorized", "False").await;
-    let m = message(&waiting, "ConnectAuthorized");
+    let waiting = channel_condition(&h, "billing", ch_cond::CONNECT_AUTHORIZED, "False").await;
+    let m = message(&waiting, ch_cond::CONNECT_AUTHORIZED);
     assert!(m.contains("Generate Token") && m.contains(MAILBOX), "{m}");
     let status = waiting.status.unwrap();
     let asset_id = status.connect.as_ref().unwrap().asset_id.clone().expect("asset created");
@@ -213,8 +222,8 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
 
     // The person signs in once; the mailbox forwards to the address Connect generated.
     h.connect.complete_sign_in(&asset_id);
-    let ready = channel_condition(&h, "billing", "Ready", "True").await;
-    let synced = message(&ready, "ConnectAssetSynced");
+    let ready = channel_condition(&h, "billing", ch_cond::READY, "True").await;
+    let synced = message(&ready, ch_cond::CONNECT_ASSET_SYNCED);
     assert_eq!(synced.matches("experimental").count(), 1, "Api mode says once that it is experimental: {synced}");
     assert_eq!(ready.status.as_ref().unwrap().forwarding_address.as_deref(), Some(asset.forwarding_address.as_str()));
     let mailbox = h.sim.exchange().mailbox(TENANT, MAILBOX).unwrap();
@@ -238,7 +247,7 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
         }
     })
     .await;
-    channel_condition(&h, "billing", "Ready", "True").await;
+    channel_condition(&h, "billing", ch_cond::READY, "True").await;
 
     // The Webex token expires mid-life and a rotation starts meanwhile: the new secret cannot be
     // pushed, so the old one (still in Connect) is kept.
@@ -246,7 +255,7 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
     h.connect.expire_token(CONNECT_TOKEN);
     let patch = json!({"metadata": {"annotations": {"connectemail.dev/rotate": "2"}}});
     registrations.patch("billing", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    let m = channel_reason(&h, "billing", "ConnectAssetSynced", "False", "ConnectUnauthorized").await;
+    let m = channel_reason(&h, "billing", ch_cond::CONNECT_ASSET_SYNCED, "False", reason::CONNECT_UNAUTHORIZED).await;
     assert!(m.contains("webex-connect-api"), "{m}");
     eventually(Duration::from_secs(45), || async {
         let n = h.sim.applications(TENANT).remove(0).passwords.len();
@@ -272,7 +281,7 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
         }
     })
     .await;
-    channel_condition(&h, "billing", "Ready", "True").await;
+    channel_condition(&h, "billing", ch_cond::READY, "True").await;
     // Connect was asked for its list of assets once, to find this one before creating it; every
     // later look (sign-in, rotation, resyncs) read the asset by its ID.
     use connect_email_sim::connect::routes as connect_routes;
@@ -311,7 +320,7 @@ async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() 
         }
     }))
     .await;
-    let m = channel_reason(&h, "sales", "ConnectAssetSynced", "False", "ExternalError").await;
+    let m = channel_reason(&h, "sales", ch_cond::CONNECT_ASSET_SYNCED, "False", reason::EXTERNAL_ERROR).await;
     assert!(m.contains("list operation is not available") && m.contains("assetId") && m.contains("Sales email"), "{m}");
     assert!(h.connect.assets(CONNECT_ORG).is_empty(), "nothing created blindly");
     assert!(h.connect.count(connect_routes::LIST_ASSETS) >= 1);
@@ -321,7 +330,7 @@ async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() 
     let channels: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
     let patch = json!({"status": {"connect": {"assetId": asset_id}}});
     channels.patch_status("sales", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    channel_reason(&h, "sales", "ConnectAuthorized", "False", "SignInRequired").await;
+    channel_reason(&h, "sales", ch_cond::CONNECT_AUTHORIZED, "False", reason::SIGN_IN_REQUIRED).await;
     let app = h.sim.applications(TENANT).remove(0);
     let asset = h.connect.asset(&asset_id).unwrap();
     assert_eq!(asset.oauth.client_id, app.app_id, "the operator updated the asset it was pointed at");
@@ -333,7 +342,7 @@ async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() 
 
     // The personal access token expires: a 401 is its own reason, not throttling.
     h.connect.expire_token(CONNECT_TOKEN);
-    let m = channel_reason(&h, "sales", "ConnectAssetSynced", "False", "ConnectUnauthorized").await;
+    let m = channel_reason(&h, "sales", ch_cond::CONNECT_ASSET_SYNCED, "False", reason::CONNECT_UNAUTHORIZED).await;
     assert!(m.contains("HTTP 401") && m.contains("webex-connect-api") && m.contains("12 hours"), "{m}");
     assert!(!m.contains(CONNECT_TOKEN), "no token in a condition");
 
@@ -341,7 +350,7 @@ async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() 
     h.connect.add_org(CONNECT_ORG, "webex-access-token-renewed");
     let renewed = json!({"stringData": {"token": "webex-access-token-renewed"}});
     secrets.patch("webex-connect-api", &PatchParams::default(), &Patch::Merge(&renewed)).await.unwrap();
-    channel_condition(&h, "sales", "ConnectAssetSynced", "True").await;
+    channel_condition(&h, "sales", ch_cond::CONNECT_ASSET_SYNCED, "True").await;
     h.finish().await;
 }
 
@@ -363,14 +372,14 @@ async fn an_asset_of_the_same_name_made_by_hand_is_adopted_only_once_its_id_is_g
         }
     }))
     .await;
-    let m = channel_reason(&h, "owner", "ConnectAssetSynced", "False", "AdoptionRefused").await;
+    let m = channel_reason(&h, "owner", ch_cond::CONNECT_ASSET_SYNCED, "False", reason::ADOPTION_REFUSED).await;
     assert!(m.contains("did not create") && m.contains(&asset_id) && m.contains("assetId"), "{m}");
     // Wait for the registration's secret, then make sure nothing was pushed to the asset.
     eventually(Duration::from_secs(60), || async {
         verified_key(&h, "owner").await.map(|_| ()).ok_or_else(|| "no verified key".to_string())
     })
     .await;
-    let m = channel_reason(&h, "owner", "ConnectAssetSynced", "False", "AdoptionRefused").await;
+    let m = channel_reason(&h, "owner", ch_cond::CONNECT_ASSET_SYNCED, "False", reason::ADOPTION_REFUSED).await;
     assert!(m.contains(&asset_id), "{m}");
     let untouched = h.connect.asset(&asset_id).unwrap();
     assert_eq!(
@@ -384,7 +393,7 @@ async fn an_asset_of_the_same_name_made_by_hand_is_adopted_only_once_its_id_is_g
     let channels: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
     let patch = json!({"status": {"connect": {"assetId": asset_id}}});
     channels.patch_status("owner", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    channel_reason(&h, "owner", "ConnectAuthorized", "False", "SignInRequired").await;
+    channel_reason(&h, "owner", ch_cond::CONNECT_AUTHORIZED, "False", reason::SIGN_IN_REQUIRED).await;
     let app = h.sim.applications(TENANT).remove(0);
     let adopted = h.connect.asset(&asset_id).unwrap();
     assert_eq!(adopted.oauth.client_id, app.app_id);
@@ -427,9 +436,9 @@ async fn gitops_examples_converge_and_stay_in_sync() {
         assert!(ok, "{out}{err}");
     }
     // The operator works on every example: registrations get their secrets.
-    channel_condition(&h, "support-mailbox", "AppRegistrationReady", "True").await;
-    channel_condition(&h, "sales-mailbox", "AppRegistrationReady", "True").await;
-    channel_condition(&h, "billing-mailbox", "AppRegistrationReady", "True").await;
+    channel_condition(&h, "support-mailbox", ch_cond::APP_REGISTRATION_READY, "True").await;
+    channel_condition(&h, "sales-mailbox", ch_cond::APP_REGISTRATION_READY, "True").await;
+    channel_condition(&h, "billing-mailbox", ch_cond::APP_REGISTRATION_READY, "True").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     for file in &files {
         let (same, diff, err) =

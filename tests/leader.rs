@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use connect_email_operator::api::conditions::app_registration as app_cond;
 use connect_email_operator::leader::{Elector, LeaderStatus, LeaseSettings, Outcome};
 use jiff::SignedDuration;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use support::intercept::{Verdict, intercepted_client};
+use support::resources::is_true;
 use support::*;
 use tokio::time::Instant;
 
@@ -349,7 +351,7 @@ async fn with_two_operator_processes_only_the_leader_reconciles_and_the_other_ta
     let ready = |api: Api<AzureAppRegistration>, rotated: Option<String>| async move {
         let o = api.get("ha").await.map_err(|e| e.to_string())?;
         let s = o.status.unwrap_or_default();
-        let ok = s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        let ok = is_true(&s.conditions, app_cond::READY);
         let key = s.credential.map(|c| c.key_id);
         match key {
             Some(key) if ok && Some(&key) != rotated.as_ref() => Ok(key),

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
+use connect_email_operator::api::conditions::{app_registration as app_cond, email_channel as ch_cond, reason};
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_operator::plugin;
 use k8s_openapi::api::core::v1::Secret;
@@ -119,9 +120,9 @@ async fn status_traces_a_manual_channel_through_acknowledgement_and_rotation() {
     apply_channel(&h, &manual_channel("support", "support@contoso.com")).await;
 
     // Progressing: everything done but the person's part in Connect.
-    channel_condition(&h, "support", "ConnectSecretOutdated", "True").await;
-    channel_condition(&h, "support", "MailboxConfigured", "True").await;
-    channel_condition(&h, "support", "OutboundForwardingAllowed", "True").await;
+    channel_condition(&h, "support", ch_cond::CONNECT_SECRET_OUTDATED, "True").await;
+    channel_condition(&h, "support", ch_cond::MAILBOX_CONFIGURED, "True").await;
+    channel_condition(&h, "support", ch_cond::OUTBOUND_FORWARDING_ALLOWED, "True").await;
     let key = verified_key(&h, "support").await.expect("a verified key");
     let mut texts = secret_texts(&h.client, &ns, "support-azure").await;
     let app_id = Api::<AzureAppRegistration>::namespaced(h.client.clone(), &ns)
@@ -179,7 +180,7 @@ async fn status_traces_a_manual_channel_through_acknowledgement_and_rotation() {
             .contains(&format!("Set connectemail.dev/connect-secret-applied={key} on emailchannel/support? [y/N]")),
         "{acked:?}"
     );
-    channel_condition(&h, "support", "Ready", "True").await;
+    channel_condition(&h, "support", ch_cond::READY, "True").await;
     let ready = eventually(Duration::from_secs(30), || async {
         let run = binary(&["status", "emailchannel/support", "-n", &ns, "-o", "json"]).await;
         let report: Value = serde_json::from_str(&run.out).map_err(|e| format!("{e}: {run:?}"))?;
@@ -276,8 +277,8 @@ async fn status_explains_a_refused_mailbox_and_a_missing_registration() {
     let mut orphan = manual_channel("orphan", "orphan@contoso.com");
     orphan["spec"]["azure"] = json!({"appRegistrationRef": {"name": "nothing-here"}});
     apply_channel(&h, &orphan).await;
-    channel_condition(&h, "outsider", "Admitted", "False").await;
-    channel_condition(&h, "orphan", "AppRegistrationReady", "False").await;
+    channel_condition(&h, "outsider", ch_cond::ADMITTED, "False").await;
+    channel_condition(&h, "orphan", ch_cond::APP_REGISTRATION_READY, "False").await;
 
     let refused = plugin(&h.client, &["status", "outsider", "-n", &ns], None).await;
     assert_eq!(refused.code, plugin::exit::NOT_READY, "{refused:?}");
@@ -349,14 +350,14 @@ async fn fixtures(client: &Client, ns: &str, run_label: &str) {
     "forwardingAddress": FORWARD_TO,
     "connect": {"appliedKeyId": K1},
     "conditions": [
-        condition("Ready", "False", "InProgress", "ConnectAssetSynced: enter the client secret"),
-        condition("Admitted", "True", "Admitted", "EntraTenant test-tenant admits this channel"),
-        condition("AppRegistrationReady", "True", "Reconciled", "manual: ready"),
-        condition("MailboxConfigured", "True", "Reconciled", "ok"),
-        condition("OutboundForwardingAllowed", "True", "Reconciled", "ok"),
-        condition("ConnectAssetSynced", "False", "WaitingForAcknowledgement", "enter the client secret"),
-        condition("ConnectAuthorized", "True", "Reconciled", "confirmed"),
-        condition("ConnectSecretOutdated", "True", "WaitingForAcknowledgement", "enter the client secret"),
+        condition(ch_cond::READY, "False", reason::IN_PROGRESS, "ConnectAssetSynced: enter the client secret"),
+        condition(ch_cond::ADMITTED, "True", reason::ADMITTED, "EntraTenant test-tenant admits this channel"),
+        condition(ch_cond::APP_REGISTRATION_READY, "True", reason::RECONCILED, "manual: ready"),
+        condition(ch_cond::MAILBOX_CONFIGURED, "True", reason::RECONCILED, "ok"),
+        condition(ch_cond::OUTBOUND_FORWARDING_ALLOWED, "True", reason::RECONCILED, "ok"),
+        condition(ch_cond::CONNECT_ASSET_SYNCED, "False", reason::WAITING_FOR_ACKNOWLEDGEMENT, "enter the client secret"),
+        condition(ch_cond::CONNECT_AUTHORIZED, "True", reason::RECONCILED, "confirmed"),
+        condition(ch_cond::CONNECT_SECRET_OUTDATED, "True", reason::WAITING_FOR_ACKNOWLEDGEMENT, "enter the client secret"),
     ]}});
     channels.patch_status("manual", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
 
@@ -391,11 +392,11 @@ async fn fixtures(client: &Client, ns: &str, run_label: &str) {
         "credential": {"keyId": K2, "notBefore": "2026-01-01T00:00:00Z", "notAfter": "2099-01-01T00:00:00Z",
                        "renewalTime": "2098-01-01T00:00:00Z", "verifiedAt": "2026-01-01T00:00:05Z"},
         "conditions": [
-            condition("Ready", "True", "Reconciled", "ready"),
-            condition("Admitted", "True", "Admitted", "ok"),
-            condition("CredentialReady", "True", "SecretVerified", "ok"),
-            condition("ConsentGranted", "True", "Reconciled", "ok"),
-            condition("Rotating", if previous { "True" } else { "False" }, "WaitingForAcknowledgement", "kept"),
+            condition(app_cond::READY, "True", reason::RECONCILED, "ready"),
+            condition(app_cond::ADMITTED, "True", reason::ADMITTED, "ok"),
+            condition(app_cond::CREDENTIAL_READY, "True", reason::SECRET_VERIFIED, "ok"),
+            condition(app_cond::CONSENT_GRANTED, "True", reason::RECONCILED, "ok"),
+            condition(app_cond::ROTATING, if previous { "True" } else { "False" }, reason::WAITING_FOR_ACKNOWLEDGEMENT, "kept"),
         ]}});
         if previous {
             status["status"]["previousCredentials"] = json!([{"keyId": K1, "notAfter": "2098-06-01T00:00:00Z"}]);

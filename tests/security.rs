@@ -415,7 +415,8 @@ async fn an_entratenant_change_reconciles_the_resources_naming_it_at_once() {
                         .conditions()
                         .to_vec(),
                 };
-                match conditions.iter().find(|c| c.type_ == "Admitted") {
+                // The same condition type on both kinds.
+                match conditions.iter().find(|c| c.type_ == app_cond::ADMITTED) {
                     Some(c) if c.status == "True" => Ok(()),
                     other => Err(format!("{kind} {name}: {other:?}")),
                 }

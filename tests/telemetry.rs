@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use connect_email_operator::api::conditions::app_registration as app_cond;
 use connect_email_operator::telemetry;
 use http_body_util::{BodyExt as _, Full};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -96,7 +97,7 @@ async fn a_reconcile_is_one_trace_with_a_span_per_graph_request_and_no_secret() 
     let h = Harness::start("otel").await;
     let registration = smtp_registration("traced", "Webex Connect traced@contoso.com");
     apply_registration(&h, &registration).await;
-    registration_condition(&h, "traced", "Ready", "True").await;
+    registration_condition(&h, "traced", app_cond::READY, "True").await;
 
     let flush = provider.clone();
     tokio::task::spawn_blocking(move || flush.force_flush()).await.unwrap().expect("spans exported");

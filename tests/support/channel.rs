@@ -6,6 +6,7 @@
 use connect_email_operator::controller::app_registration::credential::acknowledgement_annotation;
 use std::time::Duration;
 
+use connect_email_operator::api::conditions::email_channel;
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_sim::connect::routes as connect_routes;
 use connect_email_sim::{CallRecord, TokenStatus, routes};
@@ -14,7 +15,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use super::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, OPERATOR_SECRET, TENANT, TENANT_REF};
-use super::resources::{connect_token_secret, mailboxes};
+use super::resources::{connect_token_secret, is_true, mailboxes};
 use super::{FIELD_MANAGER, eventually, sim_client};
 
 pub const MAILBOX: &str = "reliable@contoso.com";
@@ -128,7 +129,7 @@ pub async fn converged_now(h: &Harness, not_key: Option<&str>) -> Result<(EmailC
         .map_err(|e| e.to_string())?;
     let cs = c.status.clone().unwrap_or_default();
     let rs = r.status.clone().unwrap_or_default();
-    let ready = cs.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    let ready = is_true(&cs.conditions, email_channel::READY);
     let key = rs.credential.as_ref().filter(|c| c.verified_at.is_some()).map(|c| c.key_id.clone());
     let applied = cs.connect.as_ref().and_then(|c| c.applied_key_id.clone());
     let settled = rs.previous_credentials.is_empty() && rs.pending_rotation.is_none();

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use connect_email_operator::api::conditions::app_registration;
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_sim::AutoForwardingMode;
 use k8s_openapi::NamespaceResourceScope;
@@ -148,7 +149,7 @@ pub async fn registration_settled(
         async move {
             let o = api.get(name).await.map_err(|e| e.to_string())?;
             let s = o.status.clone().unwrap_or_default();
-            let ready = is_true(&s.conditions, "Ready");
+            let ready = is_true(&s.conditions, app_registration::READY);
             let key = s.credential.as_ref().map(|c| c.key_id.as_str());
             let rotated = not_key.is_none() || (key.is_some() && key != not_key);
             let settled = s.previous_credentials.is_empty() && s.pending_rotation.is_none();
