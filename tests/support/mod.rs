@@ -169,10 +169,16 @@ pub mod process;
 pub mod resources;
 pub mod sim_client;
 
+/// The helm binary built by tests/tools/install-helm.
+pub fn helm() -> PathBuf {
+    let path = repo_root().join("target/tools/bin/helm");
+    assert!(path.exists(), "helm is not built: run tests/tools/install-helm (scripts/test does)");
+    path
+}
+
 /// Renders the Helm chart with `helm template` (helm from tests/tools/install-helm).
 pub fn helm_template(args: &[&str]) -> String {
-    let helm = repo_root().join("target/tools/bin/helm");
-    assert!(helm.exists(), "helm is not built: run tests/tools/install-helm (scripts/test does)");
+    let helm = helm();
     let chart = repo_root().join("charts/connect-email-operator");
     let output = std::process::Command::new(helm)
         .args(["template", "ceo"])
