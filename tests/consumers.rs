@@ -142,6 +142,12 @@ struct Probe {
 }
 
 impl Probe {
+    /// A probe holding what Connect holds for the asset.
+    fn for_asset(h: &Harness, asset_id: &str) -> Self {
+        let oauth = h.connect.asset(asset_id).unwrap().oauth;
+        Probe::start(h, oauth.client_id, oauth.token_url, oauth.client_secret)
+    }
+
     fn start(h: &Harness, client_id: String, token_url: String, secret: String) -> Self {
         let http = sim_client::https_client(&h.sim.ca_pem());
         let secret = Arc::new(Mutex::new(secret));
@@ -254,13 +260,7 @@ async fn deleting_the_secret_never_cuts_off_connect_in_api_mode() {
     // Entra ID takes a moment to accept each new key: Connect gets it only after that.
     h.sim.faults().set_password_propagation(Duration::from_millis(1500));
     let (k0, asset_id) = api_channel(&h, "billing").await;
-    let asset = h.connect.asset(&asset_id).unwrap();
-    let probe = Probe::start(
-        &h,
-        asset.oauth.client_id.clone(),
-        asset.oauth.token_url.clone(),
-        asset.oauth.client_secret.clone(),
-    );
+    let probe = Probe::for_asset(&h, &asset_id);
     Api::<Secret>::namespaced(h.client.clone(), &h.ns.name)
         .delete("billing-azure", &DeleteParams::default())
         .await
@@ -494,13 +494,7 @@ async fn an_edited_secret_or_a_status_that_disagrees_never_cuts_off_connect_in_a
     mailboxes(&h, &["sales@contoso.com"]);
     h.sim.faults().set_password_propagation(Duration::from_millis(1500));
     let (k0, asset_id) = api_channel(&h, "sales").await;
-    let asset = h.connect.asset(&asset_id).unwrap();
-    let probe = Probe::start(
-        &h,
-        asset.oauth.client_id.clone(),
-        asset.oauth.token_url.clone(),
-        asset.oauth.client_secret.clone(),
-    );
+    let probe = Probe::for_asset(&h, &asset_id);
     // 1. The Secret's client secret is pasted over by hand: the pasted text never reaches Connect.
     let patch = json!({"stringData": {"client-secret": "pasted-over-by-hand"}});
     Api::<Secret>::namespaced(h.client.clone(), &h.ns.name)
