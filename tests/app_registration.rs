@@ -6,11 +6,13 @@ mod support;
 use std::time::Duration;
 
 use connect_email_operator::api::AzureAppRegistration;
+use connect_email_operator::api::conditions::{app_registration as app_cond, reason};
 use connect_email_sim::routes;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::operator::{Harness, TENANT, TENANT_REF};
+use support::resources::{apply_registration, is_true, registration_condition, secret_data as data};
 use support::*;
 
 const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
@@ -36,41 +38,15 @@ fn registration(name: &str) -> Value {
     })
 }
 
-async fn apply(h: &Harness, object: &Value) -> AzureAppRegistration {
-    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
-    let name = object["metadata"]["name"].as_str().unwrap();
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await.expect("apply")
-}
-
-async fn wait_for_condition(h: &Harness, name: &str, type_: &str, status: &str) -> AzureAppRegistration {
-    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
-    eventually(Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let obj = api.get(name).await.map_err(|e| e.to_string())?;
-            let conditions = obj.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-            match conditions.iter().find(|c| c.type_ == type_) {
-                Some(c) if c.status == status => Ok(obj),
-                other => Err(format!("{type_} is {other:?}; all: {conditions:?}")),
-            }
-        }
-    })
-    .await
-}
-
 async fn secret(h: &Harness, name: &str) -> Secret {
     Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).get(name).await.expect("the Secret exists")
-}
-
-fn data(secret: &Secret, key: &str) -> Option<String> {
-    secret.data.as_ref()?.get(key).map(|v| String::from_utf8(v.0.clone()).unwrap())
 }
 
 #[tokio::test]
 async fn a_registration_becomes_ready_with_one_app_consent_and_a_working_secret() {
     let h = Harness::start("aar-ready").await;
-    apply(&h, &registration("support")).await;
-    let ready = wait_for_condition(&h, "support", "Ready", "True").await;
+    apply_registration(&h, &registration("support")).await;
+    let ready = registration_condition(&h, "support", app_cond::READY, "True").await;
     let status = ready.status.clone().unwrap();
 
     // Exactly one application, keyed by instance, namespace and name (not the UID: the same
@@ -152,8 +128,8 @@ async fn a_registration_becomes_ready_with_one_app_consent_and_a_working_secret(
 #[tokio::test]
 async fn a_forced_rotation_keeps_the_old_secret_until_the_new_one_works_then_revokes_it() {
     let h = Harness::start("aar-rotate").await;
-    apply(&h, &registration("rotating")).await;
-    let first = wait_for_condition(&h, "rotating", "Ready", "True").await;
+    apply_registration(&h, &registration("rotating")).await;
+    let first = registration_condition(&h, "rotating", app_cond::READY, "True").await;
     let first_key = first.status.unwrap().credential.unwrap().key_id;
 
     let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
@@ -169,7 +145,7 @@ async fn a_forced_rotation_keeps_the_old_secret_until_the_new_one_works_then_rev
             let key = s.credential.as_ref().map(|c| c.key_id.clone());
             let done = key.is_some_and(|k| k != first_key)
                 && s.previous_credentials.is_empty()
-                && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+                && is_true(&s.conditions, app_cond::READY);
             if done { Ok(o) } else { Err(format!("{s:?}")) }
         }
     })
@@ -198,10 +174,10 @@ async fn an_unknown_permission_name_is_reported_and_nothing_is_created() {
     let h = Harness::start("aar-bad-permission").await;
     let mut object = registration("typo");
     object["spec"]["permissions"] = json!([{"resource": "Office 365 Exchange Online", "application": ["Mail.Sendd"]}]);
-    apply(&h, &object).await;
-    let obj = wait_for_condition(&h, "typo", "ConsentGranted", "False").await;
-    let c = obj.status.unwrap().conditions.into_iter().find(|c| c.type_ == "ConsentGranted").unwrap();
-    assert_eq!(c.reason, "UnknownPermission");
+    apply_registration(&h, &object).await;
+    let obj = registration_condition(&h, "typo", app_cond::CONSENT_GRANTED, "False").await;
+    let c = obj.status.unwrap().conditions.into_iter().find(|c| c.type_ == app_cond::CONSENT_GRANTED).unwrap();
+    assert_eq!(c.reason, reason::UNKNOWN_PERMISSION);
     assert!(
         c.message.contains("\"Mail.Sendd\" is not an application permission of Office 365 Exchange Online; valid:"),
         "{}",
@@ -216,8 +192,8 @@ async fn an_unknown_permission_name_is_reported_and_nothing_is_created() {
 #[tokio::test]
 async fn deleting_the_resource_soft_deletes_the_application() {
     let h = Harness::start("aar-delete").await;
-    apply(&h, &registration("doomed")).await;
-    wait_for_condition(&h, "doomed", "Ready", "True").await;
+    apply_registration(&h, &registration("doomed")).await;
+    registration_condition(&h, "doomed", app_cond::READY, "True").await;
     let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
     api.delete("doomed", &DeleteParams::default()).await.unwrap();
     eventually(Duration::from_secs(30), || {
@@ -243,8 +219,8 @@ async fn status_of(h: &Harness, name: &str) -> connect_email_operator::api::Azur
 #[tokio::test]
 async fn drift_made_outside_the_operator_is_repaired() {
     let h = Harness::start("aar-drift").await;
-    apply(&h, &registration("drifty")).await;
-    let ready = wait_for_condition(&h, "drifty", "Ready", "True").await.status.unwrap();
+    apply_registration(&h, &registration("drifty")).await;
+    let ready = registration_condition(&h, "drifty", app_cond::READY, "True").await.status.unwrap();
     let (object_id, first_key) = (ready.object_id.clone().unwrap(), ready.credential.clone().unwrap().key_id);
     let portal = h.portal();
 
@@ -338,8 +314,8 @@ async fn change_feeds_find_drift_without_per_object_polling() {
     };
     let options = connect_email_sim::SimOptions::default().tenant(TENANT);
     let h = Harness::start_with_settings("aar-delta", options, settings).await;
-    apply(&h, &registration("feedy")).await;
-    let ready = wait_for_condition(&h, "feedy", "Ready", "True").await.status.unwrap();
+    apply_registration(&h, &registration("feedy")).await;
+    let ready = registration_condition(&h, "feedy", app_cond::READY, "True").await.status.unwrap();
     let object_id = ready.object_id.clone().unwrap();
 
     // Let the feeds report the operator's own creation and settle, then watch an idle period.
@@ -415,8 +391,8 @@ async fn bursts_of_429_and_503_are_survived() {
     h.sim.faults().on("*").times(4).throttled(Some(1));
     h.sim.faults().on(routes::ADD_PASSWORD).times(2).unavailable();
     h.sim.faults().on(routes::UPSERT_APPLICATION).times(3).throttled(None);
-    apply(&h, &registration("throttled")).await;
-    wait_for_condition(&h, "throttled", "Ready", "True").await;
+    apply_registration(&h, &registration("throttled")).await;
+    registration_condition(&h, "throttled", app_cond::READY, "True").await;
     let statuses: Vec<u16> = h.sim.calls().iter().map(|c| c.status).collect();
     assert!(statuses.iter().filter(|s| **s == 429).count() >= 7, "{statuses:?}");
     assert!(statuses.contains(&503));
@@ -442,8 +418,8 @@ async fn an_adopted_application_keeps_its_foreign_passwords_and_survives_deletio
     h.sim.tag_application(TENANT, &object_id, &format!("connectemail.dev/adopt:{}/adopter", h.ns.name));
     let mut object = registration("adopter");
     object["spec"]["adopt"] = json!({"appId": app_id});
-    apply(&h, &object).await;
-    wait_for_condition(&h, "adopter", "Ready", "True").await;
+    apply_registration(&h, &object).await;
+    registration_condition(&h, "adopter", app_cond::READY, "True").await;
     let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
     let patch = json!({"metadata": {"annotations": {"connectemail.dev/rotate": "1"}}});
     api.patch("adopter", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
@@ -478,8 +454,8 @@ async fn the_orphan_policy_keeps_the_application_and_removes_only_operator_passw
     let h = Harness::start("aar-orphan").await;
     let mut object = registration("kept");
     object["spec"]["deletionPolicy"] = json!("Orphan");
-    apply(&h, &object).await;
-    wait_for_condition(&h, "kept", "Ready", "True").await;
+    apply_registration(&h, &object).await;
+    registration_condition(&h, "kept", app_cond::READY, "True").await;
     let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
     api.delete("kept", &DeleteParams::default()).await.unwrap();
     eventually(Duration::from_secs(30), || async {
@@ -499,8 +475,8 @@ async fn a_tenant_policy_cap_clamps_the_secret_lifetime() {
     h.sim.faults().set_password_lifetime_cap(Some(Duration::from_secs(30 * 86400)));
     let mut object = registration("capped");
     object["spec"]["clientSecret"]["duration"] = json!("4320h");
-    apply(&h, &object).await;
-    let status = wait_for_condition(&h, "capped", "Ready", "True").await.status.unwrap();
+    apply_registration(&h, &object).await;
+    let status = registration_condition(&h, "capped", app_cond::READY, "True").await.status.unwrap();
     let c = status.credential.unwrap();
     // The end is requested as "now + lifetime"; Entra stamps the start a moment later.
     let lifetime = c.not_after.0.duration_since(c.not_before.0).as_secs();
@@ -518,12 +494,9 @@ async fn continuous_rotation_never_breaks_a_consumer_reading_the_secret() {
     // A 1h secret renewed 8s after issue: a rotation every ~8s.
     object["spec"]["clientSecret"] =
         json!({"secretName": "probed-credentials", "duration": "1h", "renewBefore": "59m52s", "revokeAfter": "2s"});
-    apply(&h, &object).await;
-    wait_for_condition(&h, "probed", "Ready", "True").await;
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(h.sim.ca_pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    apply_registration(&h, &object).await;
+    registration_condition(&h, "probed", app_cond::READY, "True").await;
+    let http = sim_client::https_client(&h.sim.ca_pem());
     let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns.name);
     let (mut attempts, mut failures) = (0, Vec::new());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
@@ -559,7 +532,7 @@ async fn continuous_rotation_never_breaks_a_consumer_reading_the_secret() {
 async fn plan_reports_what_would_change_without_changing_anything() {
     // No controller runs: only `plan` touches the simulators.
     let h = Harness::without_operator("aar-plan").await;
-    apply(&h, &registration("planned")).await;
+    apply_registration(&h, &registration("planned")).await;
     let azure = h.azure_clients();
     let changes = connect_email_operator::plan::plan(
         h.client.clone(),
@@ -581,8 +554,8 @@ async fn plan_reports_what_would_change_without_changing_anything() {
 #[tokio::test]
 async fn a_graph_outage_while_resolving_permissions_does_not_delay_a_rotation() {
     let h = Harness::start("aar-resolve-down").await;
-    apply(&h, &registration("resilient")).await;
-    let ready = wait_for_condition(&h, "resilient", "Ready", "True").await;
+    apply_registration(&h, &registration("resilient")).await;
+    let ready = registration_condition(&h, "resilient", app_cond::READY, "True").await;
     let first = ready.status.unwrap().credential.unwrap().key_id;
     // Exchange Online's service principal cannot be read (Graph answers 503 for it, every time).
     let exchange = connect_email_operator::api::tenant::EXCHANGE_ONLINE_APP_ID;
@@ -601,12 +574,12 @@ async fn a_graph_outage_while_resolving_permissions_does_not_delay_a_rotation() 
         }
     })
     .await;
-    let consent = rotated.conditions.iter().find(|c| c.type_ == "ConsentGranted").unwrap();
+    let consent = rotated.conditions.iter().find(|c| c.type_ == app_cond::CONSENT_GRANTED).unwrap();
     assert_eq!(consent.status, "False");
     assert!(consent.message.contains("resolving permissions"), "{}", consent.message);
     // Graph is back: consent is confirmed again.
     h.sim.faults().clear();
-    wait_for_condition(&h, "resilient", "ConsentGranted", "True").await;
+    registration_condition(&h, "resilient", app_cond::CONSENT_GRANTED, "True").await;
     h.finish().await;
 }
 
@@ -627,8 +600,8 @@ async fn consent_people_granted_on_an_adopted_application_is_never_withdrawn() {
 
     let mut object = registration("adopter");
     object["spec"]["adopt"] = json!({"appId": app_id});
-    apply(&h, &object).await;
-    wait_for_condition(&h, "adopter", "Ready", "True").await;
+    apply_registration(&h, &object).await;
+    registration_condition(&h, "adopter", app_cond::READY, "True").await;
     let scopes = |resource: String| {
         let portal = portal.clone();
         let client = client.id.clone();
@@ -652,7 +625,7 @@ async fn consent_people_granted_on_an_adopted_application_is_never_withdrawn() {
 
     // Graph leaves the spec: the operator withdraws its own grant, and nothing of the people's.
     object["spec"]["permissions"] = json!([{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}]);
-    apply(&h, &object).await;
+    apply_registration(&h, &object).await;
     eventually(Duration::from_secs(30), || async {
         match scopes(graph.id.clone()).await {
             None => Ok(()),
@@ -672,10 +645,11 @@ async fn deletion_while_graph_is_down_completes_for_orphan_and_waits_for_delete(
     let h = Harness::start("aar-graph-down").await;
     let mut orphaned = registration("orphaned");
     orphaned["spec"]["deletionPolicy"] = json!("Orphan");
-    apply(&h, &orphaned).await;
-    apply(&h, &registration("deleted")).await;
-    wait_for_condition(&h, "orphaned", "Ready", "True").await;
-    let deleted_app = wait_for_condition(&h, "deleted", "Ready", "True").await.status.unwrap().app_id.unwrap();
+    apply_registration(&h, &orphaned).await;
+    apply_registration(&h, &registration("deleted")).await;
+    registration_condition(&h, "orphaned", app_cond::READY, "True").await;
+    let deleted_app =
+        registration_condition(&h, "deleted", app_cond::READY, "True").await.status.unwrap().app_id.unwrap();
     // Graph (and the token endpoint) answer 503 to everything.
     h.sim.faults().on("*").times(1_000_000).unavailable();
     let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
@@ -687,9 +661,9 @@ async fn deletion_while_graph_is_down_completes_for_orphan_and_waits_for_delete(
     })
     .await;
     // Delete waits, and says why.
-    let waiting = wait_for_condition(&h, "deleted", "Ready", "False").await;
-    let ready = waiting.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
-    assert_eq!(ready.reason, "DeletionPending", "{ready:?}");
+    let waiting = registration_condition(&h, "deleted", app_cond::READY, "False").await;
+    let ready = waiting.status.unwrap().conditions.into_iter().find(|c| c.type_ == app_cond::READY).unwrap();
+    assert_eq!(ready.reason, reason::DELETION_PENDING, "{ready:?}");
     assert!(ready.message.contains("waits for Graph"), "{}", ready.message);
     assert!(h.sim.applications(TENANT).iter().any(|a| a.app_id == deleted_app));
     // Graph is back: the application is deleted and the resource goes.
@@ -767,7 +741,7 @@ async fn one_reconcile_does_exactly_what_plan_printed() {
     let ctx = h.context(h.client.clone());
     let azure = h.azure_clients();
     let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
-    apply(&h, &registration("agreed")).await;
+    apply_registration(&h, &registration("agreed")).await;
     let once = || async {
         let obj = api.get("agreed").await.unwrap();
         connect_email_operator::controller::app_registration::reconcile::reconcile(

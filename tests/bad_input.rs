@@ -6,13 +6,14 @@ mod support;
 
 use std::time::Duration;
 
+use connect_email_operator::api::conditions::{app_registration as app_cond, email_channel as ch_cond, reason};
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
-use connect_email_sim::AutoForwardingMode;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, TENANT, TENANT_REF};
+use support::resources::{mailboxes, registration_condition, wait_for_condition};
 use support::*;
 
 fn api_channel(name: &str, mailbox: &str, credentials: &str) -> Value {
@@ -99,6 +100,12 @@ where
     api.patch(name, &PatchParams::apply(FIELD_MANAGER).force().validation_strict(), &Patch::Apply(object)).await
 }
 
+/// Waits for condition `type_` of channel `name` to have `status` and a message containing `text`.
+async fn channel_condition(h: &Harness, name: &str, type_: &str, status: &str, text: &str) -> Condition {
+    let accept = |c: &Condition| c.status == status && c.message.contains(text);
+    wait_for_condition::<EmailChannel>(h, name, type_, accept).await.1
+}
+
 fn rejection(result: Result<impl std::fmt::Debug, kube::Error>) -> String {
     match result {
         Ok(o) => panic!("admitted: {o:?}"),
@@ -107,33 +114,15 @@ fn rejection(result: Result<impl std::fmt::Debug, kube::Error>) -> String {
     }
 }
 
-/// Waits for condition `type_` of channel `name` to be False with a message containing `text`.
-async fn channel_condition(h: &Harness, name: &str, type_: &str, status: &str, text: &str) -> Condition {
-    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
-    eventually(Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let o = api.get(name).await.map_err(|e| e.to_string())?;
-            let conditions = o.status.map(|s| s.conditions).unwrap_or_default();
-            match conditions.into_iter().find(|c| c.type_ == type_) {
-                Some(c) if c.status == status && c.message.contains(text) => Ok(c),
-                other => Err(format!("{type_}: {other:?}")),
-            }
-        }
-    })
-    .await
-}
-
 #[tokio::test]
 async fn a_missing_connect_credentials_secret_or_key_is_reported_with_the_fix() {
     let h = Harness::start("bad-creds").await;
-    h.sim.exchange().add_mailbox(TENANT, "creds@contoso.com");
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    mailboxes(&h, &["creds@contoso.com"]);
     apply::<EmailChannel>(&h, &api_channel("creds", "creds@contoso.com", "webex-token")).await.unwrap();
     let ns = &h.ns.name;
 
-    let c = channel_condition(&h, "creds", "ConnectAssetSynced", "False", "does not exist").await;
-    assert_eq!(c.reason, "InvalidSpec");
+    let c = channel_condition(&h, "creds", ch_cond::CONNECT_ASSET_SYNCED, "False", "does not exist").await;
+    assert_eq!(c.reason, reason::INVALID_SPEC);
     assert_eq!(
         c.message,
         format!(
@@ -141,7 +130,7 @@ async fn a_missing_connect_credentials_secret_or_key_is_reported_with_the_fix() 
         )
     );
     // Ready names the failing condition, so `kubectl get` users see it too.
-    let ready = channel_condition(&h, "creds", "Ready", "False", "ConnectAssetSynced").await;
+    let ready = channel_condition(&h, "creds", ch_cond::READY, "False", ch_cond::CONNECT_ASSET_SYNCED).await;
     assert!(ready.message.contains("webex-token"), "{}", ready.message);
 
     // The Secret, but the token under another key.
@@ -151,13 +140,13 @@ async fn a_missing_connect_credentials_secret_or_key_is_reported_with_the_fix() 
     }))
     .unwrap();
     secrets.create(&PostParams::default(), &wrong_key).await.unwrap();
-    let c = channel_condition(&h, "creds", "ConnectAssetSynced", "False", "has no non-empty key token").await;
+    let c = channel_condition(&h, "creds", ch_cond::CONNECT_ASSET_SYNCED, "False", "has no non-empty key token").await;
     assert!(c.message.contains("fix connect.credentialsSecretRef"), "{}", c.message);
 
     // Fixed: the asset gets created.
     let patch = json!({"stringData": {"token": CONNECT_TOKEN}});
     secrets.patch("webex-token", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    channel_condition(&h, "creds", "ConnectAssetSynced", "True", "holds client secret").await;
+    channel_condition(&h, "creds", ch_cond::CONNECT_ASSET_SYNCED, "True", "holds client secret").await;
     h.finish().await;
 }
 
@@ -175,7 +164,7 @@ async fn a_reference_to_a_missing_app_registration_is_reported_with_the_fix() {
     let mut object = manual_channel("byref", "ref@contoso.com", "acme.us.webexconnect.io", "Ref");
     object["spec"]["azure"] = json!({"appRegistrationRef": {"name": "shared-app"}});
     apply::<EmailChannel>(&h, &object).await.unwrap();
-    let c = channel_condition(&h, "byref", "AppRegistrationReady", "False", "does not exist").await;
+    let c = channel_condition(&h, "byref", ch_cond::APP_REGISTRATION_READY, "False", "does not exist").await;
     assert_eq!(
         c.message,
         format!(
@@ -187,7 +176,7 @@ async fn a_reference_to_a_missing_app_registration_is_reported_with_the_fix() {
     // registration is not polled, and the resync is an hour away).
     let shared = registration("shared-app", vec!["https://acme.us.webexconnect.io/callback".into()]);
     apply::<AzureAppRegistration>(&h, &shared).await.unwrap();
-    channel_condition(&h, "byref", "AppRegistrationReady", "True", "shared-app: application").await;
+    channel_condition(&h, "byref", ch_cond::APP_REGISTRATION_READY, "True", "shared-app: application").await;
     h.finish().await;
 }
 
@@ -217,20 +206,7 @@ async fn redirect_uris_at_the_limit_are_reconciled_and_past_it_are_refused() {
     // 256 URIs of 256 characters each: the most the schema (and Entra ID) allows.
     let uris: Vec<String> = (0..256).map(|i| redirect_uri(i, 256)).collect();
     apply::<AzureAppRegistration>(&h, &registration("biggest", uris.clone())).await.expect("at the limit is admitted");
-    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
-    eventually(Duration::from_secs(90), || {
-        let api = api.clone();
-        async move {
-            let o = api.get("biggest").await.map_err(|e| e.to_string())?;
-            let conditions = o.status.map(|s| s.conditions).unwrap_or_default();
-            if conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
-                Ok(())
-            } else {
-                Err(format!("{conditions:?}"))
-            }
-        }
-    })
-    .await;
+    registration_condition(&h, "biggest", app_cond::READY, "True").await;
     let app = h.sim.applications(TENANT).remove(0);
     assert_eq!(app.redirect_uris.len(), 256);
     assert_eq!(
@@ -258,12 +234,11 @@ async fn redirect_uris_at_the_limit_are_reconciled_and_past_it_are_refused() {
 async fn channel_fields_at_their_maximum_are_reconciled_and_past_it_are_refused() {
     let h = Harness::start("bad-long").await;
     let (mailbox, host, asset) = (long_mailbox(254), long_host(239), "A".repeat(100));
-    h.sim.exchange().add_mailbox(TENANT, &mailbox);
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    mailboxes(&h, &[&mailbox]);
     apply::<EmailChannel>(&h, &manual_channel("longest", &mailbox, &host, &asset)).await.expect("admitted");
     // The child registration fits its own bounds (displayName cut to 120, callback URL of 256).
-    channel_condition(&h, "longest", "AppRegistrationReady", "True", "").await;
-    channel_condition(&h, "longest", "MailboxConfigured", "True", "").await;
+    channel_condition(&h, "longest", ch_cond::APP_REGISTRATION_READY, "True", "").await;
+    channel_condition(&h, "longest", ch_cond::MAILBOX_CONFIGURED, "True", "").await;
     let app = h.sim.applications(TENANT).remove(0);
     assert_eq!(app.redirect_uris, vec![format!("https://{host}/callback")]);
     assert_eq!(app.redirect_uris[0].len(), 256);

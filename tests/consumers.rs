@@ -9,15 +9,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use connect_email_operator::api::conditions::{app_registration as app_cond, reason};
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_operator::controller::Settings;
-use connect_email_sim::{AutoForwardingMode, routes};
+use connect_email_sim::routes;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, TENANT, TENANT_REF};
-use support::{FIELD_MANAGER, eventually};
+use support::operator::{CONNECT_ORG, Harness, TENANT, TENANT_REF};
+use support::resources::{apply_channel, apply_registration, connect_token_secret, mailboxes, secret_data as data};
+use support::{eventually, sim_client};
 
 const FORWARD_TO: &str = "4f1c2a9b7e4f1c2a9b7e4f1c2a9b7e4f@mail-us.imiconnect.io";
 const CALLBACK: &str = "https://acme.us.webexconnect.io/callback";
@@ -33,25 +35,6 @@ fn manual_channel(name: &str, mailbox: &str, azure: Value) -> Value {
                         "assetName": format!("{name} email"), "forwardingAddress": FORWARD_TO}
         }
     })
-}
-
-async fn apply_channel(h: &Harness, object: &Value) {
-    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
-    let name = object["metadata"]["name"].as_str().unwrap();
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await.expect("apply");
-}
-
-async fn apply_registration(h: &Harness, object: &Value) {
-    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
-    let name = object["metadata"]["name"].as_str().unwrap();
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await.expect("apply");
-}
-
-fn mailboxes(h: &Harness, names: &[&str]) {
-    for m in names {
-        h.sim.exchange().add_mailbox(TENANT, m);
-    }
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
 }
 
 async fn registration(h: &Harness, name: &str) -> AzureAppRegistration {
@@ -76,10 +59,6 @@ async fn new_verified_key(h: &Harness, name: &str, not: &[&str]) -> String {
 
 async fn secret_data(h: &Harness, name: &str) -> Secret {
     Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).get(name).await.unwrap()
-}
-
-fn data(s: &Secret, key: &str) -> Option<String> {
-    s.data.as_ref()?.get(key).map(|v| String::from_utf8(v.0.clone()).unwrap())
 }
 
 fn annotation(s: &Secret, key: &str) -> Option<String> {
@@ -114,11 +93,7 @@ fn app_keys(h: &Harness) -> Vec<String> {
 /// period as Connect needs: it reads the asset's secret for each new session), once Connect holds
 /// its first verified key. Returns that key and the asset ID.
 async fn api_channel(h: &Harness, name: &str) -> (String, String) {
-    let token: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).create(&PostParams::default(), &token).await.unwrap();
+    connect_token_secret(h).await;
     apply_channel(h, &json!({
         "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
         "metadata": {"name": name},
@@ -167,11 +142,14 @@ struct Probe {
 }
 
 impl Probe {
+    /// A probe holding what Connect holds for the asset.
+    fn for_asset(h: &Harness, asset_id: &str) -> Self {
+        let oauth = h.connect.asset(asset_id).unwrap().oauth;
+        Probe::start(h, oauth.client_id, oauth.token_url, oauth.client_secret)
+    }
+
     fn start(h: &Harness, client_id: String, token_url: String, secret: String) -> Self {
-        let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(h.sim.ca_pem().as_bytes()).unwrap())
-            .build()
-            .unwrap();
+        let http = sim_client::https_client(&h.sim.ca_pem());
         let secret = Arc::new(Mutex::new(secret));
         let attempts = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));
@@ -244,7 +222,7 @@ async fn deleting_or_editing_the_secret_never_cuts_off_connect_in_manual_mode() 
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(app_keys(&h).contains(&k0), "Connect's key must stay until Connect holds the new one");
     let rotating = registration(&h, "support").await.status.unwrap();
-    let message = &rotating.conditions.iter().find(|c| c.type_ == "Rotating").unwrap().message;
+    let message = &rotating.conditions.iter().find(|c| c.type_ == app_cond::ROTATING).unwrap().message;
     assert!(message.contains(&k0) && message.contains("EmailChannel support"), "{message}");
 
     // 2. The Secret is edited by hand: the fingerprint no longer matches.
@@ -282,13 +260,7 @@ async fn deleting_the_secret_never_cuts_off_connect_in_api_mode() {
     // Entra ID takes a moment to accept each new key: Connect gets it only after that.
     h.sim.faults().set_password_propagation(Duration::from_millis(1500));
     let (k0, asset_id) = api_channel(&h, "billing").await;
-    let asset = h.connect.asset(&asset_id).unwrap();
-    let probe = Probe::start(
-        &h,
-        asset.oauth.client_id.clone(),
-        asset.oauth.token_url.clone(),
-        asset.oauth.client_secret.clone(),
-    );
+    let probe = Probe::for_asset(&h, &asset_id);
     Api::<Secret>::namespaced(h.client.clone(), &h.ns.name)
         .delete("billing-azure", &DeleteParams::default())
         .await
@@ -360,7 +332,7 @@ async fn two_channels_sharing_a_registration_each_keep_their_key_until_they_ackn
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(app_keys(&h).contains(&k0), "b's Connect still uses {k0}");
     let status = registration(&h, "shared").await.status.unwrap();
-    let rotating = status.conditions.iter().find(|c| c.type_ == "Rotating").unwrap();
+    let rotating = status.conditions.iter().find(|c| c.type_ == app_cond::ROTATING).unwrap();
     assert!(
         rotating.message.contains("EmailChannel b") && !rotating.message.contains("EmailChannel a"),
         "{}",
@@ -420,9 +392,9 @@ async fn a_secret_the_token_endpoint_keeps_rejecting_is_replaced_a_bounded_numbe
         .unwrap();
     let blocked = eventually(Duration::from_secs(60), || async {
         let r = registration(&h, "stubborn").await;
-        let c = r.status.unwrap().conditions.into_iter().find(|c| c.type_ == "CredentialReady");
+        let c = r.status.unwrap().conditions.into_iter().find(|c| c.type_ == app_cond::CREDENTIAL_READY);
         match c {
-            Some(c) if c.reason == "SecretRejected" => Ok(c.message),
+            Some(c) if c.reason == reason::SECRET_REJECTED => Ok(c.message),
             other => Err(format!("{other:?}")),
         }
     })
@@ -445,7 +417,7 @@ async fn a_secret_the_token_endpoint_keeps_rejecting_is_replaced_a_bounded_numbe
         .into_iter()
         .filter_map(|e| e.reason)
         .collect();
-    assert!(events.iter().any(|r| r == "SecretRejected"), "{events:?}");
+    assert!(events.iter().any(|r| r == reason::SECRET_REJECTED), "{events:?}");
 
     // Replication catches up: the last key is verified and the old one goes.
     h.sim.faults().set_password_propagation(Duration::ZERO);
@@ -522,13 +494,7 @@ async fn an_edited_secret_or_a_status_that_disagrees_never_cuts_off_connect_in_a
     mailboxes(&h, &["sales@contoso.com"]);
     h.sim.faults().set_password_propagation(Duration::from_millis(1500));
     let (k0, asset_id) = api_channel(&h, "sales").await;
-    let asset = h.connect.asset(&asset_id).unwrap();
-    let probe = Probe::start(
-        &h,
-        asset.oauth.client_id.clone(),
-        asset.oauth.token_url.clone(),
-        asset.oauth.client_secret.clone(),
-    );
+    let probe = Probe::for_asset(&h, &asset_id);
     // 1. The Secret's client secret is pasted over by hand: the pasted text never reaches Connect.
     let patch = json!({"stringData": {"client-secret": "pasted-over-by-hand"}});
     Api::<Secret>::namespaced(h.client.clone(), &h.ns.name)

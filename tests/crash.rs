@@ -14,44 +14,14 @@ use connect_email_sim::routes;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use support::channel;
-use support::operator::{Harness, TENANT, TENANT_REF};
+use support::operator::{Harness, TENANT};
 use support::process::OperatorProcess;
+use support::resources::{registration_settled, smtp_registration};
 use support::*;
-
-fn registration() -> serde_json::Value {
-    json!({
-        "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
-        "metadata": {"name": "crashy"},
-        "spec": {
-            "tenantRef": {"name": TENANT_REF},
-            "displayName": "Crash test",
-            "redirectUris": ["https://acme.us.webexconnect.io/callback"],
-            "permissions": [{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}],
-            "clientSecret": {"secretName": "crashy-credentials", "duration": "720h", "revokeAfter": "0s"}
-        }
-    })
-}
 
 /// The Secret's client secret, if the token endpoint accepts it for the app.
 async fn secret_works(h: &Harness) -> Result<String, String> {
     channel::secret_accepted(h, "crashy-credentials").await.map(|(client_id, _)| client_id)
-}
-
-async fn ready_with_key(api: &Api<AzureAppRegistration>, not_key: Option<String>) -> AzureAppRegistration {
-    eventually(Duration::from_secs(90), || {
-        let api = api.clone();
-        let not_key = not_key.clone();
-        async move {
-            let o = api.get("crashy").await.map_err(|e| e.to_string())?;
-            let s = o.status.clone().unwrap_or_default();
-            let ready = s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-            let key = s.credential.as_ref().map(|c| c.key_id.clone());
-            let rotated = not_key.is_none() || (key.is_some() && key != not_key);
-            let settled = s.previous_credentials.is_empty() && s.pending_rotation.is_none();
-            if ready && rotated && settled { Ok(o) } else { Err(format!("{s:?}")) }
-        }
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,8 +40,14 @@ async fn a_crash_at_every_rotation_step_converges_without_leaks_duplicates_or_ou
         let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
         // 1. A healthy start.
         let mut op = OperatorProcess::spawn(&h.ns.name, &h.sim, &[], "1-healthy");
-        api.patch("crashy", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&registration())).await.unwrap();
-        let first = ready_with_key(&api, None).await;
+        api.patch(
+            "crashy",
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(&smtp_registration("crashy", "Crash test")),
+        )
+        .await
+        .unwrap();
+        let first = registration_settled(&h, "crashy", None, Duration::from_secs(90)).await;
         let first_key = first.status.unwrap().credential.unwrap().key_id;
         op.kill();
 
@@ -85,7 +61,7 @@ async fn a_crash_at_every_rotation_step_converges_without_leaks_duplicates_or_ou
 
         // 3. Restart and converge.
         let mut op = OperatorProcess::spawn(&h.ns.name, &h.sim, &[], "3-restart");
-        let done = ready_with_key(&api, Some(first_key.clone())).await;
+        let done = registration_settled(&h, "crashy", Some(&first_key), Duration::from_secs(90)).await;
         let status = done.status.unwrap();
         let apps = h.sim.applications(TENANT);
         let passwords: Vec<String> = apps.iter().flat_map(|a| a.passwords.iter().map(|p| p.key_id.clone())).collect();

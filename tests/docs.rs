@@ -2,14 +2,13 @@
 //! of the repository (and, for a `#fragment`, at a heading of the target), and no page refers to an
 //! issue number, a folder outside the repository or the machine it was written on. Needs no cluster.
 
+mod support;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::repo_root;
 
 /// README.md and every Markdown file under docs/.
 fn pages() -> Vec<PathBuf> {

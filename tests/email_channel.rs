@@ -5,12 +5,15 @@ mod support;
 
 use std::time::Duration;
 
+use connect_email_operator::api::conditions::{email_channel as ch_cond, reason};
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
-use connect_email_sim::AutoForwardingMode;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, TENANT, TENANT_REF};
+use support::resources::{
+    apply_channel, channel_condition, channel_reason, connect_token_secret, mailboxes, verified_key,
+};
 use support::*;
 
 const MAILBOX: &str = "support@contoso.com";
@@ -29,28 +32,6 @@ fn manual_channel(name: &str) -> Value {
     })
 }
 
-async fn apply(h: &Harness, object: &Value) {
-    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
-    let name = object["metadata"]["name"].as_str().unwrap();
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await.expect("apply");
-}
-
-async fn condition(h: &Harness, name: &str, type_: &str, status: &str) -> EmailChannel {
-    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
-    eventually(Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let obj = api.get(name).await.map_err(|e| e.to_string())?;
-            let conditions = obj.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-            match conditions.iter().find(|c| c.type_ == type_) {
-                Some(c) if c.status == status => Ok(obj),
-                other => Err(format!("{type_} is {other:?}; all: {conditions:#?}")),
-            }
-        }
-    })
-    .await
-}
-
 fn message(obj: &EmailChannel, type_: &str) -> String {
     obj.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == type_).unwrap().message.clone()
 }
@@ -65,31 +46,24 @@ async fn registration(h: &Harness, name: &str) -> AzureAppRegistration {
     Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name).get(name).await.unwrap()
 }
 
-/// The verified key of the registration, once it exists and has one.
-async fn current_key_of(h: &Harness, name: &str) -> Option<String> {
-    let r = Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name).get_opt(name).await.ok()??;
-    r.status?.credential.filter(|c| c.verified_at.is_some()).map(|c| c.key_id)
-}
-
 #[tokio::test]
 async fn a_manual_channel_configures_the_mailbox_and_waits_for_the_person_in_connect() {
     let h = Harness::start("ech-manual").await;
-    h.sim.exchange().add_mailbox(TENANT, MAILBOX);
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
-    apply(&h, &manual_channel("support")).await;
+    mailboxes(&h, &[MAILBOX]);
+    apply_channel(&h, &manual_channel("support")).await;
 
     // The child registration: callback URL, implicit grant, least-privilege permissions, owned.
-    condition(&h, "support", "ConnectAssetSynced", "False").await;
+    channel_condition(&h, "support", ch_cond::CONNECT_ASSET_SYNCED, "False").await;
     let child = registration(&h, "support").await;
     assert_eq!(child.spec.redirect_uris, vec!["https://acme.us.webexconnect.io/callback".to_string()]);
     assert!(child.spec.implicit_grant.access_tokens);
     assert!(child.spec.client_secret.require_acknowledgement);
     assert_eq!(child.metadata.owner_references.as_ref().unwrap()[0].kind, "EmailChannel");
     let key = eventually(Duration::from_secs(30), || async {
-        current_key_of(&h, "support").await.ok_or("no verified key yet".to_string())
+        verified_key(&h, "support").await.ok_or("no verified key yet".to_string())
     })
     .await;
-    condition(&h, "support", "AppRegistrationReady", "True").await;
+    channel_condition(&h, "support", ch_cond::APP_REGISTRATION_READY, "True").await;
 
     // Exchange: SMTP AUTH explicitly on (the organisation default is off), forwarding with a copy.
     let mailbox = eventually(Duration::from_secs(30), || async {
@@ -103,18 +77,18 @@ async fn a_manual_channel_configures_the_mailbox_and_waits_for_the_person_in_con
     );
     assert!(mailbox.deliver_to_mailbox_and_forward);
     assert_eq!(mailbox.smtp_client_authentication_disabled, Some(false));
-    condition(&h, "support", "MailboxConfigured", "True").await;
-    condition(&h, "support", "OutboundForwardingAllowed", "True").await;
+    channel_condition(&h, "support", ch_cond::MAILBOX_CONFIGURED, "True").await;
+    channel_condition(&h, "support", ch_cond::OUTBOUND_FORWARDING_ALLOWED, "True").await;
 
     // Connect: the message says exactly what to do, with the key to acknowledge.
-    let pending = condition(&h, "support", "ConnectSecretOutdated", "True").await;
-    let m = message(&pending, "ConnectSecretOutdated");
+    let pending = channel_condition(&h, "support", ch_cond::CONNECT_SECRET_OUTDATED, "True").await;
+    let m = message(&pending, ch_cond::CONNECT_SECRET_OUTDATED);
     assert!(m.contains("Secret support-azure (key client-secret)"), "{m}");
     assert!(m.contains(&format!("connectemail.dev/connect-secret-applied={key}")), "{m}");
-    assert!(message(&pending, "Ready").contains("ConnectAssetSynced"));
+    assert!(message(&pending, ch_cond::READY).contains(ch_cond::CONNECT_ASSET_SYNCED));
 
     annotate_channel(&h, "support", "connectemail.dev/connect-secret-applied", &key).await;
-    let ready = condition(&h, "support", "Ready", "True").await;
+    let ready = channel_condition(&h, "support", ch_cond::READY, "True").await;
     let gauge = format!(
         "connect_email_operator_resource_ready{{kind=\"EmailChannel\",namespace=\"{}\",name=\"support\"}} 1",
         h.ns.name
@@ -149,29 +123,28 @@ async fn a_manual_channel_configures_the_mailbox_and_waits_for_the_person_in_con
 #[tokio::test]
 async fn a_rotation_holds_the_old_secret_until_the_person_confirms_the_new_one() {
     let h = Harness::start("ech-manual-rotate").await;
-    h.sim.exchange().add_mailbox(TENANT, MAILBOX);
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    mailboxes(&h, &[MAILBOX]);
     let mut object = manual_channel("rot");
     object["spec"]["azure"]["clientSecret"] = json!({"secretName": "rot-azure", "revokeAfter": "0s"});
-    apply(&h, &object).await;
+    apply_channel(&h, &object).await;
     let first =
-        eventually(Duration::from_secs(30), || async { current_key_of(&h, "rot").await.ok_or("no key".to_string()) })
+        eventually(Duration::from_secs(30), || async { verified_key(&h, "rot").await.ok_or("no key".to_string()) })
             .await;
     annotate_channel(&h, "rot", "connectemail.dev/connect-secret-applied", &first).await;
-    condition(&h, "rot", "Ready", "True").await;
+    channel_condition(&h, "rot", ch_cond::READY, "True").await;
 
     let registrations: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
     let patch = json!({"metadata": {"annotations": {"connectemail.dev/rotate": "1"}}});
     registrations.patch("rot", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     let second = eventually(Duration::from_secs(30), || async {
-        match current_key_of(&h, "rot").await {
+        match verified_key(&h, "rot").await {
             Some(k) if k != first => Ok(k),
             other => Err(format!("{other:?}")),
         }
     })
     .await;
-    let outdated = condition(&h, "rot", "ConnectSecretOutdated", "True").await;
-    assert!(message(&outdated, "ConnectSecretOutdated").contains(&second));
+    let outdated = channel_condition(&h, "rot", ch_cond::CONNECT_SECRET_OUTDATED, "True").await;
+    assert!(message(&outdated, ch_cond::CONNECT_SECRET_OUTDATED).contains(&second));
     // Connect still uses the first secret: it stays valid, in Entra ID and in the Secret.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let app = h.sim.applications(TENANT).remove(0);
@@ -180,7 +153,7 @@ async fn a_rotation_holds_the_old_secret_until_the_person_confirms_the_new_one()
     assert!(secret.data.unwrap().contains_key("previous-client-secret"));
 
     annotate_channel(&h, "rot", "connectemail.dev/connect-secret-applied", &second).await;
-    condition(&h, "rot", "Ready", "True").await;
+    channel_condition(&h, "rot", ch_cond::READY, "True").await;
     eventually(Duration::from_secs(30), || async {
         let n = h.sim.applications(TENANT)[0].passwords.len();
         if n == 1 { Ok(()) } else { Err(format!("{n} passwords")) }
@@ -194,33 +167,36 @@ async fn blocked_forwarding_and_missing_exchange_rights_are_explained_without_bl
     let h = Harness::start("ech-blocked").await;
     h.sim.exchange().add_mailbox(TENANT, MAILBOX);
     // Default policy left at Automatic (behaves as Off).
-    apply(&h, &manual_channel("blocked")).await;
-    let obj = condition(&h, "blocked", "OutboundForwardingAllowed", "False").await;
-    let m = message(&obj, "OutboundForwardingAllowed");
+    apply_channel(&h, &manual_channel("blocked")).await;
+    let obj = channel_condition(&h, "blocked", ch_cond::OUTBOUND_FORWARDING_ALLOWED, "False").await;
+    let m = message(&obj, ch_cond::OUTBOUND_FORWARDING_ALLOWED);
     assert!(m.contains("AutoForwardingMode Automatic"), "{m}");
     assert!(m.contains("Set-HostedOutboundSpamFilterPolicy -Identity 'Default' -AutoForwardingMode On"), "{m}");
 
     h.sim.exchange().set_role_missing(TENANT, true);
-    let obj = condition(&h, "blocked", "MailboxConfigured", "False").await;
-    let c = obj.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "MailboxConfigured").unwrap().clone();
-    assert_eq!(c.reason, "PermissionDenied");
+    let obj = channel_condition(&h, "blocked", ch_cond::MAILBOX_CONFIGURED, "False").await;
+    let c = obj
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ch_cond::MAILBOX_CONFIGURED)
+        .unwrap()
+        .clone();
+    assert_eq!(c.reason, reason::PERMISSION_DENIED);
     assert!(c.message.contains("Exchange.ManageAsApp"), "{}", c.message);
     // The app registration and its secret are unaffected.
-    condition(&h, "blocked", "AppRegistrationReady", "True").await;
+    channel_condition(&h, "blocked", ch_cond::APP_REGISTRATION_READY, "True").await;
     h.finish().await;
 }
 
 #[tokio::test]
 async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in() {
     let h = Harness::start("ech-api").await;
-    h.sim.exchange().add_mailbox(TENANT, MAILBOX);
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
-    let token: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).create(&PostParams::default(), &token).await.unwrap();
-    apply(&h, &json!({
+    mailboxes(&h, &[MAILBOX]);
+    connect_token_secret(&h).await;
+    apply_channel(&h, &json!({
         "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
         "metadata": {"name": "billing"},
         "spec": {
@@ -231,8 +207,8 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
         }
     }))
     .await;
-    let waiting = condition(&h, "billing", "ConnectAuthorized", "False").await;
-    let m = message(&waiting, "ConnectAuthorized");
+    let waiting = channel_condition(&h, "billing", ch_cond::CONNECT_AUTHORIZED, "False").await;
+    let m = message(&waiting, ch_cond::CONNECT_AUTHORIZED);
     assert!(m.contains("Generate Token") && m.contains(MAILBOX), "{m}");
     let status = waiting.status.unwrap();
     let asset_id = status.connect.as_ref().unwrap().asset_id.clone().expect("asset created");
@@ -246,8 +222,8 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
 
     // The person signs in once; the mailbox forwards to the address Connect generated.
     h.connect.complete_sign_in(&asset_id);
-    let ready = condition(&h, "billing", "Ready", "True").await;
-    let synced = message(&ready, "ConnectAssetSynced");
+    let ready = channel_condition(&h, "billing", ch_cond::READY, "True").await;
+    let synced = message(&ready, ch_cond::CONNECT_ASSET_SYNCED);
     assert_eq!(synced.matches("experimental").count(), 1, "Api mode says once that it is experimental: {synced}");
     assert_eq!(ready.status.as_ref().unwrap().forwarding_address.as_deref(), Some(asset.forwarding_address.as_str()));
     let mailbox = h.sim.exchange().mailbox(TENANT, MAILBOX).unwrap();
@@ -271,7 +247,7 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
         }
     })
     .await;
-    condition(&h, "billing", "Ready", "True").await;
+    channel_condition(&h, "billing", ch_cond::READY, "True").await;
 
     // The Webex token expires mid-life and a rotation starts meanwhile: the new secret cannot be
     // pushed, so the old one (still in Connect) is kept.
@@ -279,7 +255,7 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
     h.connect.expire_token(CONNECT_TOKEN);
     let patch = json!({"metadata": {"annotations": {"connectemail.dev/rotate": "2"}}});
     registrations.patch("billing", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    let m = false_with_reason(&h, "billing", "ConnectAssetSynced", "ConnectUnauthorized").await;
+    let m = channel_reason(&h, "billing", ch_cond::CONNECT_ASSET_SYNCED, "False", reason::CONNECT_UNAUTHORIZED).await;
     assert!(m.contains("webex-connect-api"), "{m}");
     eventually(Duration::from_secs(45), || async {
         let n = h.sim.applications(TENANT).remove(0).passwords.len();
@@ -305,7 +281,7 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
         }
     })
     .await;
-    condition(&h, "billing", "Ready", "True").await;
+    channel_condition(&h, "billing", ch_cond::READY, "True").await;
     // Connect was asked for its list of assets once, to find this one before creating it; every
     // later look (sign-in, rotation, resyncs) read the asset by its ID.
     use connect_email_sim::connect::routes as connect_routes;
@@ -317,60 +293,23 @@ async fn an_api_channel_pushes_every_secret_to_connect_and_asks_for_one_sign_in(
 /// Creates an email asset in the Connect simulator as a person would in the portal; returns its ID.
 async fn create_asset_by_hand(h: &Harness, name: &str) -> String {
     use connect_email_operator::api::email_channel::ConnectRegion;
-    use connect_email_operator::connect::api::{AssetSettings, ConnectAssets, ConnectClient, Org};
-    use connect_email_operator::http::{HttpClient, HttpSettings};
-    let settings = HttpSettings { extra_ca_pem: Some(h.connect.ca_pem()), ..HttpSettings::default() };
-    let endpoint = url::Url::parse(&h.connect.url()).unwrap();
-    let client = ConnectClient::new(HttpClient::new("connect", &settings).unwrap(), Some(endpoint));
+    use connect_email_operator::connect::api::{ConnectAssets, Org};
+    let client = sim_client::connect_client(&h.connect, None);
     let token: secrecy::SecretString = CONNECT_TOKEN.to_string().into();
     let org = Org { region: ConnectRegion::Us, organization_id: CONNECT_ORG, token: &token };
-    let asset = AssetSettings {
-        asset_name: name.to_string(),
-        email_id: MAILBOX.to_string(),
-        smtp_server: "smtp.office365.com".to_string(),
-        smtp_port: 587,
-        smtp_security: "STARTTLS".to_string(),
-        smtp_username: MAILBOX.to_string(),
-        client_id: "00000000-0000-4000-8000-000000000001".to_string(),
-        client_secret: "typed-by-hand".to_string().into(),
-        authorization_url: format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/authorize"),
-        token_url: format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token"),
-        scope: "offline_access https://outlook.office.com/SMTP.Send".to_string(),
-    };
+    let asset = sim_client::asset_settings(name, MAILBOX, TENANT, "typed-by-hand");
     client.create(&org, &asset).await.unwrap().asset_id
-}
-
-/// Waits until condition `type_` is False with `reason` and returns its message.
-async fn false_with_reason(h: &Harness, name: &str, type_: &str, reason: &str) -> String {
-    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
-    eventually(Duration::from_secs(90), || {
-        let api = api.clone();
-        async move {
-            let obj = api.get(name).await.map_err(|e| e.to_string())?;
-            let conditions = obj.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-            match conditions.iter().find(|c| c.type_ == type_) {
-                Some(c) if c.status == "False" && c.reason == reason => Ok(c.message.clone()),
-                other => Err(format!("{type_} is {other:?}")),
-            }
-        }
-    })
-    .await
 }
 
 #[tokio::test]
 async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() {
     use connect_email_sim::connect::routes as connect_routes;
     let h = Harness::start("ech-api-errors").await;
-    h.sim.exchange().add_mailbox(TENANT, MAILBOX);
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    mailboxes(&h, &[MAILBOX]);
     let secrets: Api<Secret> = Api::namespaced(h.client.clone(), &h.ns.name);
-    let token: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
-    }))
-    .unwrap();
-    secrets.create(&PostParams::default(), &token).await.unwrap();
+    connect_token_secret(&h).await;
     h.connect.set_list_unavailable(true);
-    apply(&h, &json!({
+    apply_channel(&h, &json!({
         "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
         "metadata": {"name": "sales"},
         "spec": {
@@ -381,7 +320,7 @@ async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() 
         }
     }))
     .await;
-    let m = false_with_reason(&h, "sales", "ConnectAssetSynced", "ExternalError").await;
+    let m = channel_reason(&h, "sales", ch_cond::CONNECT_ASSET_SYNCED, "False", reason::EXTERNAL_ERROR).await;
     assert!(m.contains("list operation is not available") && m.contains("assetId") && m.contains("Sales email"), "{m}");
     assert!(h.connect.assets(CONNECT_ORG).is_empty(), "nothing created blindly");
     assert!(h.connect.count(connect_routes::LIST_ASSETS) >= 1);
@@ -391,7 +330,7 @@ async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() 
     let channels: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
     let patch = json!({"status": {"connect": {"assetId": asset_id}}});
     channels.patch_status("sales", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    false_with_reason(&h, "sales", "ConnectAuthorized", "SignInRequired").await;
+    channel_reason(&h, "sales", ch_cond::CONNECT_AUTHORIZED, "False", reason::SIGN_IN_REQUIRED).await;
     let app = h.sim.applications(TENANT).remove(0);
     let asset = h.connect.asset(&asset_id).unwrap();
     assert_eq!(asset.oauth.client_id, app.app_id, "the operator updated the asset it was pointed at");
@@ -403,7 +342,7 @@ async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() 
 
     // The personal access token expires: a 401 is its own reason, not throttling.
     h.connect.expire_token(CONNECT_TOKEN);
-    let m = false_with_reason(&h, "sales", "ConnectAssetSynced", "ConnectUnauthorized").await;
+    let m = channel_reason(&h, "sales", ch_cond::CONNECT_ASSET_SYNCED, "False", reason::CONNECT_UNAUTHORIZED).await;
     assert!(m.contains("HTTP 401") && m.contains("webex-connect-api") && m.contains("12 hours"), "{m}");
     assert!(!m.contains(CONNECT_TOKEN), "no token in a condition");
 
@@ -411,23 +350,18 @@ async fn an_api_channel_explains_a_missing_list_operation_and_a_refused_token() 
     h.connect.add_org(CONNECT_ORG, "webex-access-token-renewed");
     let renewed = json!({"stringData": {"token": "webex-access-token-renewed"}});
     secrets.patch("webex-connect-api", &PatchParams::default(), &Patch::Merge(&renewed)).await.unwrap();
-    condition(&h, "sales", "ConnectAssetSynced", "True").await;
+    channel_condition(&h, "sales", ch_cond::CONNECT_ASSET_SYNCED, "True").await;
     h.finish().await;
 }
 
 #[tokio::test]
 async fn an_asset_of_the_same_name_made_by_hand_is_adopted_only_once_its_id_is_given() {
     let h = Harness::start("ech-api-owner").await;
-    h.sim.exchange().add_mailbox(TENANT, MAILBOX);
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
-    let token: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).create(&PostParams::default(), &token).await.unwrap();
+    mailboxes(&h, &[MAILBOX]);
+    connect_token_secret(&h).await;
     // Someone made an asset of that name in the portal before the channel existed.
     let asset_id = create_asset_by_hand(&h, "Support email").await;
-    apply(&h, &json!({
+    apply_channel(&h, &json!({
         "apiVersion": "connectemail.dev/v1alpha1", "kind": "EmailChannel",
         "metadata": {"name": "owner"},
         "spec": {
@@ -438,14 +372,14 @@ async fn an_asset_of_the_same_name_made_by_hand_is_adopted_only_once_its_id_is_g
         }
     }))
     .await;
-    let m = false_with_reason(&h, "owner", "ConnectAssetSynced", "AdoptionRefused").await;
+    let m = channel_reason(&h, "owner", ch_cond::CONNECT_ASSET_SYNCED, "False", reason::ADOPTION_REFUSED).await;
     assert!(m.contains("did not create") && m.contains(&asset_id) && m.contains("assetId"), "{m}");
     // Wait for the registration's secret, then make sure nothing was pushed to the asset.
     eventually(Duration::from_secs(60), || async {
-        current_key_of(&h, "owner").await.map(|_| ()).ok_or_else(|| "no verified key".to_string())
+        verified_key(&h, "owner").await.map(|_| ()).ok_or_else(|| "no verified key".to_string())
     })
     .await;
-    let m = false_with_reason(&h, "owner", "ConnectAssetSynced", "AdoptionRefused").await;
+    let m = channel_reason(&h, "owner", ch_cond::CONNECT_ASSET_SYNCED, "False", reason::ADOPTION_REFUSED).await;
     assert!(m.contains(&asset_id), "{m}");
     let untouched = h.connect.asset(&asset_id).unwrap();
     assert_eq!(
@@ -459,7 +393,7 @@ async fn an_asset_of_the_same_name_made_by_hand_is_adopted_only_once_its_id_is_g
     let channels: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
     let patch = json!({"status": {"connect": {"assetId": asset_id}}});
     channels.patch_status("owner", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    false_with_reason(&h, "owner", "ConnectAuthorized", "SignInRequired").await;
+    channel_reason(&h, "owner", ch_cond::CONNECT_AUTHORIZED, "False", reason::SIGN_IN_REQUIRED).await;
     let app = h.sim.applications(TENANT).remove(0);
     let adopted = h.connect.asset(&asset_id).unwrap();
     assert_eq!(adopted.oauth.client_id, app.app_id);
@@ -472,15 +406,8 @@ async fn an_asset_of_the_same_name_made_by_hand_is_adopted_only_once_its_id_is_g
 #[tokio::test]
 async fn gitops_examples_converge_and_stay_in_sync() {
     let h = Harness::start("ech-gitops").await;
-    for mailbox in ["support@contoso.com", "sales@contoso.com", "billing@contoso.com"] {
-        h.sim.exchange().add_mailbox(TENANT, mailbox);
-    }
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
-    let token: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).create(&PostParams::default(), &token).await.unwrap();
+    mailboxes(&h, &["support@contoso.com", "sales@contoso.com", "billing@contoso.com"]);
+    connect_token_secret(&h).await;
     let dir = std::env::temp_dir().join(format!("gitops-{}", h.ns.name));
     std::fs::create_dir_all(&dir).unwrap();
     let mut files = Vec::new();
@@ -509,9 +436,9 @@ async fn gitops_examples_converge_and_stay_in_sync() {
         assert!(ok, "{out}{err}");
     }
     // The operator works on every example: registrations get their secrets.
-    condition(&h, "support-mailbox", "AppRegistrationReady", "True").await;
-    condition(&h, "sales-mailbox", "AppRegistrationReady", "True").await;
-    condition(&h, "billing-mailbox", "AppRegistrationReady", "True").await;
+    channel_condition(&h, "support-mailbox", ch_cond::APP_REGISTRATION_READY, "True").await;
+    channel_condition(&h, "sales-mailbox", ch_cond::APP_REGISTRATION_READY, "True").await;
+    channel_condition(&h, "billing-mailbox", ch_cond::APP_REGISTRATION_READY, "True").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     for file in &files {
         let (same, diff, err) =

@@ -8,26 +8,20 @@
 
 mod support;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use connect_email_sim::connect::routes as connect_routes;
 use connect_email_sim::{CallRecord, routes};
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, StatusCode};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
-use kube::client::{Body, ClientBuilder, DynBody};
 use serde_json::json;
 use support::channel::{self, CHANNEL_SECRET, Invariants, Mark};
+use support::intercept::{Verdict, intercepted_client};
 use support::operator::Harness;
 use support::*;
-use tower::BoxError;
 
 /// The in-process operator's client timeout in every row; the timeout rows delay a request longer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -413,54 +407,22 @@ impl Conflicts {
         true
     }
 
-    /// A client for the test cluster whose requests pass through this wrapper.
+    /// A client for the test cluster whose PATCHes of the armed paths get a 409 Conflict.
     async fn client(&self) -> kube::Client {
-        let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig_path()).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
         let conflicts = self.clone();
-        ClientBuilder::try_from(config)
-            .unwrap()
-            .with_layer(&tower::layer::layer_fn(move |inner| ConflictService { inner, conflicts: conflicts.clone() }))
-            .build()
-    }
-}
-
-struct ConflictService<S> {
-    inner: S,
-    conflicts: Conflicts,
-}
-
-type BoxResponse = Response<Box<DynBody>>;
-
-impl<S> tower::Service<Request<Body>> for ConflictService<S>
-where
-    S: tower::Service<Request<Body>, Response = BoxResponse, Error = BoxError>,
-    S::Future: Send + 'static,
-{
-    type Response = BoxResponse;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<BoxResponse, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        if self.conflicts.take(request.method(), request.uri().path()) {
+        intercepted_client(move |request| {
+            if !conflicts.take(request.method(), request.uri().path()) {
+                return Verdict::Pass;
+            }
             let name = request.uri().path().rsplit('/').find(|s| *s != "status").unwrap_or_default().to_string();
-            let status = json!({
-                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Conflict", "code": 409,
-                "message": format!("Operation cannot be fulfilled on {name}: the object has been modified; please apply your changes to the latest version and try again"),
-            });
-            let body: Box<DynBody> =
-                Box::new(Full::new(Bytes::from(status.to_string())).map_err(|never| -> BoxError { match never {} }));
-            let response = Response::builder()
-                .status(StatusCode::CONFLICT)
-                .header("content-type", "application/json")
-                .body(body)
-                .unwrap();
-            return Box::pin(async move { Ok(response) });
-        }
-        Box::pin(self.inner.call(request))
+            Verdict::Answer(
+                StatusCode::CONFLICT,
+                json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Conflict", "code": 409,
+                    "message": format!("Operation cannot be fulfilled on {name}: the object has been modified; please apply your changes to the latest version and try again"),
+                }),
+            )
+        })
+        .await
     }
 }

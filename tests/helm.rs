@@ -16,12 +16,6 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::*;
 
-fn helm() -> PathBuf {
-    let path = repo_root().join("target/tools/bin/helm");
-    assert!(path.exists(), "helm is not built: run tests/tools/install-helm (scripts/test does)");
-    path
-}
-
 fn chart() -> String {
     repo_root().join("charts/connect-email-operator").to_str().unwrap().to_string()
 }

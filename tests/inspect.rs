@@ -1,20 +1,18 @@
 //! `inspect connect` and `inspect exchange` (the binary) against the simulators: one asset and one
 //! mailbox as raw JSON, no secret in the output.
 
+mod support;
+
 use std::process::Stdio;
 
 use connect_email_operator::api::email_channel::ConnectRegion;
-use connect_email_operator::connect::api::{AssetSettings, ConnectAssets, ConnectClient, Org};
-use connect_email_operator::http::{HttpClient, HttpSettings};
-use connect_email_sim::{ConnectOptions, ConnectSim, MicrosoftSim, SimOptions};
+use connect_email_operator::connect::api::{ConnectAssets, Org};
+use connect_email_sim::{ConnectOptions, ConnectSim, SimOptions};
 use serde_json::Value;
+use support::sim_client::{self, MAILBOX, OPERATOR, OPERATOR_SECRET, TENANT};
 
-const TENANT: &str = "6f1a2b3c-0000-4000-8000-00000000c0de";
-const OPERATOR: &str = "0be7a7a0-0000-4000-8000-00000000abcd";
-const OPERATOR_SECRET: &str = "operator-secret-value-for-inspect";
 const ORG: &str = "org-inspect";
 const TOKEN: &str = "webex-token-for-inspect";
-const MAILBOX: &str = "support@contoso.com";
 const CLIENT_SECRET: &str = "client-secret-pushed-to-connect";
 
 /// Runs the binary with `args` (and `envs`), returns (success, stdout, stderr).
@@ -45,29 +43,11 @@ fn ca_file(name: &str, pem: &str) -> std::path::PathBuf {
 async fn inspect_connect_prints_the_asset_without_secrets() {
     let sim = ConnectSim::start(ConnectOptions::default()).await.unwrap();
     sim.add_org(ORG, TOKEN);
-    let settings = HttpSettings { extra_ca_pem: Some(sim.ca_pem()), ..HttpSettings::default() };
-    let client = ConnectClient::new(HttpClient::new("connect", &settings).unwrap(), Some(sim.url().parse().unwrap()));
+    let client = sim_client::connect_client(&sim, None);
     let token: secrecy::SecretString = TOKEN.to_string().into();
     let org = Org { region: ConnectRegion::Us, organization_id: ORG, token: &token };
-    let asset = client
-        .create(
-            &org,
-            &AssetSettings {
-                asset_name: "Support email".into(),
-                email_id: MAILBOX.into(),
-                smtp_server: "smtp.office365.com".into(),
-                smtp_port: 587,
-                smtp_security: "STARTTLS".into(),
-                smtp_username: MAILBOX.into(),
-                client_id: "00000000-0000-4000-8000-000000000001".into(),
-                client_secret: CLIENT_SECRET.to_string().into(),
-                authorization_url: format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/authorize"),
-                token_url: format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token"),
-                scope: "offline_access https://outlook.office.com/SMTP.Send".into(),
-            },
-        )
-        .await
-        .unwrap();
+    let settings = sim_client::asset_settings("Support email", MAILBOX, TENANT, CLIENT_SECRET);
+    let asset = client.create(&org, &settings).await.unwrap();
     sim.complete_sign_in(&asset.asset_id);
     let ca = ca_file("connect", &sim.ca_pem());
     let token_file = std::env::temp_dir().join(format!("ceo-inspect-token-{}", std::process::id()));
@@ -123,8 +103,7 @@ async fn inspect_connect_prints_the_asset_without_secrets() {
 
 #[tokio::test]
 async fn inspect_exchange_prints_get_mailbox_and_get_casmailbox_without_secrets() {
-    let sim = MicrosoftSim::start(SimOptions::default().tenant(TENANT)).await.unwrap();
-    sim.add_operator_client_secret(TENANT, OPERATOR, OPERATOR_SECRET);
+    let sim = sim_client::microsoft(SimOptions::default()).await;
     sim.exchange().add_mailbox(TENANT, MAILBOX);
     let ca = ca_file("microsoft", &sim.ca_pem());
     let (ok, stdout, stderr) = run(

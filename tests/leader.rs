@@ -5,22 +5,19 @@
 
 mod support;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use connect_email_operator::api::conditions::app_registration as app_cond;
 use connect_email_operator::leader::{Elector, LeaderStatus, LeaseSettings, Outcome};
-use hyper::{Request, Response};
 use jiff::SignedDuration;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use kube::client::{Body, ClientBuilder, DynBody};
+use support::intercept::{Verdict, intercepted_client};
+use support::resources::is_true;
 use support::*;
 use tokio::time::Instant;
-use tower::BoxError;
 
 const LEASE: &str = "connect-email-operator";
 
@@ -129,41 +126,8 @@ impl Partition {
     }
 
     async fn client(&self) -> kube::Client {
-        let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig_path()).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
         let cut = self.0.clone();
-        ClientBuilder::try_from(config)
-            .unwrap()
-            .with_layer(&tower::layer::layer_fn(move |inner| Partitioned { inner, cut: cut.clone() }))
-            .build()
-    }
-}
-
-struct Partitioned<S> {
-    inner: S,
-    cut: Arc<AtomicBool>,
-}
-
-type BoxResponse = Response<Box<DynBody>>;
-
-impl<S> tower::Service<Request<Body>> for Partitioned<S>
-where
-    S: tower::Service<Request<Body>, Response = BoxResponse, Error = BoxError>,
-    S::Future: Send + 'static,
-{
-    type Response = BoxResponse;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<BoxResponse, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        if self.cut.load(Ordering::SeqCst) {
-            return Box::pin(futures::future::pending());
-        }
-        Box::pin(self.inner.call(request))
+        intercepted_client(move |_| if cut.load(Ordering::SeqCst) { Verdict::Hang } else { Verdict::Pass }).await
     }
 }
 
@@ -387,7 +351,7 @@ async fn with_two_operator_processes_only_the_leader_reconciles_and_the_other_ta
     let ready = |api: Api<AzureAppRegistration>, rotated: Option<String>| async move {
         let o = api.get("ha").await.map_err(|e| e.to_string())?;
         let s = o.status.unwrap_or_default();
-        let ok = s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        let ok = is_true(&s.conditions, app_cond::READY);
         let key = s.credential.map(|c| c.key_id);
         match key {
             Some(key) if ok && Some(&key) != rotated.as_ref() => Ok(key),

@@ -9,16 +9,17 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
+use connect_email_operator::api::conditions::{app_registration as app_cond, email_channel as ch_cond, reason};
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_operator::plugin;
-use connect_email_sim::AutoForwardingMode;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use support::operator::{Harness, TENANT, TENANT_REF};
-use support::{FIELD_MANAGER, eventually, kubeconfig_path};
+use support::resources::{apply_channel, channel_condition, mailboxes, verified_key};
+use support::{eventually, kubeconfig_path};
 
 const FORWARD_TO: &str = "4f1c2a9b7e4f1c2a9b7e4f1c2a9b7e4f@mail-us.imiconnect.io";
 
@@ -111,47 +112,17 @@ fn manual_channel(name: &str, mailbox: &str) -> Value {
     })
 }
 
-async fn apply_channel(client: &Client, ns: &str, object: &Value) {
-    let name = object["metadata"]["name"].as_str().unwrap();
-    Api::<EmailChannel>::namespaced(client.clone(), ns)
-        .patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
-        .await
-        .expect("apply");
-}
-
-async fn channel_condition(h: &Harness, name: &str, type_: &str, status: &str) -> EmailChannel {
-    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
-    eventually(Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let obj = api.get(name).await.map_err(|e| e.to_string())?;
-            let conditions = obj.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
-            match conditions.iter().find(|c| c.type_ == type_) {
-                Some(c) if c.status == status => Ok(obj),
-                other => Err(format!("{type_} is {other:?}")),
-            }
-        }
-    })
-    .await
-}
-
-async fn verified_key(h: &Harness, name: &str) -> Option<String> {
-    let r = Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name).get_opt(name).await.ok()??;
-    r.status?.credential.filter(|c| c.verified_at.is_some()).map(|c| c.key_id)
-}
-
 #[tokio::test]
 async fn status_traces_a_manual_channel_through_acknowledgement_and_rotation() {
     let h = Harness::start("plugin-trace").await;
     let ns = h.ns.name.clone();
-    h.sim.exchange().add_mailbox(TENANT, "support@contoso.com");
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
-    apply_channel(&h.client, &ns, &manual_channel("support", "support@contoso.com")).await;
+    mailboxes(&h, &["support@contoso.com"]);
+    apply_channel(&h, &manual_channel("support", "support@contoso.com")).await;
 
     // Progressing: everything done but the person's part in Connect.
-    channel_condition(&h, "support", "ConnectSecretOutdated", "True").await;
-    channel_condition(&h, "support", "MailboxConfigured", "True").await;
-    channel_condition(&h, "support", "OutboundForwardingAllowed", "True").await;
+    channel_condition(&h, "support", ch_cond::CONNECT_SECRET_OUTDATED, "True").await;
+    channel_condition(&h, "support", ch_cond::MAILBOX_CONFIGURED, "True").await;
+    channel_condition(&h, "support", ch_cond::OUTBOUND_FORWARDING_ALLOWED, "True").await;
     let key = verified_key(&h, "support").await.expect("a verified key");
     let mut texts = secret_texts(&h.client, &ns, "support-azure").await;
     let app_id = Api::<AzureAppRegistration>::namespaced(h.client.clone(), &ns)
@@ -209,7 +180,7 @@ async fn status_traces_a_manual_channel_through_acknowledgement_and_rotation() {
             .contains(&format!("Set connectemail.dev/connect-secret-applied={key} on emailchannel/support? [y/N]")),
         "{acked:?}"
     );
-    channel_condition(&h, "support", "Ready", "True").await;
+    channel_condition(&h, "support", ch_cond::READY, "True").await;
     let ready = eventually(Duration::from_secs(30), || async {
         let run = binary(&["status", "emailchannel/support", "-n", &ns, "-o", "json"]).await;
         let report: Value = serde_json::from_str(&run.out).map_err(|e| format!("{e}: {run:?}"))?;
@@ -301,13 +272,13 @@ async fn status_explains_a_refused_mailbox_and_a_missing_registration() {
     let h = Harness::start("plugin-broken").await;
     let ns = h.ns.name.clone();
     // A mailbox the EntraTenant does not list: nothing is created for it.
-    apply_channel(&h.client, &ns, &manual_channel("outsider", "help@northwind.example")).await;
+    apply_channel(&h, &manual_channel("outsider", "help@northwind.example")).await;
     // A channel naming a registration that does not exist.
     let mut orphan = manual_channel("orphan", "orphan@contoso.com");
     orphan["spec"]["azure"] = json!({"appRegistrationRef": {"name": "nothing-here"}});
-    apply_channel(&h.client, &ns, &orphan).await;
-    channel_condition(&h, "outsider", "Admitted", "False").await;
-    channel_condition(&h, "orphan", "AppRegistrationReady", "False").await;
+    apply_channel(&h, &orphan).await;
+    channel_condition(&h, "outsider", ch_cond::ADMITTED, "False").await;
+    channel_condition(&h, "orphan", ch_cond::APP_REGISTRATION_READY, "False").await;
 
     let refused = plugin(&h.client, &["status", "outsider", "-n", &ns], None).await;
     assert_eq!(refused.code, plugin::exit::NOT_READY, "{refused:?}");
@@ -379,14 +350,14 @@ async fn fixtures(client: &Client, ns: &str, run_label: &str) {
     "forwardingAddress": FORWARD_TO,
     "connect": {"appliedKeyId": K1},
     "conditions": [
-        condition("Ready", "False", "InProgress", "ConnectAssetSynced: enter the client secret"),
-        condition("Admitted", "True", "Admitted", "EntraTenant test-tenant admits this channel"),
-        condition("AppRegistrationReady", "True", "Reconciled", "manual: ready"),
-        condition("MailboxConfigured", "True", "Reconciled", "ok"),
-        condition("OutboundForwardingAllowed", "True", "Reconciled", "ok"),
-        condition("ConnectAssetSynced", "False", "WaitingForAcknowledgement", "enter the client secret"),
-        condition("ConnectAuthorized", "True", "Reconciled", "confirmed"),
-        condition("ConnectSecretOutdated", "True", "WaitingForAcknowledgement", "enter the client secret"),
+        condition(ch_cond::READY, "False", reason::IN_PROGRESS, "ConnectAssetSynced: enter the client secret"),
+        condition(ch_cond::ADMITTED, "True", reason::ADMITTED, "EntraTenant test-tenant admits this channel"),
+        condition(ch_cond::APP_REGISTRATION_READY, "True", reason::RECONCILED, "manual: ready"),
+        condition(ch_cond::MAILBOX_CONFIGURED, "True", reason::RECONCILED, "ok"),
+        condition(ch_cond::OUTBOUND_FORWARDING_ALLOWED, "True", reason::RECONCILED, "ok"),
+        condition(ch_cond::CONNECT_ASSET_SYNCED, "False", reason::WAITING_FOR_ACKNOWLEDGEMENT, "enter the client secret"),
+        condition(ch_cond::CONNECT_AUTHORIZED, "True", reason::RECONCILED, "confirmed"),
+        condition(ch_cond::CONNECT_SECRET_OUTDATED, "True", reason::WAITING_FOR_ACKNOWLEDGEMENT, "enter the client secret"),
     ]}});
     channels.patch_status("manual", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
 
@@ -421,11 +392,11 @@ async fn fixtures(client: &Client, ns: &str, run_label: &str) {
         "credential": {"keyId": K2, "notBefore": "2026-01-01T00:00:00Z", "notAfter": "2099-01-01T00:00:00Z",
                        "renewalTime": "2098-01-01T00:00:00Z", "verifiedAt": "2026-01-01T00:00:05Z"},
         "conditions": [
-            condition("Ready", "True", "Reconciled", "ready"),
-            condition("Admitted", "True", "Admitted", "ok"),
-            condition("CredentialReady", "True", "SecretVerified", "ok"),
-            condition("ConsentGranted", "True", "Reconciled", "ok"),
-            condition("Rotating", if previous { "True" } else { "False" }, "WaitingForAcknowledgement", "kept"),
+            condition(app_cond::READY, "True", reason::RECONCILED, "ready"),
+            condition(app_cond::ADMITTED, "True", reason::ADMITTED, "ok"),
+            condition(app_cond::CREDENTIAL_READY, "True", reason::SECRET_VERIFIED, "ok"),
+            condition(app_cond::CONSENT_GRANTED, "True", reason::RECONCILED, "ok"),
+            condition(app_cond::ROTATING, if previous { "True" } else { "False" }, reason::WAITING_FOR_ACKNOWLEDGEMENT, "kept"),
         ]}});
         if previous {
             status["status"]["previousCredentials"] = json!([{"keyId": K1, "notAfter": "2098-06-01T00:00:00Z"}]);

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use connect_email_operator::api::EmailChannel;
-use connect_email_sim::AutoForwardingMode;
+use connect_email_operator::api::conditions::{app_registration as app_cond, email_channel as ch_cond};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -15,7 +15,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
-use support::operator::{Harness, TENANT, TENANT_REF};
+use support::operator::{Harness, TENANT_REF};
+use support::resources::{is_true, mailboxes};
 use support::*;
 
 /// The channel both RBAC tests take through the operator.
@@ -30,12 +31,6 @@ fn support_channel() -> serde_json::Value {
                         "forwardingAddress": "0123456789abcdef0123456789abcdef@mail-us.imiconnect.io"}
         }
     })
-}
-
-/// Its mailbox exists and the tenant allows external forwarding.
-fn allow_forwarding_for_support(h: &Harness) {
-    h.sim.exchange().add_mailbox(TENANT, "support@contoso.com");
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
 }
 
 /// A client authenticating with `token` instead of the admin certificate.
@@ -88,7 +83,7 @@ async fn the_operator_completes_a_channel_with_only_the_deployed_cluster_role() 
     let delete = Api::<Secret>::namespaced(operator.clone(), &ns).delete("anything", &DeleteParams::default()).await;
     assert!(matches!(delete, Err(kube::Error::Api(ref s)) if s.code == 403), "deleting Secrets should be forbidden");
 
-    allow_forwarding_for_support(&h);
+    mailboxes(&h, &["support@contoso.com"]);
     h.start_operator(operator);
     let channels: Api<EmailChannel> = Api::namespaced(admin.clone(), &ns);
     let channel = support_channel();
@@ -97,7 +92,10 @@ async fn the_operator_completes_a_channel_with_only_the_deployed_cluster_role() 
         let c = channels.get("support").await.map_err(|e| e.to_string())?;
         let s = c.status.unwrap_or_default();
         let ready = |t: &str| s.conditions.iter().any(|c| c.type_ == t && c.status == "True");
-        if ready("AppRegistrationReady") && ready("MailboxConfigured") && ready("ConnectSecretOutdated") {
+        if ready(ch_cond::APP_REGISTRATION_READY)
+            && ready(ch_cond::MAILBOX_CONFIGURED)
+            && ready(ch_cond::CONNECT_SECRET_OUTDATED)
+        {
             let r = Api::<connect_email_operator::api::AzureAppRegistration>::namespaced(admin.clone(), &ns)
                 .get("support")
                 .await
@@ -113,11 +111,7 @@ async fn the_operator_completes_a_channel_with_only_the_deployed_cluster_role() 
     eventually(Duration::from_secs(60), || async {
         let c = channels.get("support").await.map_err(|e| e.to_string())?;
         let s = c.status.unwrap_or_default();
-        if s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
-            Ok(())
-        } else {
-            Err(format!("{s:?}"))
-        }
+        if is_true(&s.conditions, ch_cond::READY) { Ok(()) } else { Err(format!("{s:?}")) }
     })
     .await;
     // The operator wrote the credentials Secret and its events under this identity.
@@ -225,7 +219,7 @@ async fn in_namespaced_mode_the_operator_runs_its_namespaces_and_is_refused_ever
     assert!(matches!(everywhere, Err(kube::Error::Api(ref s)) if s.code == 403), "cluster-wide list must be refused");
 
     // And at work inside it.
-    allow_forwarding_for_support(&h);
+    mailboxes(&h, &["support@contoso.com"]);
     h.start_operator_for(operator, watched.clone());
     // The second watched namespace is served too.
     let registrations: Api<connect_email_operator::api::AzureAppRegistration> =
@@ -243,12 +237,16 @@ async fn in_namespaced_mode_the_operator_runs_its_namespaces_and_is_refused_ever
         let c = channels.get("support").await.map_err(|e| e.to_string())?;
         let s = c.status.unwrap_or_default();
         let ok = |t: &str| s.conditions.iter().any(|c| c.type_ == t && c.status == "True");
-        if ok("AppRegistrationReady") && ok("MailboxConfigured") { Ok(()) } else { Err(format!("{:#?}", s.conditions)) }
+        if ok(ch_cond::APP_REGISTRATION_READY) && ok(ch_cond::MAILBOX_CONFIGURED) {
+            Ok(())
+        } else {
+            Err(format!("{:#?}", s.conditions))
+        }
     })
     .await;
     eventually(Duration::from_secs(60), || async {
         let r = registrations.get("second").await.map_err(|e| e.to_string())?;
-        let ready = r.status.unwrap_or_default().conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        let ready = is_true(&r.status.unwrap_or_default().conditions, app_cond::READY);
         if ready { Ok(()) } else { Err("second namespace not served".to_string()) }
     })
     .await;

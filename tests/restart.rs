@@ -16,7 +16,8 @@ use connect_email_operator::api::AzureAppRegistration;
 use connect_email_sim::routes;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use support::operator::{Harness, TENANT, TENANT_REF};
+use support::operator::{Harness, TENANT};
+use support::resources::{registration_settled, smtp_registration};
 use support::*;
 
 /// A control plane of this test's own, stopped and purged on drop (also when the test fails).
@@ -94,40 +95,9 @@ impl Drop for ControlPlane {
     }
 }
 
-fn registration() -> serde_json::Value {
-    json!({
-        "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
-        "metadata": {"name": "restarty"},
-        "spec": {
-            "tenantRef": {"name": TENANT_REF},
-            "displayName": "Restart test",
-            "redirectUris": ["https://acme.us.webexconnect.io/callback"],
-            "permissions": [{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}],
-            "clientSecret": {"secretName": "restarty-credentials", "duration": "720h", "revokeAfter": "0s"}
-        }
-    })
-}
-
 /// The Secret's key ID, if the token endpoint accepts its client secret.
 async fn secret_works(h: &Harness) -> Result<String, String> {
     channel::secret_accepted(h, "restarty-credentials").await.map(|(_, key_id)| key_id)
-}
-
-async fn settled(api: &Api<AzureAppRegistration>, not_key: Option<&str>, timeout: Duration) -> AzureAppRegistration {
-    eventually(timeout, || {
-        let api = api.clone();
-        let not_key = not_key.map(str::to_string);
-        async move {
-            let o = api.get("restarty").await.map_err(|e| e.to_string())?;
-            let s = o.status.clone().unwrap_or_default();
-            let ready = s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-            let key = s.credential.as_ref().map(|c| c.key_id.clone());
-            let rotated = not_key.is_none() || (key.is_some() && key != not_key);
-            let quiet = s.previous_credentials.is_empty() && s.pending_rotation.is_none();
-            if ready && rotated && quiet { Ok(o) } else { Err(format!("{s:?}")) }
-        }
-    })
-    .await
 }
 
 fn path_display(p: &Path) -> String {
@@ -143,8 +113,14 @@ async fn a_control_plane_restart_mid_rotation_converges_without_orphans_or_outag
     unsafe { std::env::set_var("TESTCLUSTER_KUBECONFIG", cp.kubeconfig()) };
     let h = Harness::start("restart").await;
     let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
-    api.patch("restarty", &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&registration())).await.unwrap();
-    let first = settled(&api, None, Duration::from_secs(60)).await;
+    api.patch(
+        "restarty",
+        &PatchParams::apply(FIELD_MANAGER),
+        &Patch::Apply(&smtp_registration("restarty", "Restart test")),
+    )
+    .await
+    .unwrap();
+    let first = registration_settled(&h, "restarty", None, Duration::from_secs(60)).await;
     let first_key = first.status.unwrap().credential.unwrap().key_id;
     assert_eq!(secret_works(&h).await.as_deref(), Ok(first_key.as_str()));
 
@@ -181,7 +157,7 @@ async fn a_control_plane_restart_mid_rotation_converges_without_orphans_or_outag
     // The same cluster came back (etcd kept its data): the resource and its first Secret.
     let back = api.get("restarty").await.expect("the resource survived the restart");
     assert_eq!(back.metadata.uid, first.metadata.uid);
-    let done = settled(&api, Some(&first_key), Duration::from_secs(120)).await;
+    let done = registration_settled(&h, "restarty", Some(&first_key), Duration::from_secs(120)).await;
     let converged_after = restarted_at.elapsed();
     let status = done.status.unwrap();
     let new_key = status.credential.as_ref().unwrap().key_id.clone();

@@ -17,11 +17,13 @@ use std::time::Duration;
 
 use connect_email_operator::api::conditions::{app_registration as app_cond, email_channel as ch_cond, reason};
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel, EntraTenant};
-use connect_email_sim::AutoForwardingMode;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::operator::{Harness, TENANT, TENANT_REF};
+use support::resources::{
+    HasConditions, apply_channel, apply_registration, channel_reason, mailboxes, registration_reason,
+};
 use support::*;
 
 const GRAPH: &str = "00000003-0000-0000-c000-000000000000";
@@ -72,66 +74,6 @@ fn channel(name: &str, tenant: &str, mailbox: &str, forward_to: &str) -> Value {
     })
 }
 
-async fn apply_registration(h: &Harness, object: &Value) {
-    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
-    let name = object["metadata"]["name"].as_str().unwrap();
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await.expect("apply");
-}
-
-async fn apply_channel(h: &Harness, object: &Value) {
-    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
-    let name = object["metadata"]["name"].as_str().unwrap();
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await.expect("apply");
-}
-
-/// Waits until condition `type_` of the named resource has `status` and `reason`; returns its message.
-async fn condition_of<K>(h: &Harness, name: &str, type_: &str, status: &str, why: &str) -> String
-where
-    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + HasConditions,
-{
-    let api: Api<K> = Api::namespaced(h.client.clone(), &h.ns.name);
-    eventually(Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let o = api.get(name).await.map_err(|e| e.to_string())?;
-            let conditions = o.conditions();
-            match conditions.iter().find(|c| c.type_ == type_) {
-                Some(c) if c.status == status && c.reason == why => Ok(c.message.clone()),
-                other => Err(format!("{type_}: {other:?}")),
-            }
-        }
-    })
-    .await
-}
-
-trait HasConditions {
-    fn conditions(&self) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>;
-}
-
-impl HasConditions for AzureAppRegistration {
-    fn conditions(&self) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-        self.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default()
-    }
-}
-
-impl HasConditions for EmailChannel {
-    fn conditions(&self) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-        self.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default()
-    }
-}
-
-async fn registration_condition(h: &Harness, name: &str, type_: &str, status: &str, why: &str) -> String {
-    condition_of::<AzureAppRegistration>(h, name, type_, status, why).await
-}
-
-async fn channel_condition(h: &Harness, name: &str, type_: &str, status: &str, why: &str) -> String {
-    condition_of::<EmailChannel>(h, name, type_, status, why).await
-}
-
 /// Lets the operator reconcile a few more times (the test resync is 2 s), then checks that
 /// nothing at all reached Microsoft or Webex.
 async fn assert_no_external_call(h: &Harness, what: &str) {
@@ -161,19 +103,19 @@ async fn a_namespace_no_tenant_object_admits_causes_no_external_call() {
     .await;
     h.sim.reset_calls();
     apply_registration(&h, &registration("borrowed", &other, json!({}))).await;
-    let message = registration_condition(&h, "borrowed", app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+    let message = registration_reason(&h, "borrowed", app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
     assert!(message.contains(&format!("EntraTenant {other} does not admit namespace {}", h.ns.name)), "{message}");
     assert!(message.contains("spec.namespaceSelector"), "{message}");
-    registration_condition(&h, "borrowed", app_cond::READY, "False", reason::NOT_ADMITTED).await;
+    registration_reason(&h, "borrowed", app_cond::READY, "False", reason::NOT_ADMITTED).await;
 
     // A tenant object that does not exist.
     apply_registration(&h, &registration("missing", "no-such-tenant", json!({}))).await;
-    let message = registration_condition(&h, "missing", app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+    let message = registration_reason(&h, "missing", app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
     assert!(message.contains("EntraTenant no-such-tenant does not exist"), "{message}");
 
     // A channel through the foreign tenant object.
     apply_channel(&h, &channel("borrowed-channel", &other, "support@contoso.com", CONNECT_ADDRESS)).await;
-    channel_condition(&h, "borrowed-channel", ch_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+    channel_reason(&h, "borrowed-channel", ch_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
     assert!(
         Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name)
             .get_opt("borrowed-channel")
@@ -187,7 +129,7 @@ async fn a_namespace_no_tenant_object_admits_causes_no_external_call() {
 
     // The administrator admits the namespace: the change reconciles the resource at once.
     apply_tenant(&h, &other, json!({"namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"]})).await;
-    registration_condition(&h, "borrowed", app_cond::READY, "True", reason::RECONCILED).await;
+    registration_reason(&h, "borrowed", app_cond::READY, "True", reason::RECONCILED).await;
     drop_tenant(&h, &other).await;
     h.finish().await;
 }
@@ -216,7 +158,7 @@ async fn permissions_outside_the_allowlist_are_refused_before_anything_is_create
         apply_registration(&h, &registration(name, &t, json!({"permissions": permissions}))).await;
     }
     for (name, _) in &attacks {
-        let message = registration_condition(&h, name, app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+        let message = registration_reason(&h, name, app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
         assert!(
             message.contains("spec.permissions.allowed") && message.contains(&format!("EntraTenant {t}")),
             "{name}: {message}"
@@ -227,7 +169,7 @@ async fn permissions_outside_the_allowlist_are_refused_before_anything_is_create
     {
         let spec = json!({"permissions": [{"resource": resource, "delegated": ["offline_access"]}]});
         apply_registration(&h, &registration(name, &t, spec)).await;
-        let message = registration_condition(&h, name, app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+        let message = registration_reason(&h, name, app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
         assert!(message.contains("spec.permissions[].resource"), "{name}: {message}");
     }
     // Admin consent forbidden by the administrator.
@@ -239,7 +181,7 @@ async fn permissions_outside_the_allowlist_are_refused_before_anything_is_create
     .await;
     let consent = json!({"permissions": [{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}]});
     apply_registration(&h, &registration("consent", &t, consent)).await;
-    let message = registration_condition(&h, "consent", app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+    let message = registration_reason(&h, "consent", app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
     assert!(message.contains("spec.permissions.adminConsent"), "{message}");
     assert_no_external_call(&h, "permissions outside the allowlist").await;
     tenant_untouched(&h);
@@ -273,9 +215,9 @@ async fn mailboxes_and_forwarding_destinations_outside_the_lists_are_refused() {
         apply_channel(&h, &channel(name, &t, mailbox, forward_to)).await;
     }
     for (name, _, _, rule) in &attacks {
-        let message = channel_condition(&h, name, ch_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+        let message = channel_reason(&h, name, ch_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
         assert!(message.contains(rule), "{name}: {message}");
-        channel_condition(&h, name, ch_cond::READY, "False", reason::NOT_ADMITTED).await;
+        channel_reason(&h, name, ch_cond::READY, "False", reason::NOT_ADMITTED).await;
     }
     assert_no_external_call(&h, "mailbox and forwarding outside the lists").await;
     for mailbox in h.sim.exchange().mailboxes(TENANT) {
@@ -297,8 +239,7 @@ async fn forwarding_someone_else_set_is_kept_unless_taken_over_and_restored_on_d
     let t = format!("{}-t", h.ns.name);
     apply_tenant(&h, &t, json!({"namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"]})).await;
     let mailbox = "support@contoso.com";
-    h.sim.exchange().add_mailbox(TENANT, mailbox);
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
+    mailboxes(&h, &[mailbox]);
     h.sim.exchange().update_mailbox(TENANT, mailbox, |m| {
         m.forwarding_smtp_address = Some("smtp:archive@contoso.com".into());
         m.deliver_to_mailbox_and_forward = false;
@@ -306,7 +247,7 @@ async fn forwarding_someone_else_set_is_kept_unless_taken_over_and_restored_on_d
     });
     apply_channel(&h, &channel("support", &t, mailbox, CONNECT_ADDRESS)).await;
     let message =
-        channel_condition(&h, "support", ch_cond::MAILBOX_CONFIGURED, "False", reason::MAILBOX_SETTING_IN_USE).await;
+        channel_reason(&h, "support", ch_cond::MAILBOX_CONFIGURED, "False", reason::MAILBOX_SETTING_IN_USE).await;
     assert!(message.contains("archive@contoso.com") && message.contains("takeOver"), "{message}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(h.sim.exchange().count_cmdlet("Set-Mailbox"), 0, "the existing forwarding was overwritten");
@@ -320,7 +261,7 @@ async fn forwarding_someone_else_set_is_kept_unless_taken_over_and_restored_on_d
         json!({"namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"], "mailboxSettings": {"takeOver": true}}),
     )
     .await;
-    channel_condition(&h, "support", ch_cond::MAILBOX_CONFIGURED, "True", reason::RECONCILED).await;
+    channel_reason(&h, "support", ch_cond::MAILBOX_CONFIGURED, "True", reason::RECONCILED).await;
     let m = h.sim.exchange().mailbox(TENANT, mailbox).unwrap();
     assert!(m.forwarding_smtp_address.unwrap().to_lowercase().ends_with(CONNECT_ADDRESS));
     let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
@@ -369,7 +310,7 @@ async fn an_existing_secret_is_never_merged_into_and_no_password_is_issued_for_i
     let spec = json!({"clientSecret": {"secretName": "database-credentials"}});
     apply_registration(&h, &registration("grabber", TENANT_REF, spec)).await;
     let message =
-        registration_condition(&h, "grabber", app_cond::CREDENTIAL_READY, "False", reason::SECRET_CONFLICT).await;
+        registration_reason(&h, "grabber", app_cond::CREDENTIAL_READY, "False", reason::SECRET_CONFLICT).await;
     assert!(message.contains("Secret database-credentials already exists"), "{message}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = secrets.get("database-credentials").await.unwrap();
@@ -386,14 +327,14 @@ async fn adoption_needs_the_application_to_opt_in_and_never_takes_another_resour
     let h = Harness::start("sec-adopt").await;
     // The victim: an application this operator created for another resource.
     apply_registration(&h, &registration("victim", TENANT_REF, json!({}))).await;
-    registration_condition(&h, "victim", app_cond::READY, "True", reason::RECONCILED).await;
+    registration_reason(&h, "victim", app_cond::READY, "True", reason::RECONCILED).await;
     let victim = Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name).get("victim").await.unwrap();
     let victim_app = victim.status.unwrap().app_id.unwrap();
     let passwords_before = h.sim.applications(TENANT).iter().map(|a| a.passwords.len()).sum::<usize>();
     h.sim.reset_calls();
     let adopt = json!({"adopt": {"appId": victim_app.to_uppercase()}});
     apply_registration(&h, &registration("thief", TENANT_REF, adopt)).await;
-    let message = registration_condition(&h, "thief", app_cond::READY, "False", reason::ADOPTION_REFUSED).await;
+    let message = registration_reason(&h, "thief", app_cond::READY, "False", reason::ADOPTION_REFUSED).await;
     assert!(message.contains("managed by another resource"), "{message}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(h.sim.count("POST /applications/{id}/addPassword"), 0, "a password was added to the victim's app");
@@ -404,12 +345,12 @@ async fn adoption_needs_the_application_to_opt_in_and_never_takes_another_resour
     // An application created in the portal, without and then with the opt-in tag.
     let (object_id, app_id) = h.sim.seed_application(TENANT, "Legacy Connect app");
     apply_registration(&h, &registration("legacy", TENANT_REF, json!({"adopt": {"appId": app_id}}))).await;
-    let message = registration_condition(&h, "legacy", app_cond::READY, "False", reason::ADOPTION_REFUSED).await;
+    let message = registration_reason(&h, "legacy", app_cond::READY, "False", reason::ADOPTION_REFUSED).await;
     assert!(message.contains(&format!("connectemail.dev/adopt:{}/legacy", h.ns.name)), "{message}");
     assert!(h.sim.applications(TENANT).iter().find(|a| a.id == object_id).unwrap().passwords.is_empty());
     // An owner of the application opts in (in the portal).
     h.sim.tag_application(TENANT, &object_id, &format!("connectemail.dev/adopt:{}/legacy", h.ns.name));
-    registration_condition(&h, "legacy", app_cond::READY, "True", reason::RECONCILED).await;
+    registration_reason(&h, "legacy", app_cond::READY, "True", reason::RECONCILED).await;
     h.finish().await;
 }
 
@@ -420,7 +361,7 @@ async fn a_fake_microsoft_graph_application_cannot_redirect_consent() {
     let (_, fake_app_id) = h.sim.seed_application(TENANT, "Microsoft Graph");
     let spec = json!({"permissions": [{"resource": "Microsoft Graph", "delegated": ["offline_access"]}]});
     apply_registration(&h, &registration("consent", TENANT_REF, spec)).await;
-    registration_condition(&h, "consent", app_cond::READY, "True", reason::RECONCILED).await;
+    registration_reason(&h, "consent", app_cond::READY, "True", reason::RECONCILED).await;
     let sps = h.sim.service_principals(TENANT);
     let real = sps.iter().find(|sp| sp.app_id == GRAPH).expect("Graph's service principal");
     let fake = sps.iter().find(|sp| sp.app_id == fake_app_id).expect("the fake's service principal");
@@ -448,8 +389,8 @@ async fn an_entratenant_change_reconciles_the_resources_naming_it_at_once() {
     let late = format!("{}-late", h.ns.name);
     apply_registration(&h, &registration("late", &late, json!({}))).await;
     apply_channel(&h, &channel("late-channel", &late, "support@contoso.com", CONNECT_ADDRESS)).await;
-    registration_condition(&h, "late", app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
-    channel_condition(&h, "late-channel", ch_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+    registration_reason(&h, "late", app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+    channel_reason(&h, "late-channel", ch_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
     // Past the first reconciles, so that the next periodic look is a minute away.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -465,14 +406,17 @@ async fn an_entratenant_change_reconciles_the_resources_naming_it_at_once() {
                         .get(name)
                         .await
                         .map_err(|e| e.to_string())?
-                        .conditions(),
+                        .conditions()
+                        .to_vec(),
                     _ => Api::<EmailChannel>::namespaced(client.clone(), &ns)
                         .get(name)
                         .await
                         .map_err(|e| e.to_string())?
-                        .conditions(),
+                        .conditions()
+                        .to_vec(),
                 };
-                match conditions.iter().find(|c| c.type_ == "Admitted") {
+                // The same condition type on both kinds.
+                match conditions.iter().find(|c| c.type_ == app_cond::ADMITTED) {
                     Some(c) if c.status == "True" => Ok(()),
                     other => Err(format!("{kind} {name}: {other:?}")),
                 }
@@ -523,7 +467,7 @@ async fn each_entratenant_uses_its_own_operator_credential_from_the_operators_na
     }
 
     apply_registration(&h, &registration("second", &second, json!({}))).await;
-    registration_condition(&h, "second", app_cond::READY, "True", reason::RECONCILED).await;
+    registration_reason(&h, "second", app_cond::READY, "True", reason::RECONCILED).await;
     assert_eq!(h.sim.applications(SECOND_TENANT).len(), 1, "the application is created in the second tenant");
     assert!(h.sim.applications(TENANT).is_empty(), "nothing is created in the ambient identity's tenant");
     // Every Graph call in the second tenant carried the second operator application's token (the
@@ -556,8 +500,7 @@ async fn each_entratenant_uses_its_own_operator_credential_from_the_operators_na
 
     // A credential Secret that does not exist: a condition naming it, and no call to that tenant.
     apply_registration(&h, &registration("third", &third, json!({}))).await;
-    let message =
-        registration_condition(&h, "third", app_cond::READY, "False", reason::OPERATOR_CREDENTIAL_FAILED).await;
+    let message = registration_reason(&h, "third", app_cond::READY, "False", reason::OPERATOR_CREDENTIAL_FAILED).await;
     assert!(message.contains("no-such-secret") && message.contains("does not exist"), "{message}");
     assert!(!message.contains(SECOND_SECRET));
     assert!(

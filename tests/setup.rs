@@ -10,13 +10,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use connect_email_operator::api::Cloud;
-use connect_email_operator::azure::{
-    Directory, EndpointOverrides, Endpoints, GraphClient, OperatorCredential, TokenClient, TokenProvider,
-};
+use connect_email_operator::azure::{Directory, GraphClient, OperatorCredential, TokenClient, TokenProvider};
 use connect_email_operator::exchange::{ExchangeClient, MailboxAdmin};
 use connect_email_operator::http::{HttpClient, HttpSettings};
 use connect_email_operator::setup::{self, DeviceCodeLogin, TenantSetup};
 use connect_email_sim::microsoft::{Audience, MicrosoftSim, SimOptions, routes};
+use support::sim_client::{endpoints, https_client, overrides};
 
 const TENANT: &str = "5e7a0000-1111-4222-8333-444455556666";
 const ISSUER: &str = "https://oidc.cluster.example/abc";
@@ -36,12 +35,6 @@ fn spec() -> TenantSetup {
         policy_read: true,
         entra_tenant: "contoso".into(),
     }
-}
-
-fn endpoints(sim: &MicrosoftSim) -> Endpoints {
-    let url = url::Url::parse(&sim.url()).unwrap();
-    EndpointOverrides { authority_host: Some(url.clone()), graph: Some(url.clone()), exchange: Some(url) }
-        .apply(Endpoints::for_cloud(Cloud::AzurePublic))
 }
 
 fn http(sim: &MicrosoftSim) -> HttpClient {
@@ -305,10 +298,7 @@ async fn device_code_sign_in_polls_until_approved_and_redeems_a_refresh_token_fo
 #[tokio::test]
 async fn device_code_polling_errors() {
     let sim = MicrosoftSim::start(SimOptions::default().tenant(TENANT)).await.unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
+    let client = https_client(&sim.ca_pem());
     let start = || async {
         let url = format!("{}/{TENANT}/oauth2/v2.0/devicecode", sim.url());
         let form = [("client_id", setup::AZURE_CLI_CLIENT_ID), ("scope", "https://graph.microsoft.com/.default")];
@@ -362,16 +352,7 @@ async fn doctor_reports_the_permissions_setup_granted_against_what_the_entratena
     std::fs::create_dir_all(&dir).unwrap();
     let token_file = dir.join("token");
     std::fs::write(&token_file, service_account_token(ISSUER, &spec().subject())).unwrap();
-    let url = url::Url::parse(&sim.url()).unwrap();
-    let config = MicrosoftConfig {
-        overrides: EndpointOverrides {
-            authority_host: Some(url.clone()),
-            graph: Some(url.clone()),
-            exchange: Some(url),
-        },
-        extra_ca_pem: Some(sim.ca_pem()),
-        ..Default::default()
-    };
+    let config = MicrosoftConfig { overrides: overrides(&sim), extra_ca_pem: Some(sim.ca_pem()), ..Default::default() };
     let credential = OperatorCredential::Federated { client_id: app_id.clone(), token_file };
     let clients = MicrosoftClients::new(config, Ok(credential), "connect-email-operator").unwrap();
 

@@ -2,23 +2,24 @@
 //! list, retrieve and update with the provisional field mapping, generated addresses, the
 //! write-only client secret, the sign-in status, validation and auth errors, and faults.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use connect_email_operator::api::email_channel::ConnectRegion;
 use connect_email_operator::connect::api::{AssetSettings, ConnectAssets, ConnectClient, ConnectError, Org};
-use connect_email_operator::http::{HttpClient, HttpSettings, RetryPolicy};
+use connect_email_operator::http::RetryPolicy;
 use connect_email_sim::connect::routes;
 use connect_email_sim::{ConnectOptions, ConnectSim, TokenStatus};
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use support::sim_client::{self, MAILBOX, Reply, TENANT, https_client};
 
 const ORG: &str = "org-7f1c";
 const TOKEN: &str = "personal-access-token-1";
 const OTHER_ORG: &str = "org-0a2b";
 const OTHER_TOKEN: &str = "personal-access-token-2";
-const MAILBOX: &str = "support@contoso.com";
-const TENANT_ID: &str = "6f1a2b3c-0000-4000-8000-00000000c0de";
 
 /// A started simulator (region `eu`, tenant host `acme`) with two organizations.
 struct Connect {
@@ -26,19 +27,8 @@ struct Connect {
     http: reqwest::Client,
 }
 
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    text: String,
-    body: Value,
-}
-
+/// Connect's answers and error body.
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
     fn ok(&self, status: u16) -> &Value {
         assert_eq!(self.status, status, "unexpected reply: {self:?}");
         &self.body
@@ -84,8 +74,8 @@ impl Asset {
             "oauth": {
                 "clientId": "11111111-2222-4333-8444-555555555555",
                 "clientSecret": "first~secret~value",
-                "authorizationUrl": format!("https://login.microsoftonline.com/{TENANT_ID}/oauth2/v2.0/authorize"),
-                "tokenUrl": format!("https://login.microsoftonline.com/{TENANT_ID}/oauth2/v2.0/token"),
+                "authorizationUrl": format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/authorize"),
+                "tokenUrl": format!("https://login.microsoftonline.com/{TENANT}/oauth2/v2.0/token"),
                 "scope": "offline_access https://outlook.office.com/SMTP.Send",
             },
         }))
@@ -169,12 +159,7 @@ impl Call<'_> {
     }
 
     async fn send(self) -> Reply {
-        let response = self.try_send().await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, headers, text, body }
+        Reply::read(self.try_send().await.unwrap()).await
     }
 }
 
@@ -187,12 +172,7 @@ impl Connect {
         let sim = ConnectSim::start(options).await.unwrap();
         sim.add_org(ORG, TOKEN);
         sim.add_org(OTHER_ORG, OTHER_TOKEN);
-        let http = reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem().as_bytes()).unwrap())
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
+        let http = https_client(&sim.ca_pem());
         Connect { sim, http }
     }
 
@@ -234,19 +214,9 @@ impl Connect {
 
 /// The operator's Connect client against the simulator (2 attempts, 10 ms backoff).
 fn client(connect: &Connect) -> ConnectClient {
-    let settings = HttpSettings {
-        extra_ca_pem: Some(connect.sim.ca_pem()),
-        retry: RetryPolicy {
-            max_attempts: 2,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(50),
-        },
-        ..HttpSettings::default()
-    };
-    ConnectClient::new(
-        HttpClient::new("connect", &settings).unwrap(),
-        Some(url::Url::parse(&connect.sim.url()).unwrap()),
-    )
+    let retry =
+        RetryPolicy { max_attempts: 2, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(50) };
+    sim_client::connect_client(&connect.sim, Some(retry))
 }
 
 fn org(token: &SecretString) -> Org<'_> {
@@ -254,19 +224,7 @@ fn org(token: &SecretString) -> Org<'_> {
 }
 
 fn settings(name: &str) -> AssetSettings {
-    AssetSettings {
-        asset_name: name.to_string(),
-        email_id: MAILBOX.to_string(),
-        smtp_server: "smtp.office365.com".to_string(),
-        smtp_port: 587,
-        smtp_security: "STARTTLS".to_string(),
-        smtp_username: MAILBOX.to_string(),
-        client_id: "11111111-2222-4333-8444-555555555555".to_string(),
-        client_secret: "client~secret".to_string().into(),
-        authorization_url: format!("https://login.microsoftonline.com/{TENANT_ID}/oauth2/v2.0/authorize"),
-        token_url: format!("https://login.microsoftonline.com/{TENANT_ID}/oauth2/v2.0/token"),
-        scope: "offline_access https://outlook.office.com/SMTP.Send".to_string(),
-    }
+    sim_client::asset_settings(name, MAILBOX, TENANT, "client~secret")
 }
 
 fn is_hex(s: &str) -> bool {

@@ -2,24 +2,23 @@
 //! authentication with the simulator's own tokens, the anchor mailbox, cmdlet semantics and
 //! Exchange's response and error bodies, driven with reqwest trusting only the test CA.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use connect_email_operator::api::Cloud;
-use connect_email_operator::azure::{EndpointOverrides, Endpoints, OperatorCredential, TokenClient, TokenProvider};
+use connect_email_operator::azure::{OperatorCredential, TokenClient, TokenProvider};
 use connect_email_operator::exchange::{self, ExchangeClient, ExchangeError, MailboxAdmin};
 use connect_email_operator::http::{HttpClient, HttpSettings, RetryPolicy};
 use connect_email_sim::{AutoForwardingMode, MicrosoftSim, SimOptions, routes};
 use serde_json::{Map, Value, json};
+use support::sim_client::{
+    self, EXCHANGE_SCOPE, GRAPH_SCOPE, MAILBOX, OPERATOR, OPERATOR_SECRET, Reply, TENANT, client_credentials,
+    https_client,
+};
 
-const TENANT: &str = "6f1a2b3c-0000-4000-8000-00000000c0de";
 const DOMAIN: &str = "contoso.onmicrosoft.com";
 const OTHER_TENANT: &str = "7e2b3c4d-0000-4000-8000-0000000beef0";
-const OPERATOR: &str = "0be7a7a0-0000-4000-8000-00000000abcd";
-const OPERATOR_SECRET: &str = "operator-secret-value";
-const EXCHANGE_SCOPE: &str = "https://outlook.office365.com/.default";
-const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
-const MAILBOX: &str = "support@contoso.com";
 const SYSTEM_MAILBOX: &str = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}";
 const FORWARD_TO: &str = "5f3a9c0b1d2e4f6a8b0c1d2e3f4a5b6c@mail-us.imiconnect.io";
 
@@ -31,29 +30,8 @@ struct Exchange {
     token: String,
 }
 
-/// An HTTP answer, fully read.
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    bytes: Vec<u8>,
-    body: Value,
-}
-
-impl std::fmt::Debug for Reply {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reply")
-            .field("status", &self.status)
-            .field("headers", &self.headers)
-            .field("body", &String::from_utf8_lossy(&self.bytes))
-            .finish()
-    }
-}
-
+/// Exchange's InvokeCommand answers and error bodies.
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
     /// Asserts a 200 InvokeCommand answer and returns its `value`.
     fn output(&self) -> &Vec<Value> {
         assert_eq!(self.status, 200, "unexpected reply: {self:?}");
@@ -163,12 +141,7 @@ impl Invocation<'_> {
     }
 
     async fn send(self) -> Reply {
-        let response = self.try_send().await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap().to_vec();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, headers, bytes, body }
+        Reply::read(self.try_send().await.unwrap()).await
     }
 }
 
@@ -182,30 +155,19 @@ impl Exchange {
     }
 
     async fn with(options: SimOptions) -> Exchange {
-        let sim = MicrosoftSim::start(options.tenant(TENANT).tenant(OTHER_TENANT)).await.unwrap();
-        sim.add_operator_client_secret(TENANT, OPERATOR, OPERATOR_SECRET);
+        let sim = sim_client::microsoft(options.tenant(OTHER_TENANT)).await;
         sim.add_operator_client_secret(OTHER_TENANT, OPERATOR, OPERATOR_SECRET);
         sim.exchange().add_domain(TENANT, DOMAIN);
         sim.exchange().add_mailbox(TENANT, MAILBOX);
-        let http = reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem().as_bytes()).unwrap())
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
+        let http = https_client(&sim.ca_pem());
         let mut exchange = Exchange { sim, http, token: String::new() };
         exchange.token = exchange.token_for(TENANT, EXCHANGE_SCOPE).await;
         exchange
     }
 
     async fn token_for(&self, tenant: &str, scope: &str) -> String {
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", OPERATOR),
-            ("client_secret", OPERATOR_SECRET),
-            ("scope", scope),
-        ];
-        let url = format!("{}/{tenant}/oauth2/v2.0/token", self.sim.url());
+        let form = client_credentials(OPERATOR, OPERATOR_SECRET, scope);
+        let url = sim_client::token_url(&self.sim, tenant);
         let reply: Value = self.http.post(url).form(&form).send().await.unwrap().json().await.unwrap();
         reply["access_token"].as_str().expect("a token").to_string()
     }
@@ -226,10 +188,7 @@ impl Exchange {
     /// The operator's Exchange client against the simulator, with retries fast enough for tests
     /// (4 attempts, 10 ms base backoff).
     fn client(&self) -> ExchangeClient {
-        let url = url::Url::parse(&self.sim.url()).unwrap();
-        let overrides =
-            EndpointOverrides { authority_host: Some(url.clone()), graph: Some(url.clone()), exchange: Some(url) };
-        let endpoints = overrides.apply(Endpoints::for_cloud(Cloud::AzurePublic));
+        let endpoints = sim_client::endpoints(&self.sim);
         let settings = HttpSettings {
             extra_ca_pem: Some(self.sim.ca_pem()),
             retry: RetryPolicy {

@@ -2,18 +2,18 @@
 //! (sources in the module documentation of `sim/src/microsoft`), driven with reqwest trusting only
 //! the simulator's test CA.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use connect_email_sim::{Audience, MicrosoftSim, SimOptions, routes};
 use reqwest::Method;
 use serde_json::{Value, json};
+use support::sim_client::{
+    self, EXCHANGE_SCOPE, GRAPH_SCOPE, OPERATOR, OPERATOR_SECRET, Reply, TENANT, client_credentials, https_client,
+};
 
-const TENANT: &str = "6f1a2b3c-0000-4000-8000-00000000c0de";
-const OPERATOR: &str = "0be7a7a0-0000-4000-8000-00000000abcd";
-const OPERATOR_SECRET: &str = "operator-secret-value";
-const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
-const EXCHANGE_SCOPE: &str = "https://outlook.office365.com/.default";
 const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
 const MAIL_SEND_ROLE: &str = "b633e1c5-b582-4048-a93e-9f11b44c7e96";
 
@@ -24,19 +24,8 @@ struct Sim {
     token: String,
 }
 
-/// An HTTP answer, fully read.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
+/// Graph's and the identity platform's error bodies.
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
     /// Asserts a Graph error with Graph's body shape and returns it.
     fn graph_error(&self, status: u16, code: &str) -> &Value {
         assert_eq!(self.status, status, "unexpected reply: {self:?}");
@@ -79,14 +68,8 @@ impl Sim {
     }
 
     async fn with(options: SimOptions) -> Sim {
-        let sim = MicrosoftSim::start(options.tenant(TENANT)).await.unwrap();
-        sim.add_operator_client_secret(TENANT, OPERATOR, OPERATOR_SECRET);
-        let http = reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem().as_bytes()).unwrap())
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap();
+        let sim = sim_client::microsoft(options).await;
+        let http = https_client(&sim.ca_pem());
         let mut this = Sim { sim, http, token: String::new() };
         let reply = this.token_for(OPERATOR, OPERATOR_SECRET, GRAPH_SCOPE).await;
         assert_eq!(reply.status, 200, "{reply:?}");
@@ -94,35 +77,13 @@ impl Sim {
         this
     }
 
-    async fn read(response: reqwest::Response) -> Reply {
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Reply { status, headers, body }
-    }
-
     async fn token_request(&self, tenant: &str, form: &[(&str, &str)]) -> Reply {
-        let url = format!("{}/{tenant}/oauth2/v2.0/token", self.sim.url());
-        Sim::read(self.http.post(url).form(form).send().await.unwrap()).await
+        let url = sim_client::token_url(&self.sim, tenant);
+        Reply::read(self.http.post(url).form(form).send().await.unwrap()).await
     }
 
     async fn token_for(&self, client_id: &str, secret: &str, scope: &str) -> Reply {
-        self.token_request(
-            TENANT,
-            &[
-                ("grant_type", "client_credentials"),
-                ("client_id", client_id),
-                ("client_secret", secret),
-                ("scope", scope),
-            ],
-        )
-        .await
+        self.token_request(TENANT, &client_credentials(client_id, secret, scope)).await
     }
 
     async fn assertion_token(&self, client_id: &str, assertion: &str) -> Reply {
@@ -157,7 +118,7 @@ impl Sim {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        Sim::read(request.send().await.unwrap()).await
+        Reply::read(request.send().await.unwrap()).await
     }
 
     async fn send(&self, method: Method, path: &str, body: Option<Value>, prefer: bool) -> Reply {
@@ -1013,7 +974,7 @@ async fn service_principal_upsert_post_conflict_and_paged_filters() {
     let mut seen = Vec::new();
     let mut next = Some(format!("{}/v1.0/servicePrincipals", sim.sim.url()));
     while let Some(url) = next {
-        let page = Sim::read(sim.http.get(&url).bearer_auth(&sim.token).send().await.unwrap()).await;
+        let page = Reply::read(sim.http.get(&url).bearer_auth(&sim.token).send().await.unwrap()).await;
         assert_eq!(page.status, 200, "{page:?}");
         seen.extend(page.body["value"].as_array().unwrap().iter().cloned());
         next = page.body["@odata.nextLink"].as_str().map(str::to_string);

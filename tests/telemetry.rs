@@ -8,20 +8,17 @@ mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
-use connect_email_operator::api::AzureAppRegistration;
+use connect_email_operator::api::conditions::app_registration as app_cond;
 use connect_email_operator::telemetry;
 use http_body_util::{BodyExt as _, Full};
-use kube::api::{Api, Patch, PatchParams};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
-use serde_json::json;
-use support::operator::{Harness, OPERATOR_SECRET, TENANT_REF};
-use support::*;
+use support::operator::{Harness, OPERATOR_SECRET};
+use support::resources::{apply_registration, registration_condition, smtp_registration};
 use tracing_subscriber::layer::SubscriberExt as _;
 
 type Received = Arc<Mutex<Vec<ExportTraceServiceRequest>>>;
@@ -98,31 +95,9 @@ async fn a_reconcile_is_one_trace_with_a_span_per_graph_request_and_no_secret() 
     });
 
     let h = Harness::start("otel").await;
-    let registration = json!({
-        "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration",
-        "metadata": {"name": "traced"},
-        "spec": {
-            "tenantRef": {"name": TENANT_REF},
-            "displayName": "Webex Connect traced@contoso.com",
-            "redirectUris": ["https://acme.us.webexconnect.io/callback"],
-            "permissions": [{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}],
-            "clientSecret": {"secretName": "traced-credentials", "duration": "720h", "revokeAfter": "0s"}
-        }
-    });
-    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
-    api.patch("traced", &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&registration)).await.unwrap();
-    eventually(Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let obj = api.get("traced").await.map_err(|e| e.to_string())?;
-            let conditions = obj.status.map(|s| s.conditions).unwrap_or_default();
-            match conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
-                true => Ok(()),
-                false => Err(format!("not Ready: {conditions:?}")),
-            }
-        }
-    })
-    .await;
+    let registration = smtp_registration("traced", "Webex Connect traced@contoso.com");
+    apply_registration(&h, &registration).await;
+    registration_condition(&h, "traced", app_cond::READY, "True").await;
 
     let flush = provider.clone();
     tokio::task::spawn_blocking(move || flush.force_flush()).await.unwrap().expect("spans exported");

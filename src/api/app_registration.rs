@@ -270,6 +270,7 @@ pub struct PendingRotation {
     pub marker: String,
     /// When the intent was recorded.
     pub requested_at: Time,
-    /// Why: Initial, Renewal, Forced, Expired, Invalid.
+    /// Why a new secret is issued (not a condition reason): Initial, SecretMissing,
+    /// RemovedExternally, Rejected, Expired, Renewal or Forced.
     pub reason: String,
 }

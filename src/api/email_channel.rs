@@ -272,7 +272,7 @@ pub struct EmailChannelStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Admitted, AppRegistrationReady, MailboxConfigured, OutboundForwardingAllowed,
-    /// ConnectAssetSynced, ConnectAuthorized, Ready.
+    /// ConnectAssetSynced, ConnectAuthorized, ConnectSecretOutdated (Manual mode), Ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Name of the AzureAppRegistration in use.

@@ -6,15 +6,17 @@
 use connect_email_operator::controller::app_registration::credential::acknowledgement_annotation;
 use std::time::Duration;
 
+use connect_email_operator::api::conditions::email_channel;
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
 use connect_email_sim::connect::routes as connect_routes;
-use connect_email_sim::{AutoForwardingMode, CallRecord, TokenStatus, routes};
+use connect_email_sim::{CallRecord, TokenStatus, routes};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use super::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, OPERATOR_SECRET, TENANT, TENANT_REF};
-use super::{FIELD_MANAGER, eventually};
+use super::resources::{connect_token_secret, is_true, mailboxes};
+use super::{FIELD_MANAGER, eventually, sim_client};
 
 pub const MAILBOX: &str = "reliable@contoso.com";
 pub const CHANNEL: &str = "reliable";
@@ -22,13 +24,8 @@ pub const CHANNEL_SECRET: &str = "reliable-azure";
 
 /// The mailbox, an outbound policy that allows forwarding and the Webex token Secret.
 pub async fn prepare(h: &Harness) {
-    h.sim.exchange().add_mailbox(TENANT, MAILBOX);
-    h.sim.exchange().set_outbound_policy_mode(TENANT, "Default", AutoForwardingMode::On);
-    let token: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "webex-connect-api"}, "stringData": {"token": CONNECT_TOKEN}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(h.client.clone(), &h.ns.name).create(&PostParams::default(), &token).await.unwrap();
+    mailboxes(h, &[MAILBOX]);
+    connect_token_secret(h).await;
 }
 
 pub fn manifest() -> serde_json::Value {
@@ -71,21 +68,9 @@ pub async fn stored_secret(h: &Harness) -> Option<(String, String, String)> {
 
 /// Whether the token endpoint accepts (client_id, secret).
 pub async fn token_accepts(h: &Harness, client_id: &str, secret: &str) -> bool {
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(h.sim.ca_pem().as_bytes()).unwrap())
-        .build()
-        .unwrap();
-    let url = format!("{}/{TENANT}/oauth2/v2.0/token", h.sim.url().trim_end_matches('/'));
-    let response = http
-        .post(url)
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", client_id),
-            ("client_secret", secret),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .await;
+    let http = sim_client::https_client(&h.sim.ca_pem());
+    let form = sim_client::client_credentials(client_id, secret, sim_client::GRAPH_SCOPE);
+    let response = http.post(sim_client::token_url(&h.sim, TENANT)).form(&form).send().await;
     response.is_ok_and(|r| r.status().is_success())
 }
 
@@ -144,7 +129,7 @@ pub async fn converged_now(h: &Harness, not_key: Option<&str>) -> Result<(EmailC
         .map_err(|e| e.to_string())?;
     let cs = c.status.clone().unwrap_or_default();
     let rs = r.status.clone().unwrap_or_default();
-    let ready = cs.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    let ready = is_true(&cs.conditions, email_channel::READY);
     let key = rs.credential.as_ref().filter(|c| c.verified_at.is_some()).map(|c| c.key_id.clone());
     let applied = cs.connect.as_ref().and_then(|c| c.applied_key_id.clone());
     let settled = rs.previous_credentials.is_empty() && rs.pending_rotation.is_none();

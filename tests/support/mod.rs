@@ -2,6 +2,19 @@
 //! `tests/cluster/up`, a fresh namespace per test, CRD installation and `eventually`.
 //!
 //! Tests that need the cluster fail (never skip) when it is not running, with the command to start it.
+//!
+//! Where to look first:
+//! - [`operator`]: `Harness`, the operator's controllers in-process with both simulators, and the
+//!   IDs of the test tenant and Connect organization;
+//! - [`resources`]: apply a manifest, wait for a condition (with the constants of
+//!   `connect_email_operator::api::conditions`), mailboxes and the Connect token Secret;
+//! - [`sim_client`]: talk to the simulators directly (HTTPS client, `Reply`, the operator's clients
+//!   pointed at them);
+//! - [`channel`]: the reliability tests' Api-mode channel and its invariants; [`process`]: the
+//!   operator as a process of its own; [`intercept`]: a kube client that answers or drops requests;
+//!   [`hygiene`]: no secret in logs, events or status.
+//!
+//! Every test binary compiles all of it: `dead_code` is allowed below, unused imports are not.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -150,13 +163,22 @@ pub fn kubectl(args: &[&str]) -> (bool, String, String) {
 }
 pub mod channel;
 pub mod hygiene;
+pub mod intercept;
 pub mod operator;
 pub mod process;
+pub mod resources;
+pub mod sim_client;
+
+/// The helm binary built by tests/tools/install-helm.
+pub fn helm() -> PathBuf {
+    let path = repo_root().join("target/tools/bin/helm");
+    assert!(path.exists(), "helm is not built: run tests/tools/install-helm (scripts/test does)");
+    path
+}
 
 /// Renders the Helm chart with `helm template` (helm from tests/tools/install-helm).
 pub fn helm_template(args: &[&str]) -> String {
-    let helm = repo_root().join("target/tools/bin/helm");
-    assert!(helm.exists(), "helm is not built: run tests/tools/install-helm (scripts/test does)");
+    let helm = helm();
     let chart = repo_root().join("charts/connect-email-operator");
     let output = std::process::Command::new(helm)
         .args(["template", "ceo"])

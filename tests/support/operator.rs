@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use connect_email_operator::api::{AzureAppRegistration, EmailChannel};
+use connect_email_operator::azure::OperatorCredential;
 use connect_email_operator::azure::graph::LagRetry;
-use connect_email_operator::azure::{EndpointOverrides, OperatorCredential};
 use connect_email_operator::clients::{MicrosoftClients, MicrosoftConfig};
 use connect_email_operator::connect::api::ConnectClient;
 use connect_email_operator::controller::{self, Context, Settings, SystemClock};
@@ -17,7 +17,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams};
 use url::Url;
 
-use super::{TestNamespace, client, install_crds};
+use super::{TestNamespace, client, install_crds, sim_client};
 
 pub const TENANT: &str = "11111111-2222-3333-4444-555555555555";
 /// The EntraTenant every test namespace may use (labelled `connectemail.dev/test=true`), applied
@@ -125,14 +125,9 @@ impl Harness {
     /// metrics registry of its own (as a new process has).
     pub fn context(&self, client: Client) -> Arc<Context> {
         let metrics = Arc::new(connect_email_operator::metrics::Metrics::default());
-        let url = Url::parse(&self.sim.url()).unwrap();
         let bundle = format!("{}\n{}", self.sim.ca_pem(), self.connect.ca_pem());
         let config = MicrosoftConfig {
-            overrides: EndpointOverrides {
-                authority_host: Some(url.clone()),
-                graph: Some(url.clone()),
-                exchange: Some(url),
-            },
+            overrides: sim_client::overrides(&self.sim),
             extra_ca_pem: Some(bundle.clone()),
             lag_retry: Some(LagRetry { attempts: 20, delay: Duration::from_millis(100) }),
             request_timeout: self.client_timeout,
@@ -164,13 +159,8 @@ impl Harness {
 
     /// The operator's Microsoft clients pointed at the simulator (for `plan` / `doctor` in tests).
     pub fn azure_clients(&self) -> MicrosoftClients {
-        let url = Url::parse(&self.sim.url()).unwrap();
         let config = MicrosoftConfig {
-            overrides: EndpointOverrides {
-                authority_host: Some(url.clone()),
-                graph: Some(url.clone()),
-                exchange: Some(url),
-            },
+            overrides: sim_client::overrides(&self.sim),
             extra_ca_pem: Some(self.sim.ca_pem()),
             lag_retry: None,
             request_timeout: None,
