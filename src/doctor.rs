@@ -85,9 +85,10 @@ pub async fn diagnose(
         .map(|s| s.conditions.clone())
         .or_else(|| registration.status.as_ref().map(|s| s.conditions.clone()))
         .unwrap_or_default();
-    for c in
-        conditions.iter().filter(|c| c.type_ != "Ready" && c.type_ != "Rotating" && c.type_ != "ConnectSecretOutdated")
-    {
+    for c in conditions.iter().filter(|c| {
+        use crate::api::conditions::{app_registration as reg, email_channel as ch};
+        ![reg::READY, reg::ROTATING, ch::CONNECT_SECRET_OUTDATED].contains(&c.type_.as_str())
+    }) {
         let outcome = if c.status == "True" { Outcome::Pass } else { Outcome::Fail };
         checks.push(check(&format!("condition {}", c.type_), outcome, format!("{}: {}", c.reason, c.message)));
     }
