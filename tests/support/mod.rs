@@ -152,6 +152,7 @@ pub mod channel;
 pub mod hygiene;
 pub mod operator;
 pub mod process;
+pub mod timeline;
 
 /// Renders the Helm chart with `helm template` (helm from tests/tools/install-helm).
 pub fn helm_template(args: &[&str]) -> String {

@@ -171,7 +171,10 @@ async fn apply(cached: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Actio
         run.write_status().await?;
     }
     let outcome = apply_steps(&mut run, &resources).await;
-    if let Err(e) = &outcome {
+    // A deferred wait is no failure: Ready stays as it was until the object comes back.
+    if let Err(e) = &outcome
+        && !e.is_deferred()
+    {
         let (why, message) = describe_failure(e);
         run.condition(cond::READY, false, why, message);
     }
@@ -263,7 +266,9 @@ async fn apply_steps(run: &mut Run<'_>, resources: &policy::ResourceIds) -> Resu
         Err(e) => {
             let (why, message) = describe_failure(&e);
             let problem = format!("resolving permissions: {message}");
-            run.condition(cond::CONSENT_GRANTED, false, why, problem.clone());
+            if !e.is_deferred() {
+                run.condition(cond::CONSENT_GRANTED, false, why, problem.clone());
+            }
             resolve_error = Some(e);
             Err(problem)
         }
@@ -519,8 +524,10 @@ async fn manage_consent(
         }
         Err(e) => {
             let error = Error::Azure(e);
-            let (why, message) = describe_failure(&error);
-            run.condition(cond::CONSENT_GRANTED, false, why, message);
+            if !error.is_deferred() {
+                let (why, message) = describe_failure(&error);
+                run.condition(cond::CONSENT_GRANTED, false, why, message);
+            }
             Err(error)
         }
     }
@@ -1044,7 +1051,8 @@ async fn cleanup(obj: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Action
     let deletes_app = obj.spec.adopt.is_none() && obj.spec.deletion_policy == DeletionPolicy::Delete;
     match cleanup_entra(&obj, ctx, &tenant, status.cloud.unwrap_or_default(), deletes_app).await {
         Ok(()) => Ok(Action::await_change()),
-        Err(e) if !deletes_app => {
+        // (A deferred wait is not Graph being unreachable: it is tried again after the wait.)
+        Err(e) if !deletes_app && !e.is_deferred() => {
             let uid = obj.uid().unwrap_or_default();
             let note = format!(
                 "Graph could not be reached to remove this resource's client secrets from application {} (deletionPolicy Orphan or adopted: the application stays); remove the passwords whose name contains [cem {uid} in the Entra admin center: {e}",
