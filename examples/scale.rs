@@ -488,7 +488,8 @@ async fn rotation_wave(h: &Harness, operator: &Operator, n: usize) -> Vec<(Strin
                 let mut state = state.lock().unwrap();
                 let t = state.entry(name).or_default();
                 let status = r.status.clone().unwrap_or_default();
-                t.observed |= status.observed_generation == r.metadata.generation;
+                // Generation 1 is the creation; 2 the renewBefore change.
+                t.observed |= r.metadata.generation >= Some(2) && status.observed_generation == r.metadata.generation;
                 if t.started.is_none() && status.pending_rotation.is_some() {
                     t.started = Some(now);
                 }
