@@ -87,12 +87,17 @@ async fn run_scope(
         .applied_objects()
         .predicate_filter(predicates::generation, PredicateConfig::default());
     let registration_store = registration_controller.store();
+    let registration_cache = registration_controller.store();
     let registration_controller = registration_controller
         .owns_stream(owned_secrets)
         .watches_stream(tenant_changes, move |t| triggers::registrations_of_tenant(&t, &registration_store))
         .reconcile_on(drift)
         .graceful_shutdown_on(shutdown.clone())
-        .run(in_slot(registration_slots.clone(), reconcile::reconcile), lifecycle::error_policy, ctx.clone())
+        .run(
+            in_slot(registration_slots.clone(), registration_cache, reconcile::reconcile),
+            lifecycle::error_policy,
+            ctx.clone(),
+        )
         .for_each(log_result);
     // A channel is reconciled again when its registration (owned, or shared through
     // appRegistrationRef) changes in what the channel reads: readiness, app ID, current secret.
@@ -116,11 +121,12 @@ async fn run_scope(
         .applied_objects()
         .predicate_filter(predicates::generation, PredicateConfig::default());
     let channels_by_tenant = channel_controller.store();
+    let channel_cache = channel_controller.store();
     let channel_controller = channel_controller
         .watches_stream(registration_changes, move |reg| triggers::channels_of(&reg, &channel_store))
         .watches_stream(channel_tenant_changes, move |t| triggers::channels_of_tenant(&t, &channels_by_tenant))
         .graceful_shutdown_on(shutdown.clone())
-        .run(in_slot(channel_slots.clone(), channel::reconcile), lifecycle::error_policy, ctx)
+        .run(in_slot(channel_slots.clone(), channel_cache, channel::reconcile), lifecycle::error_policy, ctx)
         .for_each(log_result);
     // On shutdown the reconciles still waiting for a slot end at once: a graceful shutdown waits
     // only for those running.
@@ -131,20 +137,31 @@ async fn run_scope(
     tokio::join!(registration_controller, channel_controller, close_slots);
 }
 
-/// `reconcile` run in one of `slots` (first come, first served, under the wait budget).
+/// `reconcile` run in one of `slots` (first come, first served, under the wait budget), with the
+/// object as `cache` has it when the slot is taken: kube hands the object over when it falls due,
+/// and it may have changed while it waited (kube's finalizer helper, for one, patches with a test
+/// of the finalizers it was given).
 fn in_slot<K, F, Fut>(
     slots: Arc<Slots>,
+    cache: reflector::Store<K>,
     reconcile: F,
 ) -> impl FnMut(Arc<K>, Arc<Context>) -> futures::future::BoxFuture<'static, Result<Action, super::Error>>
 where
-    K: kube::Resource<DynamicType = ()> + Send + Sync + 'static,
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
     F: Fn(Arc<K>, Arc<Context>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<Action, super::Error>> + Send + 'static,
 {
     move |obj, ctx| {
-        let (slots, reconcile) = (slots.clone(), reconcile.clone());
+        let (slots, cache, reconcile) = (slots.clone(), cache.clone(), reconcile.clone());
         let key = format!("{}/{}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any());
-        Box::pin(async move { slots.run(key, move || reconcile(obj, ctx)).await })
+        Box::pin(async move {
+            slots
+                .run(key, move || {
+                    let obj = cache.get(&reflector::ObjectRef::from_obj(obj.as_ref())).unwrap_or(obj);
+                    reconcile(obj, ctx)
+                })
+                .await
+        })
     }
 }
 

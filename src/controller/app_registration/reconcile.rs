@@ -752,7 +752,12 @@ async fn report_credential(
     if let Some(at) = credential::next_revocation(plan) {
         run.requeue_at(at);
     }
-    let credential = run.status.credential.clone();
+    // From the spec as it is now: a changed renewBefore moves the renewal of the current key
+    // (status showed, and the requeue waited for, the time computed when it was issued).
+    let credential = run.status.credential.as_mut().map(|c| {
+        c.renewal_time = Time(policy.renewal_time(c.not_before.0, c.not_after.0));
+        c.clone()
+    });
     if let Some(blocked) = &plan.blocked {
         let already = conditions::get(&run.status.conditions, cond::CREDENTIAL_READY)
             .is_some_and(|c| c.reason == reason::SECRET_REJECTED);
