@@ -603,7 +603,7 @@ async fn rotation_wave(h: &Harness, operator: &Operator, n: usize) -> Vec<(Strin
             ),
         ),
         (
-            "wave: reconcile deferrals (waits beyond the 2 s budget); mean wait for a slot since start".into(),
+            "wave: reconciles deferred (pacing waits beyond the 2 s budget); mean wait for a slot since start".into(),
             format!("{deferrals:.0}; {:.2} s", if queue_count > 0.0 { queue_sum / queue_count } else { 0.0 }),
         ),
         ("wave: operator CPU seconds".into(), format!("{:.1}", operator.cpu_seconds() - cpu_before)),

@@ -3,10 +3,12 @@
 //! jitter (capped), and counters per external system. Callers map the final response to their own
 //! typed errors; bodies are never logged (they can carry secrets).
 //!
-//! Inside a reconcile every wait (a retry's backoff, a client-side rate limiter) is charged to the
-//! reconcile's [wait budget](with_wait_budget): a wait the budget cannot pay is not slept, the
-//! request ends with a [`TransportError`] marked `deferred`, and the controller puts the object
-//! back in its queue for that long, so a reconcile slot is never held by a sleeping retry.
+//! Inside a reconcile every wait (a retry's backoff or `Retry-After`, a client-side rate limiter)
+//! is charged to the reconcile's [wait budget](with_wait_budget), and a wait the budget cannot pay
+//! is not slept, so a reconcile slot is never held by a sleeping retry: a retry that does not fit
+//! is not made (the failure so far is the answer, and the controller's error policy brings the
+//! object back later); a rate limiter's wait that does not fit ends the request with a
+//! [`TransportError`] marked `deferred` — no failure — and the object comes back after it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,8 +138,8 @@ struct WaitBudget {
 }
 
 /// Runs `f` with a wait budget: the waits of the requests it makes (retry backoff, rate limiting)
-/// may add up to `budget`; a wait beyond what is left is not slept but deferred (see
-/// [`deferred`]). `key` names what is reconciled (a rate limiter keeps a deferred write's place
+/// may add up to `budget`; a wait beyond what is left is not slept (see [`charge_wait`],
+/// [`defer`]). `key` names what is reconciled (a rate limiter keeps a deferred write's place
 /// for it). Outside such a scope requests wait as long as they must.
 pub async fn with_wait_budget<F: Future>(key: String, budget: Duration, f: F) -> F::Output {
     let state = Arc::new(std::sync::Mutex::new(WaitBudget { key, left: budget, deferred: None }));
@@ -145,20 +147,27 @@ pub async fn with_wait_budget<F: Future>(key: String, budget: Duration, f: F) ->
 }
 
 /// Charges `wait` to the current wait budget: `true` when it may be slept (always outside a
-/// budget), `false` when it does not fit (recorded as deferred).
+/// budget), `false` when it does not fit.
 pub fn charge_wait(wait: Duration) -> bool {
     WAIT_BUDGET
         .try_with(|b| {
             let mut b = b.lock().expect("not poisoned");
-            if wait <= b.left {
+            let fits = wait <= b.left;
+            if fits {
                 b.left -= wait;
-                true
-            } else {
-                b.deferred = Some(b.deferred.map_or(wait, |d| d.min(wait)));
-                false
             }
+            fits
         })
         .unwrap_or(true)
+}
+
+/// Records that the current reconcile gives up a wait it could not afford, for pacing (a rate
+/// limiter's, replication): not a failure, the object comes back after `wait` (see [`deferred`]).
+pub fn defer(wait: Duration) {
+    let _ = WAIT_BUDGET.try_with(|b| {
+        let mut b = b.lock().expect("not poisoned");
+        b.deferred = Some(b.deferred.map_or(wait, |d| d.min(wait)));
+    });
 }
 
 /// The shortest wait deferred so far under the current wait budget, if any.
@@ -178,7 +187,7 @@ pub struct RequestCounters {
     pub retries: AtomicU64,
     pub throttled: AtomicU64,
     pub failures: AtomicU64,
-    /// Retries not slept because the wait did not fit a reconcile's wait budget.
+    /// Retries not made because their wait did not fit a reconcile's wait budget.
     pub deferred: AtomicU64,
 }
 
@@ -325,20 +334,29 @@ impl HttpClient {
                 gate.observe(response.status, &response.headers, retry_after(&response.headers));
             }
             let throttled = |r: &Response| r.status == StatusCode::TOO_MANY_REQUESTS || is_throttled(r);
+            let retryable = outcome.as_ref().map_or(true, |r| is_retryable_status(r.status) || is_throttled(r));
+            let wait = self.retry.delay(attempt, outcome.as_ref().ok().and_then(|r| retry_after(&r.headers)));
+            // Inside a reconcile a retry is made only if its wait fits the reconcile's wait
+            // budget. Otherwise the answer so far is final: the failure is reported as usual and
+            // the error policy brings the object back later, instead of it sleeping in its slot.
+            let retry = retryable && attempt < self.retry.max_attempts && {
+                let fits = charge_wait(wait);
+                if !fits {
+                    tracing::debug!(
+                        system = self.system,
+                        operation,
+                        attempt,
+                        ?wait,
+                        "not retried in this reconcile: the wait exceeds its budget"
+                    );
+                    self.counters.deferred.fetch_add(1, Ordering::Relaxed);
+                }
+                fits
+            };
             match outcome {
-                Ok(response)
-                    if (is_retryable_status(response.status) || is_throttled(&response))
-                        && attempt < self.retry.max_attempts =>
-                {
+                Ok(response) if retry => {
                     if throttled(&response) {
                         self.counters.throttled.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let wait = self.retry.delay(attempt, retry_after(&response.headers));
-                    if !charge_wait(wait) {
-                        tracing::debug!(system = self.system, operation, status = %response.status, attempt, ?wait, "deferred: retry");
-                        self.counters.deferred.fetch_add(1, Ordering::Relaxed);
-                        let why = format!("before retrying (HTTP {})", response.status.as_u16());
-                        return Err(TransportError::deferred(self.system, operation, attempt, wait, &why));
                     }
                     tracing::debug!(system = self.system, operation, status = %response.status, attempt, ?wait, "retrying");
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -354,15 +372,8 @@ impl HttpClient {
                     return Ok(response);
                 }
                 // URLs are dropped from messages: query strings can carry user data.
-                Err(e) if attempt < self.retry.max_attempts => {
+                Err(e) if retry => {
                     let e = e.without_url();
-                    let wait = self.retry.delay(attempt, None);
-                    if !charge_wait(wait) {
-                        tracing::debug!(system = self.system, operation, error = %e, attempt, ?wait, "deferred: retry after transport error");
-                        self.counters.deferred.fetch_add(1, Ordering::Relaxed);
-                        let why = "before retrying after a transport error";
-                        return Err(TransportError::deferred(self.system, operation, attempt, wait, why));
-                    }
                     tracing::debug!(system = self.system, operation, error = %e, attempt, ?wait, "retrying after transport error");
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(wait).await;

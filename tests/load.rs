@@ -411,7 +411,7 @@ async fn many_channels_under_faults_converge_without_duplicates_lost_updates_or_
         ("duplicate applications", duplicates.to_string()),
         ("passwords left beyond one per application", leftover_passwords.to_string()),
         ("lost updates (status/Secret/asset not matching its app)", problems.len().to_string()),
-        ("reconciles deferred (a wait beyond the 2 s budget), channel / registration", {
+        ("reconciles deferred (a pacing wait beyond the 2 s budget), channel / registration", {
             let deferred = |kind: &str| {
                 let labels = connect_email_operator::metrics::KindLabels { kind: kind.into() };
                 h.metrics.as_ref().map_or(0, |m| m.reconcile_deferrals.get_or_create(&labels).get())

@@ -303,6 +303,7 @@ impl GraphClient {
                 Err(e) if is_replication_lag(&e) && attempt < self.lag.attempts => {
                     let wait = self.lag.delay * attempt;
                     if !crate::http::charge_wait(wait) {
+                        crate::http::defer(wait);
                         let why = "for Graph's replication";
                         return Err(TransportError::deferred("graph", "write after create", attempt, wait, why).into());
                     }

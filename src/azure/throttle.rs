@@ -263,6 +263,7 @@ impl TenantGate {
                     if !crate::http::charge_wait(wait) {
                         s.promised.insert(key.clone().expect("a promise has a key"), at);
                         self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+                        crate::http::defer(wait);
                         return Err(wait);
                     }
                     wait
@@ -276,6 +277,7 @@ impl TenantGate {
                             s.promised.insert(key, at);
                         }
                         self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+                        crate::http::defer(wait);
                         return Err(wait);
                     }
                     self.record(&mut s, cost, at);
@@ -294,6 +296,7 @@ impl TenantGate {
             let wait = until - Instant::now();
             if !crate::http::charge_wait(wait) {
                 self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+                crate::http::defer(wait);
                 return Err(wait);
             }
             self.stats.waited_ms.fetch_add(wait.as_millis() as u64, Ordering::Relaxed);

@@ -17,8 +17,11 @@
 //! bounded by its requests, because it never sleeps more than [`WAIT_BUDGET`] in all: every wait
 //! of a request (retry backoff, `Retry-After`, Graph's client-side pacing, replication lag) is
 //! charged to the reconcile's budget (`http::with_wait_budget`), and a wait the budget cannot pay
-//! ends the reconcile: the object goes back to the queue with `requeue_after` that wait, and its
-//! slot goes to the next object. Nothing waits on a slot held by a sleeping retry.
+//! is not slept. A retry that does not fit is not made: the failure so far is reported as before
+//! and the error policy requeues the object with its backoff. A pacing wait that does not fit
+//! (Graph's rate limiter, replication lag) ends the reconcile as [`deferral`]: no failure, the
+//! object goes back to the queue with `requeue_after` that wait. Either way its slot goes to the
+//! next object: nothing waits on a slot held by a sleeping retry.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,10 +75,10 @@ impl Slots {
     }
 }
 
-/// What a reconcile that deferred a wait returns instead of its own result: the object comes
-/// back after the shortest wait it deferred (the others are further away), neither a success
-/// (which would reset its backoff) nor a failure (which would back off exponentially and count as
-/// an error). `None` when it deferred nothing.
+/// What a reconcile that deferred a pacing wait (`http::defer`) returns instead of its own
+/// result: the object comes back after the shortest wait it deferred, neither a success (which
+/// would reset its backoff) nor a failure (which would back off exponentially and count as an
+/// error). `None` when it deferred nothing.
 pub fn deferral(kind: &str, key: &str, metrics: &crate::metrics::Metrics) -> Option<Action> {
     let wait = crate::http::deferred()?;
     metrics.deferred(kind);
@@ -148,6 +151,7 @@ mod tests {
                 // What the request path does before sleeping: charge the wait to the budget.
                 assert!(crate::http::charge_wait(Duration::from_millis(500)), "a short retry is slept");
                 assert!(!crate::http::charge_wait(Duration::from_secs(30)), "a long one is not");
+                crate::http::defer(Duration::from_secs(30));
                 Ok(deferral("Test", "ns/throttled", &metrics).expect("deferred"))
             })
             .await
