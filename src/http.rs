@@ -141,9 +141,12 @@ struct WaitBudget {
 /// may add up to `budget`; a wait beyond what is left is not slept (see [`charge_wait`],
 /// [`defer`]). `key` names what is reconciled (a rate limiter keeps a deferred write's place
 /// for it). Outside such a scope requests wait as long as they must.
-pub async fn with_wait_budget<F: Future>(key: String, budget: Duration, f: F) -> F::Output {
+/// Returns `f`'s output and the shortest wait it deferred (see [`defer`]).
+pub async fn with_wait_budget<F: Future>(key: String, budget: Duration, f: F) -> (F::Output, Option<Duration>) {
     let state = Arc::new(std::sync::Mutex::new(WaitBudget { key, left: budget, deferred: None }));
-    WAIT_BUDGET.scope(state, f).await
+    let output = WAIT_BUDGET.scope(state.clone(), f).await;
+    let deferred = state.lock().expect("not poisoned").deferred;
+    (output, deferred)
 }
 
 /// Charges `wait` to the current wait budget: `true` when it may be slept (always outside a

@@ -37,24 +37,40 @@ use super::Error;
 pub const WAIT_BUDGET: Duration = Duration::from_secs(2);
 
 /// The reconcile slots of one controller, handed out in the order reconciles fall due.
+///
+/// An object coming back from a deferral (its pacing wait is over, Graph's rate limiter kept its
+/// write's time) takes a slot of a small lane of its own instead of queueing behind every object
+/// that fell due meanwhile: behind them it would miss that time, its kept slot of Graph's budget
+/// would be wasted and it would be deferred again. The lane does not take the main slots, so the
+/// bound on first reconciles holds unchanged.
 pub struct Slots {
     kind: &'static str,
     semaphore: Semaphore,
+    returning: Semaphore,
+    deferred: std::sync::Mutex<std::collections::HashSet<String>>,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Slots {
     pub fn new(kind: &'static str, slots: u16, metrics: Arc<crate::metrics::Metrics>) -> Arc<Slots> {
-        Arc::new(Slots { kind, semaphore: Semaphore::new(usize::from(slots.max(1))), metrics })
+        let slots = usize::from(slots.max(1));
+        Arc::new(Slots {
+            kind,
+            semaphore: Semaphore::new(slots),
+            returning: Semaphore::new((slots / 5).max(1)),
+            deferred: std::sync::Mutex::default(),
+            metrics,
+        })
     }
 
     /// Stops handing out slots: reconciles still waiting end at once (on shutdown, so that a
     /// graceful shutdown waits only for the reconciles already running).
     pub fn close(&self) {
         self.semaphore.close();
+        self.returning.close();
     }
 
-    /// Free slots right now.
+    /// Free main slots right now.
     pub fn available(&self) -> usize {
         self.semaphore.available_permits()
     }
@@ -69,9 +85,15 @@ impl Slots {
         Fut: Future<Output = Result<Action, Error>>,
     {
         let due = Instant::now();
-        let Ok(_slot) = self.semaphore.acquire().await else { return Ok(Action::await_change()) };
+        let returning = self.deferred.lock().expect("not poisoned").remove(&key);
+        let lane = if returning { &self.returning } else { &self.semaphore };
+        let Ok(_slot) = lane.acquire().await else { return Ok(Action::await_change()) };
         self.metrics.queued(self.kind, due.elapsed());
-        crate::http::with_wait_budget(key, WAIT_BUDGET, Box::pin(reconcile())).await
+        let (result, deferred) = crate::http::with_wait_budget(key.clone(), WAIT_BUDGET, Box::pin(reconcile())).await;
+        if deferred.is_some() {
+            self.deferred.lock().expect("not poisoned").insert(key);
+        }
+        result
     }
 }
 
@@ -165,6 +187,28 @@ mod tests {
             metrics.reconcile_deferrals.get_or_create(&crate::metrics::KindLabels { kind: "Test".into() }).get(),
             1
         );
+    }
+
+    /// An object back from a deferral takes a slot of its own lane: it neither waits behind the
+    /// objects that fell due meanwhile (it would miss the time Graph's limiter kept for it) nor
+    /// takes their slots.
+    #[tokio::test(start_paused = true)]
+    async fn an_object_back_from_a_deferral_does_not_queue_behind_new_objects() {
+        let slots = slots(1);
+        let deferred = slots
+            .run("ns/a".into(), || async {
+                crate::http::defer(Duration::from_secs(5));
+                Ok(Action::requeue(Duration::from_secs(5)))
+            })
+            .await;
+        assert_eq!(deferred.unwrap(), Action::requeue(Duration::from_secs(5)));
+        let main = slots.semaphore.acquire().await.unwrap();
+        let back = slots.run("ns/a".into(), || async { Ok(Action::await_change()) });
+        assert!(tokio::time::timeout(Duration::from_secs(1), back).await.is_ok(), "ns/a waited for the main slot");
+        // Once back, it queues with everyone else again.
+        let again = slots.run("ns/a".into(), || async { Ok(Action::await_change()) });
+        assert!(tokio::time::timeout(Duration::from_secs(1), again).await.is_err());
+        drop(main);
     }
 
     #[tokio::test]
