@@ -244,6 +244,19 @@ impl TenantGate {
         s.unit_sum += cost.units;
     }
 
+    /// Takes back a request recorded at `at` that was never sent.
+    fn unrecord(&self, s: &mut GateState, cost: Cost, at: Instant) {
+        if cost.write
+            && let Some(i) = s.writes.iter().position(|t| *t == at)
+        {
+            s.writes.remove(i);
+        }
+        if let Some(i) = s.units.iter().position(|(t, u)| *t == at && *u == cost.units) {
+            s.units.remove(i);
+            s.unit_sum -= cost.units;
+        }
+    }
+
     /// Waits until the request fits the tenant's budgets, then lets it go. The request is given
     /// its time first (in the order requests arrive) and then sleeps without holding anything.
     ///
@@ -257,10 +270,19 @@ impl TenantGate {
             let mut s = self.state.lock().expect("not poisoned");
             self.prune(&mut s, now);
             let promised = key.as_ref().and_then(|k| s.promised.remove(k));
+            // A kept time missed by more than the grace is given back (no request went at that
+            // time) and the write takes a new one: lateness costs the object its place, never
+            // Graph's budget.
+            let promised = match promised {
+                Some(at) if at + PROMISE_GRACE < now => {
+                    self.unrecord(&mut s, cost, at);
+                    None
+                }
+                other => other,
+            };
             match promised {
-                // The slot kept for this object when its write was deferred; a slot missed by
-                // more than the grace is left as used and a new one is taken.
-                Some(at) if at + PROMISE_GRACE >= now => {
+                // The time kept for this object when its write was deferred.
+                Some(at) => {
                     let wait = at.saturating_duration_since(now);
                     if !crate::http::charge_wait(wait) {
                         s.promised.insert(key.clone().expect("a promise has a key"), at);
@@ -438,11 +460,23 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(10));
         let c = with_wait_budget("ns/c".into(), budget, gate.admit(WRITE)).await.0;
         assert_eq!(c, Err(Duration::from_secs(20)), "behind ns/b, which asked before");
+        // ns/b comes back 15 s after its time (more than the grace): that time is given back
+        // (nothing was sent then) and ns/b queues anew, behind ns/c's time (30 s).
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        let b = with_wait_budget("ns/b".into(), budget, gate.admit(WRITE)).await.0;
+        assert_eq!(b, Err(Duration::from_secs(5)));
+        let (writes, _) = throttle.effective_limits("t");
+        assert_eq!(writes, 1);
+        assert_eq!(
+            gate.state.lock().unwrap().writes.len(),
+            2,
+            "ns/c's time and ns/b's new one; ns/b's old one is gone"
+        );
         // A wait within the budget is slept as before.
         let start = Instant::now();
         let read = with_wait_budget("ns/d".into(), budget, gate.admit(READ)).await.0;
         assert_eq!((read, start.elapsed()), (Ok(()), Duration::ZERO));
-        assert_eq!(throttle.stats.deferred.load(Ordering::Relaxed), 3);
+        assert_eq!(throttle.stats.deferred.load(Ordering::Relaxed), 4);
     }
 
     #[tokio::test(start_paused = true)]

@@ -57,7 +57,7 @@ impl Slots {
         Arc::new(Slots {
             kind,
             semaphore: Semaphore::new(slots),
-            returning: Semaphore::new((slots / 5).max(1)),
+            returning: Semaphore::new((slots / 2).max(1)),
             deferred: std::sync::Mutex::default(),
             metrics,
         })
