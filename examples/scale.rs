@@ -4,7 +4,10 @@
 //! The operator is the release binary in its own process (so its RSS and CPU are its own), with
 //! its production defaults (delta drift detection). Prints a markdown table; asserts nothing.
 //!
-//!     scripts/bench 1000 registrations     # or: channels, memory (no limits, RSS only)
+//!     scripts/bench 1000 registrations     # or: channels, memory (no limits, RSS only), wave
+//!
+//! `wave`: N registrations whose secrets all fall due for renewal in the same second (the
+//! rotation wave of registrations created together); see `rotation_wave`.
 //!
 //! Phases: creation until all Ready; then a simulated idle hour per drift mode: the operator is
 //! restarted with every periodic interval divided by TIME_SCALE, its start-up wave is left to
@@ -24,6 +27,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, OPERATOR_CLIENT_ID, OPERATOR_SECRET, TENANT, TENANT_REF};
+use support::timeline::Timeline;
 
 /// Periodic intervals are divided by this in the idle phase: 3 minutes stand for an hour.
 const TIME_SCALE: u64 = 20;
@@ -34,6 +38,8 @@ enum Kind {
     Channels,
     /// Registrations with no Graph limits and little latency: only the operator's memory.
     Memory,
+    /// Registrations created, then all due for renewal at once.
+    Wave,
 }
 
 struct Operator {
@@ -112,6 +118,15 @@ fn manifest(kind: Kind, i: usize) -> serde_json::Value {
                                  "assetName": name, "organizationId": CONNECT_ORG,
                                  "credentialsSecretRef": {"name": "webex-connect-api"}}}
         }),
+        // The shortest lifetime the API allows (1h), and the previous key revoked as soon as its
+        // successor is verified, so that the wave is both of its writes (addPassword, removePassword).
+        Kind::Wave => json!({
+            "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration", "metadata": {"name": name},
+            "spec": {"tenantRef": {"name": TENANT_REF}, "displayName": name,
+                     "redirectUris": ["https://acme.us.webexconnect.io/callback"],
+                     "permissions": [{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}],
+                     "clientSecret": {"secretName": format!("{name}-credentials"), "duration": "1h", "revokeAfter": "0s"}}
+        }),
         _ => json!({
             "apiVersion": "connectemail.dev/v1alpha1", "kind": "AzureAppRegistration", "metadata": {"name": name},
             "spec": {"tenantRef": {"name": TENANT_REF}, "displayName": name,
@@ -182,9 +197,10 @@ async fn main() {
     let kind = match args.get(1).map(String::as_str) {
         Some("channels") => Kind::Channels,
         Some("memory") => Kind::Memory,
+        Some("wave") => Kind::Wave,
         _ => Kind::Registrations,
     };
-    let idle = kind != Kind::Memory && !args.iter().any(|a| a == "--no-idle");
+    let idle = !matches!(kind, Kind::Memory | Kind::Wave) && !args.iter().any(|a| a == "--no-idle");
     let mut options = SimOptions::default().tenant(TENANT);
     if kind != Kind::Memory {
         options = options.latency(Duration::from_millis(80), Duration::from_millis(150));
@@ -211,12 +227,17 @@ async fn main() {
     let unlimited: Vec<String> =
         ["--graph-writes-per-150s", "10000000", "--graph-resource-units-per-10s", "10000000"].map(String::from).into();
     let ready_now = ready_counter(&h, kind);
+    let timeline = if kind == Kind::Channels {
+        Timeline::follow(Api::<EmailChannel>::namespaced(h.client.clone(), &h.ns.name))
+    } else {
+        Timeline::follow(Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name))
+    };
     let operator = Operator::spawn(&h, if kind == Kind::Memory { &unlimited } else { &[] });
     let started = Instant::now();
     // Ready resources every 30 s from the start (creation included), sampled by its own task.
-    let timeline = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sampler = {
-        let (timeline, ready_now) = (timeline.clone(), ready_now.clone());
+        let (samples, ready_now) = (samples.clone(), ready_now.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(
                 tokio::time::Instant::now() + Duration::from_secs(30),
@@ -225,7 +246,7 @@ async fn main() {
             for i in 1.. {
                 tick.tick().await;
                 let ready = ready_now.load(std::sync::atomic::Ordering::Relaxed);
-                timeline.lock().unwrap().push(format!("{}: {ready}", 30 * i));
+                samples.lock().unwrap().push(format!("{}: {ready}", 30 * i));
             }
         })
     };
@@ -266,7 +287,7 @@ async fn main() {
     };
     let to_ready = started.elapsed();
     sampler.abort();
-    let timeline = timeline.lock().unwrap().join(", ");
+    let samples = samples.lock().unwrap().join(", ");
     let calls = h.sim.calls();
     let (writes, reads, tokens, exchange, throttled) = tally(&calls);
     let connect_calls = h.connect.calls().len();
@@ -289,6 +310,7 @@ async fn main() {
         Kind::Channels => "EmailChannels (Api mode)",
         Kind::Registrations => "AzureAppRegistrations",
         Kind::Memory => "AzureAppRegistrations (no Graph limits: memory run)",
+        Kind::Wave => "AzureAppRegistrations (1h secrets, revokeAfter 0s)",
     };
     let per = |x: usize| format!("{:.1}", x as f64 / n as f64);
     let mut rows: Vec<(String, String)> = vec![
@@ -296,8 +318,10 @@ async fn main() {
         ("created (API calls done) after".into(), format!("{:.1} s", created.as_secs_f64())),
         ("time until all Ready".into(), format!("{:.1} s ({ready}/{n} Ready)", to_ready.as_secs_f64())),
         ("failed (not Ready)".into(), (n - ready).to_string()),
-        ("Ready after 30, 60, … s".into(), timeline),
+        ("Ready after 30, 60, … s".into(), samples),
     ];
+    let what_short = if kind == Kind::Channels { "channels" } else { "registrations" };
+    rows.extend(timeline.rows(what_short));
     if kind != Kind::Memory {
         rows.push((
             "write bound: writes ÷ 20/s (3,000 per 150 s)".into(),
@@ -334,6 +358,9 @@ async fn main() {
         ("operator peak RSS".into(), mib(peak_rss)),
         ("operator RSS 15 s after all Ready".into(), mib(steady_rss)),
     ]);
+    if kind == Kind::Wave {
+        rows.extend(rotation_wave(&h, &operator, n).await);
+    }
     operator.stop();
 
     if idle {
@@ -400,4 +427,186 @@ async fn main() {
             registrations.patch_metadata(&r.metadata.name.unwrap_or_default(), &PatchParams::default(), &patch).await;
     }
     h.ns.delete().await;
+}
+
+/// What the wave phase saw of one registration.
+#[derive(Clone, Copy, Default)]
+struct Rotation {
+    /// The rotation's intent recorded (`status.pendingRotation`): its first reconcile started.
+    started: Option<Instant>,
+    /// The new key in status (and so in the Secret, written before status).
+    replaced: Option<Instant>,
+    /// Remaining lifetime of the old key at that moment, in seconds.
+    remaining: Option<f64>,
+    /// The new key verified and the old one revoked.
+    done: Option<Instant>,
+    /// `observedGeneration` caught up with the renewBefore change.
+    observed: bool,
+}
+
+/// The rotation wave: every registration's secret falls due for renewal in the same second.
+///
+/// The registrations were created with 1h secrets (the shortest lifetime the API admits) and are
+/// Ready. Each one's `clientSecret.renewBefore` is then set to its own secret's remaining
+/// lifetime at a common instant T (a spec change through the API, as an administrator would
+/// make it), so that every renewal time is T: registrations created together renew together,
+/// here at the same second rather than the same hour — the harshest case. Nothing is simulated
+/// on the operator's side: it runs its production binary and defaults. Measured from T: when
+/// each rotation started (intent recorded), when the new key replaced the old one and how much
+/// lifetime the old one still had, when the old key was revoked; Graph writes, 429s and RSS.
+async fn rotation_wave(h: &Harness, operator: &Operator, n: usize) -> Vec<(String, String)> {
+    use jiff::Timestamp;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let api = Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name);
+    let old: HashMap<String, (String, Timestamp)> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|r| {
+            let c = r.status?.credential?;
+            Some((r.metadata.name?, (c.key_id, c.not_after.0)))
+        })
+        .collect();
+    // Time to change every spec and let the reconciles that follow settle before T.
+    let lead = Duration::from_secs(60) + Duration::from_millis(60 * n as u64);
+    let wave = Instant::now() + lead;
+    let wave_at = Timestamp::now() + lead;
+    let state: Arc<Mutex<HashMap<String, Rotation>>> = Arc::default();
+    let follower = {
+        let (state, old, api) = (state.clone(), old.clone(), api.clone());
+        tokio::spawn(async move {
+            use kube::runtime::{WatchStreamExt, watcher};
+            let mut events =
+                std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff().applied_objects());
+            while let Some(Ok(r)) = events.next().await {
+                let now = Instant::now();
+                let name = r.metadata.name.clone().unwrap_or_default();
+                let Some((old_key, old_end)) = old.get(&name) else { continue };
+                let mut state = state.lock().unwrap();
+                let t = state.entry(name).or_default();
+                let status = r.status.clone().unwrap_or_default();
+                // Generation 1 is the creation; 2 the renewBefore change.
+                t.observed |= r.metadata.generation >= Some(2) && status.observed_generation == r.metadata.generation;
+                if t.started.is_none() && status.pending_rotation.is_some() {
+                    t.started = Some(now);
+                }
+                let key = status.credential.as_ref().map(|c| c.key_id.clone());
+                if t.replaced.is_none() && key.as_ref().is_some_and(|k| k != old_key) {
+                    t.replaced = Some(now);
+                    t.started.get_or_insert(now);
+                    t.remaining = Some(old_end.duration_since(Timestamp::now()).as_secs_f64());
+                }
+                let verified = status.credential.as_ref().is_some_and(|c| c.verified_at.is_some());
+                if t.done.is_none()
+                    && t.replaced.is_some()
+                    && verified
+                    && status.previous_credentials.is_empty()
+                    && status.pending_rotation.is_none()
+                {
+                    t.done = Some(now);
+                }
+            }
+        })
+    };
+    let params = PatchParams::default();
+    futures::stream::iter(old.clone())
+        .for_each_concurrent(16, |(name, (_, not_after))| {
+            let (api, params) = (api.clone(), params.clone());
+            async move {
+                let before = not_after.duration_since(wave_at).as_secs();
+                let patch = json!({"spec": {"clientSecret": {"renewBefore": format!("{before}s")}}});
+                api.patch(&name, &params, &Patch::Merge(&patch)).await.unwrap();
+            }
+        })
+        .await;
+    let patched = lead.saturating_sub(wave.saturating_duration_since(Instant::now()));
+    tokio::time::sleep_until(tokio::time::Instant::from_std(wave)).await;
+    let settled = state.lock().unwrap().values().filter(|t| t.observed).count();
+    h.sim.reset_calls();
+    let deferrals_before = operator.counter("connect_email_operator_reconcile_deferrals_total").await;
+    let cpu_before = operator.cpu_seconds();
+    let mut wave_rss = 0;
+    let deadline = wave + Duration::from_secs(3600);
+    loop {
+        wave_rss = wave_rss.max(operator.proc_field("VmRSS:"));
+        let done = state.lock().unwrap().values().filter(|t| t.done.is_some()).count();
+        if done == old.len() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let took = Instant::now() - wave;
+    follower.abort();
+    let calls = h.sim.calls();
+    let (writes, reads, tokens, _, throttled) = tally(&calls);
+    let deferrals = operator.counter("connect_email_operator_reconcile_deferrals_total").await - deferrals_before;
+    let queue_sum = operator.counter("connect_email_operator_reconcile_queue_seconds_sum").await;
+    let queue_count = operator.counter("connect_email_operator_reconcile_queue_seconds_count").await;
+    let state = state.lock().unwrap().clone();
+    let since_wave = |at: fn(&Rotation) -> Option<Instant>| {
+        let mut d: Vec<f64> =
+            state.values().filter_map(|t| at(t).map(|x| x.saturating_duration_since(wave).as_secs_f64())).collect();
+        d.sort_by(f64::total_cmp);
+        if d.is_empty() {
+            return "none".to_string();
+        }
+        let p = |q: f64| d[((q * d.len() as f64).ceil() as usize).clamp(1, d.len()) - 1];
+        format!("{:.1} / {:.1} / {:.1} s ({} of {n})", p(0.5), p(0.99), p(1.0), d.len())
+    };
+    let remaining: Vec<f64> = state.values().filter_map(|t| t.remaining).collect();
+    let min_remaining = remaining.iter().copied().fold(f64::INFINITY, f64::min);
+    let expired = remaining.iter().filter(|r| **r <= 0.0).count();
+    let not_rotated = state.values().filter(|t| t.done.is_none()).count() + n.saturating_sub(state.len());
+    let renew_window =
+        old.values().map(|(_, end)| end.duration_since(wave_at).as_secs_f64()).fold(f64::INFINITY, f64::min);
+    let bound = writes as f64 / 20.0;
+    vec![
+        ("wave: registrations due for renewal at the same second T".into(), format!("{}", old.len())),
+        (
+            "wave: renewBefore changed on all, reconciles settled by T".into(),
+            format!(
+                "patched in {:.1} s; {settled} of {} observed before T ({:.0} s lead)",
+                patched.as_secs_f64(),
+                old.len(),
+                lead.as_secs_f64()
+            ),
+        ),
+        (
+            "wave: time from T until every old key was replaced, verified and revoked".into(),
+            format!("{:.1} s ({} of {n} done)", took.as_secs_f64(), n - not_rotated),
+        ),
+        (
+            "wave: write bound (writes ÷ 20/s)".into(),
+            format!("{bound:.1} s; achieved ratio {:.2}", bound / took.as_secs_f64()),
+        ),
+        (
+            "wave: Graph writes / reads / token requests per registration".into(),
+            format!(
+                "{:.1} / {:.1} / {:.1}",
+                writes as f64 / n as f64,
+                reads as f64 / n as f64,
+                tokens as f64 / n as f64
+            ),
+        ),
+        ("wave: 429 answers".into(), throttled.to_string()),
+        ("wave: rotation started (intent recorded) after T, p50 / p99 / max".into(), since_wave(|t| t.started)),
+        ("wave: new key in place after T, p50 / p99 / max".into(), since_wave(|t| t.replaced)),
+        ("wave: old key revoked after T, p50 / p99 / max".into(), since_wave(|t| t.done)),
+        (
+            "wave: minimum remaining lifetime of a secret when it was replaced".into(),
+            format!(
+                "{:.0} s of a renew window of at least {:.0} s; {expired} replaced after expiry",
+                min_remaining, renew_window
+            ),
+        ),
+        (
+            "wave: reconciles deferred (pacing waits beyond the 2 s budget); mean wait for a slot since start".into(),
+            format!("{deferrals:.0}; {:.2} s", if queue_count > 0.0 { queue_sum / queue_count } else { 0.0 }),
+        ),
+        ("wave: operator CPU seconds".into(), format!("{:.1}", operator.cpu_seconds() - cpu_before)),
+        ("wave: operator peak RSS during the wave".into(), mib(wave_rss)),
+    ]
 }

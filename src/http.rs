@@ -2,6 +2,13 @@
 //! 5xx, connection errors and answers a client recognises as throttling by their body, waiting the larger of `Retry-After` and exponential backoff with
 //! jitter (capped), and counters per external system. Callers map the final response to their own
 //! typed errors; bodies are never logged (they can carry secrets).
+//!
+//! Inside a reconcile every wait (a retry's backoff or `Retry-After`, a client-side rate limiter)
+//! is charged to the reconcile's [wait budget](with_wait_budget), and a wait the budget cannot pay
+//! is not slept, so a reconcile slot is never held by a sleeping retry: a retry that does not fit
+//! is not made (the failure so far is the answer, and the controller's error policy brings the
+//! object back later); a rate limiter's wait that does not fit ends the request with a
+//! [`TransportError`] marked `deferred` — no failure — and the object comes back after it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,10 +83,11 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// Client-side admission for one request: waits for room before each attempt and learns from
-/// each answer (see `azure::throttle`).
+/// each answer (see `azure::throttle`). `Err(wait)`: the room comes only after `wait`, more than
+/// the caller's wait budget allows (see [`with_wait_budget`]).
 #[async_trait::async_trait]
 pub trait Gate: Send + Sync {
-    async fn admit(&self);
+    async fn admit(&self) -> Result<(), Duration>;
     fn observe(&self, status: StatusCode, headers: &HeaderMap, retry_after: Option<Duration>);
 }
 
@@ -91,14 +99,92 @@ pub struct Response {
     pub body: Bytes,
 }
 
-/// The request could not be completed (no HTTP response after all attempts).
+/// The request could not be completed (no HTTP response after all attempts), or it was
+/// deferred: the next wait did not fit the reconcile's wait budget.
 #[derive(Debug, thiserror::Error)]
-#[error("{system}: {operation}: no response after {attempts} attempt(s): {message}")]
+#[error("{system}: {operation}: {}{message}", if deferred.is_some() { String::new() } else { format!("no response after {attempts} attempt(s): ") })]
 pub struct TransportError {
     pub system: &'static str,
     pub operation: &'static str,
     pub attempts: u32,
     pub message: String,
+    /// Set when the request was given up because waiting this long would have held a reconcile
+    /// slot: the object is reconciled again after it.
+    pub deferred: Option<Duration>,
+}
+
+impl TransportError {
+    /// A request given up before a wait of `wait` (`why`: what it would have waited for).
+    pub fn deferred(system: &'static str, operation: &'static str, attempts: u32, wait: Duration, why: &str) -> Self {
+        TransportError {
+            system,
+            operation,
+            attempts,
+            message: format!(
+                "waiting {:.1} s {why} does not fit this reconcile's wait budget: deferred",
+                wait.as_secs_f64()
+            ),
+            deferred: Some(wait),
+        }
+    }
+}
+
+tokio::task_local! {
+    static WAIT_BUDGET: Arc<std::sync::Mutex<WaitBudget>>;
+}
+
+/// What a reconcile may still sleep, and the shortest wait it deferred.
+#[derive(Debug)]
+struct WaitBudget {
+    key: String,
+    left: Duration,
+    deferred: Option<Duration>,
+}
+
+/// Runs `f` with a wait budget: the waits of the requests it makes (retry backoff, rate limiting)
+/// may add up to `budget`; a wait beyond what is left is not slept (see [`charge_wait`],
+/// [`defer`]). `key` names what is reconciled (a rate limiter keeps a deferred write's place
+/// for it). Outside such a scope requests wait as long as they must.
+/// Returns `f`'s output and the shortest wait it deferred (see [`defer`]).
+pub async fn with_wait_budget<F: Future>(key: String, budget: Duration, f: F) -> (F::Output, Option<Duration>) {
+    let state = Arc::new(std::sync::Mutex::new(WaitBudget { key, left: budget, deferred: None }));
+    let output = WAIT_BUDGET.scope(state.clone(), f).await;
+    let deferred = state.lock().expect("not poisoned").deferred;
+    (output, deferred)
+}
+
+/// Charges `wait` to the current wait budget: `true` when it may be slept (always outside a
+/// budget), `false` when it does not fit.
+pub fn charge_wait(wait: Duration) -> bool {
+    WAIT_BUDGET
+        .try_with(|b| {
+            let mut b = b.lock().expect("not poisoned");
+            let fits = wait <= b.left;
+            if fits {
+                b.left -= wait;
+            }
+            fits
+        })
+        .unwrap_or(true)
+}
+
+/// Records that the current reconcile gives up a wait it could not afford, for pacing (a rate
+/// limiter's, replication): not a failure, the object comes back after `wait` (see [`deferred`]).
+pub fn defer(wait: Duration) {
+    let _ = WAIT_BUDGET.try_with(|b| {
+        let mut b = b.lock().expect("not poisoned");
+        b.deferred = Some(b.deferred.map_or(wait, |d| d.min(wait)));
+    });
+}
+
+/// The shortest wait deferred so far under the current wait budget, if any.
+pub fn deferred() -> Option<Duration> {
+    WAIT_BUDGET.try_with(|b| b.lock().expect("not poisoned").deferred).ok().flatten()
+}
+
+/// The key of the current wait budget (what is being reconciled), if any.
+pub fn budget_key() -> Option<String> {
+    WAIT_BUDGET.try_with(|b| b.lock().expect("not poisoned").key.clone()).ok()
 }
 
 /// Counters per external system, read by metrics and benchmarks.
@@ -108,6 +194,8 @@ pub struct RequestCounters {
     pub retries: AtomicU64,
     pub throttled: AtomicU64,
     pub failures: AtomicU64,
+    /// Retries not made because their wait did not fit a reconcile's wait budget.
+    pub deferred: AtomicU64,
 }
 
 /// HTTP client for one external system.
@@ -228,8 +316,17 @@ impl HttpClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            if let Some(gate) = gate {
-                gate.admit().await;
+            if let Some(gate) = gate
+                && let Err(wait) = gate.admit().await
+            {
+                tracing::debug!(system = self.system, operation, ?wait, "deferred: waiting for the rate limiter");
+                return Err(TransportError::deferred(
+                    self.system,
+                    operation,
+                    attempt - 1,
+                    wait,
+                    "for the rate limiter",
+                ));
             }
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let started = std::time::Instant::now();
@@ -253,15 +350,30 @@ impl HttpClient {
                 gate.observe(response.status, &response.headers, retry_after(&response.headers));
             }
             let throttled = |r: &Response| r.status == StatusCode::TOO_MANY_REQUESTS || is_throttled(r);
+            let retryable = outcome.as_ref().map_or(true, |r| is_retryable_status(r.status) || is_throttled(r));
+            let wait = self.retry.delay(attempt, outcome.as_ref().ok().and_then(|r| retry_after(&r.headers)));
+            // Inside a reconcile a retry is made only if its wait fits the reconcile's wait
+            // budget. Otherwise the answer so far is final: the failure is reported as usual and
+            // the error policy brings the object back later, instead of it sleeping in its slot.
+            let retry = retryable && attempt < self.retry.max_attempts && {
+                let fits = charge_wait(wait);
+                if !fits {
+                    tracing::debug!(
+                        system = self.system,
+                        operation,
+                        attempt,
+                        ?wait,
+                        "not retried in this reconcile: the wait exceeds its budget"
+                    );
+                    self.counters.deferred.fetch_add(1, Ordering::Relaxed);
+                }
+                fits
+            };
             match outcome {
-                Ok(response)
-                    if (is_retryable_status(response.status) || is_throttled(&response))
-                        && attempt < self.retry.max_attempts =>
-                {
+                Ok(response) if retry => {
                     if throttled(&response) {
                         self.counters.throttled.fetch_add(1, Ordering::Relaxed);
                     }
-                    let wait = self.retry.delay(attempt, retry_after(&response.headers));
                     tracing::debug!(system = self.system, operation, status = %response.status, attempt, ?wait, "retrying");
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(wait).await;
@@ -276,9 +388,8 @@ impl HttpClient {
                     return Ok(response);
                 }
                 // URLs are dropped from messages: query strings can carry user data.
-                Err(e) if attempt < self.retry.max_attempts => {
+                Err(e) if retry => {
                     let e = e.without_url();
-                    let wait = self.retry.delay(attempt, None);
                     tracing::debug!(system = self.system, operation, error = %e, attempt, ?wait, "retrying after transport error");
                     self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(wait).await;
@@ -290,6 +401,7 @@ impl HttpClient {
                         operation,
                         attempts: attempt,
                         message: e.without_url().to_string(),
+                        deferred: None,
                     });
                 }
             }

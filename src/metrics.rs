@@ -107,6 +107,10 @@ pub struct Metrics {
     pub reconciliations: Family<KindLabels, Counter>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Family<KindLabels, Histogram>,
+    /// Time a due reconcile waited for a free slot (the FIFO in `controller::queue`).
+    pub reconcile_queue: Family<KindLabels, Histogram>,
+    /// Reconciles that ended early because a wait did not fit their wait budget.
+    pub reconcile_deferrals: Family<KindLabels, Counter>,
     pub secrets_issued: Family<IssueLabels, Counter>,
     pub external_requests: Family<RequestLabels, Counter>,
     pub external_latency: Family<SystemLabels, Histogram>,
@@ -129,6 +133,10 @@ impl Default for Metrics {
         let reconcile_duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.01, 2.0, 12))
         });
+        let reconcile_queue = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 16))
+        });
+        let reconcile_deferrals = Family::<KindLabels, Counter>::default();
         let external_requests = Family::<RequestLabels, Counter>::default();
         let external_latency = Family::<SystemLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.01, 2.0, 12))
@@ -148,6 +156,16 @@ impl Default for Metrics {
         registry.register("reconciliations", "Reconciles per kind", reconciliations.clone());
         registry.register("reconcile_errors", "Failed reconciles per kind and error", reconcile_errors.clone());
         registry.register("reconcile_duration_seconds", "Reconcile duration per kind", reconcile_duration.clone());
+        registry.register(
+            "reconcile_queue_seconds",
+            "How long a due reconcile waited for a free slot, per kind",
+            reconcile_queue.clone(),
+        );
+        registry.register(
+            "reconcile_deferrals",
+            "Reconciles that ended early because a wait (retry backoff, Graph pacing) did not fit their wait budget; the object is reconciled again after that wait",
+            reconcile_deferrals.clone(),
+        );
         let secrets_issued = Family::<IssueLabels, Counter>::default();
         registry.register(
             "secrets_issued",
@@ -158,6 +176,7 @@ impl Default for Metrics {
         // (and `rate`/`increase` see their first event) before anything happened.
         for kind in ["AzureAppRegistration", "EmailChannel"] {
             let _ = reconciliations.get_or_create(&KindLabels { kind: kind.into() });
+            let _ = reconcile_deferrals.get_or_create(&KindLabels { kind: kind.into() });
             for error in RECONCILE_ERROR_LABELS {
                 let _ = reconcile_errors.get_or_create(&ErrorLabels { kind: kind.into(), error: error.into() });
             }
@@ -176,6 +195,8 @@ impl Default for Metrics {
             reconciliations,
             reconcile_errors,
             reconcile_duration,
+            reconcile_queue,
+            reconcile_deferrals,
             secrets_issued,
             external_requests,
             external_latency,
@@ -191,6 +212,16 @@ impl Metrics {
         let labels = KindLabels { kind: kind.into() };
         self.reconciliations.get_or_create(&labels).inc();
         self.reconcile_duration.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    /// A due reconcile got a slot after waiting `waited`.
+    pub fn queued(&self, kind: &str, waited: Duration) {
+        self.reconcile_queue.get_or_create(&KindLabels { kind: kind.into() }).observe(waited.as_secs_f64());
+    }
+
+    /// A reconcile deferred a wait longer than its budget.
+    pub fn deferred(&self, kind: &str) {
+        self.reconcile_deferrals.get_or_create(&KindLabels { kind: kind.into() }).inc();
     }
 
     pub fn failed(&self, kind: &str, error: &str) {

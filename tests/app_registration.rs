@@ -469,6 +469,44 @@ async fn the_orphan_policy_keeps_the_application_and_removes_only_operator_passw
     h.finish().await;
 }
 
+/// A shorter renewBefore moves the current key's renewal: status shows the new time and the
+/// rotation happens then, not at the time computed when the key was issued (the resync is an
+/// hour here, so nothing else would reconcile it in time).
+#[tokio::test]
+async fn a_changed_renew_before_moves_the_renewal_of_the_current_key() {
+    use connect_email_operator::controller::Settings;
+    let settings = Settings {
+        resync: Duration::from_secs(3600),
+        channel_resync: Duration::from_secs(3600),
+        propagation_poll: Duration::from_millis(300),
+        ..Settings::default()
+    };
+    let options = connect_email_sim::SimOptions::default().tenant(TENANT);
+    let h = Harness::start_with_settings("aar-renew-before", options, settings).await;
+    apply_registration(&h, &registration("renewing")).await;
+    let first =
+        registration_condition(&h, "renewing", app_cond::READY, "True").await.status.unwrap().credential.unwrap();
+    // 720h: renewal after 480h. Now: 5 s from now.
+    let before = first.not_after.0.duration_since(jiff::Timestamp::now()).as_secs() - 5;
+    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let patch = json!({"spec": {"clientSecret": {"renewBefore": format!("{before}s")}}});
+    api.patch("renewing", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let renewed = eventually(Duration::from_secs(60), || {
+        let api = api.clone();
+        let first_key = first.key_id.clone();
+        async move {
+            let s = api.get("renewing").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
+            let c = s.credential.clone().ok_or("no credential")?;
+            let done = c.key_id != first_key && c.verified_at.is_some() && s.previous_credentials.is_empty();
+            if done { Ok(c) } else { Err(format!("{s:?}")) }
+        }
+    })
+    .await;
+    assert!(renewed.not_before.0 < first.renewal_time.0, "renewed before the key's original renewal time");
+    assert_eq!(h.sim.count(routes::ADD_PASSWORD), 2);
+    h.finish().await;
+}
+
 #[tokio::test]
 async fn a_tenant_policy_cap_clamps_the_secret_lifetime() {
     let h = Harness::start("aar-cap").await;

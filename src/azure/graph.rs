@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::model::*;
 use super::throttle::{Cost, GraphLimits, GraphThrottle};
 use super::{AzureError, Endpoints, TokenProvider};
-use crate::http::{Gate, HttpClient, Response};
+use crate::http::{Gate, HttpClient, Response, TransportError};
 
 /// What the controllers need from Entra ID. 404 on delete/remove counts as done.
 #[async_trait::async_trait]
@@ -108,7 +108,7 @@ struct Ticket {
 
 #[async_trait::async_trait]
 impl Gate for Ticket {
-    async fn admit(&self) {
+    async fn admit(&self) -> Result<(), Duration> {
         self.gate.admit(self.cost).await
     }
     fn observe(
@@ -301,8 +301,14 @@ impl GraphClient {
         loop {
             match write().await {
                 Err(e) if is_replication_lag(&e) && attempt < self.lag.attempts => {
+                    let wait = self.lag.delay * attempt;
+                    if !crate::http::charge_wait(wait) {
+                        crate::http::defer(wait);
+                        let why = "for Graph's replication";
+                        return Err(TransportError::deferred("graph", "write after create", attempt, wait, why).into());
+                    }
                     tracing::debug!(error = %e, attempt, "Graph replication lag, retrying");
-                    tokio::time::sleep(self.lag.delay * attempt).await;
+                    tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
                 other => return other,

@@ -13,7 +13,9 @@
 //!   `x-ms-throttle-information` shrinks;
 //! - successful answers without the header slowly restore the limits (additive increase).
 //!
-//! Waiting is FIFO per tenant and per budget (a queued write never blocks reads).
+//! Requests are given their time in the order they arrive, per budget (a queued write never
+//! blocks reads). Inside a reconcile a wait longer than its wait budget is not slept: the request
+//! is deferred (see `http::with_wait_budget`) and a deferred write keeps its time for the object.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,6 +91,8 @@ pub struct ThrottleStats {
     pub waited_ms: AtomicU64,
     /// Times the limits shrank (429 or a higher reported use than expected).
     pub shrinks: AtomicU64,
+    /// Requests given up because their wait did not fit a reconcile's wait budget.
+    pub deferred: AtomicU64,
 }
 
 /// The limiter for every tenant one Graph client talks to.
@@ -102,16 +106,14 @@ pub struct GraphThrottle {
 #[derive(Debug)]
 pub struct TenantGate {
     limits: GraphLimits,
-    /// Serialises waiting writers (FIFO) so that writes are admitted in order.
-    write_queue: tokio::sync::Mutex<()>,
-    /// Serialises waiting readers of the resource-unit budget.
-    unit_queue: tokio::sync::Mutex<()>,
     state: Mutex<GateState>,
     stats: Arc<ThrottleStats>,
 }
 
 #[derive(Debug)]
 struct GateState {
+    /// When each write in the window is (or will be) sent, sorted: a request is given its time
+    /// when it is admitted, possibly in the future (a reservation), so waiting needs no lock.
     writes: VecDeque<Instant>,
     units: VecDeque<(Instant, u32)>,
     unit_sum: u32,
@@ -119,6 +121,11 @@ struct GateState {
     write_factor: f64,
     unit_factor: f64,
     paused_until: Option<Instant>,
+    /// Writes deferred by a reconcile (their wait did not fit its wait budget): the time reserved
+    /// for each, by what it reconciles, so that it keeps its place when it comes back instead of
+    /// queueing behind everyone who asked meanwhile.
+    promised: HashMap<String, Instant>,
+    promises_pruned: Instant,
 }
 
 impl GraphThrottle {
@@ -133,8 +140,6 @@ impl GraphThrottle {
             .or_insert_with(|| {
                 Arc::new(TenantGate {
                     limits: self.limits.clone(),
-                    write_queue: tokio::sync::Mutex::new(()),
-                    unit_queue: tokio::sync::Mutex::new(()),
                     state: Mutex::new(GateState {
                         writes: VecDeque::new(),
                         units: VecDeque::new(),
@@ -142,6 +147,8 @@ impl GraphThrottle {
                         write_factor: self.limits.headroom,
                         unit_factor: self.limits.unit_headroom,
                         paused_until: None,
+                        promised: HashMap::new(),
+                        promises_pruned: Instant::now(),
                     }),
                     stats: self.stats.clone(),
                 })
@@ -159,6 +166,12 @@ impl GraphThrottle {
 
 /// Floor for adapted limits: never below a tenth of the documented limit.
 const MIN_FACTOR: f64 = 0.1;
+
+/// How late a deferred write may come back and still use the time kept for it: it is counted at
+/// that time, so a later send shifts Graph's count by at most this (the headroom absorbs it). A
+/// deferred object comes back through its own lane of slots (`controller::queue`), so it is late
+/// by little more than the reads before its write.
+const PROMISE_GRACE: Duration = Duration::from_secs(10);
 
 /// The longest a 429 pauses a tenant. Graph's `Retry-After` is seconds to a few minutes; a larger
 /// value (a proxy's, a bug's) must not stop every reconcile of the tenant for hours, and an
@@ -184,6 +197,12 @@ impl TenantGate {
             }
             s.units.pop_front();
             s.unit_sum -= u;
+        }
+        // Promises not claimed within a window are forgotten (their slots stay counted as used).
+        if s.promises_pruned + self.limits.write_window <= now {
+            let window = self.limits.write_window;
+            s.promised.retain(|_, at| *at + window > now);
+            s.promises_pruned = now;
         }
     }
 
@@ -214,37 +233,100 @@ impl TenantGate {
         until.saturating_duration_since(now)
     }
 
-    /// Waits until the request fits the tenant's budgets, then records it.
-    pub async fn admit(&self, cost: Cost) {
-        // Writers queue on both budgets, readers on the unit budget only.
-        let _write_turn = if cost.write { Some(self.write_queue.lock().await) } else { None };
-        let _unit_turn = self.unit_queue.lock().await;
-        let mut waited = Duration::ZERO;
-        loop {
-            let now = Instant::now();
-            let wait = {
-                let mut s = self.state.lock().expect("not poisoned");
-                self.prune(&mut s, now);
-                let wait = self.wait_for(&s, cost, now);
-                if wait.is_zero() {
-                    if cost.write {
-                        s.writes.push_back(now);
-                    }
-                    s.units.push_back((now, cost.units));
-                    s.unit_sum += cost.units;
+    /// Records a request sent (or to be sent) at `at`, keeping the logs sorted.
+    fn record(&self, s: &mut GateState, cost: Cost, at: Instant) {
+        if cost.write {
+            let i = s.writes.partition_point(|t| *t <= at);
+            s.writes.insert(i, at);
+        }
+        let i = s.units.partition_point(|(t, _)| *t <= at);
+        s.units.insert(i, (at, cost.units));
+        s.unit_sum += cost.units;
+    }
+
+    /// Takes back a request recorded at `at` that was never sent.
+    fn unrecord(&self, s: &mut GateState, cost: Cost, at: Instant) {
+        if cost.write
+            && let Some(i) = s.writes.iter().position(|t| *t == at)
+        {
+            s.writes.remove(i);
+        }
+        if let Some(i) = s.units.iter().position(|(t, u)| *t == at && *u == cost.units) {
+            s.units.remove(i);
+            s.unit_sum -= cost.units;
+        }
+    }
+
+    /// Waits until the request fits the tenant's budgets, then lets it go. The request is given
+    /// its time first (in the order requests arrive) and then sleeps without holding anything.
+    ///
+    /// Inside a reconcile the wait is charged to its wait budget (`http::charge_wait`): a wait
+    /// that does not fit returns `Err(wait)` without sleeping, and a write keeps the time it was
+    /// given for the object's next reconcile (which comes back after `wait`).
+    pub async fn admit(&self, cost: Cost) -> Result<(), Duration> {
+        let key = if cost.write { crate::http::budget_key() } else { None };
+        let now = Instant::now();
+        let wait = {
+            let mut s = self.state.lock().expect("not poisoned");
+            self.prune(&mut s, now);
+            let promised = key.as_ref().and_then(|k| s.promised.remove(k));
+            // A kept time missed by more than the grace is given back (no request went at that
+            // time) and the write takes a new one: lateness costs the object its place, never
+            // Graph's budget.
+            let promised = match promised {
+                Some(at) if at + PROMISE_GRACE < now => {
+                    self.unrecord(&mut s, cost, at);
+                    None
                 }
-                wait
+                other => other,
             };
-            if wait.is_zero() {
-                break;
+            match promised {
+                // The time kept for this object when its write was deferred.
+                Some(at) => {
+                    let wait = at.saturating_duration_since(now);
+                    if !crate::http::charge_wait(wait) {
+                        s.promised.insert(key.clone().expect("a promise has a key"), at);
+                        self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+                        crate::http::defer(wait);
+                        return Err(wait);
+                    }
+                    wait
+                }
+                _ => {
+                    let wait = self.wait_for(&s, cost, now);
+                    let at = now + wait;
+                    if !crate::http::charge_wait(wait) {
+                        if let Some(key) = key {
+                            self.record(&mut s, cost, at);
+                            s.promised.insert(key, at);
+                        }
+                        self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+                        crate::http::defer(wait);
+                        return Err(wait);
+                    }
+                    self.record(&mut s, cost, at);
+                    wait
+                }
             }
-            waited += wait;
+        };
+        if !wait.is_zero() {
+            self.stats.delayed.fetch_add(1, Ordering::Relaxed);
+            self.stats.waited_ms.fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
             tokio::time::sleep(wait).await;
         }
-        if !waited.is_zero() {
-            self.stats.delayed.fetch_add(1, Ordering::Relaxed);
-            self.stats.waited_ms.fetch_add(waited.as_millis() as u64, Ordering::Relaxed);
+        // A 429 answered meanwhile pauses every request of the tenant, this one too.
+        let paused = self.state.lock().expect("not poisoned").paused_until;
+        if let Some(until) = paused.filter(|p| *p > Instant::now()) {
+            let wait = until - Instant::now();
+            if !crate::http::charge_wait(wait) {
+                self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+                crate::http::defer(wait);
+                return Err(wait);
+            }
+            self.stats.waited_ms.fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
         }
+        Ok(())
     }
 
     /// Learns from an answer: 429 pauses the tenant and shrinks the limit it names; a reported
@@ -344,16 +426,57 @@ mod tests {
         let gate = throttle.tenant("t");
         let start = Instant::now();
         for _ in 0..3 {
-            gate.admit(WRITE).await;
+            gate.admit(WRITE).await.unwrap();
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
-        gate.admit(WRITE).await;
+        gate.admit(WRITE).await.unwrap();
         assert_eq!(start.elapsed(), Duration::from_secs(10));
         assert_eq!(throttle.stats.delayed.load(Ordering::Relaxed), 1);
         // Reads are not held back by the write budget.
         let before = Instant::now();
-        gate.admit(READ).await;
+        gate.admit(READ).await.unwrap();
         assert_eq!(before.elapsed(), Duration::ZERO);
+    }
+
+    /// Inside a reconcile (a wait budget of 2 s) a write that would wait 10 s is not slept: the
+    /// reconcile gets the wait back at once, and the write keeps the time it was given, so that
+    /// objects asking meanwhile queue behind it and it goes at that time when it comes back.
+    #[tokio::test(start_paused = true)]
+    async fn a_reconciles_long_wait_is_deferred_and_the_write_keeps_its_place() {
+        use crate::http::with_wait_budget;
+        let throttle = GraphThrottle::new(limits(1, 1000));
+        let gate = throttle.tenant("t");
+        let budget = Duration::from_secs(2);
+        gate.admit(WRITE).await.unwrap();
+        let start = Instant::now();
+        let a = with_wait_budget("ns/a".into(), budget, gate.admit(WRITE)).await.0;
+        assert_eq!(a, Err(Duration::from_secs(10)));
+        assert_eq!(start.elapsed(), Duration::ZERO, "the wait was not slept");
+        let b = with_wait_budget("ns/b".into(), budget, gate.admit(WRITE)).await.0;
+        assert_eq!(b, Err(Duration::from_secs(20)), "behind the place kept for ns/a");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let a = with_wait_budget("ns/a".into(), budget, gate.admit(WRITE)).await.0;
+        assert_eq!(a, Ok(()), "ns/a's write goes at its time");
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        let c = with_wait_budget("ns/c".into(), budget, gate.admit(WRITE)).await.0;
+        assert_eq!(c, Err(Duration::from_secs(20)), "behind ns/b, which asked before");
+        // ns/b comes back 15 s after its time (more than the grace): that time is given back
+        // (nothing was sent then) and ns/b queues anew, behind ns/c's time (30 s).
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        let b = with_wait_budget("ns/b".into(), budget, gate.admit(WRITE)).await.0;
+        assert_eq!(b, Err(Duration::from_secs(5)));
+        let (writes, _) = throttle.effective_limits("t");
+        assert_eq!(writes, 1);
+        assert_eq!(
+            gate.state.lock().unwrap().writes.len(),
+            2,
+            "ns/c's time and ns/b's new one; ns/b's old one is gone"
+        );
+        // A wait within the budget is slept as before.
+        let start = Instant::now();
+        let read = with_wait_budget("ns/d".into(), budget, gate.admit(READ)).await.0;
+        assert_eq!((read, start.elapsed()), (Ok(()), Duration::ZERO));
+        assert_eq!(throttle.stats.deferred.load(Ordering::Relaxed), 4);
     }
 
     #[tokio::test(start_paused = true)]
@@ -361,10 +484,10 @@ mod tests {
         let throttle = GraphThrottle::new(limits(100, 4));
         let gate = throttle.tenant("t");
         let start = Instant::now();
-        gate.admit(Cost { write: false, units: 2 }).await;
-        gate.admit(Cost { write: false, units: 2 }).await;
+        gate.admit(Cost { write: false, units: 2 }).await.unwrap();
+        gate.admit(Cost { write: false, units: 2 }).await.unwrap();
         assert_eq!(start.elapsed(), Duration::ZERO);
-        gate.admit(READ).await;
+        gate.admit(READ).await.unwrap();
         assert_eq!(start.elapsed(), Duration::from_secs(1));
     }
 
@@ -380,16 +503,16 @@ mod tests {
         gate.observe(StatusCode::TOO_MANY_REQUESTS, &headers, Some(Duration::from_secs(7)));
         assert_eq!(throttle.effective_limits("t"), (80, 1000));
         let start = Instant::now();
-        gate.admit(READ).await;
+        gate.admit(READ).await.unwrap();
         assert_eq!(start.elapsed(), Duration::from_secs(7), "every request of the tenant waits for Retry-After");
         // Without Retry-After: the default pause.
         gate.observe(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), None);
         let start = Instant::now();
-        gate.admit(READ).await;
+        gate.admit(READ).await.unwrap();
         assert_eq!(start.elapsed(), Duration::from_secs(3));
         // Other tenants are unaffected.
         let start = Instant::now();
-        throttle.tenant("other").admit(WRITE).await;
+        throttle.tenant("other").admit(WRITE).await.unwrap();
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
@@ -405,12 +528,12 @@ mod tests {
         gate.observe(StatusCode::TOO_MANY_REQUESTS, &headers, huge);
         gate.observe(StatusCode::TOO_MANY_REQUESTS, &headers, Some(Duration::MAX));
         let start = Instant::now();
-        gate.admit(READ).await;
+        gate.admit(READ).await.unwrap();
         assert_eq!(start.elapsed(), MAX_PAUSE);
         // The tenant's state is still usable (no lock poisoned by a panic).
         gate.observe(StatusCode::OK, &HeaderMap::new(), None);
         let start = Instant::now();
-        gate.admit(READ).await;
+        gate.admit(READ).await.unwrap();
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
@@ -418,14 +541,14 @@ mod tests {
     async fn reported_use_above_ours_slows_down_and_quiet_successes_recover() {
         let throttle = GraphThrottle::new(limits(100, 1000));
         let gate = throttle.tenant("t");
-        gate.admit(WRITE).await;
+        gate.admit(WRITE).await.unwrap();
         let mut headers = HeaderMap::new();
         headers.insert("x-ms-throttle-limit-percentage", "0.9".parse().unwrap());
         gate.observe(StatusCode::OK, &headers, None);
         assert_eq!(throttle.effective_limits("t"), (90, 900));
         // Graph's figure matching our own use changes nothing.
         for _ in 0..89 {
-            gate.admit(WRITE).await;
+            gate.admit(WRITE).await.unwrap();
         }
         gate.observe(StatusCode::OK, &headers, None);
         assert_eq!(throttle.effective_limits("t"), (90, 900));

@@ -52,6 +52,16 @@ impl Error {
         }
     }
 
+    /// A request was given up because its next wait did not fit the reconcile's wait budget
+    /// (`controller::queue`): not a failure, the object is reconciled again after the wait.
+    pub fn is_deferred(&self) -> bool {
+        match self {
+            Self::Azure(AzureError::Transport(t)) => t.deferred.is_some(),
+            Self::Connect(crate::connect::api::ConnectError::Transport(t)) => t.deferred.is_some(),
+            _ => false,
+        }
+    }
+
     /// The operator's own Microsoft credential is refused: no spec change fixes it and nothing
     /// announces the fix, so the object is re-checked every [`OPERATOR_CREDENTIAL_RECHECK`].
     pub fn is_operator_credential_failure(&self) -> bool {

@@ -53,6 +53,10 @@ where
     });
     let kind = K::kind(&());
     ctx.metrics.reconciled(&kind, started.elapsed());
+    // A wait it could not afford: back in the queue after it, neither success nor failure.
+    if let Some(action) = super::queue::deferral(&kind, &key, &ctx.metrics) {
+        return Ok(action);
+    }
     match &result {
         Ok(_) => ctx.reset_backoff(&key),
         Err(e) => ctx.metrics.failed(&kind, e.metric_label()),

@@ -10,6 +10,7 @@ pub mod drift;
 pub mod email_channel;
 pub mod error;
 pub mod lifecycle;
+pub mod queue;
 pub mod report;
 pub mod run;
 pub mod triggers;

@@ -7,11 +7,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::Config;
+use kube::runtime::controller::{Action, Config};
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, predicates, reflector, watcher};
 
 use super::app_registration::{reconcile, secret};
 use super::email_channel::reconcile as channel;
+use super::queue::Slots;
 use super::{Context, lifecycle, triggers};
 use crate::api::app_registration::AzureAppRegistrationStatus;
 use crate::api::email_channel::EmailChannelStatus;
@@ -69,11 +70,14 @@ async fn run_scope(
     // Secret) reconciles the owning registration, which reads the Secret itself.
     let owned = watcher::Config::default().labels(&format!("{}={}", secret::LABEL_MANAGED_BY, secret::MANAGED_BY));
     let owned_secrets = watcher(secrets, owned).default_backoff().touched_objects();
+    // kube's runner is unbounded; the slots are taken first come, first served (`queue`).
+    let registration_slots = Slots::new("AzureAppRegistration", ctx.settings.concurrency, ctx.metrics.clone());
+    let channel_slots = Slots::new("EmailChannel", ctx.settings.concurrency, ctx.metrics.clone());
     let registration_controller = Controller::for_stream(
         slim_watch(registrations.clone(), reg_writer, cached_registration, triggers::own_change),
         reg_reader,
     )
-    .with_config(Config::default().concurrency(ctx.settings.concurrency));
+    .with_config(Config::default());
     // Entra-side changes found by the change feeds (delta mode) reconcile just those objects.
     let drift = super::drift::triggers(ctx.clone(), registration_controller.store());
     // An EntraTenant created or changed (its spec) reconciles the registrations naming it: one
@@ -83,12 +87,17 @@ async fn run_scope(
         .applied_objects()
         .predicate_filter(predicates::generation, PredicateConfig::default());
     let registration_store = registration_controller.store();
+    let registration_cache = registration_controller.store();
     let registration_controller = registration_controller
         .owns_stream(owned_secrets)
         .watches_stream(tenant_changes, move |t| triggers::registrations_of_tenant(&t, &registration_store))
         .reconcile_on(drift)
         .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile::reconcile, lifecycle::error_policy, ctx.clone())
+        .run(
+            in_slot(registration_slots.clone(), registration_cache, reconcile::reconcile),
+            lifecycle::error_policy,
+            ctx.clone(),
+        )
         .for_each(log_result);
     // A channel is reconciled again when its registration (owned, or shared through
     // appRegistrationRef) changes in what the channel reads: readiness, app ID, current secret.
@@ -98,7 +107,7 @@ async fn run_scope(
         slim_watch(channels, channel_writer, cached_channel, triggers::own_change),
         channel_reader,
     )
-    .with_config(Config::default().concurrency(ctx.settings.concurrency));
+    .with_config(Config::default());
     let channel_store = channel_controller.store();
     // The per-resource gauges are read from these caches at scrape time, as long as this scope runs.
     let _exposed = ctx.metrics.watch_caches(reg_reader_for_metrics, channel_controller.store());
@@ -112,13 +121,48 @@ async fn run_scope(
         .applied_objects()
         .predicate_filter(predicates::generation, PredicateConfig::default());
     let channels_by_tenant = channel_controller.store();
+    let channel_cache = channel_controller.store();
     let channel_controller = channel_controller
         .watches_stream(registration_changes, move |reg| triggers::channels_of(&reg, &channel_store))
         .watches_stream(channel_tenant_changes, move |t| triggers::channels_of_tenant(&t, &channels_by_tenant))
-        .graceful_shutdown_on(shutdown)
-        .run(channel::reconcile, lifecycle::error_policy, ctx)
+        .graceful_shutdown_on(shutdown.clone())
+        .run(in_slot(channel_slots.clone(), channel_cache, channel::reconcile), lifecycle::error_policy, ctx)
         .for_each(log_result);
-    tokio::join!(registration_controller, channel_controller);
+    // On shutdown the reconciles still waiting for a slot end at once: a graceful shutdown waits
+    // only for those running.
+    let close_slots = shutdown.map(move |()| {
+        registration_slots.close();
+        channel_slots.close();
+    });
+    tokio::join!(registration_controller, channel_controller, close_slots);
+}
+
+/// `reconcile` run in one of `slots` (first come, first served, under the wait budget), with the
+/// object as `cache` has it when the slot is taken: kube hands the object over when it falls due,
+/// and it may have changed while it waited (kube's finalizer helper, for one, patches with a test
+/// of the finalizers it was given).
+fn in_slot<K, F, Fut>(
+    slots: Arc<Slots>,
+    cache: reflector::Store<K>,
+    reconcile: F,
+) -> impl FnMut(Arc<K>, Arc<Context>) -> futures::future::BoxFuture<'static, Result<Action, super::Error>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<Action, super::Error>> + Send + 'static,
+{
+    move |obj, ctx| {
+        let (slots, cache, reconcile) = (slots.clone(), cache.clone(), reconcile.clone());
+        let key = format!("{}/{}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), obj.name_any());
+        Box::pin(async move {
+            slots
+                .run(key, move || {
+                    let obj = cache.get(&reflector::ObjectRef::from_obj(obj.as_ref())).unwrap_or(obj);
+                    reconcile(obj, ctx)
+                })
+                .await
+        })
+    }
 }
 
 /// The watch behind a controller's cache, without what reconciles never read from the cache
@@ -147,9 +191,14 @@ where
         .predicate_filter(predicate, PredicateConfig::default())
 }
 
-async fn log_result<K: std::fmt::Debug, E: std::fmt::Display>(result: Result<K, E>) {
+/// One debug line per finished reconcile, naming the object as `Kind.version.group/name.namespace`
+/// (the load test counts reconciles per object from these).
+async fn log_result<K, E: std::fmt::Display>(result: Result<(reflector::ObjectRef<K>, Action), E>)
+where
+    K: kube::Resource<DynamicType = ()>,
+{
     match result {
-        Ok(object) => tracing::debug!(resource = ?object, "reconciled"),
+        Ok((object, action)) => tracing::debug!(object = %object, ?action, "reconciled"),
         Err(e) => tracing::debug!(error = %e, "reconcile error"),
     }
 }

@@ -168,6 +168,7 @@ pub mod operator;
 pub mod process;
 pub mod resources;
 pub mod sim_client;
+pub mod timeline;
 
 /// The helm binary built by tests/tools/install-helm.
 pub fn helm() -> PathBuf {

@@ -191,7 +191,10 @@ async fn apply(cached: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Actio
         run.write_status().await?;
     }
     let outcome = apply_steps(&mut run, &resources).await;
-    if let Err(e) = &outcome {
+    // A deferred wait is no failure: Ready stays as it was until the object comes back.
+    if let Err(e) = &outcome
+        && !e.is_deferred()
+    {
         let (why, message) = describe_failure(e);
         run.condition(cond::READY, false, why, message);
     }
@@ -287,7 +290,9 @@ async fn apply_steps(run: &mut Run<'_>, resources: &policy::ResourceIds) -> Resu
         Err(e) => {
             let (why, message) = describe_failure(&e);
             let problem = format!("resolving permissions: {message}");
-            run.condition(cond::CONSENT_GRANTED, false, why, problem.clone());
+            if !e.is_deferred() {
+                run.condition(cond::CONSENT_GRANTED, false, why, problem.clone());
+            }
             resolve_error = Some(e);
             Err(problem)
         }
@@ -543,8 +548,10 @@ async fn manage_consent(
         }
         Err(e) => {
             let error = Error::Azure(e);
-            let (why, message) = describe_failure(&error);
-            run.condition(cond::CONSENT_GRANTED, false, why, message);
+            if !error.is_deferred() {
+                let (why, message) = describe_failure(&error);
+                run.condition(cond::CONSENT_GRANTED, false, why, message);
+            }
             Err(error)
         }
     }
@@ -769,7 +776,12 @@ async fn report_credential(
     if let Some(at) = credential::next_revocation(plan) {
         run.requeue_at(at);
     }
-    let credential = run.status.credential.clone();
+    // From the spec as it is now: a changed renewBefore moves the renewal of the current key
+    // (status showed, and the requeue waited for, the time computed when it was issued).
+    let credential = run.status.credential.as_mut().map(|c| {
+        c.renewal_time = Time(policy.renewal_time(c.not_before.0, c.not_after.0));
+        c.clone()
+    });
     if let Some(blocked) = &plan.blocked {
         let already = conditions::get(&run.status.conditions, cond::CREDENTIAL_READY)
             .is_some_and(|c| c.reason == reason::SECRET_REJECTED);
@@ -1068,7 +1080,8 @@ async fn cleanup(obj: Arc<AzureAppRegistration>, ctx: &Context) -> Result<Action
     let deletes_app = obj.spec.adopt.is_none() && obj.spec.deletion_policy == DeletionPolicy::Delete;
     match cleanup_entra(&obj, ctx, &tenant, status.cloud.unwrap_or_default(), deletes_app).await {
         Ok(()) => Ok(Action::await_change()),
-        Err(e) if !deletes_app => {
+        // (A deferred wait is not Graph being unreachable: it is tried again after the wait.)
+        Err(e) if !deletes_app && !e.is_deferred() => {
             let uid = obj.uid().unwrap_or_default();
             let note = format!(
                 "Graph could not be reached to remove this resource's client secrets from application {} (deletionPolicy Orphan or adopted: the application stays); remove the passwords whose name contains [cem {uid} in the Entra admin center: {e}",

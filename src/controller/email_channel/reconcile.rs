@@ -131,7 +131,10 @@ async fn apply(cached: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error
         return Ok(Action::await_change());
     }
     let outcome = steps(&mut run, &ns).await;
-    if let Err(e) = &outcome {
+    // A deferred wait is no failure: Ready stays as it was until the channel comes back.
+    if let Err(e) = &outcome
+        && !e.is_deferred()
+    {
         run.condition(cond::READY, false, reason::EXTERNAL_ERROR, e.to_string());
     }
     report::apply_status(&api, &obj, &run.status, &ctx.settings.field_manager).await?;
@@ -358,6 +361,8 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
             {
                 Ok(Some(key)) => acknowledge(run, &registrations, &registration, Some(&key)).await?,
                 Ok(None) => {}
+                // Deferred (a wait beyond the reconcile's budget): the condition stays as it was.
+                Err(e) if e.is_deferred() => {}
                 Err(e) => {
                     let (why, message) = connect_problem(&e, &spec.connect, ns, &name);
                     run.condition(cond::CONNECT_ASSET_SYNCED, false, why, message);
@@ -892,6 +897,7 @@ async fn mailbox(run: &mut Run<'_>, ns: &str, exchange: &dyn MailboxAdmin, targe
             }
         }
         Ok((_, problems)) => run.condition(cond::MAILBOX_CONFIGURED, false, reason::NOT_MANAGED, problems.join("; ")),
+        Err(e) if is_deferred(&e) => {}
         Err(e) => {
             let (why, message) = exchange_problem(&e);
             run.condition(cond::MAILBOX_CONFIGURED, false, why, message);
@@ -937,12 +943,23 @@ async fn mailbox(run: &mut Run<'_>, ns: &str, exchange: &dyn MailboxAdmin, targe
                 format!("{cause}{note}"),
             );
         }
+        Err(e) if is_deferred(&e) => {}
         Err(e) => {
             let (why, message) = exchange_problem(&e);
             run.condition(cond::OUTBOUND_FORWARDING_ALLOWED, false, why, message);
         }
     }
     Ok(())
+}
+
+/// An Exchange request given up because its wait did not fit the reconcile's wait budget: the
+/// channel is reconciled again after the wait, and its condition stays as it was meanwhile.
+fn is_deferred(e: &ExchangeError) -> bool {
+    match e {
+        ExchangeError::Transport(t) => t.deferred.is_some(),
+        ExchangeError::Token(a) => matches!(a.as_ref(), crate::azure::AzureError::Transport(t) if t.deferred.is_some()),
+        _ => false,
+    }
 }
 
 /// The EntraTenant a channel was admitted by, for messages.
