@@ -153,7 +153,10 @@ fn ready_counter(h: &Harness, kind: Kind) -> std::sync::Arc<std::sync::atomic::A
             let mut ready = std::collections::HashSet::new();
             let mut events =
                 std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff().applied_objects());
-            while let Some(Ok(obj)) = events.next().await {
+            // A watch error (the apiserver ending a long watch) is retried by the backoff: skip
+            // it rather than stop counting.
+            while let Some(event) = events.next().await {
+                let Ok(obj) = event else { continue };
                 let name = obj.meta().name.clone().unwrap_or_default();
                 if is_ready(&obj) {
                     ready.insert(name)
@@ -481,7 +484,8 @@ async fn rotation_wave(h: &Harness, operator: &Operator, n: usize) -> Vec<(Strin
             use kube::runtime::{WatchStreamExt, watcher};
             let mut events =
                 std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff().applied_objects());
-            while let Some(Ok(r)) = events.next().await {
+            while let Some(event) = events.next().await {
+                let Ok(r) = event else { continue };
                 let now = Instant::now();
                 let name = r.metadata.name.clone().unwrap_or_default();
                 let Some((old_key, old_end)) = old.get(&name) else { continue };
