@@ -130,11 +130,16 @@ async fn run_scope(
         .for_each(log_result);
     // On shutdown the reconciles still waiting for a slot end at once: a graceful shutdown waits
     // only for those running.
-    let close_slots = shutdown.map(move |()| {
-        registration_slots.close();
-        channel_slots.close();
-    });
-    tokio::join!(registration_controller, channel_controller, close_slots);
+    let controllers = async { tokio::join!(registration_controller, channel_controller) };
+    tokio::pin!(controllers);
+    tokio::select! {
+        _ = &mut controllers => {}
+        () = shutdown => {
+            registration_slots.close();
+            channel_slots.close();
+            controllers.await;
+        }
+    }
 }
 
 /// `reconcile` run in one of `slots` (first come, first served, under the wait budget), with the
