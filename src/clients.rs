@@ -39,6 +39,20 @@ pub struct MicrosoftConfig {
 }
 
 impl MicrosoftConfig {
+    /// The HTTP settings every client built from this configuration shares: the extra CA, the
+    /// metrics registry and the request timeout.
+    pub fn http_settings(&self) -> HttpSettings {
+        let mut settings = HttpSettings {
+            extra_ca_pem: self.extra_ca_pem.clone(),
+            metrics: self.metrics.clone(),
+            ..HttpSettings::default()
+        };
+        if let Some(timeout) = self.request_timeout {
+            settings.timeout = timeout;
+        }
+        settings
+    }
+
     /// `AZURE_AUTHORITY_HOST` (Azure Identity). The workload-identity webhook injects it into every
     /// pod, set to its own cloud's login host: a cloud's standard login host is therefore ignored
     /// (each EntraTenant's cloud keeps its own login host); any other host (a proxy) overrides the
@@ -82,11 +96,7 @@ pub fn exchange_client(
     credential: OperatorCredential,
     cloud: Cloud,
 ) -> Result<ExchangeClient, reqwest::Error> {
-    let settings = HttpSettings {
-        extra_ca_pem: config.extra_ca_pem.clone(),
-        metrics: config.metrics.clone(),
-        ..HttpSettings::default()
-    };
+    let settings = config.http_settings();
     let endpoints = config.overrides.apply(Endpoints::for_cloud(cloud));
     let token_client = TokenClient::new(HttpClient::new("login", &settings)?, endpoints.clone());
     let tokens = Arc::new(TokenProvider::new(token_client, credential));
@@ -99,14 +109,7 @@ pub fn connect_client(
     config: &MicrosoftConfig,
     endpoint: Option<Url>,
 ) -> Result<crate::connect::api::ConnectClient, reqwest::Error> {
-    let mut settings = HttpSettings {
-        extra_ca_pem: config.extra_ca_pem.clone(),
-        metrics: config.metrics.clone(),
-        ..HttpSettings::default()
-    };
-    if let Some(timeout) = config.request_timeout {
-        settings.timeout = timeout;
-    }
+    let settings = config.http_settings();
     Ok(crate::connect::api::ConnectClient::new(HttpClient::new("connect", &settings)?, endpoint))
 }
 
@@ -149,14 +152,7 @@ impl MicrosoftClients {
         ambient: Result<OperatorCredential, AzureError>,
         credentials_namespace: impl Into<String>,
     ) -> Result<Self, reqwest::Error> {
-        let mut settings = HttpSettings {
-            extra_ca_pem: config.extra_ca_pem.clone(),
-            metrics: config.metrics.clone(),
-            ..HttpSettings::default()
-        };
-        if let Some(timeout) = config.request_timeout {
-            settings.timeout = timeout;
-        }
+        let settings = config.http_settings();
         Ok(Self {
             inner: Arc::new(Inner {
                 login: HttpClient::new("login", &settings)?,
