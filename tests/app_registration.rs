@@ -773,6 +773,30 @@ fn planned(lines: &[String]) -> Vec<&'static str> {
 }
 
 #[tokio::test]
+async fn a_reconcile_from_a_copy_that_predates_the_finalizer_adds_no_second_one_and_does_not_fail() {
+    // The controller hands a reconcile its cached copy. When a second trigger arrives while the
+    // reconcile that added the finalizer runs, the next one can start before the cache has seen
+    // that finalizer. No controller runs here: the same stale copy is reconciled twice.
+    let h = Harness::without_operator("aar-stale-finalizer").await;
+    let ctx = h.context(h.client.clone());
+    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    apply_registration(&h, &registration("stale")).await;
+    let stale = std::sync::Arc::new(api.get("stale").await.unwrap());
+    assert!(stale.metadata.finalizers.is_none());
+    let reconcile = |obj| connect_email_operator::controller::app_registration::reconcile::reconcile(obj, ctx.clone());
+    reconcile(stale.clone()).await.expect("the first reconcile adds the finalizer");
+    let after_first = api.get("stale").await.unwrap().metadata.finalizers.unwrap_or_default();
+    assert_eq!(after_first, [connect_email_operator::api::FINALIZER]);
+    h.sim.reset_calls();
+    // Before the fix this was a 422 from the finalizer patch's `test` and no work was done.
+    reconcile(stale).await.expect("a reconcile from the stale copy");
+    let finalizers = api.get("stale").await.unwrap().metadata.finalizers.unwrap_or_default();
+    assert_eq!(finalizers, [connect_email_operator::api::FINALIZER], "exactly one finalizer");
+    assert!(h.sim.count(routes::UPSERT_APPLICATION) > 0, "the second reconcile did the work (created the application)");
+    h.finish().await;
+}
+
+#[tokio::test]
 async fn one_reconcile_does_exactly_what_plan_printed() {
     // No controller runs: each step is one `plan`, then one reconcile called directly.
     let h = Harness::without_operator("aar-plan-agrees").await;

@@ -363,8 +363,8 @@ async fn with_two_operator_processes_only_the_leader_reconciles_and_the_other_ta
     let holder = leases.get(LEASE).await.unwrap().spec.unwrap().holder_identity.unwrap();
     let (leader, standby) = if holder == "replica-a" { (&mut a, &mut b) } else { (&mut b, &mut a) };
     assert!(standby.logs().contains("waiting for leadership"));
-    assert!(!standby.logs().contains("issuing a new client secret"), "the standby reconciled");
-    assert!(leader.logs().contains("issuing a new client secret"));
+    assert!(!standby.logs().contains("issued a new client secret"), "the standby reconciled");
+    assert!(leader.logs().contains("issued a new client secret"));
 
     // The leader dies; the standby takes over within the lease duration and carries on.
     leader.kill();

@@ -40,6 +40,19 @@ where
     let key = key(obj.as_ref());
     let started = std::time::Instant::now();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    // kube's finalizer helper adds the finalizer with a JSON patch whose `test` is the object it is
+    // given. A cached copy can predate the finalizer the previous reconcile added (a second
+    // trigger arrived while that one ran): the test then fails with a 422 and the reconcile is
+    // reported as failed. A copy without the finalizer (normally only the first reconcile's) is
+    // read fresh first.
+    let obj = if obj.meta().deletion_timestamp.is_none() && !obj.finalizers().iter().any(|f| f == FINALIZER) {
+        match api.get_opt(&obj.name_any()).await? {
+            Some(fresh) => Arc::new(fresh),
+            None => return Ok(Action::await_change()),
+        }
+    } else {
+        obj
+    };
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             FinalizerEvent::Apply(o) => apply(o).await,

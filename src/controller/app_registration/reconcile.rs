@@ -938,8 +938,9 @@ async fn issue(
     // 2. addPassword, lifetime clamped to the tenant policy.
     let cap = clients.directory.password_lifetime_cap(&tenant).await?;
     let (lifetime, clamped) = policy.lifetime(cap);
-    tracing::info!(reason = why.as_str(), "issuing a new client secret");
     let new = clients.directory.add_password(&tenant, &app.id, &marker, run.now + lifetime).await?;
+    // Logged once it is issued: a deferred addPassword (Graph's pacing) is attempted again later.
+    tracing::info!(reason = why.as_str(), key_id = %new.key_id, "issued a new client secret");
     run.ctx.metrics.issued(why.as_str());
     failpoint::hit("app-registration/after-add-password");
     // 3. The Secret at once. The key it replaces stays readable there while the plan keeps it
