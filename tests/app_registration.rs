@@ -793,6 +793,10 @@ async fn a_reconcile_from_a_copy_that_predates_the_finalizer_adds_no_second_one_
     let finalizers = api.get("stale").await.unwrap().metadata.finalizers.unwrap_or_default();
     assert_eq!(finalizers, [connect_email_operator::api::FINALIZER], "exactly one finalizer");
     assert!(h.sim.count(routes::UPSERT_APPLICATION) > 0, "the second reconcile did the work (created the application)");
+    // Deletion, reconciled directly as well (no controller would remove the finalizer).
+    api.delete("stale", &DeleteParams::default()).await.unwrap();
+    reconcile(std::sync::Arc::new(api.get("stale").await.unwrap())).await.expect("the clean-up");
+    assert!(api.get_opt("stale").await.unwrap().is_none(), "the finalizer was removed");
     h.finish().await;
 }
 
