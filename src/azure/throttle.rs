@@ -17,7 +17,7 @@
 //! blocks reads). Inside a reconcile a wait longer than its wait budget is not slept: the request
 //! is deferred (see `http::with_wait_budget`) and a deferred write keeps its time for the object.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -124,8 +124,58 @@ struct GateState {
     /// Writes deferred by a reconcile (their wait did not fit its wait budget): the time reserved
     /// for each, by what it reconciles, so that it keeps its place when it comes back instead of
     /// queueing behind everyone who asked meanwhile.
-    promised: HashMap<String, Instant>,
+    promised: Promises,
     promises_pruned: Instant,
+    /// The latest time given to a deferred write: the next one is spread at least one
+    /// `write_window / write_limit` after it.
+    last_promise: Option<Instant>,
+}
+
+/// The times kept for deferred writes, by object and by time. A time whose object has not come
+/// for it ([`CLAIM_AFTER`] past it) may be claimed by any write; a time given up by its object is
+/// kept here without one.
+#[derive(Debug, Default)]
+struct Promises {
+    by_key: HashMap<String, (Instant, u64)>,
+    by_time: BTreeMap<(Instant, u64), Option<String>>,
+    seq: u64,
+}
+
+impl Promises {
+    fn insert(&mut self, key: Option<String>, at: Instant) {
+        self.seq += 1;
+        let id = (at, self.seq);
+        if let Some(k) = &key
+            && let Some(old) = self.by_key.insert(k.clone(), id)
+        {
+            self.by_time.remove(&old);
+        }
+        self.by_time.insert(id, key);
+    }
+
+    /// The time kept for `key`, taken out.
+    fn take(&mut self, key: &str) -> Option<Instant> {
+        let id = self.by_key.remove(key)?;
+        self.by_time.remove(&id);
+        Some(id.0)
+    }
+
+    /// The oldest kept time in `from..=to`, taken out from whoever it was kept for.
+    fn claim(&mut self, from: Instant, to: Instant) -> Option<Instant> {
+        let (&id, _) = self.by_time.range((from, 0)..=(to, u64::MAX)).next()?;
+        if let Some(Some(k)) = self.by_time.remove(&id) {
+            self.by_key.remove(&k);
+        }
+        Some(id.0)
+    }
+
+    /// Forgets the times before `before`.
+    fn prune(&mut self, before: Instant) {
+        let keep = self.by_time.split_off(&(before, 0));
+        for key in std::mem::replace(&mut self.by_time, keep).into_values().flatten() {
+            self.by_key.remove(&key);
+        }
+    }
 }
 
 impl GraphThrottle {
@@ -147,8 +197,9 @@ impl GraphThrottle {
                         write_factor: self.limits.headroom,
                         unit_factor: self.limits.unit_headroom,
                         paused_until: None,
-                        promised: HashMap::new(),
+                        promised: Promises::default(),
                         promises_pruned: Instant::now(),
+                        last_promise: None,
                     }),
                     stats: self.stats.clone(),
                 })
@@ -172,6 +223,13 @@ const MIN_FACTOR: f64 = 0.1;
 /// deferred object comes back through its own lane of slots (`controller::queue`), so it is late
 /// by little more than the reads before its write.
 const PROMISE_GRACE: Duration = Duration::from_secs(10);
+
+/// How late past its time a deferred write's object may be before any other write may use that
+/// time (still within [`PROMISE_GRACE`] of it, so Graph's count moves no more than for a late
+/// owner). Objects come back late when many fall due together (10,000 registrations created at
+/// once): without this, every late object gave its time back unused and took a new one at the
+/// end of the line, and the tenant's writes stopped altogether while every reconcile deferred.
+const CLAIM_AFTER: Duration = Duration::from_secs(2);
 
 /// The longest a 429 pauses a tenant. Graph's `Retry-After` is seconds to a few minutes; a larger
 /// value (a proxy's, a bug's) must not stop every reconcile of the tenant for hours, and an
@@ -200,8 +258,9 @@ impl TenantGate {
         }
         // Promises not claimed within a window are forgotten (their slots stay counted as used).
         if s.promises_pruned + self.limits.write_window <= now {
-            let window = self.limits.write_window;
-            s.promised.retain(|_, at| *at + window > now);
+            if let Some(before) = now.checked_sub(self.limits.write_window) {
+                s.promised.prune(before);
+            }
             s.promises_pruned = now;
         }
     }
@@ -269,7 +328,7 @@ impl TenantGate {
         let wait = {
             let mut s = self.state.lock().expect("not poisoned");
             self.prune(&mut s, now);
-            let promised = key.as_ref().and_then(|k| s.promised.remove(k));
+            let promised = key.as_ref().and_then(|k| s.promised.take(k));
             // A kept time missed by more than the grace is given back (no request went at that
             // time) and the write takes a new one: lateness costs the object its place, never
             // Graph's budget.
@@ -280,31 +339,56 @@ impl TenantGate {
                 }
                 other => other,
             };
+            // A time kept for an object that did not come for it, free to use now.
+            let orphan = |s: &mut GateState| {
+                if !cost.write {
+                    return None;
+                }
+                let from = now.checked_sub(PROMISE_GRACE).unwrap_or(now);
+                let to = now.checked_sub(CLAIM_AFTER)?;
+                s.promised.claim(from, to)
+            };
             match promised {
                 // The time kept for this object when its write was deferred.
                 Some(at) => {
                     let wait = at.saturating_duration_since(now);
                     if !crate::http::charge_wait(wait) {
-                        s.promised.insert(key.clone().expect("a promise has a key"), at);
-                        self.stats.deferred.fetch_add(1, Ordering::Relaxed);
-                        crate::http::defer(wait);
-                        return Err(wait);
+                        // Still ahead: an orphaned time now beats it, and its own goes to
+                        // whoever comes then.
+                        if orphan(&mut s).is_some() {
+                            s.promised.insert(None, at);
+                            Duration::ZERO
+                        } else {
+                            s.promised.insert(key.clone(), at);
+                            self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+                            crate::http::defer(wait);
+                            return Err(wait);
+                        }
+                    } else {
+                        wait
                     }
-                    wait
                 }
-                _ => {
+                None if orphan(&mut s).is_some() => Duration::ZERO,
+                None => {
                     let wait = self.wait_for(&s, cost, now);
-                    let at = now + wait;
                     if !crate::http::charge_wait(wait) {
-                        if let Some(key) = key {
+                        // Deferred writes are spread at the sustained rate, so that the objects
+                        // coming back for them do not arrive in bursts (a burst of creations
+                        // would otherwise be repeated every window) and miss their times.
+                        let mut at = now + wait;
+                        if cost.write {
+                            let spacing = self.limits.write_window / self.write_limit(&s);
+                            at = at.max(s.last_promise.map_or(now, |l| l + spacing));
                             self.record(&mut s, cost, at);
+                            s.last_promise = Some(at);
                             s.promised.insert(key, at);
                         }
+                        let wait = at - now;
                         self.stats.deferred.fetch_add(1, Ordering::Relaxed);
                         crate::http::defer(wait);
                         return Err(wait);
                     }
-                    self.record(&mut s, cost, at);
+                    self.record(&mut s, cost, now + wait);
                     wait
                 }
             }
@@ -461,22 +545,79 @@ mod tests {
         let c = with_wait_budget("ns/c".into(), budget, gate.admit(WRITE)).await.0;
         assert_eq!(c, Err(Duration::from_secs(20)), "behind ns/b, which asked before");
         // ns/b comes back 15 s after its time (more than the grace): that time is given back
-        // (nothing was sent then) and ns/b queues anew, behind ns/c's time (30 s).
+        // (nothing was sent then). ns/c's time (30 s) is 5 s past and ns/c has not come for it:
+        // ns/b takes it and goes at once.
         tokio::time::sleep(Duration::from_secs(25)).await;
         let b = with_wait_budget("ns/b".into(), budget, gate.admit(WRITE)).await.0;
-        assert_eq!(b, Err(Duration::from_secs(5)));
+        assert_eq!(b, Ok(()), "ns/b took the time ns/c did not come for");
+        assert_eq!(start.elapsed(), Duration::from_secs(35));
+        assert_eq!(gate.state.lock().unwrap().writes, [start + Duration::from_secs(30)], "ns/b's old time is gone");
+        // ns/c comes late for a time that was used: it queues anew, one window after it.
+        let c = with_wait_budget("ns/c".into(), budget, gate.admit(WRITE)).await.0;
+        assert_eq!(c, Err(Duration::from_secs(5)));
         let (writes, _) = throttle.effective_limits("t");
         assert_eq!(writes, 1);
-        assert_eq!(
-            gate.state.lock().unwrap().writes.len(),
-            2,
-            "ns/c's time and ns/b's new one; ns/b's old one is gone"
-        );
         // A wait within the budget is slept as before.
         let start = Instant::now();
         let read = with_wait_budget("ns/d".into(), budget, gate.admit(READ)).await.0;
         assert_eq!((read, start.elapsed()), (Ok(()), Duration::ZERO));
         assert_eq!(throttle.stats.deferred.load(Ordering::Relaxed), 4);
+    }
+
+    /// Registrations created together come back for their deferred writes late, all of them (at
+    /// 10,000 the reconciles that fall due together wait long for a slot). Each late object used
+    /// to give its time back and take a new one at the end of the line: no write went at all
+    /// while every reconcile deferred. Now a time its object is late for goes to whoever writes
+    /// then, and the budget is used to the end.
+    #[tokio::test(start_paused = true)]
+    async fn objects_that_all_come_back_late_still_use_the_whole_write_budget() {
+        use crate::http::with_wait_budget;
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let throttle = GraphThrottle::new(limits(10, 1000));
+        let gate = throttle.tenant("t");
+        let start = Instant::now();
+        let late = Duration::from_secs(15);
+        let mut due: BinaryHeap<Reverse<(Instant, usize)>> = (0..200).map(|i| Reverse((start, i))).collect();
+        let mut sent = Vec::new();
+        while let Some(Reverse((at, i))) = due.pop() {
+            if at > start + Duration::from_secs(600) {
+                break;
+            }
+            tokio::time::sleep_until(at).await;
+            match with_wait_budget(format!("ns/{i}"), Duration::from_secs(2), gate.admit(WRITE)).await.0 {
+                Ok(()) => sent.push(Instant::now() - start),
+                Err(wait) => due.push(Reverse((Instant::now() + wait + late, i))),
+            }
+        }
+        let last = sent.last().copied().unwrap_or_default();
+        println!("{} writes, the last after {last:?}", sent.len());
+        assert_eq!(sent.len(), 200, "every object wrote");
+        // 10 writes per 10 s: the first 10 at once, then 190 more need at least 190 s.
+        assert!(last >= Duration::from_secs(190), "faster than the limit: {last:?}");
+        assert!(last <= Duration::from_secs(240), "the budget went unused: {last:?}");
+        // As Graph counts them (when sent): a time is used at most the grace after it.
+        let most =
+            sent.iter().map(|t| sent.iter().filter(|u| **u >= *t && **u < *t + Duration::from_secs(10)).count()).max();
+        assert!(most <= Some(10 + 10), "{most:?} writes in 10 s");
+    }
+
+    /// Writes deferred together are given times spread at the sustained rate, not the shape of
+    /// the burst that filled the window (which would repeat every window).
+    #[tokio::test(start_paused = true)]
+    async fn deferred_writes_are_spread_at_the_sustained_rate() {
+        use crate::http::with_wait_budget;
+        let throttle = GraphThrottle::new(limits(10, 1000));
+        let gate = throttle.tenant("t");
+        for _ in 0..10 {
+            gate.admit(WRITE).await.unwrap();
+        }
+        let mut waits = Vec::new();
+        for i in 0..20 {
+            let wait = with_wait_budget(format!("ns/{i}"), Duration::from_secs(2), gate.admit(WRITE)).await.0;
+            waits.push(wait.unwrap_err().as_secs());
+        }
+        assert_eq!(waits, (10..30).collect::<Vec<_>>(), "one per second from the end of the burst's window");
     }
 
     #[tokio::test(start_paused = true)]
