@@ -205,6 +205,18 @@ fn tally(calls: &[CallRecord]) -> (usize, usize, usize, usize, usize) {
     (writes, graph.len() - writes, token, exchange, throttled)
 }
 
+/// "route status: count" for every write, most frequent first.
+fn writes_by_route(calls: &[CallRecord]) -> String {
+    let mut counts: BTreeMap<(String, u16), usize> = BTreeMap::new();
+    for c in calls.iter().filter(|c| c.method != "GET" && c.route != routes::TOKEN && c.route != routes::INVOKE_COMMAND)
+    {
+        *counts.entry((c.route.to_string(), c.status)).or_default() += 1;
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.iter().map(|((route, status), n)| format!("{route} {status}: {n}")).collect::<Vec<_>>().join("; ")
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
@@ -619,6 +631,7 @@ async fn rotation_wave(h: &Harness, operator: &Operator, n: usize) -> Vec<(Strin
             ),
         ),
         ("wave: 429 answers".into(), throttled.to_string()),
+        ("wave: Graph writes by route and status".into(), writes_by_route(&calls)),
         ("wave: rotation started (intent recorded) after T, p50 / p99 / max".into(), since_wave(|t| t.started)),
         ("wave: new key in place after T, p50 / p99 / max".into(), since_wave(|t| t.replaced)),
         ("wave: old key revoked after T, p50 / p99 / max".into(), since_wave(|t| t.done)),
