@@ -479,9 +479,11 @@ struct Rotation {
 /// The rotation wave: every registration's secret falls due for renewal in the same second.
 ///
 /// The registrations were created with 1h secrets (the shortest lifetime the API admits; longer
-/// beyond 2,000 registrations, see `wave_secret_hours`) and are Ready. Each one's `clientSecret.renewBefore` is then set to its own secret's remaining
-/// lifetime at a common instant T (a spec change through the API, as an administrator would
-/// make it), so that every renewal time is T: registrations created together renew together,
+/// beyond 2,000 registrations, see `wave_secret_hours`) and are Ready. Each one's
+/// `clientSecret.renewBefore` is then set to its own secret's remaining lifetime at a common
+/// instant T (a spec change through the API, as an administrator would make it; `duration` is
+/// made four times as long at the same time, for the replacement keys only), so that every
+/// renewal time is T: registrations created together renew together,
 /// here at the same second rather than the same hour — the harshest case. Nothing is simulated
 /// on the operator's side: it runs its production binary and defaults. Measured from T: when
 /// each rotation started (intent recorded), when the new key replaced the old one and how much
@@ -550,7 +552,12 @@ async fn rotation_wave(h: &Harness, operator: &Operator, n: usize) -> Vec<(Strin
             let (api, params) = (api.clone(), params.clone());
             async move {
                 let before = not_after.duration_since(wave_at).as_secs();
-                let patch = json!({"spec": {"clientSecret": {"renewBefore": format!("{before}s")}}});
+                // The replacement keys get four times the lifetime: with the old one, a key issued
+                // during the wave would fall due again within minutes (its renewBefore is almost
+                // its whole lifetime) and a second wave would run into the first.
+                let duration = format!("{}h", 4 * wave_secret_hours(n));
+                let patch =
+                    json!({"spec": {"clientSecret": {"renewBefore": format!("{before}s"), "duration": duration}}});
                 api.patch(&name, &params, &Patch::Merge(&patch)).await.unwrap();
             }
         })
@@ -603,7 +610,10 @@ async fn rotation_wave(h: &Harness, operator: &Operator, n: usize) -> Vec<(Strin
     let bound = writes as f64 / 20.0;
     vec![
         ("wave: registrations due for renewal at the same second T".into(), format!("{}", old.len())),
-        ("wave: secret lifetime (clientSecret.duration)".into(), format!("{}h", wave_secret_hours(n))),
+        (
+            "wave: secret lifetime (clientSecret.duration), of the replaced / the replacement keys".into(),
+            format!("{}h / {}h", wave_secret_hours(n), 4 * wave_secret_hours(n)),
+        ),
         (
             "wave: renewBefore changed on all, reconciles settled by T".into(),
             format!(
