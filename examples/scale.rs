@@ -213,7 +213,7 @@ fn writes_by_route(calls: &[CallRecord]) -> String {
         *counts.entry((c.route.to_string(), c.status)).or_default() += 1;
     }
     let mut counts: Vec<_> = counts.into_iter().collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     counts.iter().map(|((route, status), n)| format!("{route} {status}: {n}")).collect::<Vec<_>>().join("; ")
 }
 
