@@ -166,6 +166,11 @@ impl MicrosoftClients {
         })
     }
 
+    /// The operator's own namespace (credential Secrets, mailbox claims).
+    pub fn operator_namespace(&self) -> &str {
+        &self.inner.credentials_namespace
+    }
+
     /// The operator's ambient identity, if it has one.
     pub fn ambient_credential(&self) -> Option<&OperatorCredential> {
         self.inner.ambient.as_ref().ok()

@@ -88,7 +88,8 @@ pub struct ResourceLabels {
 /// Every value the `error` label of the reconcile error counter takes (`controller::Error`'s
 /// `metric_label`); each starts at zero in the scrape. Here rather than in the controller so that
 /// metrics, which every layer counts into, imports no layer above it.
-pub const RECONCILE_ERROR_LABELS: [&str; 10] = [
+pub const RECONCILE_ERROR_LABELS: [&str; 11] = [
+    "exchange",
     "kube",
     "graph",
     "token",

@@ -112,16 +112,40 @@ pub async fn plan(
             let assignments = clients.directory.app_role_assignments(tenant, &sp.id).await?;
             let grants = clients.directory.delegated_grants(tenant, &sp.id).await?;
             let owned = spec.adopt.is_some().then_some(status.granted_consent.as_slice());
-            let consent = desired::consent_plan(resolved.as_deref().unwrap_or_default(), &assignments, &grants, owned);
+            let mut users = Vec::new();
+            for mailbox in &spec.consent_for {
+                match clients.mailboxes.user_object_id(tenant, mailbox).await {
+                    Ok(id) => users.push(id),
+                    Err(e) => {
+                        changes.push(format!("no consent change: the Entra user of {mailbox} is not found ({e})"));
+                        return Ok(changes);
+                    }
+                }
+            }
+            let consent_for = if spec.consent_for.is_empty() {
+                desired::ConsentFor::Everyone
+            } else {
+                desired::ConsentFor::Users(&users)
+            };
+            let consent = desired::consent_plan(
+                resolved.as_deref().unwrap_or_default(),
+                consent_for,
+                &assignments,
+                &grants,
+                owned,
+            );
             changes.extend(consent.assign.iter().map(|(_, _, label)| format!("grant application permission {label}")));
             changes.extend(consent.unassign.iter().map(|(_, label)| format!("withdraw {label}")));
             changes.extend(
-                consent.create_grants.iter().map(|(_, scope)| format!("grant delegated {scope} for all users")),
+                consent.create_grants.iter().map(|g| match &g.principal_id {
+                    Some(user) => format!("grant delegated {} for user {user} only", g.scope),
+                    None => format!("grant delegated {} for all users", g.scope),
+                }),
             );
             changes.extend(
                 consent.update_grants.iter().map(|(_, scope)| format!("change the delegated grant to {scope}")),
             );
-            changes.extend(consent.delete_grants.iter().map(|id| format!("delete delegated grant {id}")));
+            changes.extend(consent.delete_grants.iter().map(|(id, what)| format!("delete delegated grant {id} ({what})")));
         }
         Some(_) => {}
     }

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::api::AzureAppRegistrationSpec;
+use crate::api::app_registration::SignInAudience;
 use crate::api::tenant::{EXCHANGE_ONLINE_APP_ID, EntraTenantSpec, MICROSOFT_GRAPH_APP_ID};
 
 /// Why a tenant object refuses a resource: the rule (a field path of the EntraTenant, or of the
@@ -126,6 +127,19 @@ pub fn admit_registration(
         }
         ids.insert(p.resource.clone(), app_id);
     }
+    if spec.sign_in_audience != SignInAudience::AzureADMyOrg {
+        return Err(Refusal {
+            rule: "spec.signInAudience",
+            message: format!(
+                "signInAudience {} would let accounts outside tenant {} sign in: the operator creates single-tenant applications only (AzureADMyOrg)",
+                spec.sign_in_audience.as_str(),
+                tenant.tenant_id
+            ),
+        });
+    }
+    for uri in &spec.redirect_uris {
+        admit_redirect_uri(tenant_name, tenant, uri)?;
+    }
     if spec.admin_consent && !spec.permissions.is_empty() && !policy.admin_consent {
         return Err(Refusal {
             rule: "EntraTenant spec.permissions.adminConsent",
@@ -133,6 +147,20 @@ pub fn admit_registration(
                 "EntraTenant {tenant_name} does not allow admin consent: set adminConsent: false and have an administrator grant consent in the Entra admin center"
             ),
         });
+    }
+    let delegated = spec.permissions.iter().any(|p| !p.delegated.is_empty());
+    if spec.admin_consent && delegated {
+        if spec.consent_for.is_empty() && !policy.tenant_wide_consent {
+            return Err(Refusal {
+                rule: "EntraTenant spec.permissions.tenantWideConsent",
+                message: format!(
+                    "EntraTenant {tenant_name} does not allow consenting delegated permissions for every user of the tenant: name the mailboxes whose users may sign in under spec.consentFor (an EmailChannel does this for its mailbox)"
+                ),
+            });
+        }
+        for mailbox in &spec.consent_for {
+            admit_mailbox(tenant_name, tenant, mailbox).map_err(|r| Refusal { rule: "spec.consentFor", ..r })?;
+        }
     }
     if let Some(adopt) = &spec.adopt {
         let adoption = &tenant.adoption;
@@ -167,6 +195,57 @@ pub fn admit_mailbox(tenant_name: &str, tenant: &EntraTenantSpec, mailbox: &str)
             ),
         })
     }
+}
+
+/// Whether a channel may use the Webex Connect organisation at `host` (its `connect.tenantHost`).
+pub fn admit_tenant_host(tenant_name: &str, tenant: &EntraTenantSpec, host: &str) -> Result<(), Refusal> {
+    let wanted = normalised_host(host);
+    if wanted.is_some() && tenant.connect.tenant_hosts.iter().any(|listed| normalised_host(listed) == wanted) {
+        return Ok(());
+    }
+    Err(Refusal {
+        rule: "EntraTenant spec.connect.tenantHosts",
+        message: if tenant.connect.tenant_hosts.is_empty() {
+            format!(
+                "EntraTenant {tenant_name} lists no Webex Connect organisation: ask the cluster administrator to add `connect: {{tenantHosts: [{host}]}}` to it if {host} is the organisation's own Connect"
+            )
+        } else {
+            format!(
+                "EntraTenant {tenant_name} does not list the Webex Connect host {host} (it lists {}): use one of those, or ask the cluster administrator to add it to spec.connect.tenantHosts",
+                tenant.connect.tenant_hosts.join(", ")
+            )
+        },
+    })
+}
+
+/// Whether an application may redirect sign-ins to `uri`: only `https://<listed host>/callback`,
+/// Webex Connect's callback, written without port, user information, query or fragment.
+pub fn admit_redirect_uri(tenant_name: &str, tenant: &EntraTenantSpec, uri: &str) -> Result<(), Refusal> {
+    let host = uri.strip_prefix("https://").and_then(|rest| rest.strip_suffix("/callback"));
+    match host {
+        Some(host) if normalised_host(host).is_some() => admit_tenant_host(tenant_name, tenant, host)
+            .map_err(|r| Refusal { rule: "EntraTenant spec.connect.tenantHosts", message: format!("redirect URI {uri}: {}", r.message) }),
+        _ => Err(Refusal {
+            rule: "spec.redirectUris",
+            message: format!(
+                "redirect URI {uri} is not a Webex Connect callback: the operator writes only https://<Connect tenant host>/callback, with no port, user information, other path, query or fragment"
+            ),
+        }),
+    }
+}
+
+/// A host name in lower case without its trailing dot; None for anything that is not a plain
+/// DNS name (a port, user information, a path, an IP literal in brackets, an empty label).
+fn normalised_host(host: &str) -> Option<String> {
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    (host.len() <= 253 && host.contains('.') && host.split('.').all(label_ok)).then_some(host)
 }
 
 /// Whether mail may be forwarded to `destination`.
@@ -236,6 +315,7 @@ mod tests {
             "tenantId": "11111111-2222-3333-4444-555555555555",
             "namespaceSelector": {"matchLabels": {"team": "support"}},
             "mailboxes": ["*@contoso.com", "ops@fabrikam.com", "*@*.contoso.net"],
+            "connect": {"tenantHosts": ["contoso.us.webexconnect.io", "Contoso.EU.webexconnect.io."]},
         }))
         .unwrap()
     }
@@ -244,6 +324,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "tenantRef": {"name": "contoso"}, "displayName": "x",
             "clientSecret": {"secretName": "s"}, "permissions": permissions,
+            "consentFor": ["support@contoso.com"],
         }))
         .unwrap()
     }
@@ -356,6 +437,82 @@ mod tests {
         assert_eq!(admit_registration("c", &allowing, &adopting).unwrap_err().rule, "EntraTenant spec.adoption.appIds");
         allowing.adoption.app_ids.push("AAAAAAAA-0000-0000-0000-000000000001".into());
         assert!(admit_registration("c", &allowing, &adopting).is_ok());
+    }
+
+    #[test]
+    fn redirect_uris_go_only_to_the_listed_connect_hosts_callback() {
+        let t = tenant();
+        for ok in [
+            "https://contoso.us.webexconnect.io/callback",
+            "https://CONTOSO.us.webexconnect.io/callback",
+            "https://contoso.us.webexconnect.io./callback",
+            "https://contoso.eu.webexconnect.io/callback",
+        ] {
+            assert!(admit_redirect_uri("c", &t, ok).is_ok(), "{ok}");
+        }
+        for (refused, rule) in [
+            ("https://evil.example.com/callback", "EntraTenant spec.connect.tenantHosts"),
+            ("https://contoso.us.webexconnect.io.evil.example.com/callback", "EntraTenant spec.connect.tenantHosts"),
+            ("https://evil-contoso.us.webexconnect.io/callback", "EntraTenant spec.connect.tenantHosts"),
+            ("https://us.webexconnect.io/callback", "EntraTenant spec.connect.tenantHosts"),
+            ("https://contoso.us.webexconnect.io@evil.example.com/callback", "spec.redirectUris"),
+            ("https://contoso.us.webexconnect.io@evil.example.com/", "spec.redirectUris"),
+            ("http://contoso.us.webexconnect.io/callback", "spec.redirectUris"),
+            ("https://contoso.us.webexconnect.io:8443/callback", "spec.redirectUris"),
+            ("https://contoso.us.webexconnect.io:443/callback", "spec.redirectUris"),
+            ("https://contoso.us.webexconnect.io/other", "spec.redirectUris"),
+            ("https://contoso.us.webexconnect.io/callback/../x", "spec.redirectUris"),
+            ("https://contoso.us.webexconnect.io/callback?x=https://evil.example.com", "spec.redirectUris"),
+            ("https://contoso.us.webexconnect.io/callback#x", "spec.redirectUris"),
+            ("https://contoso.us.webexconnect.io\\@evil.example.com/callback", "spec.redirectUris"),
+            ("https://contoso..us.webexconnect.io/callback", "spec.redirectUris"),
+            ("https:///callback", "spec.redirectUris"),
+        ] {
+            let e = admit_redirect_uri("c", &t, refused).unwrap_err();
+            assert_eq!(e.rule, rule, "{refused}");
+        }
+        let mut none = tenant();
+        none.connect.tenant_hosts.clear();
+        let e = admit_tenant_host("contoso", &none, "contoso.us.webexconnect.io").unwrap_err();
+        assert!(e.message.contains("tenantHosts: [contoso.us.webexconnect.io]"), "{}", e.message);
+        assert!(admit_tenant_host("c", &t, "contoso.us.webexconnect.io").is_ok());
+        assert!(admit_tenant_host("c", &t, "contoso.us.webexconnect.io:443").is_err());
+    }
+
+    #[test]
+    fn a_registration_redirecting_elsewhere_or_multi_tenant_is_refused() {
+        let t = tenant();
+        let mut spec = registration(serde_json::json!([]));
+        spec.redirect_uris = vec!["https://contoso.us.webexconnect.io/callback".into()];
+        assert!(admit_registration("c", &t, &spec).is_ok());
+        spec.redirect_uris.push("https://evil.example.com/callback".into());
+        assert_eq!(admit_registration("c", &t, &spec).unwrap_err().rule, "EntraTenant spec.connect.tenantHosts");
+        spec.redirect_uris.pop();
+        spec.sign_in_audience = SignInAudience::AzureADMultipleOrgs;
+        assert_eq!(admit_registration("c", &t, &spec).unwrap_err().rule, "spec.signInAudience");
+    }
+
+    #[test]
+    fn delegated_consent_is_for_named_users_unless_the_tenant_allows_everyone() {
+        let delegated = serde_json::json!([{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}]);
+        let mut spec = registration(delegated.clone());
+        spec.consent_for.clear();
+        let refused = admit_registration("contoso", &tenant(), &spec).unwrap_err();
+        assert_eq!(refused.rule, "EntraTenant spec.permissions.tenantWideConsent");
+        assert!(refused.message.contains("spec.consentFor"), "{}", refused.message);
+        let mut wide = tenant();
+        wide.permissions.tenant_wide_consent = true;
+        assert!(admit_registration("contoso", &wide, &spec).is_ok());
+        // Without admin consent, or without delegated permissions, nobody is consented for.
+        let mut no_consent = spec.clone();
+        no_consent.admin_consent = false;
+        assert!(admit_registration("contoso", &tenant(), &no_consent).is_ok());
+        // The users named must be mailboxes the tenant object lists.
+        let mut outside = registration(delegated);
+        outside.consent_for = vec!["ceo@fabrikam.com".into()];
+        let refused = admit_registration("contoso", &tenant(), &outside).unwrap_err();
+        assert_eq!(refused.rule, "spec.consentFor");
+        assert!(refused.message.contains("ceo@fabrikam.com"));
     }
 
     #[test]

@@ -8,7 +8,11 @@
 //!    assignments (which are the admin consent);
 //! 4. Exchange RBAC for the application: Exchange's own service principal object
 //!    (New-ServicePrincipal), a management scope limited to the allowed mailboxes
-//!    (New-ManagementScope) and role assignments to the application (New-ManagementRoleAssignment).
+//!    (New-ManagementScope), a custom management role derived from `Mail Recipients` that keeps
+//!    only the cmdlets and parameters the operator runs ([`OPERATOR_CMDLETS`](permissions::OPERATOR_CMDLETS); New-ManagementRole,
+//!    then Remove-/Set-/Add-ManagementRoleEntry until its entries are exactly those), and role
+//!    groups with the application as member: that role limited to the scope, and
+//!    `View-Only Configuration` (New-RoleGroup, Add-RoleGroupMember).
 //!
 //! With `dry_run` nothing is written: every change is reported with its equivalent `az` CLI or
 //! Exchange Online PowerShell command.
@@ -22,6 +26,7 @@ use serde_json::{Value, json};
 use crate::api::Cloud;
 use crate::azure::model::{ApplicationUpdate, FederatedIdentityCredential, RequiredResourceAccess, ResourceAccess};
 use crate::azure::{AzureError, Directory, Endpoints, GraphClient, TokenClient, TokenProvider};
+use crate::exchange::permissions::{self, CONFIGURATION_READER_ROLE, MAILBOX_SETTINGS_PARENT, OperatorRole};
 use crate::exchange::wire::Command;
 use crate::exchange::{ExchangeClient, ExchangeError};
 use crate::http::HttpClient;
@@ -66,14 +71,19 @@ pub struct TenantSetup {
 ///
 /// Custom role groups with the service principal as a member are Microsoft's documented way to
 /// give an application admin roles in Exchange Online PowerShell's app-only (REST) mode; RBAC for
-/// Applications (`New-ManagementRoleAssignment -App`) takes application roles only. `Mail
-/// Recipients` holds Set-Mailbox and Set-CASMailbox (forwarding, SMTP AUTH) and is limited by the
+/// Applications (`New-ManagementRoleAssignment -App`) takes application roles only. The mailbox
+/// role is the custom role [`TenantSetup::mailbox_role_name`]: `Mail Recipients` narrowed to the
+/// Get-/Set-Mailbox and Get-/Set-CASMailbox parameters of [`OPERATOR_CMDLETS`](permissions::OPERATOR_CMDLETS) (`Mail
+/// Recipients` itself also carries, among others, Add-MailboxPermission and
+/// Add-RecipientPermission: FullAccess and SendAs on every mailbox in scope), limited by the
 /// group's recipient write scope to the allowed mailboxes. Assumed, not confirmed by a public
-/// source: that `View-Only Configuration` covers the organization-wide reads the operator makes
-/// (Get-TransportConfig, Get-HostedOutboundSpamFilterPolicy/Rule, Get-RemoteDomain), and that
-/// `Mail Recipients` covers every parameter the operator sets.
-pub const EXCHANGE_ROLE_GROUPS: [(&str, &str, bool); 2] =
-    [("recipients", "Mail Recipients", true), ("configuration-reader", "View-Only Configuration", false)];
+/// source: that `Mail Recipients` has entries for those cmdlets with those parameters, and that
+/// `View-Only Configuration` covers the organization-wide reads the operator makes
+/// (Get-TransportConfig, Get-HostedOutboundSpamFilterPolicy/Rule, Get-RemoteDomain).
+pub const EXCHANGE_ROLE_GROUPS: [(&str, OperatorRole, bool); 2] = [
+    ("recipients", OperatorRole::MailboxSettings, true),
+    ("configuration-reader", OperatorRole::ConfigurationReader, false),
+];
 
 impl TenantSetup {
     /// `system:serviceaccount:<namespace>:<name>`
@@ -118,6 +128,19 @@ impl TenantSetup {
     pub fn role_group_name(&self, suffix: &str) -> String {
         let name = format!("{}-{suffix}", self.unique_name);
         name.chars().take(64).collect()
+    }
+
+    /// The custom management role derived from `Mail Recipients` (at most 64 characters).
+    pub fn mailbox_role_name(&self) -> String {
+        format!("{}-mailbox-settings", self.unique_name).chars().take(64).collect()
+    }
+
+    /// The name of the Exchange role that grants the operator `role`'s cmdlets.
+    pub fn exchange_role(&self, role: OperatorRole) -> String {
+        match role {
+            OperatorRole::MailboxSettings => self.mailbox_role_name(),
+            OperatorRole::ConfigurationReader => CONFIGURATION_READER_ROLE.to_string(),
+        }
     }
 
     /// The OPATH recipient filter of the allowed mailboxes: `-eq` for an address, `-like` for a
@@ -434,11 +457,16 @@ async fn exchange_rbac(
         exchange.run(tenant, &Command::new("New-ManagementScope", parameters)).await?;
     }
 
+    // The custom mailbox role: Mail Recipients narrowed to what the operator runs.
+    mailbox_role(setup, exchange, dry_run, report).await?;
+
     // The role groups, found by the names this command gives them, with the service principal
     // as a member.
     let groups = exchange.run(tenant, &Command::new("Get-RoleGroup", json!({}))).await?;
-    for (suffix, role, scoped) in EXCHANGE_ROLE_GROUPS {
+    for (suffix, operator_role, scoped) in EXCHANGE_ROLE_GROUPS {
         let name = setup.role_group_name(suffix);
+        let role_name = setup.exchange_role(operator_role);
+        let role = role_name.as_str();
         let found = groups.iter().find(|r| text(r, "Name").is_some_and(|n| n.eq_ignore_ascii_case(&name)));
         if let Some(found) = found {
             let roles: Vec<&str> = found
@@ -451,6 +479,17 @@ async fn exchange_rbac(
             if !roles.iter().any(|r| r.eq_ignore_ascii_case(role)) || found_scope != wanted_scope {
                 report.warnings.push(format!(
                     "role group {name} exists with roles {roles:?} and recipient write scope {found_scope:?}, not [{role:?}] and {wanted_scope:?}; left as it is"
+                ));
+            }
+            if scoped && roles.iter().any(|r| r.eq_ignore_ascii_case(MAILBOX_SETTINGS_PARENT)) {
+                let scope = wanted_scope.unwrap_or_default();
+                report.warnings.push(format!(
+                    "role group {name} still gives the operator all of {MAILBOX_SETTINGS_PARENT} (set up by an earlier version); to keep only what it runs: New-ManagementRoleAssignment -SecurityGroup {} -Role {} -CustomRecipientWriteScope {}; Get-ManagementRoleAssignment -RoleAssignee {} -Role {} | Remove-ManagementRoleAssignment -Confirm:$false",
+                    ps_quote(&name),
+                    ps_quote(role),
+                    ps_quote(scope),
+                    ps_quote(&name),
+                    ps_quote(MAILBOX_SETTINGS_PARENT)
                 ));
             }
         }
@@ -496,6 +535,125 @@ async fn exchange_rbac(
         if let (false, false, Some(_), Some(object_id)) = (member, dry_run, &service_id, sp_object_id) {
             let parameters = json!({"Identity": name, "Member": object_id});
             exchange.run(tenant, &Command::new("Add-RoleGroupMember", parameters)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A role entry as Get-ManagementRoleEntry shows it: the cmdlet (`Name`) and its `Parameters`.
+fn role_entry(row: &Value) -> Option<(&str, Vec<&str>)> {
+    let cmdlet = text(row, "Name")?;
+    let parameters =
+        row.get("Parameters").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect());
+    Some((cmdlet, parameters.unwrap_or_default()))
+}
+
+fn same_parameters(found: &[&str], wanted: &[&str]) -> bool {
+    let contains = |list: &[&str], p: &str| list.iter().any(|q| q.eq_ignore_ascii_case(p));
+    found.iter().all(|p| contains(wanted, p)) && wanted.iter().all(|p| contains(found, p))
+}
+
+/// Whether a role's `Parent` names `role` (the name, or a path ending in it).
+fn names_role(parent: &str, role: &str) -> bool {
+    let parent = parent.trim();
+    let last = parent.rsplit(['\\', '/']).next().unwrap_or(parent);
+    parent.eq_ignore_ascii_case(role) || last.trim().eq_ignore_ascii_case(role)
+}
+
+/// The custom management role derived from `Mail Recipients`, converged to exactly the
+/// [`OperatorRole::MailboxSettings`] cmdlets and parameters of [`OPERATOR_CMDLETS`](permissions::OPERATOR_CMDLETS): created
+/// when missing (New-ManagementRole -Parent copies the parent's entries), then every other entry
+/// removed, the kept ones limited to the listed parameters (Set-ManagementRoleEntry -Parameters
+/// without -AddParameter/-RemoveParameter replaces an entry's parameters, as documented) and
+/// missing ones added back from the parent. A dry run before the role exists reports against the
+/// parent's entries, which the new role would start with. Unconfirmed: that an application's
+/// administrator can run these cmdlets through InvokeCommand as in PowerShell, and the output
+/// property names read here (`Name`, `Parent`; `Name`, `Parameters`).
+async fn mailbox_role(
+    setup: &TenantSetup,
+    exchange: &ExchangeClient,
+    dry_run: bool,
+    report: &mut Report,
+) -> Result<(), SetupError> {
+    let tenant = setup.tenant_id.as_str();
+    let role = setup.mailbox_role_name();
+    let parent = MAILBOX_SETTINGS_PARENT;
+    let roles = exchange.run(tenant, &Command::new("Get-ManagementRole", json!({}))).await?;
+    let found = roles.iter().find(|r| text(r, "Name").is_some_and(|n| n.eq_ignore_ascii_case(&role)));
+    report.steps.push(Step {
+        present: found.is_some(),
+        what: format!("Exchange management role {role}, derived from {parent}"),
+        command: format!("New-ManagementRole -Name {} -Parent {}", ps_quote(&role), ps_quote(parent)),
+    });
+    if let Some(found) = found {
+        let found_parent = text(found, "Parent");
+        if !found_parent.is_some_and(|p| names_role(p, parent)) {
+            report.warnings.push(format!(
+                "management role {role} exists with parent {found_parent:?}, not {parent:?}; its role entries are left as they are"
+            ));
+            return Ok(());
+        }
+    } else if !dry_run {
+        exchange.run(tenant, &Command::new("New-ManagementRole", json!({"Name": role, "Parent": parent}))).await?;
+    }
+    let write = !dry_run;
+    let source = if found.is_some() || write { role.as_str() } else { parent };
+    let rows = exchange
+        .run(tenant, &Command::new("Get-ManagementRoleEntry", json!({"Identity": format!("{source}\\*")})))
+        .await?;
+    let entries: Vec<(&str, Vec<&str>)> = rows.iter().filter_map(role_entry).collect();
+    let wanted: Vec<_> = permissions::cmdlets_of(OperatorRole::MailboxSettings).collect();
+    let kept = |cmdlet: &str| wanted.iter().any(|w| w.cmdlet.eq_ignore_ascii_case(cmdlet));
+
+    // Every entry the operator does not run.
+    let extra: Vec<&str> = entries.iter().map(|(cmdlet, _)| *cmdlet).filter(|c| !kept(c)).collect();
+    let names: Vec<&str> = wanted.iter().map(|w| w.cmdlet).collect();
+    report.steps.push(Step {
+        present: extra.is_empty(),
+        what: if extra.is_empty() {
+            format!("role {role} has no entries beyond the operator's cmdlets ({})", names.join(", "))
+        } else {
+            format!(
+                "role {role}: remove the {} role entries beyond the operator's cmdlets ({})",
+                extra.len(),
+                names.join(", ")
+            )
+        },
+        command: extra
+            .iter()
+            .map(|c| {
+                format!("Remove-ManagementRoleEntry -Identity {} -Confirm:$false", ps_quote(&format!("{role}\\{c}")))
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    });
+    if write {
+        for cmdlet in &extra {
+            let parameters = json!({"Identity": format!("{role}\\{cmdlet}"), "Confirm": false});
+            exchange.run(tenant, &Command::new("Remove-ManagementRoleEntry", parameters)).await?;
+        }
+    }
+
+    // The kept entries, with exactly the parameters the operator passes.
+    for cmdlet in wanted {
+        let identity = format!("{role}\\{}", cmdlet.cmdlet);
+        let current = entries.iter().find(|(c, _)| c.eq_ignore_ascii_case(cmdlet.cmdlet));
+        let present = current.is_some_and(|(_, found)| same_parameters(found, cmdlet.parameters));
+        let verb = if current.is_some() { "Set" } else { "Add" };
+        let listed = if cmdlet.parameters.is_empty() { "none".to_string() } else { cmdlet.parameters.join(", ") };
+        report.steps.push(Step {
+            present,
+            what: format!("role entry {identity} with the parameters {listed}"),
+            command: format!(
+                "{verb}-ManagementRoleEntry -Identity {} -Parameters {}",
+                ps_quote(&identity),
+                cmdlet.parameters.join(",")
+            ),
+        });
+        if !present && write {
+            let parameters = json!({"Identity": identity, "Parameters": cmdlet.parameters});
+            let name = if current.is_some() { "Set-ManagementRoleEntry" } else { "Add-ManagementRoleEntry" };
+            exchange.run(tenant, &Command::new(name, parameters)).await?;
         }
     }
     Ok(())

@@ -632,7 +632,7 @@ async fn consent_people_granted_on_an_adopted_application_is_never_withdrawn() {
     let client = portal.ensure_service_principal(TENANT, &app_id).await.unwrap();
     let exchange = portal.service_principal(TENANT, EXCHANGE_ONLINE_APP_ID).await.unwrap().unwrap();
     let graph = portal.service_principal(TENANT, MICROSOFT_GRAPH_APP_ID).await.unwrap().unwrap();
-    portal.create_delegated_grant(TENANT, &client.id, &exchange.id, "SMTP.Send Mail.Read").await.unwrap();
+    portal.create_delegated_grant(TENANT, &client.id, &exchange.id, None, "SMTP.Send Mail.Read").await.unwrap();
     let mail_send = exchange.app_roles.iter().find(|r| r.value.as_deref() == Some("Mail.Send")).unwrap().id.clone();
     portal.assign_app_role(TENANT, &client.id, &exchange.id, &mail_send).await.unwrap();
 

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use support::operator::{CONNECT_ORG, CONNECT_TOKEN, Harness, TENANT, TENANT_REF};
-use support::resources::{mailboxes, registration_condition, wait_for_condition};
+use support::resources::{long_host, mailboxes, registration_condition, wait_for_condition};
 use support::*;
 
 fn api_channel(name: &str, mailbox: &str, credentials: &str) -> Value {
@@ -68,24 +68,6 @@ fn redirect_uri(i: usize, len: usize) -> String {
 fn long_mailbox(len: usize) -> String {
     let domain = "@contoso.com";
     format!("{}{domain}", "m".repeat(len - domain.len()))
-}
-
-/// A host name of exactly `len` characters (labels of at most 63).
-fn long_host(len: usize) -> String {
-    let suffix = ".us.webexconnect.io";
-    let mut labels = Vec::new();
-    let mut left = len - suffix.len();
-    while left > 0 {
-        // Each label but the first costs a dot.
-        let room = if labels.is_empty() { left } else { left - 1 };
-        let take = room.min(63);
-        let take = if room - take == 1 { take - 1 } else { take };
-        labels.push("a".repeat(take));
-        left -= take + usize::from(labels.len() > 1);
-    }
-    let host = format!("{}{suffix}", labels.join("."));
-    assert_eq!(host.len(), len);
-    host
 }
 
 async fn apply<K>(h: &Harness, object: &Value) -> Result<K, kube::Error>
@@ -201,18 +183,27 @@ async fn references_to_other_namespaces_cannot_be_written() {
 }
 
 #[tokio::test]
-async fn redirect_uris_at_the_limit_are_reconciled_and_past_it_are_refused() {
+async fn redirect_uris_at_the_limit_pass_the_schema_and_only_connect_callbacks_are_admitted() {
     let h = Harness::start("bad-uris").await;
-    // 256 URIs of 256 characters each: the most the schema (and Entra ID) allows.
+    // 256 URIs of 256 characters each: the most the schema (and Entra ID) allows. They are not
+    // Webex Connect callbacks, so the EntraTenant refuses them and nothing reaches Entra ID.
     let uris: Vec<String> = (0..256).map(|i| redirect_uri(i, 256)).collect();
-    apply::<AzureAppRegistration>(&h, &registration("biggest", uris.clone())).await.expect("at the limit is admitted");
-    registration_condition(&h, "biggest", app_cond::READY, "True").await;
+    apply::<AzureAppRegistration>(&h, &registration("biggest", uris.clone())).await.expect("the schema admits it");
+    let refused = registration_condition(&h, "biggest", app_cond::ADMITTED, "False").await;
+    let admitted = refused.status.unwrap().conditions.into_iter().find(|c| c.type_ == app_cond::ADMITTED).unwrap();
+    assert_eq!(admitted.reason, reason::NOT_ADMITTED);
+    assert!(admitted.message.contains("is not a Webex Connect callback"), "{}", admitted.message);
+    assert!(h.sim.applications(TENANT).is_empty(), "nothing was created");
+    // The longest callback the schema allows (a 239-character Connect host) is reconciled.
+    let host = long_host(239);
+    let callback = format!("https://{host}/callback");
+    assert_eq!(callback.len(), 256);
+    let mut longest = registration("longest-uri", vec![callback.clone()]);
+    longest["spec"]["displayName"] = json!("R".repeat(120));
+    apply::<AzureAppRegistration>(&h, &longest).await.expect("admitted");
+    registration_condition(&h, "longest-uri", app_cond::READY, "True").await;
     let app = h.sim.applications(TENANT).remove(0);
-    assert_eq!(app.redirect_uris.len(), 256);
-    assert_eq!(
-        app.redirect_uris.iter().cloned().collect::<std::collections::BTreeSet<_>>(),
-        uris.into_iter().collect()
-    );
+    assert_eq!(app.redirect_uris, vec![callback]);
     assert_eq!(app.display_name.len(), 120);
 
     let too_many: Vec<String> = (0..257).map(|i| redirect_uri(i, 40)).collect();

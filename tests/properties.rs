@@ -11,7 +11,7 @@ use connect_email_operator::azure::model::{
     AppRoleAssignment, Application, OAuth2PermissionGrant, RequiredResourceAccess, Web,
 };
 use connect_email_operator::controller::app_registration::desired::{
-    ResolvedPermission, application_drift, consent_plan, desired_application,
+    ConsentFor, ResolvedPermission, application_drift, consent_plan, desired_application,
 };
 use connect_email_operator::controller::app_registration::rotation::{
     CurrentCredential, IssueInput, PendingRecovery, PreviousCredential, Revocation, SecretPolicy, issue_reason,
@@ -356,12 +356,13 @@ fn existing_consent() -> impl Strategy<Value = (Vec<AppRoleAssignment>, Vec<OAut
         resource_id: format!("sp-{r}"),
         app_role_id: format!("role-{r}-{i}"),
     });
-    let grant = (0u8..6, prop::collection::btree_set(0u8..6, 0..4), any::<bool>(), 0u16..1000).prop_map(
-        |(r, scopes, all, n)| OAuth2PermissionGrant {
+    let grant = (0u8..6, prop::collection::btree_set(0u8..6, 0..4), any::<bool>(), 0u16..1000, 0u8..3).prop_map(
+        |(r, scopes, all, n, user)| OAuth2PermissionGrant {
             id: format!("g-{n}"),
             client_id: "client".into(),
             resource_id: format!("sp-{r}"),
             consent_type: Some(if all { "AllPrincipals" } else { "Principal" }.into()),
+            principal_id: (!all).then(|| format!("u-{user}")),
             scope: Some(scopes.into_iter().map(|i| format!("Scope.{i}")).collect::<Vec<_>>().join(" ")),
         },
     );
@@ -392,7 +393,13 @@ proptest! {
         (mut assignments, mut grants) in existing_consent(),
         adopted in any::<bool>(),
         ours in prop::collection::btree_set(0u8..6, 0..6),
+        per_user in any::<bool>(),
+        users in prop::collection::vec("u-[0-2]", 0..3),
     ) {
+        let mut users = users;
+        users.sort();
+        users.dedup();
+        let consent_for = if per_user { ConsentFor::Users(&users) } else { ConsentFor::Everyone };
         // Graph's IDs are unique (the generator may repeat them).
         for (i, a) in assignments.iter_mut().enumerate() {
             a.id = format!("a-{i}");
@@ -403,31 +410,42 @@ proptest! {
         // On an adopted app, the operator owns everything on the resources `ours` names.
         let owned: Option<Vec<GrantedConsent>> = adopted.then(|| {
             ours.iter()
-                .map(|r| {
+                .flat_map(|r| {
                     let sp = format!("sp-{r}");
-                    GrantedConsent {
-                        app_role_ids: assignments.iter().filter(|a| a.resource_id == sp).map(|a| a.app_role_id.clone()).collect(),
-                        scopes: grants.iter().filter(|g| g.resource_id == sp).flat_map(|g| g.scopes()).collect(),
-                        resource_id: sp,
-                    }
+                    let mut principals: BTreeSet<Option<String>> =
+                        grants.iter().filter(|g| g.resource_id == sp).map(|g| g.principal_id.clone()).collect();
+                    principals.insert(None);
+                    let roles: Vec<String> = assignments.iter().filter(|a| a.resource_id == sp).map(|a| a.app_role_id.clone()).collect();
+                    let grants = &grants;
+                    principals.into_iter().map(move |p| GrantedConsent {
+                        app_role_ids: if p.is_none() { roles.clone() } else { vec![] },
+                        scopes: grants.iter().filter(|g| g.resource_id == sp && g.principal_id == p).flat_map(|g| g.scopes()).collect(),
+                        resource_id: sp.clone(),
+                        principal_id: p,
+                    })
                 })
                 .collect()
         });
-        let plan = consent_plan(&resolved, &assignments, &grants, owned.as_deref());
+        let plan = consent_plan(&resolved, consent_for, &assignments, &grants, owned.as_deref());
+        // Consent for named users never creates a grant for everyone, nor one for someone else.
+        if per_user {
+            for g in &plan.create_grants {
+                prop_assert!(g.principal_id.as_ref().is_some_and(|p| users.contains(p)), "created {g:?} for users {users:?}");
+            }
+        }
         if let Some(owned) = &owned {
             for (id, _) in &plan.unassign {
                 let a = assignments.iter().find(|a| &a.id == id).unwrap();
                 prop_assert!(owned.iter().any(|g| g.resource_id == a.resource_id && g.app_role_ids.contains(&a.app_role_id)), "withdrew a person's role {a:?}");
             }
             for g in &grants {
-                let kept: BTreeSet<String> = if plan.delete_grants.contains(&g.id) {
+                let kept: BTreeSet<String> = if plan.delete_grants.iter().any(|(id, _)| id == &g.id) {
                     BTreeSet::new()
                 } else {
                     plan.update_grants.iter().find(|(id, _)| id == &g.id).map_or_else(|| g.scopes(), |(_, scope)| scope.split(' ').filter(|x| !x.is_empty()).map(str::to_string).collect())
                 };
-                if g.consent_type.as_deref() != Some("AllPrincipals") { continue; }
                 for scope in g.scopes().difference(&kept) {
-                    prop_assert!(owned.iter().any(|o| o.resource_id == g.resource_id && o.scopes.contains(scope)), "withdrew a person's scope {scope} on {}", g.resource_id);
+                    prop_assert!(owned.iter().any(|o| o.resource_id == g.resource_id && o.principal_id == g.principal_id && o.scopes.contains(scope)), "withdrew a person's scope {scope} on {}", g.resource_id);
                 }
             }
         }
@@ -440,13 +458,14 @@ proptest! {
             });
         }
         assignments.retain(|a| !plan.unassign.iter().any(|(id, _)| id == &a.id));
-        for (resource, scope) in &plan.create_grants {
+        for g in &plan.create_grants {
             grants.push(OAuth2PermissionGrant {
-                id: format!("new-{resource}"),
+                id: format!("new-{}-{:?}", g.resource_id, g.principal_id),
                 client_id: "client".into(),
-                resource_id: resource.clone(),
-                consent_type: Some("AllPrincipals".into()),
-                scope: Some(scope.clone()),
+                resource_id: g.resource_id.clone(),
+                consent_type: Some(if g.principal_id.is_some() { "Principal" } else { "AllPrincipals" }.into()),
+                principal_id: g.principal_id.clone(),
+                scope: Some(g.scope.clone()),
             });
         }
         for (id, scope) in &plan.update_grants {
@@ -454,9 +473,9 @@ proptest! {
                 g.scope = Some(scope.clone());
             }
         }
-        grants.retain(|g| !plan.delete_grants.contains(&g.id));
+        grants.retain(|g| !plan.delete_grants.iter().any(|(id, _)| id == &g.id));
         let owned_after = plan.owned_after.clone();
-        let again = consent_plan(&resolved, &assignments, &grants, owned.as_ref().map(|_| owned_after.as_slice()));
+        let again = consent_plan(&resolved, consent_for, &assignments, &grants, owned.as_ref().map(|_| owned_after.as_slice()));
         prop_assert!(again.is_empty(), "second plan not empty: {again:?}");
     }
 }

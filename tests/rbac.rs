@@ -63,6 +63,14 @@ async fn the_operator_completes_a_channel_with_only_the_deployed_cluster_role() 
     let params = PatchParams::apply(FIELD_MANAGER).force();
     Api::<ClusterRole>::all(admin.clone()).patch(&name, &params, &Patch::Apply(&role)).await.unwrap();
     Api::<ClusterRoleBinding>::all(admin.clone()).patch(&name, &params, &Patch::Apply(&binding)).await.unwrap();
+    // The mailbox claims' Role in the operator's namespace (the test's), as deployed.
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let value: serde_json::Value = serde::Deserialize::deserialize(document).unwrap();
+        if value["metadata"]["name"] != "connect-email-operator-mailbox-claims" {
+            continue;
+        }
+        apply_claims_rbac(&admin, &ns, value).await;
+    }
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
     let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "connect-email-operator"}})).unwrap();
     accounts.create(&PostParams::default(), &sa).await.unwrap();
@@ -123,6 +131,27 @@ async fn the_operator_completes_a_channel_with_only_the_deployed_cluster_role() 
 }
 
 /// A token for a new ServiceAccount `name` in `ns`.
+/// Applies a rendered Role or RoleBinding of the mailbox claims into the operator's namespace.
+async fn apply_claims_rbac(admin: &Client, ns: &str, mut value: serde_json::Value) {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    value["metadata"]["namespace"] = json!(ns);
+    let name = value["metadata"]["name"].as_str().unwrap().to_string();
+    match value["kind"].as_str() {
+        Some("Role") => {
+            let role: Role = serde_json::from_value(value).unwrap();
+            Api::<Role>::namespaced(admin.clone(), ns).patch(&name, &params, &Patch::Apply(&role)).await.unwrap();
+        }
+        Some("RoleBinding") => {
+            let mut binding: RoleBinding = serde_json::from_value(value).unwrap();
+            for subject in binding.subjects.iter_mut().flatten() {
+                subject.namespace = Some(ns.to_string());
+            }
+            Api::<RoleBinding>::namespaced(admin.clone(), ns).patch(&name, &params, &Patch::Apply(&binding)).await.unwrap();
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 async fn service_account_token(admin: &Client, ns: &str, name: &str) -> String {
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
     let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
@@ -181,6 +210,10 @@ async fn in_namespaced_mode_the_operator_runs_its_namespaces_and_is_refused_ever
                 }
                 other => panic!("unexpected {other:?}"),
             }
+            continue;
+        }
+        if value["metadata"]["name"] == "ceo-connect-email-operator-mailbox-claims" {
+            apply_claims_rbac(&admin, &ns, value).await;
             continue;
         }
         if value["metadata"]["name"] != "ceo-connect-email-operator" {

@@ -34,6 +34,10 @@ const CONNECT_ADDRESS: &str = "0123456789abcdef0123456789abcdef@mail-us.imiconne
 async fn apply_tenant(h: &Harness, name: &str, spec: Value) {
     let mut spec = spec;
     spec["tenantId"] = json!(TENANT);
+    // The tests' Connect organisation, unless the test says otherwise.
+    if spec.get("connect").is_none() {
+        spec["connect"] = json!({"tenantHosts": ["acme.us.webexconnect.io"]});
+    }
     let object = json!({"apiVersion": "connectemail.dev/v1alpha1", "kind": "EntraTenant", "metadata": {"name": name}, "spec": spec});
     Api::<EntraTenant>::all(h.client.clone())
         .patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&object))
@@ -457,6 +461,7 @@ async fn each_entratenant_uses_its_own_operator_credential_from_the_operators_na
             "apiVersion": "connectemail.dev/v1alpha1", "kind": "EntraTenant", "metadata": {"name": name},
             "spec": {
                 "tenantId": tenant_id, "namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"],
+                "connect": {"tenantHosts": ["acme.us.webexconnect.io"]},
                 "credential": {"clientId": SECOND_OPERATOR, "source": "ClientSecret", "secretRef": {"name": secret_name}},
             }
         });
@@ -523,4 +528,203 @@ async fn each_entratenant_uses_its_own_operator_credential_from_the_operators_na
     drop_tenant(&h, &second).await;
     drop_tenant(&h, &third).await;
     h.finish().await;
+}
+
+/// The attack of a namespace user who wants mail-sending tokens for other employees: an
+/// application that redirects sign-ins to a host the attacker owns, with tenant-wide consent.
+/// Every spelling of a foreign host is refused before anything reaches Entra ID, and consent for
+/// every user needs the administrator's explicit `tenantWideConsent`.
+#[tokio::test]
+async fn redirect_uris_outside_the_listed_connect_hosts_and_tenant_wide_consent_are_refused() {
+    let h = Harness::start("sec-redirect").await;
+    let strict = format!("{}-strict", h.ns.name);
+    apply_tenant(&h, &strict, json!({"namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"]})).await;
+    h.sim.reset_calls();
+    let delegated = json!([
+        {"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]},
+        {"resource": "Microsoft Graph", "delegated": ["offline_access"]},
+    ]);
+    for (i, uri) in [
+        "https://evil.example.com/callback",
+        "https://acme.us.webexconnect.io.evil.example.com/callback",
+        "https://acme.us.webexconnect.io@evil.example.com/",
+        "https://acme.us.webexconnect.io@evil.example.com/callback",
+        "https://acme.us.webexconnect.io:8443/callback",
+        "https://acme.us.webexconnect.io/other",
+        "https://acme.us.webexconnect.io/callback?next=https://evil.example.com",
+        "https://evil-acme.us.webexconnect.io/callback",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let name = format!("phish-{i}");
+        let extra = json!({"redirectUris": [uri], "permissions": delegated, "consentFor": ["support@contoso.com"]});
+        apply_registration(&h, &registration(&name, &strict, extra)).await;
+        let message = registration_reason(&h, &name, app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+        assert!(message.contains(uri), "{uri}: {message}");
+    }
+    // http:// never passes the schema.
+    let plain = registration("phish-http", &strict, json!({"redirectUris": ["http://acme.us.webexconnect.io/callback"]}));
+    let refused = Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name)
+        .create(&PostParams::default(), &serde_json::from_value(plain).unwrap())
+        .await;
+    assert!(matches!(refused, Err(kube::Error::Api(ref e)) if e.code == 422), "{refused:?}");
+
+    // The issue's exact manifest: a helpdesk look-alike, consented for everyone.
+    let everyone = json!({"displayName": "Contoso IT Helpdesk", "permissions": delegated, "adminConsent": true});
+    apply_registration(&h, &registration("helpdesk", &strict, everyone.clone())).await;
+    let message = registration_reason(&h, "helpdesk", app_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+    assert!(message.contains("tenantWideConsent") && message.contains("spec.consentFor"), "{message}");
+    assert_no_external_call(&h, "foreign redirect URIs and tenant-wide consent").await;
+    tenant_untouched(&h);
+    // Upper case and a trailing dot on a listed host are the same host.
+    let extra = json!({"redirectUris": ["https://ACME.us.webexconnect.io./callback"]});
+    apply_registration(&h, &registration("spelled", &strict, extra)).await;
+    registration_reason(&h, "spelled", app_cond::READY, "True", reason::RECONCILED).await;
+
+    // Where the administrator allows it, tenant-wide consent is what it always was.
+    apply_tenant(
+        &h,
+        &strict,
+        json!({"namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"],
+               "permissions": {"tenantWideConsent": true}}),
+    )
+    .await;
+    registration_reason(&h, "helpdesk", app_cond::READY, "True", reason::RECONCILED).await;
+    let grants = h.sim.oauth2_permission_grants(TENANT);
+    assert_eq!(grants.len(), 2, "{grants:?}");
+    assert!(grants.iter().all(|g| g.consent_type == "AllPrincipals"), "{grants:?}");
+    drop_tenant(&h, &strict).await;
+    h.finish().await;
+}
+
+/// A channel's application is consented for its mailbox's user only; a channel whose Connect
+/// organisation the EntraTenant does not list is refused before anything is created.
+#[tokio::test]
+async fn a_channel_consents_for_its_mailboxs_user_only_and_only_with_a_listed_connect_host() {
+    let h = Harness::start("sec-per-user").await;
+    let strict = format!("{}-strict", h.ns.name);
+    apply_tenant(&h, &strict, json!({"namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"]})).await;
+    mailboxes(&h, &["support@contoso.com", "ceo@contoso.com"]);
+    h.sim.reset_calls();
+    let mut evil = channel("evil-host", &strict, "ceo@contoso.com", CONNECT_ADDRESS);
+    evil["spec"]["connect"]["tenantHost"] = json!("evil.example.com");
+    apply_channel(&h, &evil).await;
+    let message = channel_reason(&h, "evil-host", ch_cond::ADMITTED, "False", reason::NOT_ADMITTED).await;
+    assert!(message.contains("evil.example.com") && message.contains("spec.connect.tenantHosts"), "{message}");
+    assert_no_external_call(&h, "unlisted Connect host").await;
+    tenant_untouched(&h);
+    assert_eq!(h.sim.exchange().count_cmdlet("Set-Mailbox"), 0, "the mailbox was not touched");
+
+    apply_channel(&h, &channel("support", &strict, "support@contoso.com", CONNECT_ADDRESS)).await;
+    channel_reason(&h, "support", ch_cond::APP_REGISTRATION_READY, "True", reason::RECONCILED).await;
+    let user = h.sim.exchange().mailbox(TENANT, "support@contoso.com").unwrap().external_directory_object_id;
+    let grants = h.sim.oauth2_permission_grants(TENANT);
+    assert_eq!(grants.len(), 2, "one per resource: {grants:?}");
+    for g in &grants {
+        assert_eq!(g.consent_type, "Principal", "{g:?}");
+        assert_eq!(g.principal_id.as_deref(), Some(user.to_lowercase().as_str()), "{g:?}");
+    }
+    let child: AzureAppRegistration = Api::namespaced(h.client.clone(), &h.ns.name).get("support").await.unwrap();
+    let consent = child.status.unwrap().conditions.into_iter().find(|c| c.type_ == app_cond::CONSENT_GRANTED);
+    assert!(consent.unwrap().message.contains("for the users of support@contoso.com only"));
+
+    // A bare registration naming a mailbox nobody has: nothing is granted, the condition says so.
+    let ghost = json!({"permissions": [{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}],
+                       "consentFor": ["ghost@contoso.com"]});
+    apply_registration(&h, &registration("ghost", &strict, ghost)).await;
+    let message = registration_reason(&h, "ghost", app_cond::CONSENT_GRANTED, "False", reason::PRINCIPAL_NOT_FOUND).await;
+    assert!(message.contains("ghost@contoso.com"), "{message}");
+    assert_eq!(h.sim.oauth2_permission_grants(TENANT).len(), 2, "no grant for the ghost");
+    drop_tenant(&h, &strict).await;
+    h.finish().await;
+}
+
+/// Registrations consented for everyone by an earlier version are narrowed to the named users:
+/// the user's grant is created before the tenant-wide one is removed, so a sign-in never breaks.
+#[tokio::test]
+async fn tenant_wide_consent_is_replaced_by_consent_for_the_named_user_new_grant_first() {
+    let h = Harness::start("sec-narrow").await;
+    mailboxes(&h, &["support@contoso.com"]);
+    let delegated = json!([{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}]);
+    // The shared test tenant allows tenant-wide consent: what every registration had before.
+    apply_registration(&h, &registration("old", TENANT_REF, json!({"permissions": delegated}))).await;
+    registration_reason(&h, "old", app_cond::READY, "True", reason::RECONCILED).await;
+    let grants = h.sim.oauth2_permission_grants(TENANT);
+    assert_eq!(grants.iter().map(|g| g.consent_type.as_str()).collect::<Vec<_>>(), ["AllPrincipals"]);
+    h.sim.reset_calls();
+    let extra = json!({"permissions": delegated, "consentFor": ["support@contoso.com"]});
+    apply_registration(&h, &registration("old", TENANT_REF, extra)).await;
+    let user = h.sim.exchange().mailbox(TENANT, "support@contoso.com").unwrap().external_directory_object_id;
+    eventually(Duration::from_secs(30), || async {
+        let grants = h.sim.oauth2_permission_grants(TENANT);
+        let principal = grants.iter().map(|g| (g.consent_type.clone(), g.principal_id.clone())).collect::<Vec<_>>();
+        if principal == [("Principal".to_string(), Some(user.to_lowercase()))] { Ok(()) } else { Err(format!("{principal:?}")) }
+    })
+    .await;
+    let routes: Vec<String> = h.sim.calls().iter().map(|c| c.route.clone()).collect();
+    let created = routes.iter().position(|r| r == connect_email_sim::routes::CREATE_GRANT);
+    let deleted = routes.iter().position(|r| r == connect_email_sim::routes::DELETE_GRANT);
+    assert!(created.is_some() && deleted.is_some() && created < deleted, "new grant first: {routes:?}");
+    eventually(Duration::from_secs(30), || async {
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(h.client.clone(), &h.ns.name);
+        let list = events.list(&Default::default()).await.map_err(|e| e.to_string())?;
+        let reasons: Vec<String> = list.items.iter().filter_map(|e| e.reason.clone()).collect();
+        if reasons.iter().any(|r| r == "ConsentNarrowed") { Ok(()) } else { Err(format!("{reasons:?}")) }
+    })
+    .await;
+    h.finish().await;
+}
+
+/// One channel per mailbox, cluster-wide: a second channel for a claimed mailbox, in another
+/// namespace, is refused before any call (no application, no Exchange change); once the first
+/// is deleted (its settings restored), the second takes the mailbox over.
+#[tokio::test]
+async fn a_second_channel_for_a_claimed_mailbox_in_another_namespace_is_refused_without_any_call() {
+    let mut h = Harness::without_operator("sec-claim").await;
+    let second = TestNamespace::new(&h.client, "sec-claim-b").await;
+    h.start_operator_for(h.client.clone(), format!("{},{}", h.ns.name, second.name));
+    mailboxes(&h, &["support@contoso.com"]);
+    apply_channel(&h, &channel("first", TENANT_REF, "support@contoso.com", CONNECT_ADDRESS)).await;
+    channel_reason(&h, "first", ch_cond::MAILBOX_CONFIGURED, "True", reason::RECONCILED).await;
+    let apps = h.sim.applications(TENANT).len();
+    let set_mailbox = h.sim.exchange().count_cmdlet("Set-Mailbox");
+    let channels_b: Api<EmailChannel> = Api::namespaced(h.client.clone(), &second.name);
+    let mut thief = channel("thief", TENANT_REF, "Support@Contoso.com", CONNECT_ADDRESS);
+    thief["spec"]["exchange"] = json!({"forwarding": {"keepCopy": false}});
+    channels_b.patch("thief", &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&thief)).await.unwrap();
+    let refused = eventually(Duration::from_secs(30), || async {
+        let c = channels_b.get("thief").await.map_err(|e| e.to_string())?;
+        let status = c.status.unwrap_or_default();
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == ch_cond::ADMITTED && c.reason == reason::MAILBOX_CLAIMED)
+            .map(|c| c.message.clone())
+            .ok_or(format!("{:?}", status.conditions))
+    })
+    .await;
+    assert!(refused.contains(&format!("{}/first", h.ns.name)), "names the owner: {refused}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(h.sim.applications(TENANT).len(), apps, "no application for the second claim");
+    assert_eq!(h.sim.exchange().count_cmdlet("Set-Mailbox"), set_mailbox, "no Exchange change for the second claim");
+    assert!(
+        Api::<AzureAppRegistration>::namespaced(h.client.clone(), &second.name).get_opt("thief").await.unwrap().is_none()
+    );
+    // The owner leaves: the claim is released after its settings are restored, and the second
+    // channel takes the mailbox over.
+    Api::<EmailChannel>::namespaced(h.client.clone(), &h.ns.name).delete("first", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(60), || async {
+        let c = channels_b.get("thief").await.map_err(|e| e.to_string())?;
+        let status = c.status.unwrap_or_default();
+        if status.conditions.iter().any(|c| c.type_ == ch_cond::MAILBOX_CONFIGURED && c.status == "True") {
+            Ok(())
+        } else {
+            Err(format!("{:?}", status.conditions))
+        }
+    })
+    .await;
+    let _ = channels_b.delete("thief", &DeleteParams::default()).await;
+    h.finish().await;
+    second.delete().await;
 }

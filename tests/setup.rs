@@ -1,7 +1,8 @@
 //! `setup tenant` against the Microsoft simulator (Graph, token endpoint, Exchange): the objects
 //! it creates, a second run that writes nothing, a dry run that writes nothing and prints the
-//! commands, the operator authenticating with the federated credential it made, and the device
-//! code sign-in.
+//! commands, the operator authenticating with the federated credential it made, the Exchange
+//! role it derives holding exactly the operator's cmdlets (and Exchange refusing the rest), and
+//! the device code sign-in.
 
 mod support;
 
@@ -11,7 +12,9 @@ use std::time::Duration;
 use base64::Engine;
 use connect_email_operator::api::Cloud;
 use connect_email_operator::azure::{Directory, GraphClient, OperatorCredential, TokenClient, TokenProvider};
-use connect_email_operator::exchange::{ExchangeClient, MailboxAdmin};
+use connect_email_operator::exchange::permissions::{self, OPERATOR_CMDLETS, OperatorRole};
+use connect_email_operator::exchange::wire::{self, Command};
+use connect_email_operator::exchange::{ExchangeClient, ExchangeError, MailboxAdmin};
 use connect_email_operator::http::{HttpClient, HttpSettings};
 use connect_email_operator::setup::{self, DeviceCodeLogin, TenantSetup};
 use connect_email_sim::microsoft::{Audience, MicrosoftSim, SimOptions, routes};
@@ -19,6 +22,8 @@ use support::sim_client::{endpoints, https_client, overrides};
 
 const TENANT: &str = "5e7a0000-1111-4222-8333-444455556666";
 const ISSUER: &str = "https://oidc.cluster.example/abc";
+/// The custom Exchange role setup derives from Mail Recipients for `spec()`.
+const MAILBOX_ROLE: &str = "connect-email-operator-mailbox-settings";
 
 fn spec() -> TenantSetup {
     TenantSetup {
@@ -51,6 +56,43 @@ async fn sim() -> MicrosoftSim {
     let sim = MicrosoftSim::start(SimOptions::default().tenant(TENANT)).await.unwrap();
     sim.exchange().add_mailbox(TENANT, "support@contoso.com");
     sim
+}
+
+/// The cmdlets of Mail Recipients (in the simulator) that the operator does not run: what setup
+/// removes from the role it derives.
+fn mail_recipients_extras(sim: &MicrosoftSim) -> Vec<String> {
+    let parent = sim.exchange().management_role(TENANT, permissions::MAILBOX_SETTINGS_PARENT).unwrap();
+    let listed = |cmdlet: &str| permissions::cmdlets_of(OperatorRole::MailboxSettings).any(|c| c.cmdlet == cmdlet);
+    parent.entries.into_iter().map(|e| e.cmdlet).filter(|c| !listed(c)).collect()
+}
+
+/// A role's entries as (cmdlet, sorted parameters), sorted.
+fn entries_of(sim: &MicrosoftSim, role: &str) -> Vec<(String, Vec<String>)> {
+    let role = sim.exchange().management_role(TENANT, role).unwrap_or_else(|| panic!("no role {role}"));
+    let mut entries: Vec<(String, Vec<String>)> = role
+        .entries
+        .into_iter()
+        .map(|e| {
+            let mut parameters = e.parameters;
+            parameters.sort();
+            (e.cmdlet, parameters)
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// The one list's cmdlets for `role`, in the form of [`entries_of`].
+fn listed(role: OperatorRole) -> Vec<(String, Vec<String>)> {
+    let mut entries: Vec<(String, Vec<String>)> = permissions::cmdlets_of(role)
+        .map(|c| {
+            let mut parameters: Vec<String> = c.parameters.iter().map(|p| p.to_string()).collect();
+            parameters.sort();
+            (c.cmdlet.to_string(), parameters)
+        })
+        .collect();
+    entries.sort();
+    entries
 }
 
 /// Requests that changed something: Graph writes and the Exchange cmdlets that are not Get-*.
@@ -122,8 +164,8 @@ async fn setup_creates_exactly_the_documented_objects_and_a_second_run_changes_n
         "(PrimarySmtpAddress -eq 'support@contoso.com') -or (PrimarySmtpAddress -like '*@sales.contoso.com')"
     );
     // Admin roles reach an application through role groups (RBAC for Applications takes
-    // application roles only): Mail Recipients limited to the allowed mailboxes, and read-only
-    // configuration.
+    // application roles only): the role derived from Mail Recipients limited to the allowed
+    // mailboxes, and read-only configuration.
     assert!(ex.role_assignments(TENANT).is_empty(), "no direct role assignment to the application");
     type Group = (String, Vec<String>, Option<String>, Vec<String>);
     let mut groups: Vec<Group> = ex
@@ -144,27 +186,36 @@ async fn setup_creates_exactly_the_documented_objects_and_a_second_run_changes_n
             ),
             (
                 "connect-email-operator-recipients".to_string(),
-                vec!["Mail Recipients".to_string()],
+                vec![MAILBOX_ROLE.to_string()],
                 Some("connect-email-operator-mailboxes".to_string()),
                 member
             ),
         ]
     );
+    let roles = ex.management_roles(TENANT);
+    assert_eq!(roles.len(), 1);
+    assert_eq!((roles[0].name.as_str(), roles[0].parent.as_deref()), (MAILBOX_ROLE, Some("Mail Recipients")));
+    assert_eq!(entries_of(&sim, MAILBOX_ROLE), listed(OperatorRole::MailboxSettings));
 
     // The write calls, in order: nothing more than the documented objects.
     let mut expected =
         vec![routes::UPSERT_APPLICATION, routes::UPSERT_SERVICE_PRINCIPAL, routes::CREATE_FEDERATED_CREDENTIAL];
     expected.extend([routes::CREATE_APP_ROLE_ASSIGNED_TO; 5]);
-    expected.extend([
-        "New-ServicePrincipal",
-        "New-ManagementScope",
-        "New-RoleGroup",
-        "Add-RoleGroupMember",
-        "New-RoleGroup",
-        "Add-RoleGroupMember",
-    ]);
+    expected.extend(["New-ServicePrincipal", "New-ManagementScope", "New-ManagementRole"]);
+    let extras = mail_recipients_extras(&sim);
+    assert!(extras.iter().any(|c| c == "Add-MailboxPermission"), "{extras:?}");
+    expected.extend(extras.iter().map(|_| "Remove-ManagementRoleEntry"));
+    expected.extend(["Set-ManagementRoleEntry"; 4]);
+    expected.extend(["New-RoleGroup", "Add-RoleGroupMember", "New-RoleGroup", "Add-RoleGroupMember"]);
     assert_eq!(writes(&sim), expected);
-    assert_eq!(report.changes().count(), 14);
+    let removed: Vec<String> = sim
+        .exchange()
+        .received_parameters(TENANT, "Remove-ManagementRoleEntry")
+        .iter()
+        .map(|p| p["Identity"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(removed, extras.iter().map(|c| format!("{MAILBOX_ROLE}\\{c}")).collect::<Vec<_>>());
+    assert_eq!(report.changes().count(), 20, "{}", report.render(false));
 
     // A second run finds everything and writes nothing.
     sim.reset_calls();
@@ -193,7 +244,8 @@ async fn a_dry_run_changes_nothing_and_prints_every_command() {
     assert!(sim.app_role_assignments(TENANT).is_empty());
     assert!(sim.exchange().service_principals(TENANT).is_empty());
     assert!(sim.exchange().management_scopes(TENANT).is_empty());
-    assert_eq!(report.changes().count(), 14);
+    assert!(sim.exchange().management_roles(TENANT).is_empty());
+    assert_eq!(report.changes().count(), 20);
     let text = report.render(true);
     for expected in [
         "az rest --method PATCH --url 'https://graph.microsoft.com/v1.0/applications(uniqueName='\\''connect-email-operator'\\'')' --headers Prefer=create-if-missing",
@@ -203,12 +255,19 @@ async fn a_dry_run_changes_nothing_and_prints_every_command() {
         "/servicePrincipals/",
         "New-ServicePrincipal -AppId <appId> -ObjectId <servicePrincipalId>",
         "New-ManagementScope -Name \"connect-email-operator-mailboxes\" -RecipientRestrictionFilter",
-        "New-RoleGroup -Name \"connect-email-operator-recipients\" -Roles \"Mail Recipients\" -CustomRecipientWriteScope \"connect-email-operator-mailboxes\"",
+        "New-ManagementRole -Name \"connect-email-operator-mailbox-settings\" -Parent \"Mail Recipients\"",
+        "Remove-ManagementRoleEntry -Identity \"connect-email-operator-mailbox-settings\\Add-MailboxPermission\" -Confirm:$false",
+        "Remove-ManagementRoleEntry -Identity \"connect-email-operator-mailbox-settings\\Add-RecipientPermission\" -Confirm:$false",
+        "Set-ManagementRoleEntry -Identity \"connect-email-operator-mailbox-settings\\Set-Mailbox\" -Parameters Identity,ForwardingAddress,ForwardingSmtpAddress,DeliverToMailboxAndForward",
+        "Set-ManagementRoleEntry -Identity \"connect-email-operator-mailbox-settings\\Get-Mailbox\" -Parameters Identity",
+        "New-RoleGroup -Name \"connect-email-operator-recipients\" -Roles \"connect-email-operator-mailbox-settings\" -CustomRecipientWriteScope \"connect-email-operator-mailboxes\"",
         "Add-RoleGroupMember -Identity \"connect-email-operator-recipients\" -Member <servicePrincipalId>",
-        "14 change(s) would be made (dry run: none made)",
+        "New-RoleGroup -Name \"connect-email-operator-configuration-reader\" -Roles \"View-Only Configuration\"",
+        "20 change(s) would be made (dry run: none made)",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
+    assert!(!text.contains("-Roles \"Mail Recipients\""), "{text}");
 
     // After a real run, a dry run reports nothing to do.
     setup::run(&spec(), &graph, Some(&exchange), false).await.unwrap();
@@ -225,6 +284,156 @@ fn service_account_token(issuer: &str, subject: &str) -> String {
         "iss": issuer, "sub": subject, "aud": ["api://AzureADTokenExchange"], "exp": now + 3600, "nbf": now - 10,
     });
     format!("{}.{}.sig", engine.encode(br#"{"alg":"RS256"}"#), engine.encode(claims.to_string()))
+}
+
+/// Graph and Exchange clients acting as the operator: the federated credential setup made, with a
+/// service account token of `subject` written to a file under `name`.
+fn operator_clients(sim: &MicrosoftSim, app_id: &str, name: &str, subject: &str) -> (GraphClient, ExchangeClient) {
+    let dir = std::env::temp_dir().join(format!("ceo-setup-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, service_account_token(ISSUER, subject)).unwrap();
+    let credential = OperatorCredential::Federated { client_id: app_id.to_string(), token_file };
+    let tokens = Arc::new(TokenProvider::new(TokenClient::new(http(sim), endpoints(sim)), credential));
+    (
+        GraphClient::new(http(sim), endpoints(sim), tokens.clone()),
+        ExchangeClient::new(http(sim), endpoints(sim), tokens),
+    )
+}
+
+#[tokio::test]
+async fn the_exchange_role_holds_exactly_the_operators_cmdlets_and_exchange_refuses_the_rest() {
+    const MAILBOX: &str = "support@contoso.com";
+    const FORWARD_TO: &str = "5f3a9c0b@mail-us.imiconnect.io";
+    let sim = sim().await;
+    sim.exchange().add_mailbox(TENANT, "delegate@contoso.com");
+    let (graph, admin_exchange) = admin(&sim);
+    let app_id = setup::run(&spec(), &graph, Some(&admin_exchange), false).await.unwrap().app_id.unwrap();
+
+    // The derived role holds exactly the one list's mailbox cmdlets and parameters; the
+    // organization-wide reads come from View-Only Configuration, which holds every one of them.
+    assert_eq!(entries_of(&sim, MAILBOX_ROLE), listed(OperatorRole::MailboxSettings));
+    let reader = sim.exchange().management_role(TENANT, permissions::CONFIGURATION_READER_ROLE).unwrap();
+    for listed in permissions::cmdlets_of(OperatorRole::ConfigurationReader) {
+        let entry =
+            reader.entry(listed.cmdlet).unwrap_or_else(|| panic!("View-Only Configuration lacks {}", listed.cmdlet));
+        assert!(listed.parameters.iter().all(|p| entry.has_parameter(p)), "{entry:?}");
+    }
+    let mut held = sim.exchange().roles_of_app(TENANT, &app_id);
+    held.sort();
+    assert_eq!(held, ["View-Only Configuration", MAILBOX_ROLE], "no other role, Mail Recipients above all");
+
+    // Everything the operator runs works as the operator.
+    let (_, exchange) = operator_clients(&sim, &app_id, "role", &spec().subject());
+    exchange.set_forwarding(TENANT, MAILBOX, Some(FORWARD_TO), true).await.unwrap();
+    let forwarding = exchange.forwarding(TENANT, MAILBOX).await.unwrap();
+    assert_eq!(forwarding.smtp_address.as_deref(), Some(FORWARD_TO));
+    exchange.set_smtp_auth_disabled(TENANT, MAILBOX, Some(false)).await.unwrap();
+    assert!(exchange.smtp_auth(TENANT, MAILBOX).await.unwrap().effective_enabled());
+    exchange.outbound_forwarding(TENANT, MAILBOX).await.unwrap();
+    let rows = exchange.run(TENANT, &wire::get_mailbox(MAILBOX)).await.unwrap();
+    let user = sim.exchange().mailbox(TENANT, MAILBOX).unwrap().external_directory_object_id;
+    assert_eq!(rows[0]["ExternalDirectoryObjectId"], user.as_str(), "Get-Mailbox reads the mailbox user's object ID");
+    exchange.set_smtp_auth_disabled(TENANT, MAILBOX, None).await.unwrap();
+    exchange.set_forwarding(TENANT, MAILBOX, None, false).await.unwrap();
+    for listed in OPERATOR_CMDLETS {
+        assert!(
+            sim.exchange().received_parameters(TENANT, listed.cmdlet).len() >= 1,
+            "{} was not exercised",
+            listed.cmdlet
+        );
+    }
+
+    // Cmdlets of Mail Recipients outside the list are refused like a missing role.
+    for (cmdlet, parameters) in [
+        (
+            "Add-MailboxPermission",
+            serde_json::json!({"Identity": MAILBOX, "User": "delegate", "AccessRights": "FullAccess"}),
+        ),
+        (
+            "Add-RecipientPermission",
+            serde_json::json!({"Identity": MAILBOX, "Trustee": "delegate", "AccessRights": "SendAs"}),
+        ),
+        ("Get-Recipient", serde_json::json!({"Identity": MAILBOX})),
+    ] {
+        let error = exchange.run(TENANT, &Command::new(cmdlet, parameters)).await.unwrap_err();
+        match &error {
+            ExchangeError::AccessDenied { status: 401, detail, .. } => {
+                assert!(detail.contains(&format!("User is not allowed to call {cmdlet}")), "{detail}")
+            }
+            other => panic!("{cmdlet}: {other:?}"),
+        }
+    }
+    // A parameter of Mail Recipients' Set-Mailbox outside the list is refused; the administrator
+    // (not limited by role entries here) may use it, so the refusal is the operator's role.
+    let grant = serde_json::json!({"Identity": MAILBOX, "GrantSendOnBehalfTo": "delegate@contoso.com"});
+    let error = exchange.run(TENANT, &Command::new("Set-Mailbox", grant.clone())).await.unwrap_err();
+    match &error {
+        ExchangeError::Command { status: 400, message, .. } => assert_eq!(
+            message, "A parameter cannot be found that matches parameter name 'GrantSendOnBehalfTo'.",
+            "{error}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(sim.exchange().mailbox(TENANT, MAILBOX).unwrap().grant_send_on_behalf_to.is_empty());
+    admin_exchange.run(TENANT, &Command::new("Set-Mailbox", grant)).await.unwrap();
+    assert_eq!(sim.exchange().mailbox(TENANT, MAILBOX).unwrap().grant_send_on_behalf_to, ["delegate"]);
+
+    // Drift (an entry added back, a parameter widened, an entry removed) is converged by the
+    // next run, and then nothing is left to change.
+    for (cmdlet, parameters) in [
+        ("Add-ManagementRoleEntry", serde_json::json!({"Identity": format!("{MAILBOX_ROLE}\\Add-MailboxPermission")})),
+        (
+            "Set-ManagementRoleEntry",
+            serde_json::json!({"Identity": format!("{MAILBOX_ROLE}\\Set-Mailbox"), "Parameters": ["GrantSendOnBehalfTo"], "AddParameter": true}),
+        ),
+        (
+            "Remove-ManagementRoleEntry",
+            serde_json::json!({"Identity": format!("{MAILBOX_ROLE}\\Get-CASMailbox"), "Confirm": false}),
+        ),
+    ] {
+        admin_exchange.run(TENANT, &Command::new(cmdlet, parameters)).await.unwrap();
+    }
+    assert_ne!(entries_of(&sim, MAILBOX_ROLE), listed(OperatorRole::MailboxSettings));
+    let report = setup::run(&spec(), &graph, Some(&admin_exchange), false).await.unwrap();
+    let text = report.render(false);
+    assert_eq!(report.changes().count(), 3, "{text}");
+    assert!(
+        text.contains(
+            "Remove-ManagementRoleEntry -Identity \"connect-email-operator-mailbox-settings\\Add-MailboxPermission\""
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Add-ManagementRoleEntry -Identity \"connect-email-operator-mailbox-settings\\Get-CASMailbox\" -Parameters Identity"), "{text}");
+    assert_eq!(entries_of(&sim, MAILBOX_ROLE), listed(OperatorRole::MailboxSettings));
+    assert_eq!(setup::run(&spec(), &graph, Some(&admin_exchange), false).await.unwrap().changes().count(), 0);
+    exchange.smtp_auth(TENANT, MAILBOX).await.expect("Get-CASMailbox is back");
+}
+
+#[tokio::test]
+async fn a_role_group_an_earlier_setup_gave_mail_recipients_is_reported_with_the_fix() {
+    let sim = sim().await;
+    let (graph, exchange) = admin(&sim);
+    let scope = serde_json::json!({"Name": "connect-email-operator-mailboxes", "RecipientRestrictionFilter": spec().recipient_filter()});
+    exchange.run(TENANT, &Command::new("New-ManagementScope", scope)).await.unwrap();
+    let group = serde_json::json!({
+        "Name": "connect-email-operator-recipients",
+        "Roles": ["Mail Recipients"],
+        "CustomRecipientWriteScope": "connect-email-operator-mailboxes",
+    });
+    exchange.run(TENANT, &Command::new("New-RoleGroup", group)).await.unwrap();
+    let report = setup::run(&spec(), &graph, Some(&exchange), false).await.unwrap();
+    let warning = report
+        .warnings
+        .iter()
+        .find(|w| w.contains("still gives the operator all of Mail Recipients"))
+        .unwrap_or_else(|| panic!("{:?}", report.warnings));
+    assert!(
+        warning.contains("New-ManagementRoleAssignment -SecurityGroup \"connect-email-operator-recipients\" -Role \"connect-email-operator-mailbox-settings\" -CustomRecipientWriteScope \"connect-email-operator-mailboxes\""),
+        "{warning}"
+    );
+    // The role is derived anyway, ready to be assigned.
+    assert_eq!(entries_of(&sim, MAILBOX_ROLE), listed(OperatorRole::MailboxSettings));
 }
 
 #[tokio::test]

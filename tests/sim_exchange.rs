@@ -852,3 +852,123 @@ async fn an_application_gets_admin_roles_through_a_role_group_and_only_applicati
     assert_eq!(groups.len(), 1);
     assert_eq!((groups[0].roles.clone(), groups[0].members.len()), (vec!["Mail Recipients".to_string()], 1));
 }
+
+#[tokio::test]
+async fn a_derived_role_narrows_its_parent_and_binds_the_application_that_holds_it() {
+    const DELEGATE: &str = "delegate@contoso.com";
+    let ex = Exchange::start().await;
+    ex.sim.exchange().add_mailbox(TENANT, DELEGATE);
+    let admin = ex.sim.issue_admin_token(TENANT, connect_email_sim::Audience::Exchange);
+    let as_admin = |name: &str| ex.cmdlet(name).bearer(Some(&admin));
+
+    // Until the operator's application holds a role, its calls are not checked against entries.
+    let grant = ex.cmdlet("Set-Mailbox").identity(MAILBOX).with("GrantSendOnBehalfTo", json!([DELEGATE])).send().await;
+    assert_eq!(grant.status, 200, "{grant:?}");
+    assert_eq!(ex.mailbox().await["GrantSendOnBehalfTo"], json!(["delegate"]));
+
+    // A role derived from Mail Recipients starts with its entries (documented) and only narrows.
+    let built_in = as_admin("Get-ManagementRole").identity("mail recipients").send().await;
+    assert_eq!(
+        (
+            built_in.single()["Name"].clone(),
+            built_in.single()["Parent"].clone(),
+            built_in.single()["IsRootRole"].clone()
+        ),
+        (json!("Mail Recipients"), Value::Null, json!(true))
+    );
+    let role = as_admin("New-ManagementRole").with("Name", "narrow").with("Parent", "Mail Recipients").send().await;
+    assert_eq!(
+        (role.single()["Name"].as_str(), role.single()["Parent"].as_str()),
+        (Some("narrow"), Some("Mail Recipients"))
+    );
+    let sets = as_admin("Get-ManagementRoleEntry").identity("narrow\\Set-*").send().await;
+    let names: Vec<&str> = sets.output().iter().map(|e| e["Name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Set-Mailbox", "Set-CASMailbox"]);
+    assert_eq!(sets.output()[0]["Role"], "narrow");
+    assert!(sets.output()[0]["Parameters"].as_array().unwrap().contains(&json!("GrantSendOnBehalfTo")));
+    let narrowed = as_admin("Set-ManagementRoleEntry")
+        .identity("narrow\\Set-Mailbox")
+        .with("Parameters", json!(["Identity", "ForwardingSmtpAddress"]))
+        .send()
+        .await;
+    assert_eq!(narrowed.status, 200, "{narrowed:?}");
+    let removed = as_admin("Remove-ManagementRoleEntry")
+        .identity("narrow\\Add-MailboxPermission")
+        .with("Confirm", false)
+        .send()
+        .await;
+    assert_eq!(removed.status, 200, "{removed:?}");
+    let entry = ex.sim.exchange().management_role(TENANT, "narrow").unwrap();
+    assert_eq!(entry.entry("Set-Mailbox").unwrap().parameters, ["Identity", "ForwardingSmtpAddress"]);
+    assert!(entry.entry("Add-MailboxPermission").is_none());
+
+    let wider = as_admin("Set-ManagementRoleEntry")
+        .identity("narrow\\Set-Mailbox")
+        .with("Parameters", "Password")
+        .with("AddParameter", true)
+        .send()
+        .await;
+    let text = wider.cmdlet_error(
+        400,
+        "BadRequest",
+        "",
+        "Microsoft.Exchange.Management.RbacTasks.RoleEntryNotInParentException",
+    );
+    assert!(text.contains("Password"), "{text}");
+    let built_in =
+        as_admin("Remove-ManagementRoleEntry").identity("Mail Recipients\\Add-MailboxPermission").send().await;
+    built_in.cmdlet_error(
+        400,
+        "BadRequest",
+        "",
+        "Microsoft.Exchange.Management.RbacTasks.InvalidOperationOnBuiltInRoleException",
+    );
+
+    // The operator's application holds the role through a role group: its entries now bind it.
+    let sp = as_admin("New-ServicePrincipal")
+        .with("AppId", OPERATOR)
+        .with("ObjectId", "0be7a7a0-0000-4000-8000-0000000000b1")
+        .send()
+        .await;
+    assert_eq!(sp.status, 200, "{sp:?}");
+    let group = as_admin("New-RoleGroup")
+        .with("Name", "narrow-group")
+        .with("Roles", "narrow")
+        .with("Members", json!([OPERATOR]))
+        .send()
+        .await;
+    assert_eq!(group.status, 200, "{group:?}");
+    assert_eq!(ex.sim.exchange().roles_of_app(TENANT, OPERATOR), ["narrow"]);
+
+    let forward = ex.cmdlet("Set-Mailbox").identity(MAILBOX).with("ForwardingSmtpAddress", FORWARD_TO).send().await;
+    assert_eq!(forward.status, 200, "{forward:?}");
+    let grant = ex.cmdlet("Set-Mailbox").identity(MAILBOX).with("GrantSendOnBehalfTo", json!([])).send().await;
+    let text = grant.cmdlet_error(400, "BadRequest", "", "System.Management.Automation.ParameterBindingException");
+    assert_eq!(text, "A parameter cannot be found that matches parameter name 'GrantSendOnBehalfTo'.");
+    assert_eq!(ex.sim.exchange().mailbox(TENANT, MAILBOX).unwrap().grant_send_on_behalf_to, ["delegate"], "unchanged");
+    for outside in ["Add-MailboxPermission", "Get-TransportConfig", "Remove-Mailbox"] {
+        let refused = ex.cmdlet(outside).identity(MAILBOX).send().await;
+        assert_eq!(refused.status, 401, "{outside}: {refused:?}");
+        assert_eq!(refused.body["error"]["code"], "Unauthorized");
+        assert_eq!(refused.body["error"]["message"], format!("User is not allowed to call {outside}."));
+    }
+    // The client reports a refused cmdlet as access denied, naming it.
+    let error = ex.client().smtp_auth(TENANT, MAILBOX).await.unwrap_err();
+    assert!(
+        matches!(error, ExchangeError::AccessDenied { status: 401, cmdlet: "Get-TransportConfig", .. }),
+        "{error:?}"
+    );
+    // Administrators are not bound by the operator's entries.
+    assert_eq!(as_admin("Get-TransportConfig").send().await.status, 200);
+
+    // With Mail Recipients itself the same application could grant send-on-behalf.
+    let wide = as_admin("New-RoleGroup")
+        .with("Name", "wide")
+        .with("Roles", "Mail Recipients")
+        .with("Members", OPERATOR)
+        .send()
+        .await;
+    assert_eq!(wide.status, 200, "{wide:?}");
+    let grant = ex.cmdlet("Set-Mailbox").identity(MAILBOX).with("GrantSendOnBehalfTo", json!([])).send().await;
+    assert_eq!(grant.status, 200, "{grant:?}");
+}

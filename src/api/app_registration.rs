@@ -74,10 +74,18 @@ pub struct AzureAppRegistrationSpec {
     #[serde(default)]
     #[schemars(length(max = 32))]
     pub permissions: Vec<Permission>,
-    /// Grant admin consent for `permissions` (app role assignments for application permissions,
-    /// an AllPrincipals grant for delegated ones), as "Grant admin consent" in the portal.
+    /// Grant admin consent for `permissions`: app role assignments for application permissions;
+    /// for delegated ones a grant for each user of `consentFor`, or (only where the EntraTenant
+    /// allows `permissions.tenantWideConsent`, and `consentFor` is empty) one for every user of
+    /// the tenant, as "Grant admin consent" in the portal.
     #[serde(default = "default_true")]
     pub admin_consent: bool,
+    /// The users delegated permissions are consented for, by mailbox address (each must be a
+    /// mailbox the EntraTenant lists; the operator looks up its Entra user). Only these users
+    /// can sign in to the application without being asked for consent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 3, max = 254)))]
+    pub consent_for: Vec<String>,
     /// Client secret issuance and rotation.
     pub client_secret: ClientSecretSpec,
     /// Take over an existing application instead of creating one. Passwords the operator did not
@@ -224,9 +232,13 @@ pub struct GrantedConsent {
     /// App role IDs (application permissions) the operator assigned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app_role_ids: Vec<String>,
-    /// Delegated scopes the operator added to the tenant-wide grant.
+    /// Delegated scopes the operator added to the grant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// The user (Entra object ID) the delegated grant is for; none for the tenant-wide grant and
+    /// for app role assignments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_id: Option<String>,
 }
 
 /// The current client secret's metadata.

@@ -73,12 +73,18 @@ pub mod reason {
     pub const CONNECT_UNAUTHORIZED: &str = "ConnectUnauthorized";
     /// Deletion with `deletionPolicy: Delete` waits for Graph to delete the application.
     pub const DELETION_PENDING: &str = "DeletionPending";
+    /// A mailbox named for consent has no Entra user the operator can find: nothing is granted.
+    pub const PRINCIPAL_NOT_FOUND: &str = "PrincipalNotFound";
+    /// Another channel (in any namespace) already manages the mailbox.
+    pub const MAILBOX_CLAIMED: &str = "MailboxClaimed";
     /// The operator's own identity in the tenant failed (its EntraTenant credential Secret, its
     /// federated token, or Entra ID refusing it): an administrator must fix it; re-checked often.
     pub const OPERATOR_CREDENTIAL_FAILED: &str = "OperatorCredentialFailed";
 
     /// Every reason above (health checks and alerts are tested against this list).
     pub const ALL: &[&str] = &[
+        PRINCIPAL_NOT_FOUND,
+        MAILBOX_CLAIMED,
         RECONCILED,
         IN_PROGRESS,
         INVALID_SPEC,

@@ -66,6 +66,11 @@ pub struct EntraTenantSpec {
          "message": "mailboxes entries must be an address (support@contoso.com), a domain (*@contoso.com) or its subdomains (*@*.contoso.com)"}
     ]))]
     pub mailboxes: Vec<String>,
+    /// The Webex Connect organisations resources may use: every redirect URI the operator writes
+    /// on an application, and every channel's `connect.tenantHost`, must be one of these hosts.
+    /// Nothing listed: every resource with a redirect URI or a channel is refused.
+    #[serde(default)]
+    pub connect: ConnectPolicy,
     /// Where mailboxes may be forwarded.
     #[serde(default)]
     pub forwarding: ForwardingPolicy,
@@ -151,6 +156,23 @@ fn namespace_selector_schema(generator: &mut schemars::SchemaGenerator) -> schem
     schema
 }
 
+/// The Webex Connect organisations of this tenant.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectPolicy {
+    /// Webex Connect tenant hosts, exactly as in the Connect URL (`contoso.us.webexconnect.io`).
+    /// A redirect URI is allowed only as `https://<host>/callback` on one of them (no port, no
+    /// user information; case and a trailing dot are ignored), so a sign-in's authorization code
+    /// only ever goes to the organisation's own Connect.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(h, h.matches('^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)+[.]?$'))",
+         "message": "connect.tenantHosts entries must be host names such as contoso.us.webexconnect.io (no scheme, port, path or wildcard)"}
+    ]))]
+    pub tenant_hosts: Vec<String>,
+}
+
 /// Forwarding destinations.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -183,6 +205,12 @@ pub struct PermissionPolicy {
     /// delegated permissions need it).
     #[serde(default = "default_true")]
     pub admin_consent: bool,
+    /// Whether delegated permissions may be consented for every user of the tenant
+    /// (`consentType: AllPrincipals`, what "Grant admin consent" in the portal does). Default
+    /// false: consent is granted only for the users a resource names (an EmailChannel: its
+    /// mailbox's user), so no one else can use the application without consenting themselves.
+    #[serde(default)]
+    pub tenant_wide_consent: bool,
     /// Permissions applications may request, by resource application ID. Default: exactly what an
     /// EmailChannel needs (delegated `SMTP.Send` on Office 365 Exchange Online, delegated
     /// `offline_access` on Microsoft Graph). Application permissions are allowed only when listed.
@@ -193,7 +221,7 @@ pub struct PermissionPolicy {
 
 impl Default for PermissionPolicy {
     fn default() -> Self {
-        Self { admin_consent: true, allowed: default_allowed_permissions() }
+        Self { admin_consent: true, tenant_wide_consent: false, allowed: default_allowed_permissions() }
     }
 }
 

@@ -57,11 +57,14 @@ pub trait Directory: Send + Sync {
     ) -> Result<(), AzureError>;
     async fn unassign_app_role(&self, tenant: &str, principal_id: &str, assignment_id: &str) -> Result<(), AzureError>;
     async fn delegated_grants(&self, tenant: &str, client_id: &str) -> Result<Vec<OAuth2PermissionGrant>, AzureError>;
+    /// A delegated grant for one user (`principal_id`, consent type `Principal`) or, without
+    /// one, for every user of the tenant (`AllPrincipals`).
     async fn create_delegated_grant(
         &self,
         tenant: &str,
         client_id: &str,
         resource_id: &str,
+        principal_id: Option<&str>,
         scope: &str,
     ) -> Result<(), AzureError>;
     async fn update_delegated_grant(&self, tenant: &str, grant_id: &str, scope: &str) -> Result<(), AzureError>;
@@ -622,11 +625,18 @@ impl Directory for GraphClient {
         tenant: &str,
         client_id: &str,
         resource_id: &str,
+        principal_id: Option<&str>,
         scope: &str,
     ) -> Result<(), AzureError> {
-        let body = serde_json::json!({
-            "clientId": client_id, "consentType": "AllPrincipals", "resourceId": resource_id, "scope": scope
-        });
+        let body = match principal_id {
+            Some(user) => serde_json::json!({
+                "clientId": client_id, "consentType": "Principal", "principalId": user,
+                "resourceId": resource_id, "scope": scope
+            }),
+            None => serde_json::json!({
+                "clientId": client_id, "consentType": "AllPrincipals", "resourceId": resource_id, "scope": scope
+            }),
+        };
         let result = self
             .write_with_lag_retry(|| {
                 self.request(
@@ -650,7 +660,13 @@ impl Directory for GraphClient {
                 let existing = self.delegated_grants(tenant, client_id).await?;
                 let covered = existing.iter().any(|g| {
                     g.resource_id.eq_ignore_ascii_case(resource_id)
-                        && g.consent_type.as_deref().is_none_or(|c| c == "AllPrincipals")
+                        && match principal_id {
+                            Some(user) => {
+                                g.consent_type.as_deref() == Some("Principal")
+                                    && g.principal_id.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(user))
+                            }
+                            None => g.consent_type.as_deref().is_none_or(|c| c == "AllPrincipals"),
+                        }
                         && wanted.iter().all(|w| g.scopes().contains(*w))
                 });
                 if covered {
@@ -754,12 +770,12 @@ mod tests {
 
         // The same for a delegated grant (409 "Permission entry already exists").
         sim.faults().on(routes::CREATE_GRANT).lose_response();
-        graph.create_delegated_grant(TENANT, &client, &exchange, "SMTP.Send").await.unwrap();
+        graph.create_delegated_grant(TENANT, &client, &exchange, None, "SMTP.Send").await.unwrap();
         assert_eq!(sim.count(routes::CREATE_GRANT), 2, "the POST was not retried");
         assert_eq!(sim.oauth2_permission_grants(TENANT).len(), 1);
 
         // A grant in the way that lacks a scope asked for is a conflict the caller must see.
-        let error = graph.create_delegated_grant(TENANT, &client, &exchange, "SMTP.Send offline_access").await;
+        let error = graph.create_delegated_grant(TENANT, &client, &exchange, None, "SMTP.Send offline_access").await;
         let error = error.unwrap_err();
         assert_eq!(error.status(), Some(409), "{error}");
         assert!(error.has_graph_code("Request_MultipleObjectsWithSameKeyValue"));

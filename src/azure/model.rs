@@ -162,6 +162,9 @@ pub struct OAuth2PermissionGrant {
     pub resource_id: String,
     #[serde(default)]
     pub consent_type: Option<String>,
+    /// The user a `Principal` grant is for.
+    #[serde(default)]
+    pub principal_id: Option<String>,
     #[serde(default)]
     pub scope: Option<String>,
 }

@@ -82,6 +82,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Per channel UID: the mailbox inputs last found configured in Exchange, and when.
     mailboxes: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// (channel UID, mailbox) claims this process created or found held (see `claims`).
+    claims: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Context {
@@ -103,7 +105,27 @@ impl Context {
             metrics,
             failures: Mutex::default(),
             mailboxes: Mutex::default(),
+            claims: Mutex::default(),
         }
+    }
+
+    /// Whether this process knows the channel holds the claim on the mailbox.
+    pub fn holds_claim(&self, key: &(String, String)) -> bool {
+        self.claims.lock().expect("not poisoned").contains(key)
+    }
+
+    pub fn claim_held(&self, key: (String, String), held: bool) {
+        let mut claims = self.claims.lock().expect("not poisoned");
+        if held {
+            claims.insert(key);
+        } else {
+            claims.remove(&key);
+        }
+    }
+
+    /// Forgets every claim of a channel (released, or moved to another mailbox).
+    pub fn forget_claims(&self, uid: &str) {
+        self.claims.lock().expect("not poisoned").retain(|(u, _)| u != uid);
     }
 
     /// The Microsoft clients for resources of an admitting EntraTenant: its own operator

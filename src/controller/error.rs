@@ -22,6 +22,9 @@ pub enum Error {
     InvalidSpec(String),
     #[error(transparent)]
     Connect(#[from] crate::connect::api::ConnectError),
+    /// Exchange Online: transient or permanent by its own classification.
+    #[error(transparent)]
+    Exchange(#[from] crate::exchange::ExchangeError),
     #[error("finalizer: {0}")]
     Finalizer(String),
     #[error("object is missing {0}")]
@@ -35,7 +38,7 @@ pub enum Error {
 impl Error {
     /// Stable label for metrics and logs.
     /// Every value of [`Error::metric_label`] (the metrics start each at zero).
-    pub const METRIC_LABELS: [&'static str; 10] = crate::metrics::RECONCILE_ERROR_LABELS;
+    pub const METRIC_LABELS: [&'static str; 11] = crate::metrics::RECONCILE_ERROR_LABELS;
 
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -46,6 +49,7 @@ impl Error {
             Self::Azure(_) => "azure",
             Self::InvalidSpec(_) => "invalid_spec",
             Self::Connect(_) => "connect",
+            Self::Exchange(_) => "exchange",
             Self::Finalizer(_) => "finalizer",
             Self::MissingObjectKey(_) => "missing_object_key",
             Self::Refused { .. } => "refused",
@@ -58,6 +62,10 @@ impl Error {
         match self {
             Self::Azure(AzureError::Transport(t)) => t.deferred.is_some(),
             Self::Connect(crate::connect::api::ConnectError::Transport(t)) => t.deferred.is_some(),
+            Self::Exchange(crate::exchange::ExchangeError::Transport(t)) => t.deferred.is_some(),
+            Self::Exchange(crate::exchange::ExchangeError::Token(a)) => {
+                matches!(a.as_ref(), AzureError::Transport(t) if t.deferred.is_some())
+            }
             _ => false,
         }
     }
@@ -77,6 +85,8 @@ impl Error {
             Self::Azure(e) => {
                 !e.is_transient() && e.status().is_some_and(|s| (400..500).contains(&s)) && !e.is_throttled()
             }
+            Self::Exchange(crate::exchange::ExchangeError::Token(a)) if a.is_operator_credential_failure() => false,
+            Self::Exchange(e) => !e.is_transient(),
             _ => false,
         }
     }

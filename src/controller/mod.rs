@@ -4,6 +4,7 @@
 //! act through the external-system traits → write status with server-side apply.
 pub mod admission;
 pub mod app_registration;
+pub mod claims;
 pub mod conditions;
 pub mod context;
 pub mod drift;

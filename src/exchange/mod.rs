@@ -3,6 +3,7 @@
 //! PowerShell module). Microsoft does not document it as a public API, so the whole wire mapping
 //! (cmdlet names, parameters, output properties, error shapes) lives in [`wire`].
 
+pub mod permissions;
 pub mod wire;
 
 use std::sync::Arc;
@@ -143,6 +144,10 @@ pub trait MailboxAdmin: Send + Sync {
         disabled: Option<bool>,
     ) -> Result<(), ExchangeError>;
     async fn outbound_forwarding(&self, tenant: &str, mailbox: &str) -> Result<OutboundForwarding, ExchangeError>;
+    /// The Entra object ID of the mailbox's user (`ExternalDirectoryObjectId` of Get-Mailbox):
+    /// whom a per-user consent grant is for. Reading it through Exchange needs no Graph
+    /// permission beyond the operator's (Graph's `GET /users/{upn}` would need `User.ReadBasic.All`).
+    async fn user_object_id(&self, tenant: &str, mailbox: &str) -> Result<String, ExchangeError>;
 }
 
 /// The InvokeCommand client.
@@ -226,6 +231,11 @@ impl MailboxAdmin for ExchangeClient {
         keep_copy: bool,
     ) -> Result<(), ExchangeError> {
         self.invoke(tenant, &wire::set_mailbox_forwarding(mailbox, target, keep_copy)).await.map(drop)
+    }
+
+    async fn user_object_id(&self, tenant: &str, mailbox: &str) -> Result<String, ExchangeError> {
+        let rows = self.invoke(tenant, &wire::get_mailbox(mailbox)).await?;
+        wire::user_object_id(mailbox, &rows)
     }
 
     async fn smtp_auth(&self, tenant: &str, mailbox: &str) -> Result<SmtpAuth, ExchangeError> {

@@ -196,6 +196,16 @@ pub fn mailbox_forwarding(mailbox: &str, rows: &[Value]) -> Result<MailboxForwar
     })
 }
 
+/// The mailbox user's Entra object ID; a mailbox without one (no Entra user, e.g. not synchronised
+/// yet) counts as not found, so that no grant is made for it.
+pub fn user_object_id(mailbox: &str, rows: &[Value]) -> Result<String, ExchangeError> {
+    let row = first("Get-Mailbox", rows).map_err(|_| ExchangeError::MailboxNotFound(mailbox.into()))?;
+    non_empty(&row["ExternalDirectoryObjectId"])
+        .filter(|id| crate::policy::is_guid(id))
+        .map(|id| id.to_ascii_lowercase())
+        .ok_or_else(|| ExchangeError::MailboxNotFound(mailbox.into()))
+}
+
 pub fn smtp_auth(mailbox: &str, cas: &[Value], transport: &[Value]) -> Result<SmtpAuth, ExchangeError> {
     let cas = first("Get-CASMailbox", cas).map_err(|_| ExchangeError::MailboxNotFound(mailbox.into()))?;
     let org = first("Get-TransportConfig", transport)?;

@@ -265,8 +265,13 @@ pub async fn apply_test_tenant(client: &Client) {
             "tenantId": TENANT,
             "namespaceSelector": {"matchLabels": {"connectemail.dev/test": "true"}},
             "mailboxes": ["*@contoso.com", "*@*.contoso.com", "*@fabrikam.com"],
+            // The Connect organisations of the tests (the long one: the schema's longest tenantHost).
+            "connect": {"tenantHosts": ["acme.us.webexconnect.io", "acme.eu.webexconnect.io", super::resources::long_host(239)]},
             "forwarding": {"allowedDestinations": ["*@mail-us.imiconnect.io", "*@b.io"]},
-            "permissions": {"allowed": [
+            // Bare registrations of the rotation, crash and fault suites consent for every user,
+            // as the portal does; channels consent for their mailbox's user (tests/security.rs
+            // covers tenants that do not allow tenant-wide consent).
+            "permissions": {"tenantWideConsent": true, "allowed": [
                 // "Mail.Sendd": a typo an administrator could allow, so that the tenant's own
                 // answer to an unknown permission stays tested.
                 {"resourceAppId": "00000002-0000-0ff1-ce00-000000000000", "delegated": ["SMTP.Send"], "application": ["Mail.Send", "Mail.Sendd"]},

@@ -198,3 +198,22 @@ pub async fn connect_token_secret(h: &Harness) {
 pub fn secret_data(secret: &Secret, key: &str) -> Option<String> {
     secret.data.as_ref()?.get(key).map(|v| String::from_utf8(v.0.clone()).unwrap())
 }
+
+/// A Webex Connect host name of exactly `len` characters (labels of at most 63), ending in
+/// `.us.webexconnect.io` (the test EntraTenant lists the 239-character one, the schema's longest).
+pub fn long_host(len: usize) -> String {
+    let suffix = ".us.webexconnect.io";
+    let mut labels = Vec::new();
+    let mut left = len - suffix.len();
+    while left > 0 {
+        // Each label but the first costs a dot.
+        let room = if labels.is_empty() { left } else { left - 1 };
+        let take = room.min(63);
+        let take = if room - take == 1 { take - 1 } else { take };
+        labels.push("a".repeat(take));
+        left -= take + usize::from(labels.len() > 1);
+    }
+    let host = format!("{}{suffix}", labels.join("."));
+    assert_eq!(host.len(), len);
+    host
+}

@@ -194,13 +194,33 @@ pub struct ConsentPlan {
     pub assign: Vec<(String, String, String)>,
     /// (assignment id, description)
     pub unassign: Vec<(String, String)>,
-    /// (resource SP id, scope string)
-    pub create_grants: Vec<(String, String)>,
+    /// Delegated grants to create, before any is updated or deleted: a sign-in that works on the
+    /// old grant keeps working until its replacement exists.
+    pub create_grants: Vec<NewGrant>,
     /// (grant id, scope string)
     pub update_grants: Vec<(String, String)>,
-    pub delete_grants: Vec<String>,
+    /// (grant id, description)
+    pub delete_grants: Vec<(String, String)>,
     /// What the operator will have granted itself once the plan is applied (for status).
     pub owned_after: Vec<GrantedConsent>,
+}
+
+/// A delegated grant to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewGrant {
+    pub resource_id: String,
+    /// The user it covers (`consentType: Principal`); None: every user (`AllPrincipals`).
+    pub principal_id: Option<String>,
+    pub scope: String,
+}
+
+/// Whom delegated consent is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsentFor<'a> {
+    /// These users (Entra object IDs): one `Principal` grant per user and resource.
+    Users(&'a [String]),
+    /// Every user of the tenant: one `AllPrincipals` grant per resource.
+    Everyone,
 }
 
 impl ConsentPlan {
@@ -212,32 +232,65 @@ impl ConsentPlan {
             && self.update_grants.is_empty()
             && self.delete_grants.is_empty()
     }
+
+    /// Whether the plan replaces tenant-wide consent by consent for named users.
+    pub fn narrows_to_users(&self) -> bool {
+        self.create_grants.iter().any(|g| g.principal_id.is_some())
+            && self.delete_grants.iter().any(|(_, what)| what.starts_with(EVERY_USER))
+    }
 }
 
-/// Compares desired consent with the app role assignments and AllPrincipals grants of the
+const EVERY_USER: &str = "every user";
+
+/// A grant's key: (resource service principal, user or None for every user).
+type GrantKey = (String, Option<String>);
+
+fn grant_key(g: &OAuth2PermissionGrant) -> Option<GrantKey> {
+    match g.consent_type.as_deref() {
+        Some("AllPrincipals") => Some((g.resource_id.clone(), None)),
+        Some("Principal") => g.principal_id.clone().map(|p| (g.resource_id.clone(), Some(p))),
+        _ => None,
+    }
+}
+
+fn describe(key: &GrantKey) -> String {
+    match &key.1 {
+        None => format!("{EVERY_USER} on {}", key.0),
+        Some(p) => format!("user {p} on {}", key.0),
+    }
+}
+
+/// Compares desired consent with the app role assignments and the delegated grants of the
 /// client service principal, pair by pair. `owned` is what the operator granted itself: `None`
-/// for an application it created (all consent on it is the operator's), the recorded pairs for
-/// an adopted one — consent people granted is kept, whether or not the spec asks for it, and
-/// only the operator's own pairs are ever withdrawn.
+/// for an application it created (all consent on it is the operator's, so grants for anyone the
+/// spec does not name — a tenant-wide grant from an earlier version, a user who consented
+/// themselves — are withdrawn), the recorded pairs for an adopted one — consent people granted is
+/// kept, whether or not the spec asks for it, and only the operator's own pairs are ever withdrawn.
 pub fn consent_plan(
     resolved: &[ResolvedPermission],
+    consent_for: ConsentFor<'_>,
     assignments: &[AppRoleAssignment],
     grants: &[OAuth2PermissionGrant],
     owned: Option<&[GrantedConsent]>,
 ) -> ConsentPlan {
     let mut plan = ConsentPlan::default();
-    let owned_entry = |resource_id: &str| owned.and_then(|o| o.iter().find(|g| g.resource_id == resource_id));
+    let owned_entry = |resource_id: &str, principal: Option<&str>| {
+        owned.and_then(|o| o.iter().find(|g| g.resource_id == resource_id && g.principal_id.as_deref() == principal))
+    };
     let ours_role = |resource_id: &str, role_id: &str| {
-        owned.is_none() || owned_entry(resource_id).is_some_and(|g| g.app_role_ids.iter().any(|r| r == role_id))
+        owned.is_none() || owned_entry(resource_id, None).is_some_and(|g| g.app_role_ids.iter().any(|r| r == role_id))
     };
     let desired_roles: BTreeSet<(&str, &str)> = resolved
         .iter()
         .flat_map(|r| r.roles.iter().map(move |(_, id)| (r.resource_sp_id.as_str(), id.as_str())))
         .collect();
-    let mut owned_after: BTreeMap<String, GrantedConsent> = BTreeMap::new();
-    fn entry(map: &mut BTreeMap<String, GrantedConsent>, resource_id: &str) -> GrantedConsent {
-        map.remove(resource_id)
-            .unwrap_or_else(|| GrantedConsent { resource_id: resource_id.into(), ..Default::default() })
+    let mut owned_after: BTreeMap<GrantKey, GrantedConsent> = BTreeMap::new();
+    fn entry(map: &mut BTreeMap<GrantKey, GrantedConsent>, key: &GrantKey) -> GrantedConsent {
+        map.remove(key).unwrap_or_else(|| GrantedConsent {
+            resource_id: key.0.clone(),
+            principal_id: key.1.clone(),
+            ..Default::default()
+        })
     }
     let mut record = Vec::new();
     for r in resolved {
@@ -261,46 +314,62 @@ pub fn consent_plan(
         }
     }
     for (resource_id, role_id) in record {
-        let mut e = entry(&mut owned_after, &resource_id);
+        let key = (resource_id, None);
+        let mut e = entry(&mut owned_after, &key);
         e.app_role_ids.push(role_id);
-        owned_after.insert(resource_id, e);
+        owned_after.insert(key, e);
     }
-    let tenant_wide = |g: &&OAuth2PermissionGrant| g.consent_type.as_deref() == Some("AllPrincipals");
-    let mut resource_ids: BTreeSet<&str> =
-        resolved.iter().filter(|r| !r.scopes.is_empty()).map(|r| r.resource_sp_id.as_str()).collect();
-    resource_ids.extend(grants.iter().filter(tenant_wide).map(|g| g.resource_id.as_str()));
-    for resource_id in resource_ids {
-        let want: BTreeSet<String> = resolved
-            .iter()
-            .filter(|r| r.resource_sp_id == resource_id)
-            .flat_map(|r| r.scopes.iter().map(|(v, _)| v.clone()))
-            .collect();
-        let mut same = grants.iter().filter(tenant_wide).filter(|g| g.resource_id == resource_id);
+    // Delegated: one grant per (resource, user) — or per resource for every user.
+    let principals: Vec<Option<String>> = match consent_for {
+        ConsentFor::Users(users) => users.iter().map(|u| Some(u.to_ascii_lowercase())).collect(),
+        ConsentFor::Everyone => vec![None],
+    };
+    let mut keys: BTreeSet<GrantKey> = BTreeSet::new();
+    for r in resolved.iter().filter(|r| !r.scopes.is_empty()) {
+        keys.extend(principals.iter().map(|p| (r.resource_sp_id.clone(), p.clone())));
+    }
+    let desired_keys = keys.clone();
+    let normalise = |k: GrantKey| (k.0, k.1.map(|p| p.to_ascii_lowercase()));
+    keys.extend(grants.iter().filter_map(grant_key).map(normalise));
+    for key in keys {
+        let want: BTreeSet<String> = if desired_keys.contains(&key) {
+            resolved
+                .iter()
+                .filter(|r| r.resource_sp_id == key.0)
+                .flat_map(|r| r.scopes.iter().map(|(v, _)| v.clone()))
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        let mut same = grants.iter().filter(|g| grant_key(g).map(normalise).as_ref() == Some(&key));
         let grant = same.next();
-        // Graph keeps one tenant-wide grant per resource; extra ones on the operator's own
+        // Graph keeps one grant per (client, resource, user); extra ones on the operator's own
         // application go (on an adopted one they are people's and stay).
         if owned.is_none() {
-            plan.delete_grants.extend(same.map(|g| g.id.clone()));
+            plan.delete_grants.extend(same.map(|g| (g.id.clone(), describe(&key))));
         }
         let existing = grant.map(|g| g.scopes()).unwrap_or_default();
         // Scopes people granted: everything but the operator's own (nothing, on its own app).
         let people: BTreeSet<String> = match owned {
             None => BTreeSet::new(),
             Some(_) => {
-                let ours: BTreeSet<String> =
-                    owned_entry(resource_id).map(|g| g.scopes.iter().cloned().collect()).unwrap_or_default();
+                let ours: BTreeSet<String> = owned_entry(&key.0, key.1.as_deref())
+                    .map(|g| g.scopes.iter().cloned().collect())
+                    .unwrap_or_default();
                 existing.difference(&ours).cloned().collect()
             }
         };
         let new: BTreeSet<String> = people.union(&want).cloned().collect();
         let scope = new.iter().cloned().collect::<Vec<_>>().join(" ");
         match grant {
-            None if !new.is_empty() => plan.create_grants.push((resource_id.to_string(), scope)),
+            None if !new.is_empty() => {
+                plan.create_grants.push(NewGrant { resource_id: key.0.clone(), principal_id: key.1.clone(), scope })
+            }
             None => {}
             // Deleted only when it held nothing but the operator's scopes (an empty grant on an
             // adopted application is a person's, and stays).
             Some(g) if new.is_empty() && (owned.is_none() || !existing.is_empty()) => {
-                plan.delete_grants.push(g.id.clone())
+                plan.delete_grants.push((g.id.clone(), describe(&key)))
             }
             Some(_) if new.is_empty() => {}
             Some(g) if new != existing => plan.update_grants.push((g.id.clone(), scope)),
@@ -308,9 +377,9 @@ pub fn consent_plan(
         }
         let ours: Vec<String> = want.difference(&people).cloned().collect();
         if !ours.is_empty() {
-            let mut e = entry(&mut owned_after, resource_id);
+            let mut e = entry(&mut owned_after, &key);
             e.scopes = ours;
-            owned_after.insert(resource_id.to_string(), e);
+            owned_after.insert(key, e);
         }
     }
     plan.owned_after = owned_after.into_values().collect();
@@ -401,9 +470,10 @@ mod tests {
             client_id: "client".into(),
             resource_id: "sp-exo".into(),
             consent_type: Some("AllPrincipals".into()),
+            principal_id: None,
             scope: Some("SMTP.Send offline_access".into()),
         }];
-        let plan = consent_plan(&resolved, &assignments, &grants, None);
+        let plan = consent_plan(&resolved, ConsentFor::Everyone, &assignments, &grants, None);
         assert_eq!(
             plan.assign,
             vec![("sp-exo".into(), "role-mail-send".into(), "Office 365 Exchange Online/Mail.Send".into())]
@@ -411,7 +481,7 @@ mod tests {
         assert_eq!(plan.unassign.len(), 1);
         assert_eq!(plan.update_grants, vec![("g1".into(), "SMTP.Send".into())]);
         // Adopted, nothing granted by the operator yet: people's role and scope stay.
-        let adopted = consent_plan(&resolved, &assignments, &grants, Some(&[]));
+        let adopted = consent_plan(&resolved, ConsentFor::Everyone, &assignments, &grants, Some(&[]));
         assert!(adopted.unassign.is_empty());
         assert!(adopted.update_grants.is_empty(), "{adopted:?}");
         assert_eq!(
@@ -419,7 +489,8 @@ mod tests {
             vec![GrantedConsent {
                 resource_id: "sp-exo".into(),
                 app_role_ids: vec!["role-mail-send".into()],
-                scopes: vec![]
+                scopes: vec![],
+                principal_id: None,
             }]
         );
         // Once the operator recorded offline_access as its own, it may withdraw it.
@@ -427,11 +498,13 @@ mod tests {
             resource_id: "sp-exo".into(),
             app_role_ids: vec![],
             scopes: vec!["offline_access".into()],
+            principal_id: None,
         }];
-        let withdraw = consent_plan(&resolved, &assignments, &grants, Some(&owned));
+        let withdraw = consent_plan(&resolved, ConsentFor::Everyone, &assignments, &grants, Some(&owned));
         assert_eq!(withdraw.update_grants, vec![("g1".into(), "SMTP.Send".into())]);
         let converged = consent_plan(
             &resolved,
+            ConsentFor::Everyone,
             &[AppRoleAssignment {
                 id: "a".into(),
                 principal_id: "client".into(),
@@ -442,6 +515,48 @@ mod tests {
             None,
         );
         assert!(converged.is_empty(), "{converged:?}");
+    }
+
+    #[test]
+    fn consent_for_one_user_replaces_the_tenant_wide_grant_new_grant_first() {
+        let resolved =
+            resolve_permissions(&[permission("Office 365 Exchange Online", &[], &["SMTP.Send"])], &resources()).unwrap();
+        let tenant_wide = OAuth2PermissionGrant {
+            id: "g-all".into(),
+            client_id: "client".into(),
+            resource_id: "sp-exo".into(),
+            consent_type: Some("AllPrincipals".into()),
+            principal_id: None,
+            scope: Some("SMTP.Send".into()),
+        };
+        let someone_else = OAuth2PermissionGrant {
+            id: "g-other".into(),
+            consent_type: Some("Principal".into()),
+            principal_id: Some("user-b".into()),
+            ..tenant_wide.clone()
+        };
+        let users = vec!["user-a".to_string()];
+        let grants = [tenant_wide, someone_else];
+        let plan = consent_plan(&resolved, ConsentFor::Users(&users), &[], &grants, None);
+        assert_eq!(
+            plan.create_grants,
+            vec![NewGrant { resource_id: "sp-exo".into(), principal_id: Some("user-a".into()), scope: "SMTP.Send".into() }]
+        );
+        let deleted: Vec<&str> = plan.delete_grants.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(deleted, ["g-all", "g-other"], "every grant for anyone else goes, on the operator's own app");
+        assert!(plan.narrows_to_users());
+        // Converged: the user's grant alone.
+        let mine = OAuth2PermissionGrant { id: "g-a".into(), principal_id: Some("USER-A".into()), ..grants[1].clone() };
+        let again = consent_plan(&resolved, ConsentFor::Users(&users), &[], &[mine.clone()], None);
+        assert!(again.is_empty(), "{again:?}");
+        // The mailbox moved to another user: the new grant first, then the old one goes.
+        let moved = vec!["user-c".to_string()];
+        let plan = consent_plan(&resolved, ConsentFor::Users(&moved), &[], &[mine], None);
+        assert_eq!(plan.create_grants[0].principal_id.as_deref(), Some("user-c"));
+        assert_eq!(plan.delete_grants.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), ["g-a"]);
+        // On an adopted application a person's grant for someone else stays.
+        let adopted = consent_plan(&resolved, ConsentFor::Users(&users), &[], &grants, Some(&[]));
+        assert!(adopted.delete_grants.is_empty(), "{adopted:?}");
     }
 
     #[test]

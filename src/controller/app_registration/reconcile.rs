@@ -23,7 +23,7 @@ use kube::{Resource, ResourceExt};
 use secrecy::SecretString;
 
 use super::credential::{self, Retire, Step};
-use super::desired::{self, ResolvedPermission};
+use super::desired::{self, ConsentFor, ResolvedPermission};
 use super::rotation::{self, IssueReason, Revocation, SecretPolicy, VerifyOutcome};
 use super::secret::{self, ObservedSecret};
 use crate::api::Cloud;
@@ -376,7 +376,11 @@ async fn apply_steps(run: &mut Run<'_>, resources: &policy::ResourceIds) -> Resu
 
     // Consent (errors reported, and returned after status is written).
     let consent = match &resolved {
-        Ok(resolved) => manage_consent(run, &clients, resolved, &sp.id).await,
+        Ok(resolved) => match consent_users(run, &clients).await {
+            Ok(Some(users)) => manage_consent(run, &clients, resolved, ConsentFor::Users(&users), &sp.id).await,
+            Ok(None) => manage_consent(run, &clients, resolved, ConsentFor::Everyone, &sp.id).await,
+            Err(e) => Err(e),
+        },
         Err(_) => Ok(()),
     };
 
@@ -423,10 +427,54 @@ async fn resolve(
     Ok(desired::resolve_permissions(permissions, &resources))
 }
 
+/// The users delegated consent is for: the Entra users of `consentFor`'s mailboxes (looked up in
+/// Exchange on every pass, never taken from status, which a namespace user can write), or None
+/// for every user (admitted only where the EntraTenant allows tenant-wide consent). A mailbox
+/// without a user stops consent: nothing is granted, nothing withdrawn.
+async fn consent_users(run: &mut Run<'_>, clients: &CloudClients) -> Result<Option<Vec<String>>, Error> {
+    let spec = &run.obj.spec;
+    if spec.consent_for.is_empty() {
+        return Ok(None);
+    }
+    if !spec.admin_consent {
+        return Ok(Some(Vec::new()));
+    }
+    let mut users = Vec::new();
+    for mailbox in &spec.consent_for {
+        match clients.mailboxes.user_object_id(&run.tenant, mailbox).await {
+            Ok(id) => users.push(id),
+            Err(crate::exchange::ExchangeError::MailboxNotFound(_)) => {
+                let message = format!(
+                    "consentFor: Exchange Online has no mailbox {mailbox} with an Entra user in tenant {}: check the address; no consent is granted until it resolves",
+                    run.tenant
+                );
+                run.condition(cond::CONSENT_GRANTED, false, reason::PRINCIPAL_NOT_FOUND, message.clone());
+                return Err(Error::Refused { reason: reason::PRINCIPAL_NOT_FOUND, message });
+            }
+            Err(e) => {
+                let error = Error::Exchange(e);
+                if !error.is_deferred() {
+                    run.condition(
+                        cond::CONSENT_GRANTED,
+                        false,
+                        reason::EXTERNAL_ERROR,
+                        format!("looking up the Entra user of {mailbox}: {error}"),
+                    );
+                }
+                return Err(error);
+            }
+        }
+    }
+    users.sort();
+    users.dedup();
+    Ok(Some(users))
+}
+
 async fn manage_consent(
     run: &mut Run<'_>,
     clients: &CloudClients,
     resolved: &[ResolvedPermission],
+    consent_for: ConsentFor<'_>,
     sp_id: &str,
 ) -> Result<(), Error> {
     let spec = &run.obj.spec;
@@ -451,7 +499,7 @@ async fn manage_consent(
     let plan = match observed.await {
         Ok((assignments, grants)) => {
             let owned = spec.adopt.is_some().then_some(run.status.granted_consent.as_slice());
-            Ok(desired::consent_plan(resolved, &assignments, &grants, owned))
+            Ok(desired::consent_plan(resolved, consent_for, &assignments, &grants, owned))
         }
         Err(e) => Err(e),
     };
@@ -462,7 +510,7 @@ async fn manage_consent(
         // A crash after granting must not leave the grant looking like a person's.
         let mut journal = run.status.granted_consent.clone();
         for add in &plan.owned_after {
-            match journal.iter_mut().find(|g| g.resource_id == add.resource_id) {
+            match journal.iter_mut().find(|g| g.resource_id == add.resource_id && g.principal_id == add.principal_id) {
                 Some(g) => {
                     for r in &add.app_role_ids {
                         if !g.app_role_ids.contains(r) {
@@ -491,13 +539,14 @@ async fn manage_consent(
         for (assignment_id, _) in &plan.unassign {
             clients.directory.unassign_app_role(tenant, sp_id, assignment_id).await?;
         }
-        for (resource_id, scope) in &plan.create_grants {
-            clients.directory.create_delegated_grant(tenant, sp_id, resource_id, scope).await?;
+        for grant in &plan.create_grants {
+            let user = grant.principal_id.as_deref();
+            clients.directory.create_delegated_grant(tenant, sp_id, &grant.resource_id, user, &grant.scope).await?;
         }
         for (grant_id, scope) in &plan.update_grants {
             clients.directory.update_delegated_grant(tenant, grant_id, scope).await?;
         }
-        for grant_id in &plan.delete_grants {
+        for (grant_id, _) in &plan.delete_grants {
             clients.directory.delete_delegated_grant(tenant, grant_id).await?;
         }
         Ok::<_, AzureError>(plan)
@@ -522,12 +571,27 @@ async fn manage_consent(
                     format!("{}: {}", p.resource, names.join(" "))
                 })
                 .collect();
+            let whom = match consent_for {
+                ConsentFor::Users(_) => format!("for the users of {} only", spec.consent_for.join(", ")),
+                ConsentFor::Everyone => "for every user of the tenant".to_string(),
+            };
             run.condition(
                 cond::CONSENT_GRANTED,
                 true,
                 reason::RECONCILED,
-                format!("admin consent granted ({})", summary.join("; ")),
+                format!("admin consent granted ({}) {whom}", summary.join("; ")),
             );
+            if plan.narrows_to_users() {
+                run.event(
+                    EventType::Normal,
+                    "ConsentNarrowed",
+                    "Consent",
+                    format!(
+                        "replaced consent for every user of the tenant by consent {whom}: the new grants were created first, then the tenant-wide ones removed"
+                    ),
+                )
+                .await;
+            }
             if !plan.is_empty() {
                 run.event(
                     EventType::Normal,

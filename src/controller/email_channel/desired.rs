@@ -47,6 +47,8 @@ pub fn child_spec(channel_name: &str, spec: &EmailChannelSpec) -> Option<AzureAp
         implicit_grant: ImplicitGrant { access_tokens: true, id_tokens: false },
         permissions: spec.azure.permissions.clone().unwrap_or_else(default_permissions),
         admin_consent: true,
+        // Consent for the mailbox's user only: nobody else signs in to the channel's application.
+        consent_for: vec![spec.mailbox.clone()],
         client_secret,
         adopt: None,
         deletion_policy: DeletionPolicy::Delete,
@@ -167,6 +169,7 @@ mod tests {
         assert_eq!(child.client_secret.secret_name, "support-azure");
         assert!(child.client_secret.require_acknowledgement, "Connect must confirm before the old secret goes");
         assert_eq!(child.display_name, "Webex Connect support@contoso.com");
+        assert_eq!(child.consent_for, vec!["support@contoso.com".to_string()], "consent for the mailbox's user only");
     }
 
     #[test]

@@ -27,6 +27,7 @@ use crate::api::email_channel::{
 };
 use crate::api::{ANNOTATION_CONNECT_SECRET_APPLIED, ANNOTATION_PAUSED, AzureAppRegistration, EmailChannel};
 use crate::controller::app_registration::credential::acknowledgement_annotation;
+use crate::controller::claims::{self, Claim};
 use crate::controller::{Context, Error, admission, conditions, lifecycle, report};
 use crate::exchange::{AutoForwardingMode, ExchangeError, MailboxAdmin};
 use crate::policy::{self, Refusal};
@@ -42,6 +43,13 @@ pub async fn reconcile(obj: Arc<EmailChannel>, ctx: Arc<Context>) -> Result<Acti
 /// Deletion: restore the mailbox settings the operator changed, unless someone changed them again
 /// since (their value wins). Nothing is called when the operator never changed the mailbox.
 async fn cleanup(cached: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Error> {
+    let action = restore_mailbox(&cached, ctx).await?;
+    // The mailbox is free for another channel only once its settings are restored.
+    claims::release(ctx, &cached).await?;
+    Ok(action)
+}
+
+async fn restore_mailbox(cached: &EmailChannel, ctx: &Context) -> Result<Action, Error> {
     // The cache holds no status: the record of what was changed comes from a fresh read.
     let ns = cached.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     let api: Api<EmailChannel> = Api::namespaced(ctx.client.clone(), &ns);
@@ -59,11 +67,11 @@ async fn cleanup(cached: Arc<EmailChannel>, ctx: &Context) -> Result<Action, Err
     let exchange = ctx
         .azure
         .for_recorded(&ctx.client, &admitted_by, &record.tenant_id, record.cloud)
-        .await
-        .map_err(|e| Error::InvalidSpec(format!("restoring mailbox {}: {e}", record.address)))?
+        .await?
         .mailboxes;
     let (tenant, mailbox) = (record.tenant_id.as_str(), record.address.as_str());
-    let exchange_error = |e: ExchangeError| Error::InvalidSpec(format!("restoring mailbox {mailbox}: {e}"));
+    // Exchange's own classification: a 503 while restoring backs off like any transient error.
+    let exchange_error = Error::Exchange;
     let mut restored = Vec::new();
     if let (Some(applied), Some(previous)) = (&record.applied_forwarding, &record.previous_forwarding) {
         let now = exchange.forwarding(tenant, mailbox).await.map_err(exchange_error)?;
@@ -207,6 +215,16 @@ async fn steps(run: &mut Run<'_>, ns: &str) -> Result<(), Error> {
             return Ok(());
         }
     };
+    // One channel per mailbox, cluster-wide: a second claim makes no external call at all.
+    if let Claim::Taken { by } = claims::claim(run.ctx, obj, &spec.mailbox).await? {
+        let message = format!(
+            "mailbox {} is managed by EmailChannel {by}: one channel per mailbox; ask its owner, or the cluster administrator, to delete that channel first",
+            spec.mailbox
+        );
+        run.condition(cond::ADMITTED, false, reason::MAILBOX_CLAIMED, message.clone());
+        run.condition(cond::READY, false, reason::MAILBOX_CLAIMED, message);
+        return Ok(());
+    }
     run.condition(
         cond::ADMITTED,
         true,
@@ -450,6 +468,8 @@ async fn admit(
     };
     let checks = || {
         policy::admit_mailbox(&tenant.name, &tenant.spec, &spec.mailbox)?;
+        // Connect's forwarding address and its callback belong to this organisation only.
+        policy::admit_tenant_host(&tenant.name, &tenant.spec, &spec.connect.tenant_host)?;
         if spec.exchange.forwarding.enabled
             && spec.connect.mode == ConnectMode::Manual
             && let Some(address) = &spec.connect.forwarding_address

@@ -1,6 +1,6 @@
 -- Argo CD health check for connectemail.dev/AzureAppRegistration
 -- (argocd-cm key: resource.customizations.health.connectemail.dev_AzureAppRegistration).
-local degraded = {OperatorCredentialFailed = true, InvalidSpec = true, PermissionDenied = true, UnknownPermission = true, SecretRejected = true, SecretExpired = true}
+local degraded = {OperatorCredentialFailed = true, PrincipalNotFound = true, InvalidSpec = true, PermissionDenied = true, UnknownPermission = true, SecretRejected = true, SecretExpired = true}
 local hs = {status = "Progressing", message = "Waiting for the operator"}
 if obj.status == nil or obj.status.conditions == nil then
   return hs

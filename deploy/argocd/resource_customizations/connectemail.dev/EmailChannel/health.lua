@@ -5,7 +5,7 @@
 local degraded = {
   InvalidSpec = true, PermissionDenied = true, UnknownPermission = true,
   ForwardingBlockedByPolicy = true, ExternalError = true, ConnectUnauthorized = true,
-  OperatorCredentialFailed = true,
+  OperatorCredentialFailed = true, MailboxClaimed = true, PrincipalNotFound = true,
 }
 local hs = {status = "Progressing", message = "Waiting for the operator"}
 if obj.status == nil or obj.status.conditions == nil then
