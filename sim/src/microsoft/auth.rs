@@ -19,4 +19,7 @@ pub(crate) struct IssuedToken {
     pub client_id: String,
     pub audience: Audience,
     pub expires: Timestamp,
+    /// The signed-in user's object ID for a delegated token of the authorization code grant;
+    /// None for app-only tokens and the flows that model no user.
+    pub user: Option<String>,
 }

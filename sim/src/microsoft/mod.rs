@@ -25,10 +25,16 @@
 //! made, the answer dropped) and slow tenants ([`Faults`]). Every request is recorded
 //! ([`MicrosoftSim::calls`]) under a route template from [`routes`].
 //!
+//! Users sign in to applications with the authorization code flow ([`MicrosoftSim::sign_in`],
+//! then `grant_type=authorization_code` at the token endpoint): redirect URI, assignment and
+//! consent checks, user consent, single-use codes (see `sign_in.rs`). Users are added with
+//! [`MicrosoftSim::add_user`]; a mailbox's `ExternalDirectoryObjectId` is a user too.
+//!
 //! What it does not do: verify signatures of federated assertions (only their claims), enforce
-//! the caller's Graph permissions (any Graph token of the tenant may call any route), or model
-//! certificates, owners and users. Lists (`$filter` queries, deleted items) are not subject to
-//! replication lag; reads and writes by key are.
+//! the caller's Graph permissions (any Graph token of the tenant may call any route), serve Graph
+//! `/users` or the sign-in pages, or model certificates, owners, groups and passwords of users.
+//! Lists (`$filter` queries, deleted items) are not subject to replication lag; reads and writes
+//! by key are.
 //!
 //! The simulated clock ([`MicrosoftSim::advance_clock`]) drives secret expiry, token expiry, the
 //! 30-day deleted-items retention, replication lag and the write-rate window.
@@ -50,7 +56,8 @@
 //! # Layout
 //! This file is the public handle ([`MicrosoftSim`]) and the request path shared by the three
 //! hosts (latency, routing by [`routes`], faults, the call record). The handlers are `token.rs`,
-//! `graph/` (one file per resource family) and `exchange/`; they share the simulated directory
+//! `graph/` (one file per resource family) and `exchange/`, plus `sign_in.rs` (the authorization
+//! endpoint, driven from the handle); they share the simulated directory
 //! (`state.rs`), the tokens and their audiences (`auth.rs`) and the start options (`options.rs`),
 //! and import nothing from this file.
 
@@ -61,6 +68,7 @@ mod faults;
 mod graph;
 mod options;
 pub mod routes;
+mod sign_in;
 mod state;
 mod token;
 
@@ -79,9 +87,11 @@ pub use exchange::{
 };
 pub use faults::Faults;
 pub use options::SimOptions;
+pub use sign_in::SignInError;
 pub use state::{
-    EXCHANGE_APP_ID, GRAPH_APP_ID, SimAppRoleAssignment, SimApplication, SimFederatedCredential, SimOAuth2Grant,
-    SimPassword, SimPermission, SimRequiredResourceAccess, SimResourceAccess, SimServicePrincipal,
+    DEFAULT_ACCESS_ROLE_ID, EXCHANGE_APP_ID, GRAPH_APP_ID, SimAppRoleAssignment, SimApplication,
+    SimFederatedCredential, SimOAuth2Grant, SimPassword, SimPermission, SimRequiredResourceAccess, SimResourceAccess,
+    SimServicePrincipal, SimUser,
 };
 
 use crate::faults::{FaultAction, sleep_between};
@@ -191,6 +201,7 @@ impl MicrosoftSim {
                 client_id: AZURE_CLI_CLIENT_ID.to_string(),
                 audience,
                 expires,
+                user: None,
             },
         );
         token
@@ -221,6 +232,59 @@ impl MicrosoftSim {
             }
             None => false,
         }
+    }
+
+    /// Test helper: adds a user to the directory (the tenant is created if missing) and returns
+    /// its object ID. Idempotent by UPN (case-insensitive): an existing user keeps its ID and
+    /// takes `admin` (an administrator may consent for an application at sign-in). A user whose
+    /// UPN is an existing mailbox's gets that mailbox's `ExternalDirectoryObjectId`.
+    pub fn add_user(&self, tenant_id: &str, upn: &str, admin: bool) -> String {
+        self.add_tenant(tenant_id);
+        let mut directory = lock(&self.shared.directory);
+        directory.tenants.get_mut(tenant_id).expect("added above").add_user(upn, admin)
+    }
+
+    /// The tenant's users: those added with [`MicrosoftSim::add_user`], then the users behind
+    /// mailboxes (their `ExternalDirectoryObjectId`, not admins).
+    pub fn users(&self, tenant_id: &str) -> Vec<SimUser> {
+        self.with_tenant(tenant_id, |t| t.all_users())
+    }
+
+    /// The tenant's user consent setting ("Allow user consent for apps"; off by default): when on,
+    /// a user who signs in to an application lacking consent for a permission consents to it
+    /// themselves, which records a `Principal` grant for them (not for applications that require
+    /// assignment). Creates the tenant if missing.
+    pub fn set_user_consent_allowed(&self, tenant_id: &str, allowed: bool) {
+        self.add_tenant(tenant_id);
+        let mut directory = lock(&self.shared.directory);
+        directory.tenants.get_mut(tenant_id).expect("added above").user_consent_allowed = allowed;
+    }
+
+    /// Plays user `user_object_id` signing in to application `client_id` through the
+    /// authorization endpoint (`response_type=code`) with `redirect_uri` and `scope`, as a
+    /// browser would after Webex Connect's "Generate Token". Returns the authorization code the
+    /// application would receive on its redirect URI, to redeem at the token endpoint
+    /// (`grant_type=authorization_code`), or the AADSTS error the sign-in page would show:
+    /// 700016 unknown application, 50011 redirect URI not registered, 500011 / 650053 unknown
+    /// resource or permission, 50034 unknown user, 50105 user not assigned, 65001 no consent. The
+    /// checks and their sources are in the documentation of `sign_in.rs`. Recorded in
+    /// [`MicrosoftSim::calls`] under [`routes::AUTHORIZE`] (status 302 or 400).
+    pub fn sign_in(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        user_object_id: &str,
+        redirect_uri: &str,
+        scope: &str,
+    ) -> Result<String, SignInError> {
+        sign_in::sign_in(&self.shared, tenant_id, client_id, user_object_id, redirect_uri, scope)
+    }
+
+    /// The object ID of the user a token the simulator issued is for (authorization code grant
+    /// and its refreshes); None for app-only tokens, the device code flow and unknown tokens.
+    pub fn token_user(&self, bearer: &str) -> Option<String> {
+        let bearer = bearer.strip_prefix("Bearer ").or_else(|| bearer.strip_prefix("bearer ")).unwrap_or(bearer).trim();
+        lock(&self.shared.directory).tokens.get(bearer).and_then(|t| t.user.clone())
     }
 
     /// The fault-injection handle.
@@ -360,6 +424,7 @@ impl MicrosoftSim {
             oauth2_permission_scopes: Vec::new(),
             tags: Vec::new(),
             created,
+            app_role_assignment_required: false,
         };
         let mut directory = lock(&self.shared.directory);
         let tenant = directory.tenants.get_mut(tenant_id).expect("added above");

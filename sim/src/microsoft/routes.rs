@@ -10,6 +10,10 @@ use percent_encoding::percent_decode_str;
 pub const TOKEN: &str = "POST /{tenant}/oauth2/v2.0/token";
 /// The device authorization endpoint of the device code flow.
 pub const DEVICE_CODE: &str = "POST /{tenant}/oauth2/v2.0/devicecode";
+/// A user's sign-in at the authorization endpoint (authorization code flow). Not served over
+/// HTTP: recorded by [`super::MicrosoftSim::sign_in`], which plays the browser's visit, with
+/// status 302 (redirected with a code) or 400 (an error page).
+pub const AUTHORIZE: &str = "GET /{tenant}/oauth2/v2.0/authorize";
 
 pub const LIST_APPLICATIONS: &str = "GET /applications";
 pub const CREATE_APPLICATION: &str = "POST /applications";
@@ -69,9 +73,10 @@ pub const GET_DEFAULT_APP_MANAGEMENT_POLICY: &str = "GET /policies/defaultAppMan
 pub const INVOKE_COMMAND: &str = "POST /adminapi/beta/{tenant}/InvokeCommand";
 
 /// Every route template, in the order of the constants above.
-pub const ALL: [&str; 45] = [
+pub const ALL: [&str; 46] = [
     TOKEN,
     DEVICE_CODE,
+    AUTHORIZE,
     LIST_APPLICATIONS,
     APPLICATIONS_DELTA,
     CREATE_APPLICATION,

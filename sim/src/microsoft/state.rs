@@ -119,6 +119,9 @@ pub struct SimServicePrincipal {
     pub oauth2_permission_scopes: Vec<SimPermission>,
     pub tags: Vec<String>,
     pub created: Timestamp,
+    /// `appRoleAssignmentRequired` ("Assignment required?" of the enterprise application): only
+    /// users with an app role assignment on it may sign in to the application.
+    pub app_role_assignment_required: bool,
 }
 
 /// An app role or a delegated permission scope published by a resource service principal.
@@ -137,6 +140,22 @@ pub struct SimAppRoleAssignment {
     pub resource_id: String,
     pub app_role_id: String,
     pub created: Timestamp,
+}
+
+/// The app role ID of "default access": assigns a user to an application without a specific app
+/// role (documented for `appRoleAssignment.appRoleId`).
+pub const DEFAULT_ACCESS_ROLE_ID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// A user of the directory (`microsoft.graph.user`), as far as signing in needs one. A mailbox's
+/// `ExternalDirectoryObjectId` is its user's `id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimUser {
+    /// Object ID (GUID).
+    pub id: String,
+    pub user_principal_name: String,
+    /// Holds an administrator role that may grant consent for the tenant (e.g. Global or Cloud
+    /// Application Administrator): the simulator does not model roles one by one.
+    pub admin: bool,
 }
 
 /// A delegated-permission grant (`oAuth2PermissionGrant`).
@@ -186,6 +205,11 @@ pub(crate) struct Tenant {
     pub delta: DeltaState,
     /// The tenant's Exchange Online organization.
     pub exchange: ExchangeOrg,
+    /// Users (see [`Tenant::user`]: a mailbox's user resolves even when it is not listed here).
+    pub users: Vec<SimUser>,
+    /// The tenant's user consent setting: whether users may consent to applications themselves
+    /// ("Allow user consent for apps"). Off by default, as Microsoft now recommends.
+    pub user_consent_allowed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -197,8 +221,36 @@ pub(crate) struct Directory {
     pub issued_secrets: Vec<String>,
     /// Device authorization requests (`/devicecode`), by device code.
     pub device_codes: HashMap<String, DeviceCode>,
-    /// Refresh tokens issued by the device code grant: token → (tenant, client ID).
-    pub refresh_tokens: HashMap<String, (String, String)>,
+    /// Refresh tokens issued by the delegated grants (device code, authorization code).
+    pub refresh_tokens: HashMap<String, RefreshToken>,
+    /// Authorization codes issued by a user's sign-in ([`super::MicrosoftSim::sign_in`]), by code.
+    pub authorization_codes: HashMap<String, AuthorizationCode>,
+}
+
+/// A refresh token of a delegated grant.
+#[derive(Clone, Debug)]
+pub(crate) struct RefreshToken {
+    pub tenant: String,
+    pub client_id: String,
+    /// The signed-in user's object ID (None for the device code grant, which models no user).
+    pub user: Option<String>,
+    /// Issued to a confidential client (an application authenticated with its credential): the
+    /// refresh request must authenticate it again.
+    pub confidential: bool,
+}
+
+/// An authorization code: what a user's sign-in hands the application on its redirect URI.
+#[derive(Clone, Debug)]
+pub(crate) struct AuthorizationCode {
+    pub tenant: String,
+    pub client_id: String,
+    pub user: String,
+    pub redirect_uri: String,
+    /// The scopes asked for, as sent.
+    pub scope: String,
+    pub expires: Timestamp,
+    /// A code is single use.
+    pub redeemed: bool,
 }
 
 /// A pending device authorization (OAuth 2.0 device authorization grant).
@@ -320,7 +372,88 @@ impl Tenant {
             units: HashMap::new(),
             delta: Default::default(),
             exchange: ExchangeOrg::new(),
+            users: Vec::new(),
+            user_consent_allowed: false,
         }
+    }
+
+    /// Adds a user (idempotent by UPN, case-insensitive: an existing user keeps its object ID and
+    /// gets `admin`). A user for an existing mailbox with this UPN takes the mailbox's
+    /// `ExternalDirectoryObjectId`. Returns the object ID.
+    pub fn add_user(&mut self, upn: &str, admin: bool) -> String {
+        let upn = upn.trim();
+        if let Some(user) = self.users.iter_mut().find(|u| u.user_principal_name.eq_ignore_ascii_case(upn)) {
+            user.admin = admin;
+            return user.id.clone();
+        }
+        let id = self
+            .exchange
+            .mailboxes
+            .iter()
+            .find(|m| m.user_principal_name.eq_ignore_ascii_case(upn))
+            .map(|m| m.external_directory_object_id.clone())
+            .unwrap_or_else(random::guid);
+        self.users.push(SimUser { id: id.clone(), user_principal_name: upn.to_string(), admin });
+        id
+    }
+
+    /// Adds a user mailbox *and its directory user*, with one object ID (the mailbox's
+    /// `ExternalDirectoryObjectId` is the user's `id`): an existing user with this UPN keeps its
+    /// ID and the new mailbox takes it; otherwise a (non-admin) user is registered with the
+    /// mailbox's ID. Idempotent like [`ExchangeOrg::add_mailbox`]. This is how the Exchange side
+    /// should create mailboxes (`ExchangeSim::add_mailbox`).
+    #[allow(dead_code, reason = "for ExchangeSim::add_mailbox, which still calls ExchangeOrg::add_mailbox")]
+    pub fn add_mailbox(&mut self, upn: &str) -> super::exchange::SimMailbox {
+        let existed = self.exchange.mailbox(upn).is_some();
+        let mut mailbox = self.exchange.add_mailbox(upn);
+        if existed {
+            return mailbox;
+        }
+        let user = self.users.iter().find(|u| u.user_principal_name.eq_ignore_ascii_case(&mailbox.user_principal_name));
+        match user {
+            Some(user) => {
+                if let Some(index) = self.exchange.mailbox_index(&mailbox.user_principal_name) {
+                    self.exchange.mailboxes[index].external_directory_object_id = user.id.clone();
+                    mailbox = self.exchange.mailboxes[index].clone();
+                }
+            }
+            None => self.users.push(SimUser {
+                id: mailbox.external_directory_object_id.clone(),
+                user_principal_name: mailbox.user_principal_name.clone(),
+                admin: false,
+            }),
+        }
+        mailbox
+    }
+
+    /// The user with this object ID: a registered user, else the user behind a mailbox (its
+    /// `ExternalDirectoryObjectId`; not an admin).
+    pub fn user(&self, object_id: &str) -> Option<SimUser> {
+        let object_id = object_id.trim();
+        self.users.iter().find(|u| u.id.eq_ignore_ascii_case(object_id)).cloned().or_else(|| {
+            self.exchange.mailboxes.iter().find(|m| m.external_directory_object_id.eq_ignore_ascii_case(object_id)).map(
+                |m| SimUser {
+                    id: m.external_directory_object_id.clone(),
+                    user_principal_name: m.user_principal_name.clone(),
+                    admin: false,
+                },
+            )
+        })
+    }
+
+    /// Every user: the registered ones, then the users of mailboxes not among them.
+    pub fn all_users(&self) -> Vec<SimUser> {
+        let mut users = self.users.clone();
+        for m in &self.exchange.mailboxes {
+            if !users.iter().any(|u| u.id.eq_ignore_ascii_case(&m.external_directory_object_id)) {
+                users.push(SimUser {
+                    id: m.external_directory_object_id.clone(),
+                    user_principal_name: m.user_principal_name.clone(),
+                    admin: false,
+                });
+            }
+        }
+        users
     }
 
     pub fn live_app_by_app_id(&self, app_id: &str) -> Option<&SimApplication> {
@@ -405,6 +538,7 @@ fn exchange_sp(created: Timestamp) -> SimServicePrincipal {
         ],
         tags: Vec::new(),
         created,
+        app_role_assignment_required: false,
     }
 }
 
@@ -457,6 +591,7 @@ fn graph_sp(created: Timestamp) -> SimServicePrincipal {
         ],
         tags: Vec::new(),
         created,
+        app_role_assignment_required: false,
     }
 }
 

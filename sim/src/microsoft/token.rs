@@ -1,6 +1,8 @@
 //! `POST /{tenant}/oauth2/v2.0/token`: the client-credentials grant of the Microsoft identity
 //! platform, with its error bodies (`error`, `error_description` starting with the AADSTS code,
-//! `error_codes`, `timestamp`, `trace_id`, `correlation_id`, `error_uri`).
+//! `error_codes`, `timestamp`, `trace_id`, `correlation_id`, `error_uri`); also the delegated
+//! grants: device code and refresh token ([`delegated`]) and the authorization code of a user's
+//! sign-in ([`authorization_code`], the sign-in itself is `sign_in.rs`).
 //!
 //! Clients are the operator identities registered on the simulator (client secret or federated
 //! assertion) and the applications created through Graph in that tenant (their password
@@ -14,7 +16,11 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::auth::{Audience, IssuedToken};
-use super::state::{EXCHANGE_APP_ID, GRAPH_APP_ID, OperatorCredential, Shared, add, replicated};
+use super::sign_in::{self, SignInError};
+use super::state::{
+    Directory, EXCHANGE_APP_ID, GRAPH_APP_ID, OperatorCredential, RefreshToken, Settings, Shared, SimApplication, add,
+    replicated,
+};
 use crate::random;
 use crate::server::{SimRequest, SimResponse};
 use crate::sync::lock;
@@ -64,7 +70,7 @@ impl AadError {
         )
     }
 
-    fn unknown_client(client_id: &str, tenant: &str) -> AadError {
+    pub(crate) fn unknown_client(client_id: &str, tenant: &str) -> AadError {
         AadError::new(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
@@ -77,7 +83,7 @@ impl AadError {
 
     /// `error` is `invalid_tenant` in responses observed since 2022 (older ones said
     /// `invalid_request`); clients should branch on `error_codes`, not on this.
-    fn unknown_tenant(tenant: &str) -> AadError {
+    pub(crate) fn unknown_tenant(tenant: &str) -> AadError {
         AadError::new(
             StatusCode::BAD_REQUEST,
             "invalid_tenant",
@@ -88,7 +94,7 @@ impl AadError {
         )
     }
 
-    fn invalid_scope(scope: &str) -> AadError {
+    pub(crate) fn invalid_scope(scope: &str) -> AadError {
         AadError::new(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
@@ -111,7 +117,7 @@ impl AadError {
         )
     }
 
-    fn unknown_resource(resource: &str, tenant: &str) -> AadError {
+    pub(crate) fn unknown_resource(resource: &str, tenant: &str) -> AadError {
         AadError::new(
             StatusCode::BAD_REQUEST,
             "invalid_resource",
@@ -122,7 +128,7 @@ impl AadError {
         )
     }
 
-    fn missing_service_principal(client_id: &str, tenant: &str) -> AadError {
+    pub(crate) fn missing_service_principal(client_id: &str, tenant: &str) -> AadError {
         AadError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
@@ -133,7 +139,7 @@ impl AadError {
         )
     }
 
-    fn missing_parameter(parameter: &str) -> AadError {
+    pub(crate) fn missing_parameter(parameter: &str) -> AadError {
         AadError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -212,6 +218,135 @@ impl AadError {
         )
     }
 
+    /// AADSTS50011 at the authorization endpoint.
+    pub(crate) fn redirect_mismatch(redirect_uri: &str, client_id: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            50011,
+            format!(
+                "AADSTS50011: The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{client_id}'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal. Navigate to https://aka.ms/redirectUriMismatchError to learn more about how to fix this."
+            ),
+        )
+    }
+
+    pub(crate) fn not_assigned(app_name: &str, client_id: &str, upn: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            50105,
+            format!(
+                "AADSTS50105: Your administrator has configured the application {app_name} ('{client_id}') to block users unless they are specifically granted ('assigned') access to the application. The signed in user '{upn}' is blocked because they are not a direct member of a group with access, nor had access directly assigned by an administrator. Please contact your administrator to assign access to this application."
+            ),
+        )
+    }
+
+    /// `error` is `invalid_grant` at the token endpoint ([`AadError::into_grant_error`]).
+    pub(crate) fn not_consented(client_id: &str, app_name: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "consent_required",
+            65001,
+            format!(
+                "AADSTS65001: The user or administrator has not consented to use the application with ID '{client_id}' named '{app_name}'. Send an interactive authorization request for this user and resource."
+            ),
+        )
+    }
+
+    pub(crate) fn unknown_permission(app_name: &str, scope: &str, resource_app_id: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            650053,
+            format!(
+                "AADSTS650053: The application '{app_name}' asked for scope '{scope}' that doesn't exist on the resource '{resource_app_id}'. Contact the app vendor."
+            ),
+        )
+    }
+
+    /// Entra hides the account name in this message.
+    pub(crate) fn unknown_user(tenant: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            50034,
+            format!(
+                "AADSTS50034: The user account {{EmailHidden}} does not exist in the {tenant} directory. To sign into this application, the account must be added to the directory."
+            ),
+        )
+    }
+
+    /// Unconfirmed wording.
+    pub(crate) fn disabled_application(client_id: &str, app_name: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            7000112,
+            format!("AADSTS7000112: Application '{client_id}'({app_name}) is disabled."),
+        )
+    }
+
+    /// Unconfirmed `error` value.
+    pub(crate) fn several_resources(scope: &str) -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            28000,
+            format!(
+                "AADSTS28000: Provided value for the input parameter scope is not valid because it contains more than one resource. Scope {scope} is not valid."
+            ),
+        )
+    }
+
+    fn code_redeemed() -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            54005,
+            "AADSTS54005: OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.".to_string(),
+        )
+    }
+
+    fn code_expired() -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            70008,
+            "AADSTS70008: The provided authorization code or refresh token has expired due to inactivity.".to_string(),
+        )
+    }
+
+    /// A code this tenant and client never got.
+    fn invalid_code() -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            70000,
+            "AADSTS70000: The provided access grant is invalid or malformed.".to_string(),
+        )
+    }
+
+    /// Unconfirmed code and wording (RFC 6749 §5.2 makes it `invalid_grant`).
+    fn code_redirect_mismatch() -> AadError {
+        AadError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            70000,
+            "AADSTS70000: The provided value for the 'redirect_uri' is not valid. The value must exactly match the redirect URI used to obtain the authorization code.".to_string(),
+        )
+    }
+
+    /// The same error as the token endpoint reports it for a grant (`invalid_grant`).
+    pub(crate) fn into_grant_error(mut self) -> AadError {
+        self.error = "invalid_grant";
+        self
+    }
+
+    /// The code and message the sign-in page shows.
+    pub(crate) fn into_sign_in_error(self) -> SignInError {
+        SignInError { code: self.code, message: self.description }
+    }
+
     /// Used by fault injection: 429/503 and anything else a test asks for.
     pub(crate) fn for_status(status: u16) -> AadError {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -266,6 +401,7 @@ pub(crate) fn handle(shared: &Shared, tenant: &str, request: &SimRequest) -> Sim
     let grant = form_urlencoded::parse(&request.body).find(|(k, _)| k == "grant_type").map(|(_, v)| v.into_owned());
     let issued = match grant.as_deref() {
         Some(DEVICE_CODE_GRANT) | Some("refresh_token") => delegated::issue(shared, tenant, request, now),
+        Some("authorization_code") => authorization_code::redeem(shared, tenant, request, now),
         _ => issue(shared, tenant, request, now).map(|token| (token, None)),
     };
     match issued {
@@ -296,6 +432,14 @@ pub(crate) fn handle_device_code(shared: &Shared, tenant: &str, request: &SimReq
 
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
+fn form(request: &SimRequest) -> Vec<(String, String)> {
+    form_urlencoded::parse(&request.body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+fn param<'f>(form: &'f [(String, String)], name: &str) -> Option<&'f str> {
+    form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+}
+
 /// The device authorization grant (RFC 8628) as the Microsoft identity platform documents it
 /// (v2-oauth2-device-code): `/devicecode` answers `device_code`, `user_code`,
 /// `verification_uri`, `expires_in` (900 by default), `interval` and `message`; polling `/token`
@@ -316,14 +460,6 @@ pub(crate) mod delegated {
 
     /// Default lifetime of a device code (documented default of `expires_in`).
     const DEVICE_CODE_LIFETIME: Duration = Duration::from_secs(900);
-
-    fn form(request: &SimRequest) -> Vec<(String, String)> {
-        form_urlencoded::parse(&request.body).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
-    }
-
-    fn param<'f>(form: &'f [(String, String)], name: &str) -> Option<&'f str> {
-        form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
-    }
 
     /// A delegated request's resource: the one `/.default` scope among OIDC scopes.
     fn audience(scope: &str, base_url: &str, tenant: &str) -> Result<Audience, AadError> {
@@ -390,11 +526,12 @@ pub(crate) mod delegated {
             return Err(AadError::unknown_tenant(tenant));
         };
         let client_id = param(&form, "client_id").ok_or_else(|| AadError::missing_parameter("client_id"))?;
-        let (scope, offline) = if param(&form, "grant_type") == Some("refresh_token") {
+        let (scope, offline, user, user_audience, confidential) = if param(&form, "grant_type") == Some("refresh_token")
+        {
             let refresh = param(&form, "refresh_token").ok_or_else(|| AadError::missing_parameter("refresh_token"))?;
             let scope = param(&form, "scope").ok_or_else(|| AadError::missing_parameter("scope"))?;
-            match directory.refresh_tokens.get(refresh) {
-                Some((t, c)) if t == &tenant_id && c == client_id => {}
+            let entry = match directory.refresh_tokens.get(refresh) {
+                Some(r) if r.tenant == tenant_id && r.client_id.eq_ignore_ascii_case(client_id) => r.clone(),
                 _ => {
                     return Err(error(
                         "invalid_grant",
@@ -402,8 +539,27 @@ pub(crate) mod delegated {
                         "AADSTS9002313: Invalid request. Request is malformed or invalid.",
                     ));
                 }
-            }
-            (scope.to_string(), true)
+            };
+            // A user's refresh token (authorization code grant): a confidential client
+            // authenticates again, and the user must still be allowed (assignment, consent).
+            let user_audience = match &entry.user {
+                Some(user) => {
+                    let t = directory.tenants.get(&tenant_id).expect("tenant looked up above");
+                    let settings = shared.settings();
+                    let Some(app) = t
+                        .live_app_by_app_id(client_id)
+                        .filter(|app| replicated(app.created, now, settings.replication_lag))
+                    else {
+                        return Err(AadError::unknown_client(client_id, &tenant_id));
+                    };
+                    if entry.confidential {
+                        authenticate_app(app, &form, now, settings)?;
+                    }
+                    Some(sign_in::delegated_audience(t, &tenant_id, app, user, scope, &base_url)?)
+                }
+                None => None,
+            };
+            (scope.to_string(), true, entry.user, user_audience, entry.confidential)
         } else {
             let code = param(&form, "device_code").ok_or_else(|| AadError::missing_parameter("device_code"))?;
             let Some(entry) =
@@ -450,25 +606,109 @@ pub(crate) mod delegated {
             }
             entry.state = DeviceCodeState::Redeemed;
             let offline = entry.scope.split_whitespace().any(|s| s == "offline_access");
-            (entry.scope.clone(), offline)
+            (entry.scope.clone(), offline, None, None, false)
         };
-        let audience = audience(&scope, &base_url, &tenant_id)?;
-        let token = random::string_from(random::BASE64URL, 96);
-        directory.tokens.insert(
-            token.clone(),
-            IssuedToken {
-                tenant: tenant_id.clone(),
-                client_id: client_id.to_string(),
-                audience,
-                expires: add(now, Duration::from_secs(TOKEN_LIFETIME_SECONDS)),
-            },
+        let audience = match user_audience {
+            Some(audience) => audience,
+            None => audience(&scope, &base_url, &tenant_id)?,
+        };
+        Ok(issue_delegated(&mut directory, &tenant_id, client_id, audience, user, offline, confidential, now))
+    }
+}
+
+/// Stores a delegated access token (and a refresh token when `offline`), returns them.
+#[allow(clippy::too_many_arguments)]
+fn issue_delegated(
+    directory: &mut Directory,
+    tenant_id: &str,
+    client_id: &str,
+    audience: Audience,
+    user: Option<String>,
+    offline: bool,
+    confidential: bool,
+    now: Timestamp,
+) -> (String, Option<String>) {
+    let token = random::string_from(random::BASE64URL, 96);
+    directory.tokens.insert(
+        token.clone(),
+        IssuedToken {
+            tenant: tenant_id.to_string(),
+            client_id: client_id.to_string(),
+            audience,
+            expires: add(now, Duration::from_secs(TOKEN_LIFETIME_SECONDS)),
+            user: user.clone(),
+        },
+    );
+    let refresh = offline.then(|| {
+        let refresh = random::string_from(random::BASE64URL, 96);
+        directory.refresh_tokens.insert(
+            refresh.clone(),
+            RefreshToken { tenant: tenant_id.to_string(), client_id: client_id.to_string(), user, confidential },
         );
-        let refresh = offline.then(|| {
-            let refresh = random::string_from(random::BASE64URL, 96);
-            directory.refresh_tokens.insert(refresh.clone(), (tenant_id, client_id.to_string()));
-            refresh
-        });
-        Ok((token, refresh))
+        refresh
+    });
+    (token, refresh)
+}
+
+/// The authorization code grant: `grant_type=authorization_code` with `code`, `redirect_uri`,
+/// `client_id` and the application's credential (as for client credentials). The code is single
+/// use and redeemed by the client it was issued to, with the sign-in's `redirect_uri`; the
+/// token's resource is the one of the token request's `scope`, or of the sign-in's when absent.
+/// The user is checked again ([`sign_in::delegated_audience`]). A refresh token comes with
+/// `offline_access`. Unconfirmed: the order of the checks; that a failed redemption (wrong
+/// redirect URI) leaves the code usable; that the tokens of a code redeemed twice stay valid
+/// (RFC 6749 says they SHOULD be revoked).
+pub(crate) mod authorization_code {
+    use super::*;
+
+    pub(crate) fn redeem(
+        shared: &Shared,
+        tenant: &str,
+        request: &SimRequest,
+        now: Timestamp,
+    ) -> Result<(String, Option<String>), AadError> {
+        let form = form(request);
+        let settings = shared.settings();
+        let base_url = shared.base_url();
+        let mut directory = lock(&shared.directory);
+        let Some(tenant_id) = directory.tenants.keys().find(|t| t.eq_ignore_ascii_case(tenant)).cloned() else {
+            return Err(AadError::unknown_tenant(tenant));
+        };
+        let client_id = param(&form, "client_id").ok_or_else(|| AadError::missing_parameter("client_id"))?;
+        let code = param(&form, "code").ok_or_else(|| AadError::missing_parameter("code"))?;
+        let redirect_uri = param(&form, "redirect_uri").ok_or_else(|| AadError::missing_parameter("redirect_uri"))?;
+        let t = directory.tenants.get(&tenant_id).expect("tenant looked up above");
+        let Some(app) =
+            t.live_app_by_app_id(client_id).filter(|app| replicated(app.created, now, settings.replication_lag))
+        else {
+            return Err(AadError::unknown_client(client_id, &tenant_id));
+        };
+        authenticate_app(app, &form, now, settings)?;
+        let Some(entry) = directory
+            .authorization_codes
+            .get(code)
+            .filter(|c| c.tenant == tenant_id && c.client_id.eq_ignore_ascii_case(client_id))
+        else {
+            return Err(AadError::invalid_code());
+        };
+        if entry.redeemed {
+            return Err(AadError::code_redeemed());
+        }
+        if entry.expires <= now {
+            return Err(AadError::code_expired());
+        }
+        if entry.redirect_uri != redirect_uri {
+            return Err(AadError::code_redirect_mismatch());
+        }
+        let scope = param(&form, "scope").unwrap_or(&entry.scope).to_string();
+        let user = entry.user.clone();
+        let audience = sign_in::delegated_audience(t, &tenant_id, app, &user, &scope, &base_url)?;
+        let client_id = app.app_id.clone();
+        if let Some(entry) = directory.authorization_codes.get_mut(code) {
+            entry.redeemed = true;
+        }
+        let offline = scope.split_whitespace().any(|s| s.eq_ignore_ascii_case("offline_access"));
+        Ok(issue_delegated(&mut directory, &tenant_id, &client_id, audience, Some(user), offline, true, now))
     }
 }
 
@@ -526,51 +766,7 @@ fn issue(shared: &Shared, tenant: &str, request: &SimRequest, now: Timestamp) ->
         else {
             return Err(AadError::unknown_client(client_id, &tenant_id));
         };
-        match (assertion, secret) {
-            (Some(jwt), _) if !app.federated_credentials.is_empty() => {
-                let assertion_type = param("client_assertion_type")
-                    .ok_or_else(|| AadError::missing_parameter("client_assertion_type"))?;
-                if assertion_type != JWT_BEARER {
-                    return Err(AadError::assertion_type(assertion_type));
-                }
-                // The application's federated identity credentials (created through Graph): the
-                // assertion must match one's issuer, subject and audience. Unconfirmed: the
-                // propagation delay of a new credential (none here).
-                let claims = parse_assertion(jwt)?;
-                let matching = app.federated_credentials.iter().find(|c| {
-                    c.issuer == claims.issuer
-                        && c.subject == claims.subject
-                        && claims.audience.iter().any(|a| c.audiences.contains(a))
-                });
-                match matching {
-                    Some(c) => check_federated_assertion(jwt, Some(&c.issuer), Some(&c.subject), now)?,
-                    None => {
-                        return Err(AadError::no_federated_record(
-                            &claims.issuer,
-                            &claims.subject,
-                            &claims.audience.join(","),
-                        ));
-                    }
-                }
-            }
-            (Some(jwt), _) => {
-                let claims = parse_assertion(jwt)?;
-                return Err(AadError::no_federated_record(&claims.issuer, &claims.subject, &claims.audience.join(",")));
-            }
-            (None, Some(given)) => {
-                let Some(password) = app.passwords.iter().find(|p| p.secret_text == given) else {
-                    return Err(AadError::invalid_secret(client_id));
-                };
-                // A brand-new secret is not yet known to every token-issuing replica.
-                if !replicated(password.created, now, settings.password_propagation) || password.start > now {
-                    return Err(AadError::invalid_secret(client_id));
-                }
-                if password.end <= now {
-                    return Err(AadError::expired_secret(client_id));
-                }
-            }
-            (None, None) => return Err(AadError::missing_credential()),
-        }
+        authenticate_app(app, &form, now, settings)?;
         let app_id = app.app_id.clone();
         if tenant_state.sp_by_app_id(&app_id).is_none() {
             return Err(AadError::missing_service_principal(&app_id, &tenant_id));
@@ -585,9 +781,72 @@ fn issue(shared: &Shared, tenant: &str, request: &SimRequest, now: Timestamp) ->
             client_id: client_id.to_string(),
             audience,
             expires: add(now, Duration::from_secs(TOKEN_LIFETIME_SECONDS)),
+            user: None,
         },
     );
     Ok(token)
+}
+
+/// Authenticates an application (a client created through Graph) by the credential in the token
+/// request: a `client_assertion` matching one of its federated identity credentials, or the secret
+/// text of one of its passwords (propagated, started, unexpired). The client-credentials and
+/// authorization-code grants share it.
+fn authenticate_app(
+    app: &SimApplication,
+    form: &[(String, String)],
+    now: Timestamp,
+    settings: Settings,
+) -> Result<(), AadError> {
+    let param = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+    let client_id = app.app_id.as_str();
+    let secret = param("client_secret");
+    let assertion = param("client_assertion");
+    match (assertion, secret) {
+        (Some(jwt), _) if !app.federated_credentials.is_empty() => {
+            let assertion_type =
+                param("client_assertion_type").ok_or_else(|| AadError::missing_parameter("client_assertion_type"))?;
+            if assertion_type != JWT_BEARER {
+                return Err(AadError::assertion_type(assertion_type));
+            }
+            // The application's federated identity credentials (created through Graph): the
+            // assertion must match one's issuer, subject and audience. Unconfirmed: the
+            // propagation delay of a new credential (none here).
+            let claims = parse_assertion(jwt)?;
+            let matching = app.federated_credentials.iter().find(|c| {
+                c.issuer == claims.issuer
+                    && c.subject == claims.subject
+                    && claims.audience.iter().any(|a| c.audiences.contains(a))
+            });
+            match matching {
+                Some(c) => check_federated_assertion(jwt, Some(&c.issuer), Some(&c.subject), now)?,
+                None => {
+                    return Err(AadError::no_federated_record(
+                        &claims.issuer,
+                        &claims.subject,
+                        &claims.audience.join(","),
+                    ));
+                }
+            }
+        }
+        (Some(jwt), _) => {
+            let claims = parse_assertion(jwt)?;
+            return Err(AadError::no_federated_record(&claims.issuer, &claims.subject, &claims.audience.join(",")));
+        }
+        (None, Some(given)) => {
+            let Some(password) = app.passwords.iter().find(|p| p.secret_text == given) else {
+                return Err(AadError::invalid_secret(client_id));
+            };
+            // A brand-new secret is not yet known to every token-issuing replica.
+            if !replicated(password.created, now, settings.password_propagation) || password.start > now {
+                return Err(AadError::invalid_secret(client_id));
+            }
+            if password.end <= now {
+                return Err(AadError::expired_secret(client_id));
+            }
+        }
+        (None, None) => return Err(AadError::missing_credential()),
+    }
+    Ok(())
 }
 
 /// Resolves the single `<resource>/.default` scope to an audience.
@@ -600,6 +859,16 @@ fn audience_of(scope: &str, base_url: &str, tenant: &str) -> Result<Audience, Aa
         return Err(AadError::scope_not_default(scope));
     };
     let resource = resource.trim_end_matches('/');
+    match resource_audience(resource, base_url) {
+        Some(audience) => Ok(audience),
+        None if resource.is_empty() => Err(AadError::invalid_scope(scope)),
+        None => Err(AadError::unknown_resource(resource, tenant)),
+    }
+}
+
+/// The resource a scope prefix names (an application ID URI without the trailing `/`, or the
+/// resource's appId): Microsoft Graph (also the simulator's own URL) or Exchange Online.
+pub(crate) fn resource_audience(resource: &str, base_url: &str) -> Option<Audience> {
     const GRAPH: [&str; 5] = [
         "https://graph.microsoft.com",
         "https://graph.microsoft.us",
@@ -617,13 +886,11 @@ fn audience_of(scope: &str, base_url: &str, tenant: &str) -> Result<Audience, Aa
     if GRAPH.iter().any(|r| r.eq_ignore_ascii_case(resource))
         || (!base_url.is_empty() && resource.eq_ignore_ascii_case(base_url))
     {
-        Ok(Audience::Graph)
+        Some(Audience::Graph)
     } else if EXCHANGE.iter().any(|r| r.eq_ignore_ascii_case(resource)) {
-        Ok(Audience::Exchange)
-    } else if resource.is_empty() {
-        Err(AadError::invalid_scope(scope))
+        Some(Audience::Exchange)
     } else {
-        Err(AadError::unknown_resource(resource, tenant))
+        None
     }
 }
 

@@ -93,7 +93,7 @@ pub(super) fn sp_json(sp: &SimServicePrincipal) -> Value {
         "appId": sp.app_id,
         "appDisplayName": sp.display_name,
         "appOwnerOrganizationId": sp.app_owner_organization_id,
-        "appRoleAssignmentRequired": false,
+        "appRoleAssignmentRequired": sp.app_role_assignment_required,
         "displayName": sp.display_name,
         "servicePrincipalNames": [sp.app_id],
         "servicePrincipalType": "Application",
@@ -125,14 +125,22 @@ pub(super) fn sp_json(sp: &SimServicePrincipal) -> Value {
 
 pub(super) fn assignment_json(t: &Tenant, a: &SimAppRoleAssignment) -> Value {
     let name = |id: &str| t.sp_by_id(id).map(|sp| sp.display_name.clone());
+    // A user principal shows its UPN: the simulator's users have no display name.
+    let (principal_name, principal_type) = match name(&a.principal_id) {
+        Some(sp) => (Some(sp), "ServicePrincipal"),
+        None => match t.user(&a.principal_id) {
+            Some(user) => (Some(user.user_principal_name), "User"),
+            None => (None, "ServicePrincipal"),
+        },
+    };
     json!({
         "id": a.id,
         "deletedDateTime": null,
         "appRoleId": a.app_role_id,
         "createdDateTime": time(a.created),
-        "principalDisplayName": name(&a.principal_id),
+        "principalDisplayName": principal_name,
         "principalId": a.principal_id,
-        "principalType": "ServicePrincipal",
+        "principalType": principal_type,
         "resourceDisplayName": name(&a.resource_id),
         "resourceId": a.resource_id,
     })

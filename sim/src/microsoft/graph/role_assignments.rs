@@ -1,5 +1,7 @@
 //! App role assignments (application permissions, admin consent): `appRoleAssignments` of a
-//! principal and `appRoleAssignedTo` of a resource.
+//! principal and `appRoleAssignedTo` of a resource. A resource's `appRoleAssignedTo` may also
+//! assign a user (a directory user or a mailbox's user) to it, e.g. with the default access role,
+//! which is what `appRoleAssignmentRequired` asks for at sign-in.
 
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
@@ -10,7 +12,7 @@ use super::query::{filter_clauses, matches, page};
 use super::render::{JSON, assignment_json};
 use super::service_principals::find_sp;
 use crate::microsoft::routes::SpKey;
-use crate::microsoft::state::{SimAppRoleAssignment, Tenant, graph_precision};
+use crate::microsoft::state::{DEFAULT_ACCESS_ROLE_ID, SimAppRoleAssignment, Tenant, graph_precision};
 use crate::random;
 use crate::server::SimResponse;
 
@@ -59,9 +61,19 @@ pub(super) fn create_assignment(
             "The service principal in the URL must be the one named by the request body.",
         ));
     }
-    let principal = find_sp(t, cx, SpKey::Id, &principal_id)?.id.clone();
+    // A user is assigned through the resource (`appRoleAssignedTo`); the principal path of
+    // `/servicePrincipals/{id}/appRoleAssignments` is a service principal by construction.
+    let principal = match (path_is_resource, t.user(&principal_id)) {
+        (true, Some(user)) if find_sp(t, cx, SpKey::Id, &principal_id).is_err() => user.id.to_lowercase(),
+        _ => find_sp(t, cx, SpKey::Id, &principal_id)?.id.clone(),
+    };
     let resource = find_sp(t, cx, SpKey::Id, &resource_id)?;
-    if !resource.app_roles.iter().any(|r| r.id.eq_ignore_ascii_case(&app_role_id)) {
+    // The default access role assigns the application without a specific app role (documented).
+    // Unconfirmed: that Graph accepts it for a service principal principal too, and also when the
+    // resource defines app roles.
+    if !app_role_id.eq_ignore_ascii_case(DEFAULT_ACCESS_ROLE_ID)
+        && !resource.app_roles.iter().any(|r| r.id.eq_ignore_ascii_case(&app_role_id))
+    {
         return Err(GraphError::app_role_not_found(&resource.app_id));
     }
     let resource = resource.id.clone();

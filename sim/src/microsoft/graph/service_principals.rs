@@ -13,8 +13,8 @@ use crate::random;
 use crate::server::SimResponse;
 
 /// Service principal properties accepted on create/update but not modelled.
-const IGNORED_SP_PROPERTIES: [&str; 5] =
-    ["appRoleAssignmentRequired", "notes", "description", "notificationEmailAddresses", "preferredSingleSignOnMode"];
+const IGNORED_SP_PROPERTIES: [&str; 4] =
+    ["notes", "description", "notificationEmailAddresses", "preferredSingleSignOnMode"];
 
 fn sp_index(t: &Tenant, cx: &Ctx, key: SpKey, value: &str) -> Result<usize, GraphError> {
     t.service_principals
@@ -66,6 +66,10 @@ fn apply_sp_patch(sp: &mut SimServicePrincipal, body: &Map<String, Value>) -> Re
             "accountEnabled" => {
                 sp.account_enabled = value.as_bool().ok_or_else(|| GraphError::invalid_value("accountEnabled"))?;
             }
+            "appRoleAssignmentRequired" => {
+                sp.app_role_assignment_required =
+                    value.as_bool().ok_or_else(|| GraphError::invalid_value("appRoleAssignmentRequired"))?;
+            }
             "tags" => sp.tags = parse_tags(value)?,
             "passwordCredentials" | "keyCredentials" => {
                 return Err(GraphError::bad_request(
@@ -97,6 +101,7 @@ fn insert_service_principal(t: &mut Tenant, cx: &Ctx, app_id: &str, body: &Map<S
         oauth2_permission_scopes: Vec::new(),
         tags: Vec::new(),
         created: graph_precision(cx.now),
+        app_role_assignment_required: false,
     };
     apply_sp_patch(&mut sp, body)?;
     let value = sp_json(&sp);
