@@ -666,7 +666,7 @@ pub async fn diagnose_tenant(
         "Exchange roles",
         Outcome::Info,
         format!(
-            "not read by doctor: check in Exchange Online PowerShell that the service principal of {client_id} is listed by Get-RoleGroupMember for a role group with Mail Recipients limited to the allowed mailboxes (setup tenant: <name>-recipients) and one with View-Only Configuration (<name>-configuration-reader)"
+            "not read by doctor: check in Exchange Online PowerShell that the service principal of {client_id} is listed by Get-RoleGroupMember for a role group with the custom role <name>-mailbox-settings (derived from Mail Recipients, cut to the operator's cmdlets) limited to the allowed mailboxes (setup tenant: <name>-recipients) and one with View-Only Configuration (<name>-configuration-reader)"
         ),
     ));
     Ok(checks)

@@ -136,16 +136,15 @@ pub async fn plan(
             );
             changes.extend(consent.assign.iter().map(|(_, _, label)| format!("grant application permission {label}")));
             changes.extend(consent.unassign.iter().map(|(_, label)| format!("withdraw {label}")));
-            changes.extend(
-                consent.create_grants.iter().map(|g| match &g.principal_id {
-                    Some(user) => format!("grant delegated {} for user {user} only", g.scope),
-                    None => format!("grant delegated {} for all users", g.scope),
-                }),
-            );
+            changes.extend(consent.create_grants.iter().map(|g| match &g.principal_id {
+                Some(user) => format!("grant delegated {} for user {user} only", g.scope),
+                None => format!("grant delegated {} for all users", g.scope),
+            }));
             changes.extend(
                 consent.update_grants.iter().map(|(_, scope)| format!("change the delegated grant to {scope}")),
             );
-            changes.extend(consent.delete_grants.iter().map(|(id, what)| format!("delete delegated grant {id} ({what})")));
+            changes
+                .extend(consent.delete_grants.iter().map(|(id, what)| format!("delete delegated grant {id} ({what})")));
         }
         Some(_) => {}
     }

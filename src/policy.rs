@@ -223,8 +223,12 @@ pub fn admit_tenant_host(tenant_name: &str, tenant: &EntraTenantSpec, host: &str
 pub fn admit_redirect_uri(tenant_name: &str, tenant: &EntraTenantSpec, uri: &str) -> Result<(), Refusal> {
     let host = uri.strip_prefix("https://").and_then(|rest| rest.strip_suffix("/callback"));
     match host {
-        Some(host) if normalised_host(host).is_some() => admit_tenant_host(tenant_name, tenant, host)
-            .map_err(|r| Refusal { rule: "EntraTenant spec.connect.tenantHosts", message: format!("redirect URI {uri}: {}", r.message) }),
+        Some(host) if normalised_host(host).is_some() => {
+            admit_tenant_host(tenant_name, tenant, host).map_err(|r| Refusal {
+                rule: "EntraTenant spec.connect.tenantHosts",
+                message: format!("redirect URI {uri}: {}", r.message),
+            })
+        }
         _ => Err(Refusal {
             rule: "spec.redirectUris",
             message: format!(

@@ -146,7 +146,10 @@ async fn apply_claims_rbac(admin: &Client, ns: &str, mut value: serde_json::Valu
             for subject in binding.subjects.iter_mut().flatten() {
                 subject.namespace = Some(ns.to_string());
             }
-            Api::<RoleBinding>::namespaced(admin.clone(), ns).patch(&name, &params, &Patch::Apply(&binding)).await.unwrap();
+            Api::<RoleBinding>::namespaced(admin.clone(), ns)
+                .patch(&name, &params, &Patch::Apply(&binding))
+                .await
+                .unwrap();
         }
         other => panic!("unexpected {other:?}"),
     }

@@ -564,7 +564,8 @@ async fn redirect_uris_outside_the_listed_connect_hosts_and_tenant_wide_consent_
         assert!(message.contains(uri), "{uri}: {message}");
     }
     // http:// never passes the schema.
-    let plain = registration("phish-http", &strict, json!({"redirectUris": ["http://acme.us.webexconnect.io/callback"]}));
+    let plain =
+        registration("phish-http", &strict, json!({"redirectUris": ["http://acme.us.webexconnect.io/callback"]}));
     let refused = Api::<AzureAppRegistration>::namespaced(h.client.clone(), &h.ns.name)
         .create(&PostParams::default(), &serde_json::from_value(plain).unwrap())
         .await;
@@ -626,14 +627,26 @@ async fn a_channel_consents_for_its_mailboxs_user_only_and_only_with_a_listed_co
         assert_eq!(g.principal_id.as_deref(), Some(user.to_lowercase().as_str()), "{g:?}");
     }
     let child: AzureAppRegistration = Api::namespaced(h.client.clone(), &h.ns.name).get("support").await.unwrap();
-    let consent = child.status.unwrap().conditions.into_iter().find(|c| c.type_ == app_cond::CONSENT_GRANTED);
+    let consent = child.status.clone().unwrap().conditions.into_iter().find(|c| c.type_ == app_cond::CONSENT_GRANTED);
     assert!(consent.unwrap().message.contains("for the users of support@contoso.com only"));
+    // Connect's "Generate Token", as Entra ID answers it: the mailbox's user signs in without a
+    // consent prompt; any other employee (the attacker's phishing target) is refused.
+    let app_id = child.status.as_ref().and_then(|s| s.app_id.clone()).unwrap();
+    let (callback, scope) =
+        ("https://acme.us.webexconnect.io/callback", "offline_access https://outlook.office.com/SMTP.Send");
+    assert!(h.sim.sign_in(TENANT, &app_id, &user, callback, scope).is_ok(), "the mailbox's user signs in");
+    let other = h.sim.add_user(TENANT, "employee@contoso.com", false);
+    let refused = h.sim.sign_in(TENANT, &app_id, &other, callback, scope).unwrap_err();
+    assert_eq!(refused.code, 65001, "{}", refused.message);
+    let foreign = h.sim.sign_in(TENANT, &app_id, &user, "https://evil.example.com/callback", scope).unwrap_err();
+    assert_eq!(foreign.code, 50011, "{}", foreign.message);
 
     // A bare registration naming a mailbox nobody has: nothing is granted, the condition says so.
     let ghost = json!({"permissions": [{"resource": "Office 365 Exchange Online", "delegated": ["SMTP.Send"]}],
                        "consentFor": ["ghost@contoso.com"]});
     apply_registration(&h, &registration("ghost", &strict, ghost)).await;
-    let message = registration_reason(&h, "ghost", app_cond::CONSENT_GRANTED, "False", reason::PRINCIPAL_NOT_FOUND).await;
+    let message =
+        registration_reason(&h, "ghost", app_cond::CONSENT_GRANTED, "False", reason::PRINCIPAL_NOT_FOUND).await;
     assert!(message.contains("ghost@contoso.com"), "{message}");
     assert_eq!(h.sim.oauth2_permission_grants(TENANT).len(), 2, "no grant for the ghost");
     drop_tenant(&h, &strict).await;
@@ -659,7 +672,11 @@ async fn tenant_wide_consent_is_replaced_by_consent_for_the_named_user_new_grant
     eventually(Duration::from_secs(30), || async {
         let grants = h.sim.oauth2_permission_grants(TENANT);
         let principal = grants.iter().map(|g| (g.consent_type.clone(), g.principal_id.clone())).collect::<Vec<_>>();
-        if principal == [("Principal".to_string(), Some(user.to_lowercase()))] { Ok(()) } else { Err(format!("{principal:?}")) }
+        if principal == [("Principal".to_string(), Some(user.to_lowercase()))] {
+            Ok(())
+        } else {
+            Err(format!("{principal:?}"))
+        }
     })
     .await;
     let routes: Vec<String> = h.sim.calls().iter().map(|c| c.route.clone()).collect();
@@ -709,11 +726,18 @@ async fn a_second_channel_for_a_claimed_mailbox_in_another_namespace_is_refused_
     assert_eq!(h.sim.applications(TENANT).len(), apps, "no application for the second claim");
     assert_eq!(h.sim.exchange().count_cmdlet("Set-Mailbox"), set_mailbox, "no Exchange change for the second claim");
     assert!(
-        Api::<AzureAppRegistration>::namespaced(h.client.clone(), &second.name).get_opt("thief").await.unwrap().is_none()
+        Api::<AzureAppRegistration>::namespaced(h.client.clone(), &second.name)
+            .get_opt("thief")
+            .await
+            .unwrap()
+            .is_none()
     );
     // The owner leaves: the claim is released after its settings are restored, and the second
     // channel takes the mailbox over.
-    Api::<EmailChannel>::namespaced(h.client.clone(), &h.ns.name).delete("first", &DeleteParams::default()).await.unwrap();
+    Api::<EmailChannel>::namespaced(h.client.clone(), &h.ns.name)
+        .delete("first", &DeleteParams::default())
+        .await
+        .unwrap();
     eventually(Duration::from_secs(60), || async {
         let c = channels_b.get("thief").await.map_err(|e| e.to_string())?;
         let status = c.status.unwrap_or_default();

@@ -338,7 +338,7 @@ async fn the_exchange_role_holds_exactly_the_operators_cmdlets_and_exchange_refu
     exchange.set_forwarding(TENANT, MAILBOX, None, false).await.unwrap();
     for listed in OPERATOR_CMDLETS {
         assert!(
-            sim.exchange().received_parameters(TENANT, listed.cmdlet).len() >= 1,
+            !sim.exchange().received_parameters(TENANT, listed.cmdlet).is_empty(),
             "{} was not exercised",
             listed.cmdlet
         );

@@ -38,7 +38,9 @@ pub fn claim_name(mailbox: &str) -> String {
 pub enum Claim {
     Ours,
     /// Another live channel holds it (`namespace/name`).
-    Taken { by: String },
+    Taken {
+        by: String,
+    },
 }
 
 /// Claims `mailbox` for `channel`, or says who holds it.

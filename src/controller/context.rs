@@ -67,6 +67,10 @@ impl Default for Settings {
     }
 }
 
+/// How long a mailbox user's object ID read from Exchange is used without reading it again (a
+/// mailbox deleted and created again for another user is noticed within this time).
+pub const PRINCIPAL_FRESH_FOR: Duration = Duration::from_secs(3600);
+
 pub struct Context {
     pub client: Client,
     /// Microsoft clients per cloud and operator credential (see `crate::clients`).
@@ -82,6 +86,9 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Per channel UID: the mailbox inputs last found configured in Exchange, and when.
     mailboxes: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// (tenant, mailbox in lower case) → the Entra object ID of the mailbox's user and when it was
+    /// read: a user's object ID never changes, so consent does not read Exchange on every pass.
+    principals: Mutex<HashMap<(String, String), (String, std::time::Instant)>>,
     /// (channel UID, mailbox) claims this process created or found held (see `claims`).
     claims: Mutex<std::collections::HashSet<(String, String)>>,
 }
@@ -106,7 +113,25 @@ impl Context {
             failures: Mutex::default(),
             mailboxes: Mutex::default(),
             claims: Mutex::default(),
+            principals: Mutex::default(),
         }
+    }
+
+    /// The object ID of the mailbox's user read less than [`PRINCIPAL_FRESH_FOR`] ago.
+    pub fn known_principal(&self, tenant: &str, mailbox: &str) -> Option<String> {
+        let known = self.principals.lock().expect("not poisoned");
+        known
+            .get(&(tenant.to_string(), mailbox.to_ascii_lowercase()))
+            .filter(|(_, at)| at.elapsed() < PRINCIPAL_FRESH_FOR)
+            .map(|(id, _)| id.clone())
+    }
+
+    pub fn principal_read(&self, tenant: &str, mailbox: &str, object_id: &str) {
+        let mut known = self.principals.lock().expect("not poisoned");
+        known.insert(
+            (tenant.to_string(), mailbox.to_ascii_lowercase()),
+            (object_id.to_string(), std::time::Instant::now()),
+        );
     }
 
     /// Whether this process knows the channel holds the claim on the mailbox.

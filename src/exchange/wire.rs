@@ -124,7 +124,7 @@ fn access_denied(cmdlet: &'static str, status: u16, body: &Value) -> ExchangeErr
     let server = body["error"]["message"].as_str().map(str::trim).filter(|m| !m.is_empty());
     let fix = if status == 403 {
         format!(
-            "{cmdlet} is not available to the operator's application: give it an Exchange role that includes {cmdlet} (a role group with the operator's service principal as member, e.g. Mail Recipients limited to the allowed mailboxes, or Exchange Administrator)"
+            "{cmdlet} is not available to the operator's application: give it an Exchange role that includes {cmdlet} (a role group with the operator's service principal as member, e.g. the custom role setup tenant derives from Mail Recipients, limited to the allowed mailboxes, or Exchange Administrator)"
         )
     } else {
         "give the operator's application the Exchange.ManageAsApp application permission (Office 365 Exchange Online, admin consent) and an Exchange role: a role group with its service principal as member (what setup tenant creates) or the Exchange Administrator role".to_string()

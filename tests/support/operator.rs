@@ -266,7 +266,8 @@ pub async fn apply_test_tenant(client: &Client) {
             "namespaceSelector": {"matchLabels": {"connectemail.dev/test": "true"}},
             "mailboxes": ["*@contoso.com", "*@*.contoso.com", "*@fabrikam.com"],
             // The Connect organisations of the tests (the long one: the schema's longest tenantHost).
-            "connect": {"tenantHosts": ["acme.us.webexconnect.io", "acme.eu.webexconnect.io", super::resources::long_host(239)]},
+            "connect": {"tenantHosts": ["acme.us.webexconnect.io", "acme.eu.webexconnect.io", "contoso.us.webexconnect.io",
+                                        "contoso.eu.webexconnect.io", super::resources::long_host(239)]},
             "forwarding": {"allowedDestinations": ["*@mail-us.imiconnect.io", "*@b.io"]},
             // Bare registrations of the rotation, crash and fault suites consent for every user,
             // as the portal does; channels consent for their mailbox's user (tests/security.rs

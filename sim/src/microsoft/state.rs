@@ -401,8 +401,7 @@ impl Tenant {
     /// `ExternalDirectoryObjectId` is the user's `id`): an existing user with this UPN keeps its
     /// ID and the new mailbox takes it; otherwise a (non-admin) user is registered with the
     /// mailbox's ID. Idempotent like [`ExchangeOrg::add_mailbox`]. This is how the Exchange side
-    /// should create mailboxes (`ExchangeSim::add_mailbox`).
-    #[allow(dead_code, reason = "for ExchangeSim::add_mailbox, which still calls ExchangeOrg::add_mailbox")]
+    /// creates mailboxes (`ExchangeSim::add_mailbox`).
     pub fn add_mailbox(&mut self, upn: &str) -> super::exchange::SimMailbox {
         let existed = self.exchange.mailbox(upn).is_some();
         let mut mailbox = self.exchange.add_mailbox(upn);

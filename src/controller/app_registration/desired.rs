@@ -520,7 +520,8 @@ mod tests {
     #[test]
     fn consent_for_one_user_replaces_the_tenant_wide_grant_new_grant_first() {
         let resolved =
-            resolve_permissions(&[permission("Office 365 Exchange Online", &[], &["SMTP.Send"])], &resources()).unwrap();
+            resolve_permissions(&[permission("Office 365 Exchange Online", &[], &["SMTP.Send"])], &resources())
+                .unwrap();
         let tenant_wide = OAuth2PermissionGrant {
             id: "g-all".into(),
             client_id: "client".into(),
@@ -540,7 +541,11 @@ mod tests {
         let plan = consent_plan(&resolved, ConsentFor::Users(&users), &[], &grants, None);
         assert_eq!(
             plan.create_grants,
-            vec![NewGrant { resource_id: "sp-exo".into(), principal_id: Some("user-a".into()), scope: "SMTP.Send".into() }]
+            vec![NewGrant {
+                resource_id: "sp-exo".into(),
+                principal_id: Some("user-a".into()),
+                scope: "SMTP.Send".into()
+            }]
         );
         let deleted: Vec<&str> = plan.delete_grants.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(deleted, ["g-all", "g-other"], "every grant for anyone else goes, on the operator's own app");

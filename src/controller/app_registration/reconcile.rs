@@ -441,8 +441,15 @@ async fn consent_users(run: &mut Run<'_>, clients: &CloudClients) -> Result<Opti
     }
     let mut users = Vec::new();
     for mailbox in &spec.consent_for {
+        if let Some(id) = run.ctx.known_principal(&run.tenant, mailbox) {
+            users.push(id);
+            continue;
+        }
         match clients.mailboxes.user_object_id(&run.tenant, mailbox).await {
-            Ok(id) => users.push(id),
+            Ok(id) => {
+                run.ctx.principal_read(&run.tenant, mailbox, &id);
+                users.push(id)
+            }
             Err(crate::exchange::ExchangeError::MailboxNotFound(_)) => {
                 let message = format!(
                     "consentFor: Exchange Online has no mailbox {mailbox} with an Entra user in tenant {}: check the address; no consent is granted until it resolves",

@@ -64,11 +64,7 @@ async fn restore_mailbox(cached: &EmailChannel, ctx: &Context) -> Result<Action,
     }
     // The credential of the EntraTenant that admitted the channel, while it still names that tenant.
     let admitted_by = obj.status.as_ref().and_then(|s| admitted_by(&s.conditions)).unwrap_or_default();
-    let exchange = ctx
-        .azure
-        .for_recorded(&ctx.client, &admitted_by, &record.tenant_id, record.cloud)
-        .await?
-        .mailboxes;
+    let exchange = ctx.azure.for_recorded(&ctx.client, &admitted_by, &record.tenant_id, record.cloud).await?.mailboxes;
     let (tenant, mailbox) = (record.tenant_id.as_str(), record.address.as_str());
     // Exchange's own classification: a 503 while restoring backs off like any transient error.
     let exchange_error = Error::Exchange;

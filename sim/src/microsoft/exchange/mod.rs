@@ -63,12 +63,34 @@
 //! given to `-App`, which identities `-App` / `-Identity` / `-Member` accept (AppId, ObjectId,
 //! ServiceId or display name here), the output property names beyond those parameters (above all
 //! how Get-RoleGroupMember shows a service principal), and the name of an assignment made without
-//! `-Name`. Role groups and assignments are stored, not enforced: the simulator still authorizes
-//! cmdlets with "has a role or not" ([`ExchangeSim::set_role_missing`]), and does not evaluate
-//! filters.
+//! `-Name`.
+//!
+//! Management roles and role entries: built-in roles with a subset of their entries (`Mail
+//! Recipients` with the operator's mailbox cmdlets and others it does not need, such as
+//! Add-MailboxPermission, Add-RecipientPermission and Set-Mailbox `-GrantSendOnBehalfTo`;
+//! `View-Only Configuration`; `View-Only Recipients`; application roles without entries), and
+//! custom roles: New-ManagementRole (`-Name`, `-Parent`; the new role starts with the parent's
+//! entries, documented), Get-ManagementRole, Get-ManagementRoleEntry (`<role>\<cmdlet>` with `*`
+//! wildcards), Add-/Remove-ManagementRoleEntry and Set-ManagementRoleEntry (`-Parameters` with
+//! `-AddParameter`, `-RemoveParameter`, or neither to replace the entry's parameters; parameters
+//! must be on the parent's entry; built-in roles can't be changed: all documented). Unconfirmed:
+//! the errors for those rules, the output properties beyond Name/Parent and Name/Role/Parameters,
+//! and which entries and parameters the built-in roles really hold.
+//!
+//! Role entries are enforced for an application that holds at least one role recorded here
+//! (an Exchange service principal for the token's `appid` that is a member of a role group or
+//! has a direct role assignment): a call needs one entry of its roles for the cmdlet holding
+//! every parameter sent. A cmdlet outside its roles is answered like a missing role (401
+//! `User is not allowed to call …`, publicly observed for a cmdlet outside an administrator's
+//! roles too); a parameter outside the entry like an unknown parameter (400
+//! ParameterBindingException "A parameter cannot be found that matches parameter name 'X'.":
+//! unconfirmed, PowerShell's answer in a session where the parameter is not granted). Callers
+//! with no role recorded (administrators' tokens, tests that never create roles) are not
+//! checked, and [`ExchangeSim::set_role_missing`] refuses everything. Recipient write scopes are
+//! stored, not evaluated (filters are not interpreted).
 //!
 //! Not simulated: `$select`, the `Prefer: odata.maxpagesize` header, cmdlets and parameters beyond
-//! those the operator and `setup` use, RBAC scopes finer than "has a role or not".
+//! those the operator and `setup` use, recipient write scopes.
 
 mod model;
 pub(super) mod org;
@@ -78,7 +100,9 @@ use std::sync::Arc;
 
 pub use model::{AutoForwardingMode, SimMailbox, SimOutboundPolicy, SimOutboundRule};
 use org::{DEFAULT_POLICY, ExchangeOrg, canonical_cmdlet};
-pub use org::{SimExchangeServicePrincipal, SimManagementScope, SimRoleAssignment, SimRoleGroup};
+pub use org::{
+    SimExchangeServicePrincipal, SimManagementRole, SimManagementScope, SimRoleAssignment, SimRoleEntry, SimRoleGroup,
+};
 
 use super::state::{Shared, Tenant};
 use crate::random;
@@ -104,8 +128,8 @@ impl ExchangeSim {
     /// Adds a user mailbox whose UPN and primary SMTP address are `upn` (its domain becomes an
     /// accepted domain of the tenant); idempotent. Creates the tenant if missing.
     pub fn add_mailbox(&self, tenant_id: &str, upn: &str) -> SimMailbox {
-        lock(&self.shared.directory).tenants.entry(tenant_id.to_string()).or_insert_with(Tenant::new);
-        self.with_org(tenant_id, |org| org.add_mailbox(upn))
+        // The mailbox and its Entra user share one object ID (an existing user's, if any).
+        lock(&self.shared.directory).tenants.entry(tenant_id.to_string()).or_insert_with(Tenant::new).add_mailbox(upn)
     }
 
     /// Adds an accepted domain, e.g. `contoso.onmicrosoft.com`: the path and the
@@ -134,7 +158,7 @@ impl ExchangeSim {
 
     /// When true, the caller is treated as lacking an Exchange role in this tenant: every
     /// InvokeCommand call is answered 401 with `{"error":{"code":"Unauthorized","message":"User
-    /// is not allowed to call <cmdlet>."}}`.
+    /// is not allowed to call <cmdlet>."}}`, whatever roles are recorded.
     pub fn set_role_missing(&self, tenant_id: &str, missing: bool) {
         self.with_org(tenant_id, |org| org.role_missing = missing);
     }
@@ -185,6 +209,29 @@ impl ExchangeSim {
     /// Custom role groups (New-RoleGroup) with their service-principal members.
     pub fn role_groups(&self, tenant_id: &str) -> Vec<SimRoleGroup> {
         self.with_org(tenant_id, |org| org.role_groups.clone())
+    }
+
+    /// Custom management roles (New-ManagementRole) with their parent and role entries.
+    pub fn management_roles(&self, tenant_id: &str) -> Vec<SimManagementRole> {
+        self.with_org(tenant_id, |org| org.roles.clone())
+    }
+
+    /// A built-in or custom management role by name (any case), with its role entries.
+    pub fn management_role(&self, tenant_id: &str, name: &str) -> Option<SimManagementRole> {
+        self.with_org(tenant_id, |org| org.role(name))
+    }
+
+    /// The roles the Exchange service principal of application `app_id` holds (through role
+    /// groups and direct assignments); while it holds none, its calls are not checked against
+    /// role entries (see the module documentation).
+    pub fn roles_of_app(&self, tenant_id: &str, app_id: &str) -> Vec<String> {
+        self.with_org(tenant_id, |org| {
+            org.service_principals
+                .iter()
+                .find(|sp| sp.app_id.eq_ignore_ascii_case(app_id))
+                .map(|sp| org.roles_of(&sp.service_id))
+                .unwrap_or_default()
+        })
     }
 
     /// Get-TransportConfig `SmtpClientAuthenticationDisabled` (default true).

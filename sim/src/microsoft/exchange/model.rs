@@ -36,6 +36,9 @@ pub struct SimMailbox {
     /// The identity of an internal recipient; when set it wins over `forwarding_smtp_address`.
     pub forwarding_address: Option<String>,
     pub deliver_to_mailbox_and_forward: bool,
+    /// Recipients (their identities) who may send on behalf of the mailbox (Set-Mailbox
+    /// `-GrantSendOnBehalfTo`): a parameter of `Mail Recipients` the operator does not use.
+    pub grant_send_on_behalf_to: Vec<String>,
     /// CAS mailbox setting: `None` inherits the organization's transport config.
     pub smtp_client_authentication_disabled: Option<bool>,
 }

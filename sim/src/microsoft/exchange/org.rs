@@ -39,10 +39,16 @@ pub(crate) enum Cmdlet {
     NewRoleGroup,
     GetRoleGroupMember,
     AddRoleGroupMember,
+    GetManagementRole,
+    NewManagementRole,
+    GetManagementRoleEntry,
+    AddManagementRoleEntry,
+    RemoveManagementRoleEntry,
+    SetManagementRoleEntry,
 }
 
 impl Cmdlet {
-    pub const ALL: [Cmdlet; 18] = [
+    pub const ALL: [Cmdlet; 24] = [
         Cmdlet::GetMailbox,
         Cmdlet::SetMailbox,
         Cmdlet::GetCasMailbox,
@@ -61,6 +67,12 @@ impl Cmdlet {
         Cmdlet::NewRoleGroup,
         Cmdlet::GetRoleGroupMember,
         Cmdlet::AddRoleGroupMember,
+        Cmdlet::GetManagementRole,
+        Cmdlet::NewManagementRole,
+        Cmdlet::GetManagementRoleEntry,
+        Cmdlet::AddManagementRoleEntry,
+        Cmdlet::RemoveManagementRoleEntry,
+        Cmdlet::SetManagementRoleEntry,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +95,12 @@ impl Cmdlet {
             Cmdlet::NewRoleGroup => "New-RoleGroup",
             Cmdlet::GetRoleGroupMember => "Get-RoleGroupMember",
             Cmdlet::AddRoleGroupMember => "Add-RoleGroupMember",
+            Cmdlet::GetManagementRole => "Get-ManagementRole",
+            Cmdlet::NewManagementRole => "New-ManagementRole",
+            Cmdlet::GetManagementRoleEntry => "Get-ManagementRoleEntry",
+            Cmdlet::AddManagementRoleEntry => "Add-ManagementRoleEntry",
+            Cmdlet::RemoveManagementRoleEntry => "Remove-ManagementRoleEntry",
+            Cmdlet::SetManagementRoleEntry => "Set-ManagementRoleEntry",
         }
     }
 
@@ -96,9 +114,13 @@ impl Cmdlet {
     fn parameters(self) -> &'static [&'static str] {
         match self {
             Cmdlet::GetMailbox | Cmdlet::GetCasMailbox => &["Identity", "ResultSize"],
-            Cmdlet::SetMailbox => {
-                &["Identity", "ForwardingSmtpAddress", "ForwardingAddress", "DeliverToMailboxAndForward"]
-            }
+            Cmdlet::SetMailbox => &[
+                "Identity",
+                "ForwardingSmtpAddress",
+                "ForwardingAddress",
+                "DeliverToMailboxAndForward",
+                "GrantSendOnBehalfTo",
+            ],
             Cmdlet::SetCasMailbox => &["Identity", "SmtpClientAuthenticationDisabled"],
             Cmdlet::GetTransportConfig => &[],
             Cmdlet::GetHostedOutboundSpamFilterPolicy
@@ -112,6 +134,11 @@ impl Cmdlet {
             Cmdlet::GetRoleGroup | Cmdlet::GetRoleGroupMember => &["Identity"],
             Cmdlet::NewRoleGroup => &["Name", "Roles", "CustomRecipientWriteScope", "Members", "Description"],
             Cmdlet::AddRoleGroupMember => &["Identity", "Member"],
+            Cmdlet::GetManagementRole | Cmdlet::GetManagementRoleEntry => &["Identity"],
+            Cmdlet::NewManagementRole => &["Name", "Parent", "Description"],
+            Cmdlet::AddManagementRoleEntry => &["Identity", "Parameters"],
+            Cmdlet::RemoveManagementRoleEntry => &["Identity", "Force"],
+            Cmdlet::SetManagementRoleEntry => &["Identity", "Parameters", "AddParameter", "RemoveParameter", "Force"],
         }
     }
 }
@@ -138,6 +165,12 @@ pub(crate) enum Output {
     RoleGroup(SimRoleGroup),
     /// A role group member that is a service principal.
     RoleGroupMember(SimExchangeServicePrincipal),
+    ManagementRole(SimManagementRole),
+    /// One entry of `role`.
+    RoleEntry {
+        role: String,
+        entry: SimRoleEntry,
+    },
 }
 
 /// A successful run: output objects plus warnings (`@adminapi.warnings`).
@@ -167,6 +200,18 @@ pub(crate) enum CmdletError {
     /// is documented ("If you use the App parameter, you can't specify admin or user roles; you
     /// can only specify application roles"); the error id, type and wording are unconfirmed.
     NotAnApplicationRole { role: String },
+    /// Changing the entries of a built-in role. The rule is documented ("you can't remove role
+    /// entries from built-in management roles", "You can't change role entries associated with
+    /// built-in roles"); the error id, type and wording are unconfirmed.
+    BuiltInRole { role: String },
+    /// Adding a cmdlet or parameter the parent role's entry does not have. The rule is documented
+    /// ("the parameters must exist in the role entry in the parent management role"); the error
+    /// id, type and wording are unconfirmed.
+    NotInParent { entry: String, parameter: Option<String> },
+    /// Removing an entry or parameters that a child role's entry still has. The rule is
+    /// documented for parameters ("there can be no role entries in child roles that inherit
+    /// those parameters"); applying it to whole entries, and the error, are unconfirmed.
+    InheritedByChild { entry: String, child: String },
 }
 
 impl CmdletError {
@@ -208,6 +253,22 @@ impl fmt::Display for CmdletError {
             CmdletError::NotAnApplicationRole { role } => write!(
                 f,
                 "|Microsoft.Exchange.Management.RbacTasks.InvalidRoleAssignmentException|The role \"{role}\" can't be assigned to an application: only application roles (Application …) can."
+            ),
+            CmdletError::BuiltInRole { role } => write!(
+                f,
+                "|Microsoft.Exchange.Management.RbacTasks.InvalidOperationOnBuiltInRoleException|The role \"{role}\" is a built-in role: its role entries can't be changed."
+            ),
+            CmdletError::NotInParent { entry, parameter: None } => write!(
+                f,
+                "|Microsoft.Exchange.Management.RbacTasks.RoleEntryNotInParentException|The role entry \"{entry}\" isn't on the parent role."
+            ),
+            CmdletError::NotInParent { entry, parameter: Some(parameter) } => write!(
+                f,
+                "|Microsoft.Exchange.Management.RbacTasks.RoleEntryNotInParentException|The parameter \"{parameter}\" of role entry \"{entry}\" isn't on the parent role's entry."
+            ),
+            CmdletError::InheritedByChild { entry, child } => write!(
+                f,
+                "|Microsoft.Exchange.Management.RbacTasks.RoleEntryInheritedException|The role entry \"{entry}\" can't be changed: the child role \"{child}\" inherits it."
             ),
         }
     }
@@ -319,6 +380,8 @@ pub(crate) struct ExchangeOrg {
     pub role_assignments: Vec<SimRoleAssignment>,
     /// Custom role groups (New-RoleGroup), with service principals as members.
     pub role_groups: Vec<SimRoleGroup>,
+    /// Custom management roles (New-ManagementRole); the built-in ones are [`BUILT_IN_ROLES`].
+    pub roles: Vec<SimManagementRole>,
 }
 
 /// A custom management role group (Get-RoleGroup).
@@ -360,16 +423,173 @@ pub struct SimRoleAssignment {
     pub custom_resource_scope: Option<String>,
 }
 
-/// The built-in management roles the simulator knows (a subset; role names are confirmed from
-/// Exchange Online's role list).
-const KNOWN_ROLES: [&str; 6] = [
-    "Mail Recipients",
-    "View-Only Configuration",
-    "View-Only Recipients",
-    "Application Mail.Send",
-    "Application Mail.Read",
-    "Application Exchange Full Access",
+/// A management role (Get-ManagementRole): a built-in one, or a custom one made with
+/// New-ManagementRole from a parent whose entries it starts with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimManagementRole {
+    pub name: String,
+    /// The parent role's name; None for a built-in (root) role.
+    pub parent: Option<String>,
+    pub entries: Vec<SimRoleEntry>,
+}
+
+impl SimManagementRole {
+    pub fn is_built_in(&self) -> bool {
+        self.parent.is_none()
+    }
+
+    /// The entry for `cmdlet` (any case).
+    pub fn entry(&self, cmdlet: &str) -> Option<&SimRoleEntry> {
+        self.entries.iter().find(|e| e.cmdlet.eq_ignore_ascii_case(cmdlet.trim()))
+    }
+}
+
+/// A management role entry (Get-ManagementRoleEntry): a cmdlet and the parameters of it the role
+/// allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimRoleEntry {
+    pub cmdlet: String,
+    pub parameters: Vec<String>,
+}
+
+impl SimRoleEntry {
+    pub fn has_parameter(&self, name: &str) -> bool {
+        self.parameters.iter().any(|p| p.eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+/// A built-in role: its name and its entries (cmdlet, parameters).
+type BuiltInRole = (&'static str, &'static [(&'static str, &'static [&'static str])]);
+
+/// The built-in management roles the simulator knows, with their role entries: role names are
+/// confirmed from Exchange Online's role list; the entries are a subset. That `Mail Recipients`
+/// holds the mailbox cmdlets the operator runs and mailbox/recipient permission cmdlets
+/// (Add-MailboxPermission, Add-RecipientPermission) follows Microsoft's role-entry lists; the
+/// parameter lists are abbreviated and, beyond the ones the operator sends, illustrative. That
+/// `View-Only Configuration` holds the organization-wide reads the operator makes is assumed
+/// (as `setup tenant` assumes it). Application roles (RBAC for Applications) have no cmdlet
+/// entries.
+const BUILT_IN_ROLES: [BuiltInRole; 6] = [
+    (
+        "Mail Recipients",
+        &[
+            ("Get-Mailbox", &["Identity", "Anr", "Filter", "RecipientTypeDetails", "ResultSize", "SortBy"]),
+            (
+                "Set-Mailbox",
+                &[
+                    "Identity",
+                    "Confirm",
+                    "DeliverToMailboxAndForward",
+                    "DisplayName",
+                    "EmailAddresses",
+                    "ForwardingAddress",
+                    "ForwardingSmtpAddress",
+                    "GrantSendOnBehalfTo",
+                    "HiddenFromAddressListsEnabled",
+                    "WhatIf",
+                ],
+            ),
+            ("Get-CASMailbox", &["Identity", "Filter", "ResultSize"]),
+            (
+                "Set-CASMailbox",
+                &[
+                    "Identity",
+                    "ActiveSyncEnabled",
+                    "Confirm",
+                    "ImapEnabled",
+                    "OWAEnabled",
+                    "PopEnabled",
+                    "SmtpClientAuthenticationDisabled",
+                    "WhatIf",
+                ],
+            ),
+            ("Get-Recipient", &["Identity", "Filter", "ResultSize"]),
+            ("Get-MailboxPermission", &["Identity", "User"]),
+            (
+                "Add-MailboxPermission",
+                &["Identity", "AccessRights", "AutoMapping", "Confirm", "InheritanceType", "User", "WhatIf"],
+            ),
+            ("Remove-MailboxPermission", &["Identity", "AccessRights", "Confirm", "User", "WhatIf"]),
+            ("Add-RecipientPermission", &["Identity", "AccessRights", "Confirm", "Trustee", "WhatIf"]),
+            ("Remove-RecipientPermission", &["Identity", "AccessRights", "Confirm", "Trustee", "WhatIf"]),
+        ],
+    ),
+    (
+        "View-Only Configuration",
+        &[
+            ("Get-AcceptedDomain", &["Identity"]),
+            ("Get-HostedOutboundSpamFilterPolicy", &["Identity"]),
+            ("Get-HostedOutboundSpamFilterRule", &["Identity", "State"]),
+            ("Get-OrganizationConfig", &["Identity"]),
+            ("Get-RemoteDomain", &["Identity"]),
+            ("Get-TransportConfig", &["Identity"]),
+        ],
+    ),
+    (
+        "View-Only Recipients",
+        &[
+            ("Get-CASMailbox", &["Identity", "Filter", "ResultSize"]),
+            ("Get-Mailbox", &["Identity", "Anr", "Filter", "RecipientTypeDetails", "ResultSize", "SortBy"]),
+            ("Get-Recipient", &["Identity", "Filter", "ResultSize"]),
+        ],
+    ),
+    ("Application Mail.Send", &[]),
+    ("Application Mail.Read", &[]),
+    ("Application Exchange Full Access", &[]),
 ];
+
+fn built_in_role(name: &str) -> Option<SimManagementRole> {
+    let (name, entries) = BUILT_IN_ROLES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.trim()))?;
+    Some(SimManagementRole {
+        name: name.to_string(),
+        parent: None,
+        entries: entries
+            .iter()
+            .map(|(cmdlet, parameters)| SimRoleEntry {
+                cmdlet: cmdlet.to_string(),
+                parameters: parameters.iter().map(|p| p.to_string()).collect(),
+            })
+            .collect(),
+    })
+}
+
+/// Why a caller whose roles the simulator enforces may not run a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// No role of the caller has an entry for the cmdlet.
+    Cmdlet,
+    /// The caller's entries for the cmdlet lack this parameter (as sent).
+    Parameter(String),
+}
+
+/// `Role\Cmdlet` → (role, cmdlet); a bare name is a cmdlet of any role (`*\name`).
+fn split_entry_identity(identity: &str) -> (&str, &str) {
+    match identity.trim().rsplit_once('\\') {
+        Some((role, cmdlet)) => (role.trim(), cmdlet.trim()),
+        None => ("*", identity.trim()),
+    }
+}
+
+/// Case-insensitive match with `*` standing for any run of characters.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (pattern, text) = (pattern.to_ascii_lowercase(), text.to_ascii_lowercase());
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) || text.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
 
 impl ExchangeOrg {
     pub fn new() -> ExchangeOrg {
@@ -393,6 +613,7 @@ impl ExchangeOrg {
             scopes: Vec::new(),
             role_assignments: Vec::new(),
             role_groups: Vec::new(),
+            roles: Vec::new(),
         }
     }
 
@@ -438,6 +659,7 @@ impl ExchangeOrg {
             forwarding_smtp_address: None,
             forwarding_address: None,
             deliver_to_mailbox_and_forward: false,
+            grant_send_on_behalf_to: Vec::new(),
             smtp_client_authentication_disabled: None,
         };
         self.mailboxes.push(mailbox.clone());
@@ -573,11 +795,11 @@ impl ExchangeOrg {
             Cmdlet::NewManagementRoleAssignment => {
                 let role = bound.required("Role")?;
                 let app = bound.required("App")?;
-                let Some(role) = KNOWN_ROLES.iter().find(|r| r.eq_ignore_ascii_case(role.trim())) else {
+                let Some(role) = self.role(&role).map(|r| r.name) else {
                     return Err(CmdletError::ObjectNotFound { identity: role });
                 };
                 if !role.starts_with("Application ") {
-                    return Err(CmdletError::NotAnApplicationRole { role: role.to_string() });
+                    return Err(CmdletError::NotAnApplicationRole { role });
                 }
                 let Some(sp) = self.exchange_sp(&app).cloned() else {
                     return Err(CmdletError::RecipientNotFound { identity: app });
@@ -596,7 +818,7 @@ impl ExchangeOrg {
                 }
                 let assignment = SimRoleAssignment {
                     name,
-                    role: role.to_string(),
+                    role: role.clone(),
                     app_service_id: sp.service_id,
                     custom_resource_scope: scope,
                 };
@@ -617,8 +839,8 @@ impl ExchangeOrg {
                 }
                 let mut roles = Vec::new();
                 for role in bound.strings("Roles")? {
-                    match KNOWN_ROLES.iter().find(|r| r.eq_ignore_ascii_case(role.trim())) {
-                        Some(known) => roles.push(known.to_string()),
+                    match self.role(&role) {
+                        Some(known) => roles.push(known.name),
                         None => return Err(CmdletError::ObjectNotFound { identity: role }),
                     }
                 }
@@ -670,8 +892,252 @@ impl ExchangeOrg {
                 }
                 Vec::new()
             }
+            Cmdlet::GetManagementRole => match bound.string("Identity")? {
+                None => self.all_roles().into_iter().map(Output::ManagementRole).collect(),
+                Some(identity) => match self.role(&identity) {
+                    Some(role) => vec![Output::ManagementRole(role)],
+                    None => return Err(CmdletError::ObjectNotFound { identity }),
+                },
+            },
+            Cmdlet::NewManagementRole => {
+                let name = bound.required("Name")?;
+                let parent = bound.required("Parent")?;
+                if self.role(&name).is_some() {
+                    return Err(CmdletError::AlreadyExists { kind: "management role", name });
+                }
+                let Some(parent) = self.role(&parent) else {
+                    return Err(CmdletError::ObjectNotFound { identity: parent });
+                };
+                // Documented: a role made from a parent starts with the parent's role entries.
+                let role = SimManagementRole {
+                    name: name.trim().to_string(),
+                    parent: Some(parent.name),
+                    entries: parent.entries,
+                };
+                self.roles.push(role.clone());
+                vec![Output::ManagementRole(role)]
+            }
+            Cmdlet::GetManagementRoleEntry => {
+                let identity = bound.identity()?;
+                let (role_pattern, cmdlet_pattern) = split_entry_identity(&identity);
+                // Unconfirmed: a named role that does not exist is ObjectNotFound; a pattern
+                // matching nothing is an empty result.
+                if !role_pattern.contains('*') && self.role(role_pattern).is_none() {
+                    return Err(CmdletError::ObjectNotFound { identity });
+                }
+                self.all_roles()
+                    .into_iter()
+                    .filter(|r| glob(role_pattern, &r.name))
+                    .flat_map(|r| {
+                        let role = r.name.clone();
+                        r.entries
+                            .into_iter()
+                            .filter(|e| glob(cmdlet_pattern, &e.cmdlet))
+                            .map(move |entry| Output::RoleEntry { role: role.clone(), entry })
+                    })
+                    .collect()
+            }
+            Cmdlet::AddManagementRoleEntry => {
+                let (index, cmdlet, parent) = self.custom_role_entry(&bound)?;
+                let entry = format!("{}\\{cmdlet}", self.roles[index].name);
+                if self.roles[index].entry(&cmdlet).is_some() {
+                    return Err(CmdletError::AlreadyExists { kind: "management role entry", name: entry });
+                }
+                let Some(parent_entry) = parent.entry(&cmdlet) else {
+                    return Err(CmdletError::NotInParent { entry, parameter: None });
+                };
+                // Unconfirmed: without -Parameters the entry gets every parameter of the parent's.
+                let parameters = match bound.get("Parameters") {
+                    None => parent_entry.parameters.clone(),
+                    Some(_) => in_parent(&entry, parent_entry, &bound.strings("Parameters")?)?,
+                };
+                let cmdlet = parent_entry.cmdlet.clone();
+                self.roles[index].entries.push(SimRoleEntry { cmdlet, parameters });
+                Vec::new()
+            }
+            Cmdlet::RemoveManagementRoleEntry => {
+                let (index, cmdlet, _) = self.custom_role_entry(&bound)?;
+                let role = self.roles[index].name.clone();
+                let entry = format!("{role}\\{cmdlet}");
+                let Some(position) =
+                    self.roles[index].entries.iter().position(|e| e.cmdlet.eq_ignore_ascii_case(&cmdlet))
+                else {
+                    return Err(CmdletError::ObjectNotFound { identity: entry });
+                };
+                if let Some(child) = self.child_with(&role, &cmdlet, None) {
+                    return Err(CmdletError::InheritedByChild { entry, child });
+                }
+                self.roles[index].entries.remove(position);
+                Vec::new()
+            }
+            Cmdlet::SetManagementRoleEntry => {
+                let (index, cmdlet, parent) = self.custom_role_entry(&bound)?;
+                let role = self.roles[index].name.clone();
+                let entry = format!("{role}\\{cmdlet}");
+                let Some(current) = self.roles[index].entry(&cmdlet).cloned() else {
+                    return Err(CmdletError::ObjectNotFound { identity: entry });
+                };
+                let switch = |name: &'static str| bound.get(name).map_or(Ok(false), |v| Bound::boolean(name, v));
+                let (add, remove) = (switch("AddParameter")?, switch("RemoveParameter")?);
+                let given = bound.strings("Parameters")?;
+                let parent_entry = parent
+                    .entry(&cmdlet)
+                    .cloned()
+                    .unwrap_or(SimRoleEntry { cmdlet: cmdlet.clone(), parameters: Vec::new() });
+                // Documented: -AddParameter adds, -RemoveParameter removes, neither replaces the
+                // entry's parameters with -Parameters.
+                let wanted: Vec<String> = match (add, remove) {
+                    (true, true) => {
+                        return Err(CmdletError::InvalidArgument {
+                            parameter: "AddParameter",
+                            reason: "AddParameter and RemoveParameter can't be used together.".into(),
+                        });
+                    }
+                    (true, false) => {
+                        let mut wanted = current.parameters.clone();
+                        for p in in_parent(&entry, &parent_entry, &given)? {
+                            if !current.has_parameter(&p) {
+                                wanted.push(p);
+                            }
+                        }
+                        wanted
+                    }
+                    (false, true) => current
+                        .parameters
+                        .iter()
+                        .filter(|p| !given.iter().any(|g| g.trim().eq_ignore_ascii_case(p)))
+                        .cloned()
+                        .collect(),
+                    (false, false) => in_parent(&entry, &parent_entry, &given)?,
+                };
+                let removed: Vec<String> = current
+                    .parameters
+                    .iter()
+                    .filter(|p| !wanted.iter().any(|w| w.eq_ignore_ascii_case(p)))
+                    .cloned()
+                    .collect();
+                if let Some(child) = self.child_with(&role, &cmdlet, Some(&removed)) {
+                    return Err(CmdletError::InheritedByChild { entry, child });
+                }
+                let mut updated = current.clone();
+                updated.parameters = wanted;
+                let mut outcome = Outcome::default();
+                if updated == current {
+                    outcome.warnings.push(format!(
+                        "The command completed successfully but no settings of '{entry}' have been modified."
+                    ));
+                } else if let Some(slot) = self.roles[index].entries.iter_mut().find(|e| e.cmdlet == current.cmdlet) {
+                    *slot = updated;
+                }
+                return Ok(outcome);
+            }
         };
         Ok(Outcome { output, warnings: Vec::new() })
+    }
+
+    /// A built-in or custom role by name (any case).
+    pub fn role(&self, name: &str) -> Option<SimManagementRole> {
+        built_in_role(name).or_else(|| self.roles.iter().find(|r| r.name.eq_ignore_ascii_case(name.trim())).cloned())
+    }
+
+    /// Every role: the built-in ones, then the custom ones.
+    pub fn all_roles(&self) -> Vec<SimManagementRole> {
+        BUILT_IN_ROLES.iter().filter_map(|(name, _)| built_in_role(name)).chain(self.roles.iter().cloned()).collect()
+    }
+
+    /// The `-Identity Role\Cmdlet` of an entry cmdlet: the custom role's index, the cmdlet, and
+    /// the parent role. Built-in roles cannot be changed (documented).
+    fn custom_role_entry(&self, bound: &Bound<'_>) -> Result<(usize, String, SimManagementRole), CmdletError> {
+        let identity = bound.identity()?;
+        let (role, cmdlet) = match identity.trim().rsplit_once('\\') {
+            Some((role, cmdlet)) if !role.trim().is_empty() && !cmdlet.trim().is_empty() => {
+                (role.trim(), cmdlet.trim())
+            }
+            _ => {
+                return Err(CmdletError::InvalidArgument {
+                    parameter: "Identity",
+                    reason: format!(
+                        "\"{identity}\" isn't a role entry identity (<management role>\\<role entry name>)."
+                    ),
+                });
+            }
+        };
+        if let Some(built_in) = built_in_role(role) {
+            return Err(CmdletError::BuiltInRole { role: built_in.name });
+        }
+        let Some(index) = self.roles.iter().position(|r| r.name.eq_ignore_ascii_case(role)) else {
+            return Err(CmdletError::ObjectNotFound { identity });
+        };
+        let parent = self.roles[index].parent.as_deref().and_then(|p| self.role(p)).unwrap_or(SimManagementRole {
+            name: String::new(),
+            parent: None,
+            entries: Vec::new(),
+        });
+        Ok((index, cmdlet.to_string(), parent))
+    }
+
+    /// A child role of `role` whose entry for `cmdlet` still has one of `parameters` (any
+    /// parameter when None).
+    fn child_with(&self, role: &str, cmdlet: &str, parameters: Option<&[String]>) -> Option<String> {
+        self.roles
+            .iter()
+            .filter(|r| r.parent.as_deref().is_some_and(|p| p.eq_ignore_ascii_case(role)))
+            .find(|r| {
+                r.entry(cmdlet).is_some_and(|e| match parameters {
+                    None => true,
+                    Some(parameters) => parameters.iter().any(|p| e.has_parameter(p)),
+                })
+            })
+            .map(|r| r.name.clone())
+    }
+
+    /// The names of the roles the service principal holds: those of the role groups it is a
+    /// member of and those assigned to it directly.
+    pub fn roles_of(&self, service_id: &str) -> Vec<String> {
+        let mut roles: Vec<String> = Vec::new();
+        let grouped =
+            self.role_groups.iter().filter(|g| g.members.iter().any(|m| m == service_id)).flat_map(|g| g.roles.iter());
+        let direct = self.role_assignments.iter().filter(|a| a.app_service_id == service_id).map(|a| &a.role);
+        for role in grouped.chain(direct) {
+            if !roles.iter().any(|r| r.eq_ignore_ascii_case(role)) {
+                roles.push(role.clone());
+            }
+        }
+        roles
+    }
+
+    /// Whether the application `client_id` (the token's `appid`) may run `cmdlet` with
+    /// `parameters`. Enforced only for an application that has an Exchange service principal
+    /// holding at least one role (through a role group or a direct assignment): every other
+    /// caller (administrators, applications the simulator has no roles recorded for) may run
+    /// everything, so tests that never set roles up keep working. When enforced, the call needs
+    /// one role entry for the cmdlet that holds every parameter sent (common parameters such as
+    /// `Confirm` included, as Exchange lists them in role entries). The recipient write scope
+    /// (its filter) is not evaluated.
+    pub fn authorize(&self, client_id: &str, cmdlet: &str, parameters: &Map<String, Value>) -> Result<(), Refusal> {
+        let Some(sp) = self.service_principals.iter().find(|sp| sp.app_id.eq_ignore_ascii_case(client_id.trim()))
+        else {
+            return Ok(());
+        };
+        let roles = self.roles_of(&sp.service_id);
+        if roles.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<SimRoleEntry> =
+            roles.iter().filter_map(|r| self.role(r)).filter_map(|r| r.entry(cmdlet).cloned()).collect();
+        if entries.is_empty() {
+            return Err(Refusal::Cmdlet);
+        }
+        if entries.iter().any(|e| parameters.keys().all(|p| e.has_parameter(p))) {
+            return Ok(());
+        }
+        // The first parameter the most permissive entry lacks.
+        let best = entries
+            .iter()
+            .max_by_key(|e| parameters.keys().filter(|p| e.has_parameter(p)).count())
+            .unwrap_or(&entries[0]);
+        let missing = parameters.keys().find(|p| !best.has_parameter(p)).cloned().unwrap_or_default();
+        Err(Refusal::Parameter(missing))
     }
 
     fn role_group(&self, identity: &str) -> Option<&SimRoleGroup> {
@@ -729,6 +1195,17 @@ impl ExchangeOrg {
         if let Some(value) = bound.get("DeliverToMailboxAndForward") {
             updated.deliver_to_mailbox_and_forward = Bound::boolean("DeliverToMailboxAndForward", value)?;
         }
+        // Replaced by the recipients given ($null or [] clears); the `@{Add=…}` form is not simulated.
+        if bound.get("GrantSendOnBehalfTo").is_some() {
+            let mut granted = Vec::new();
+            for recipient in bound.strings("GrantSendOnBehalfTo")? {
+                match self.mailbox(&recipient) {
+                    Some(target) => granted.push(target.identity.clone()),
+                    None => return Err(CmdletError::RecipientNotFound { identity: recipient }),
+                }
+            }
+            updated.grant_send_on_behalf_to = granted;
+        }
         Ok(self.replace_mailbox(index, updated))
     }
 
@@ -756,6 +1233,19 @@ impl ExchangeOrg {
         }
         outcome
     }
+}
+
+/// `parameters` spelled as the parent role's entry has them; each must be on it (documented).
+fn in_parent(entry: &str, parent: &SimRoleEntry, parameters: &[String]) -> Result<Vec<String>, CmdletError> {
+    let mut spelled: Vec<String> = Vec::new();
+    for name in parameters {
+        match parent.parameters.iter().find(|p| p.eq_ignore_ascii_case(name.trim())) {
+            Some(known) if !spelled.contains(known) => spelled.push(known.clone()),
+            Some(_) => {}
+            None => return Err(CmdletError::NotInParent { entry: entry.to_string(), parameter: Some(name.clone()) }),
+        }
+    }
+    Ok(spelled)
 }
 
 /// `-ForwardingSmtpAddress` takes `user@domain` or `smtp:user@domain`; Exchange shows it back as
@@ -870,6 +1360,94 @@ mod tests {
         );
         assert!(matches!(wrong_type.unwrap_err(), CmdletError::InvalidArgument { .. }));
         assert!(org.run(Cmdlet::GetTransportConfig, &params(json!({"Confirm": false}))).is_ok());
+    }
+
+    #[test]
+    fn a_derived_role_starts_with_its_parents_entries_and_only_narrows() {
+        let mut org = org();
+        let role = params(json!({"Name": "ops-mailbox-settings", "Parent": "mail recipients"}));
+        org.run(Cmdlet::NewManagementRole, &role).unwrap();
+        let derived = org.role("OPS-mailbox-settings").unwrap();
+        assert_eq!(derived.parent.as_deref(), Some("Mail Recipients"));
+        assert_eq!(derived.entries, org.role("Mail Recipients").unwrap().entries);
+        assert!(matches!(org.run(Cmdlet::NewManagementRole, &role), Err(CmdletError::AlreadyExists { .. })));
+
+        let entries = |org: &mut ExchangeOrg, identity: &str| -> Vec<String> {
+            let outcome = org.run(Cmdlet::GetManagementRoleEntry, &params(json!({"Identity": identity}))).unwrap();
+            outcome
+                .output
+                .into_iter()
+                .map(|o| match o {
+                    Output::RoleEntry { entry, .. } => entry.cmdlet,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(entries(&mut org, "ops-mailbox-settings\\Set-*"), ["Set-Mailbox", "Set-CASMailbox"]);
+        assert!(entries(&mut org, "ops-mailbox-settings\\*").contains(&"Add-MailboxPermission".to_string()));
+
+        let remove = params(json!({"Identity": "ops-mailbox-settings\\Add-MailboxPermission", "Confirm": false}));
+        org.run(Cmdlet::RemoveManagementRoleEntry, &remove).unwrap();
+        assert!(org.role("ops-mailbox-settings").unwrap().entry("Add-MailboxPermission").is_none());
+        assert!(org.run(Cmdlet::RemoveManagementRoleEntry, &remove).unwrap_err().is_not_found());
+
+        // Neither switch: the parameters replace the entry's; they must be on the parent's entry.
+        let set = |parameters: Value| {
+            params(json!({"Identity": "ops-mailbox-settings\\Set-Mailbox", "Parameters": parameters}))
+        };
+        org.run(Cmdlet::SetManagementRoleEntry, &set(json!(["identity", "ForwardingSmtpAddress"]))).unwrap();
+        let entry = org.role("ops-mailbox-settings").unwrap().entry("Set-Mailbox").cloned().unwrap();
+        assert_eq!(entry.parameters, ["Identity", "ForwardingSmtpAddress"]);
+        let mut add = set(json!(["DeliverToMailboxAndForward"]));
+        add.insert("AddParameter".into(), json!(true));
+        org.run(Cmdlet::SetManagementRoleEntry, &add).unwrap();
+        let mut remove = set(json!("ForwardingSmtpAddress"));
+        remove.insert("RemoveParameter".into(), json!(true));
+        org.run(Cmdlet::SetManagementRoleEntry, &remove).unwrap();
+        let entry = org.role("ops-mailbox-settings").unwrap().entry("Set-Mailbox").cloned().unwrap();
+        assert_eq!(entry.parameters, ["Identity", "DeliverToMailboxAndForward"]);
+        let not_in_parent = org.run(Cmdlet::SetManagementRoleEntry, &set(json!(["Identity", "Password"]))).unwrap_err();
+        assert!(matches!(not_in_parent, CmdletError::NotInParent { parameter: Some(p), .. } if p == "Password"));
+
+        // An entry removed can come back from the parent; built-in roles can't be changed.
+        let again =
+            params(json!({"Identity": "ops-mailbox-settings\\Add-MailboxPermission", "Parameters": ["Identity"]}));
+        org.run(Cmdlet::AddManagementRoleEntry, &again).unwrap();
+        let unknown = params(json!({"Identity": "ops-mailbox-settings\\Get-TransportConfig"}));
+        assert!(matches!(org.run(Cmdlet::AddManagementRoleEntry, &unknown), Err(CmdletError::NotInParent { .. })));
+        let built_in = params(json!({"Identity": "Mail Recipients\\Add-MailboxPermission"}));
+        assert!(matches!(org.run(Cmdlet::RemoveManagementRoleEntry, &built_in), Err(CmdletError::BuiltInRole { .. })));
+    }
+
+    #[test]
+    fn role_entries_are_enforced_only_for_an_application_holding_a_role() {
+        let mut org = org();
+        let set = params(json!({"Identity": "support", "ForwardingSmtpAddress": "a@b.io"}));
+        assert_eq!(org.authorize("app", "Add-MailboxPermission", &set), Ok(()), "unknown application");
+        let sp = params(json!({"AppId": "app", "ObjectId": "object"}));
+        org.run(Cmdlet::NewServicePrincipal, &sp).unwrap();
+        assert_eq!(org.authorize("app", "Add-MailboxPermission", &set), Ok(()), "no role recorded");
+
+        org.run(Cmdlet::NewManagementRole, &params(json!({"Name": "narrow", "Parent": "Mail Recipients"}))).unwrap();
+        let entry =
+            params(json!({"Identity": "narrow\\Set-Mailbox", "Parameters": ["Identity", "ForwardingSmtpAddress"]}));
+        org.run(Cmdlet::SetManagementRoleEntry, &entry).unwrap();
+        let group = params(json!({"Name": "g", "Roles": ["narrow"], "Members": ["object"]}));
+        org.run(Cmdlet::NewRoleGroup, &group).unwrap();
+        assert_eq!(org.roles_of(&org.service_principals[0].service_id.clone()), ["narrow"]);
+        assert_eq!(org.authorize("APP", "set-mailbox", &set), Ok(()));
+        assert_eq!(org.authorize("app", "Get-TransportConfig", &Map::new()), Err(Refusal::Cmdlet));
+        let grant = params(json!({"Identity": "support", "GrantSendOnBehalfTo": "sales"}));
+        assert_eq!(org.authorize("app", "Set-Mailbox", &grant), Err(Refusal::Parameter("GrantSendOnBehalfTo".into())));
+        assert_eq!(org.authorize("other", "Set-Mailbox", &grant), Ok(()), "another caller");
+    }
+
+    #[test]
+    fn entry_patterns_use_star_as_a_wildcard() {
+        assert!(glob("*", "Set-Mailbox") && glob("set-*", "Set-Mailbox") && glob("*mail*", "Set-CASMailbox"));
+        assert!(!glob("Get-*", "Set-Mailbox") && !glob("Set-Mailbox", "Set-MailboxX") && !glob("ab*b", "ab"));
+        assert_eq!(split_entry_identity("r\\Set-*"), ("r", "Set-*"));
+        assert_eq!(split_entry_identity("Set-Mailbox"), ("*", "Set-Mailbox"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 
 use super::model::{SimMailbox, SimOutboundPolicy, SimOutboundRule};
-use super::org::{Cmdlet, CmdletError, Outcome, Output};
+use super::org::{Cmdlet, CmdletError, Outcome, Output, Refusal};
 use crate::microsoft::auth::Audience;
 use crate::microsoft::state::{EXCHANGE_APP_ID, Shared};
 use crate::random;
@@ -36,7 +36,7 @@ pub(crate) fn handle(shared: &Shared, path_tenant: &str, request: &SimRequest) -
     let Some(token) = request.bearer() else {
         return unauthorized(None);
     };
-    let tenant_id = match directory.tokens.get(token) {
+    let (tenant_id, client_id) = match directory.tokens.get(token) {
         None => return unauthorized(Some((2000001, "The token is not valid.", "invalid_token"))),
         Some(issued) if issued.audience != Audience::Exchange => {
             return unauthorized(Some((2000003, "The audience claim value is invalid 'aud'.", "invalid_resource")));
@@ -44,7 +44,7 @@ pub(crate) fn handle(shared: &Shared, path_tenant: &str, request: &SimRequest) -
         Some(issued) if issued.expires <= now => {
             return unauthorized(Some((2000001, "The token has expired.", "invalid_token")));
         }
-        Some(issued) => issued.tenant.clone(),
+        Some(issued) => (issued.tenant.clone(), issued.client_id.clone()),
     };
     let Some(tenant) = directory.tenants.get_mut(&tenant_id) else {
         return unauthorized(Some((2000004, "The tenant does not exist.", "invalid_tenant")));
@@ -65,6 +65,11 @@ pub(crate) fn handle(shared: &Shared, path_tenant: &str, request: &SimRequest) -
     };
     if org.role_missing {
         return role_missing(&name);
+    }
+    match org.authorize(&client_id, &name, &parameters) {
+        Ok(()) => {}
+        Err(Refusal::Cmdlet) => return role_missing(&name),
+        Err(Refusal::Parameter(parameter)) => return parameter_outside_role(parameter, org.errors_without_details),
     }
     let Some(cmdlet) = Cmdlet::parse(&name) else {
         return forbidden();
@@ -146,17 +151,31 @@ fn unauthorized(diagnostics: Option<(u32, &str, &str)>) -> SimResponse {
     with_request_id(response.with_header("www-authenticate", &challenge))
 }
 
-/// Exchange's answer to a cmdlet that does not exist or that the caller's roles do not include:
-/// 403 with an empty body (public evidence).
+/// Exchange's answer to a cmdlet that does not exist: 403 with an empty body (public evidence).
+/// The simulator also answers so for a cmdlet it does not implement, even when the caller's roles
+/// include it (e.g. Add-MailboxPermission of `Mail Recipients`).
 fn forbidden() -> SimResponse {
     with_request_id(SimResponse::new(StatusCode::FORBIDDEN))
 }
 
-/// A caller without an Exchange role: 401 with a JSON error (public evidence for the shape and
-/// the start of the message; unconfirmed: that the message ends with the cmdlet's name).
+/// A caller without an Exchange role, or whose roles have no entry for the cmdlet: 401 with a
+/// JSON error. Public evidence for the shape and the start of the message, both for an
+/// application without a suitable role (MicrosoftDocs/office-docs-powershell#7970, Get-Mailbox)
+/// and for an administrator whose roles lack one cmdlet (#8058, Get-RecipientPermission).
+/// Unconfirmed: the final period (the public bodies end with the cmdlet's name).
 fn role_missing(cmdlet: &str) -> SimResponse {
     let body = json!({"error": {"code": "Unauthorized", "message": format!("User is not allowed to call {cmdlet}.")}});
     with_request_id(SimResponse::json(StatusCode::UNAUTHORIZED, &body, JSON))
+}
+
+/// A parameter the caller's role entries for the cmdlet do not hold. Unconfirmed: what
+/// InvokeCommand answers. In PowerShell sessions a parameter outside the caller's role entries
+/// does not exist for the caller, so the closest documented answer is PowerShell's parameter
+/// binding error ("A parameter cannot be found that matches parameter name 'X'."), given here
+/// exactly as for a misspelt parameter (400, see [`cmdlet_failure`]).
+fn parameter_outside_role(parameter: String, inner_only: bool) -> SimResponse {
+    let error = CmdletError::UnknownParameter { name: parameter };
+    if inner_only { cmdlet_failure_inner_only(&error) } else { cmdlet_failure(&error) }
 }
 
 /// Exchange's per-tenant concurrency throttling with a status other than 429, as an OData error
@@ -379,6 +398,30 @@ fn output_json(output: &Output) -> Value {
             object.insert("ExternalDirectoryObjectId".into(), json!(sp.object_id));
             object.insert("RecipientType".into(), json!("ServicePrincipal"));
         }
+        // Name and Parent as New-ManagementRole takes them (Parent empty for a built-in role);
+        // IsRootRole and RoleType (the root role's name without spaces and punctuation, as
+        // `MailRecipients`) are unconfirmed in form.
+        Output::ManagementRole(role) => {
+            for key in ["Identity", "Name"] {
+                object.insert(key.into(), json!(role.name));
+            }
+            object.insert("Parent".into(), json!(role.parent));
+            object.insert("IsRootRole".into(), json!(role.parent.is_none()));
+            let root = role.parent.as_deref().unwrap_or(&role.name);
+            let role_type: String = root.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+            object.insert("RoleType".into(), json!(role_type));
+        }
+        // Name (the cmdlet), Role and Parameters as Get-ManagementRoleEntry shows them; `Id` is
+        // the role, as Microsoft's example `"$($_.id)\$($_.name)"` builds an entry identity
+        // from them. Identity `<role>\<cmdlet>` and Type `Cmdlet` are unconfirmed in form.
+        Output::RoleEntry { role, entry } => {
+            object.insert("Identity".into(), json!(format!("{role}\\{}", entry.cmdlet)));
+            object.insert("Id".into(), json!(role));
+            object.insert("Name".into(), json!(entry.cmdlet));
+            object.insert("Role".into(), json!(role));
+            strings(&mut object, "Parameters", &entry.parameters);
+            object.insert("Type".into(), json!("Cmdlet"));
+        }
     }
     Value::Object(object)
 }
@@ -406,6 +449,7 @@ fn mailbox_json(object: &mut Map<String, Value>, m: &SimMailbox) {
     object.insert("ForwardingAddress".into(), json!(m.forwarding_address));
     object.insert("ForwardingSmtpAddress".into(), json!(m.forwarding_smtp_address));
     object.insert("DeliverToMailboxAndForward".into(), json!(m.deliver_to_mailbox_and_forward));
+    strings(object, "GrantSendOnBehalfTo", &m.grant_send_on_behalf_to);
     object.insert("IsValid".into(), json!(true));
 }
 
