@@ -552,7 +552,7 @@ mod tests {
         assert!(plan.narrows_to_users());
         // Converged: the user's grant alone.
         let mine = OAuth2PermissionGrant { id: "g-a".into(), principal_id: Some("USER-A".into()), ..grants[1].clone() };
-        let again = consent_plan(&resolved, ConsentFor::Users(&users), &[], &[mine.clone()], None);
+        let again = consent_plan(&resolved, ConsentFor::Users(&users), &[], std::slice::from_ref(&mine), None);
         assert!(again.is_empty(), "{again:?}");
         // The mailbox moved to another user: the new grant first, then the old one goes.
         let moved = vec!["user-c".to_string()];
