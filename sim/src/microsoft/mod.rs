@@ -61,6 +61,7 @@
 //! (`state.rs`), the tokens and their audiences (`auth.rs`) and the start options (`options.rs`),
 //! and import nothing from this file.
 
+mod aad;
 mod auth;
 mod delta;
 pub mod exchange;
@@ -80,6 +81,7 @@ use jiff::Timestamp;
 
 pub use crate::calls::CallRecord;
 pub use crate::faults::FaultBuilder;
+pub use aad::SignInError;
 pub use auth::Audience;
 pub use exchange::{
     AutoForwardingMode, ExchangeSim, SimExchangeServicePrincipal, SimMailbox, SimManagementScope, SimOutboundPolicy,
@@ -87,7 +89,6 @@ pub use exchange::{
 };
 pub use faults::Faults;
 pub use options::SimOptions;
-pub use sign_in::SignInError;
 pub use state::{
     DEFAULT_ACCESS_ROLE_ID, EXCHANGE_APP_ID, GRAPH_APP_ID, SimAppRoleAssignment, SimApplication,
     SimFederatedCredential, SimOAuth2Grant, SimPassword, SimPermission, SimRequiredResourceAccess, SimResourceAccess,
@@ -95,10 +96,10 @@ pub use state::{
 };
 
 use crate::faults::{FaultAction, sleep_between};
+use aad::AadError;
 use graph::{GraphError, RequestIds};
 use routes::Op;
 use state::{OperatorCredential, Shared, Tenant, add};
-use token::AadError;
 
 use crate::random;
 use crate::server::{self, Outcome, ServerHandle, SimRequest};

@@ -45,38 +45,20 @@
 //! answer to a `redirect_uri` differing from the sign-in's; the status recorded in the call log for
 //! a failed sign-in (400; Entra shows an error page). Faults do not apply to sign-ins.
 
-use std::fmt;
 use std::time::Duration;
 
 use jiff::Timestamp;
 
+use super::aad::{AadError, SignInError, resource_audience};
 use super::auth::Audience;
 use super::routes;
 use super::state::{
     AuthorizationCode, EXCHANGE_APP_ID, GRAPH_APP_ID, Shared, SimApplication, SimOAuth2Grant, SimUser, Tenant, add,
     replicated,
 };
-use super::token::{AadError, resource_audience};
 use crate::calls::CallRecord;
 use crate::random;
 use crate::sync::lock;
-
-/// Why a sign-in failed, as Entra's error page shows it: the AADSTS code and its message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SignInError {
-    /// The AADSTS number, e.g. 65001.
-    pub code: u32,
-    /// The message, starting with `AADSTS<code>: `.
-    pub message: String,
-}
-
-impl fmt::Display for SignInError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for SignInError {}
 
 /// Documented: "Authorization codes are short lived. Typically, they expire after about 10 minutes."
 const CODE_LIFETIME: Duration = Duration::from_secs(600);

@@ -12,6 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::auth::IssuedToken;
 use super::delta::DeltaState;
+use super::exchange::model::SimMailbox;
 use super::exchange::org::ExchangeOrg;
 use super::options::SimOptions;
 use crate::calls::CallLog;
@@ -402,7 +403,7 @@ impl Tenant {
     /// ID and the new mailbox takes it; otherwise a (non-admin) user is registered with the
     /// mailbox's ID. Idempotent like [`ExchangeOrg::add_mailbox`]. This is how the Exchange side
     /// creates mailboxes (`ExchangeSim::add_mailbox`).
-    pub fn add_mailbox(&mut self, upn: &str) -> super::exchange::SimMailbox {
+    pub fn add_mailbox(&mut self, upn: &str) -> SimMailbox {
         let existed = self.exchange.mailbox(upn).is_some();
         let mut mailbox = self.exchange.add_mailbox(upn);
         if existed {

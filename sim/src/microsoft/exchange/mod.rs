@@ -92,7 +92,7 @@
 //! Not simulated: `$select`, the `Prefer: odata.maxpagesize` header, cmdlets and parameters beyond
 //! those the operator and `setup` use, recipient write scopes.
 
-mod model;
+pub(super) mod model;
 pub(super) mod org;
 pub(super) mod wire;
 
