@@ -364,6 +364,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn assigned_users_only_makes_app_role_assignment_needed() {
+        let mut spec: crate::api::EntraTenantSpec = serde_json::from_value(serde_json::json!({
+            "tenantId": "11111111-2222-3333-4444-555555555555", "namespaceSelector": {}, "mailboxes": ["*@contoso.com"],
+        }))
+        .unwrap();
+        let need = |spec: &crate::api::EntraTenantSpec| {
+            operator_needs(spec).into_iter().find(|n| n.1 == "AppRoleAssignment.ReadWrite.All").unwrap().2
+        };
+        assert_eq!(need(&spec), Need::NotNeeded);
+        spec.permissions.assigned_users_only = true;
+        assert_eq!(need(&spec), Need::Required);
+    }
+
+    #[test]
     fn the_table_aligns_and_a_single_failure_fails_the_run() {
         let checks =
             vec![check("client secret works", Outcome::Pass, "ok"), check("SMTP AUTH", Outcome::Fail, "disabled")];
@@ -492,8 +506,8 @@ pub fn operator_needs(spec: &crate::api::EntraTenantSpec) -> Vec<(&'static str, 
         (
             GRAPH,
             "AppRoleAssignment.ReadWrite.All",
-            need(consent && application),
-            "admin consent for application permissions; it can grant any application permission, so hold it only when the EntraTenant allows application permissions",
+            need(consent && (application || spec.permissions.assigned_users_only)),
+            "admin consent for application permissions and assigning a channel's mailbox user to its application (permissions.assignedUsersOnly); it can grant any application permission, so hold it only when the EntraTenant allows application permissions or asks for assigned users only",
         ),
         (
             GRAPH,

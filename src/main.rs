@@ -160,6 +160,15 @@ struct SetupTenantArgs {
     /// any application permission): only if an EntraTenant will list application permissions.
     #[arg(long)]
     application_permissions: bool,
+    /// Sign-in to each channel's application by its mailbox's user only (EntraTenant
+    /// permissions.assignedUsersOnly): also grants AppRoleAssignment.ReadWrite.All, the only
+    /// permission Microsoft lists for assigning users, which can grant any application permission.
+    #[arg(long)]
+    assigned_users_only: bool,
+    /// A Webex Connect tenant host of your organisation (contoso.us.webexconnect.io), for the
+    /// printed EntraTenant's connect.tenantHosts; repeat for several.
+    #[arg(long = "connect-host")]
+    connect_hosts: Vec<String>,
     /// Leave out the optional Policy.Read.All.
     #[arg(long)]
     no_policy_read: bool,
@@ -220,6 +229,8 @@ async fn setup_tenant(args: SetupTenantArgs) -> anyhow::Result<()> {
         exchange: !args.no_exchange,
         adopt: args.adopt,
         application_permissions: args.application_permissions,
+        assigned_users_only: args.assigned_users_only,
+        connect_hosts: args.connect_hosts,
         policy_read: !args.no_policy_read,
         entra_tenant: args.entra_tenant,
     };

@@ -60,6 +60,11 @@ pub struct TenantSetup {
     /// grant any application permission): only when an EntraTenant will allow application
     /// permissions. EmailChannels need delegated permissions only.
     pub application_permissions: bool,
+    /// Sign-in by assigned users only (EntraTenant `permissions.assignedUsersOnly`): also needs
+    /// `AppRoleAssignment.ReadWrite.All`, the only permission Microsoft lists for assigning a user.
+    pub assigned_users_only: bool,
+    /// The Webex Connect tenant hosts the printed EntraTenant lists (`connect.tenantHosts`).
+    pub connect_hosts: Vec<String>,
     /// `Policy.Read.All` (optional: secret lifetimes shortened in advance to the tenant policy).
     pub policy_read: bool,
     /// Name of the EntraTenant to print.
@@ -95,7 +100,7 @@ impl TenantSetup {
     pub fn graph_permissions(&self) -> Vec<&'static str> {
         let mut permissions =
             vec!["Application.ReadWrite.OwnedBy", "Application.Read.All", "DelegatedPermissionGrant.ReadWrite.All"];
-        if self.application_permissions {
+        if self.application_permissions || self.assigned_users_only {
             permissions.push("AppRoleAssignment.ReadWrite.All");
         }
         if self.policy_read {
@@ -753,6 +758,12 @@ pub fn entra_tenant_spec(setup: &TenantSetup) -> Value {
     if setup.adopt {
         spec["adoption"] = json!({"allowed": true});
     }
+    if !setup.connect_hosts.is_empty() {
+        spec["connect"] = json!({"tenantHosts": setup.connect_hosts});
+    }
+    if setup.assigned_users_only {
+        spec["permissions"] = json!({"assignedUsersOnly": true});
+    }
     spec
 }
 
@@ -906,6 +917,8 @@ mod tests {
             exchange: true,
             adopt: false,
             application_permissions: false,
+            assigned_users_only: false,
+            connect_hosts: vec!["contoso.us.webexconnect.io".into()],
             policy_read: true,
             entra_tenant: "contoso".into(),
         }
@@ -922,6 +935,10 @@ mod tests {
         assert!(!s.graph_permissions().contains(&"Application.ReadWrite.All"));
         assert!(!s.graph_permissions().contains(&"AppRoleAssignment.ReadWrite.All"));
         assert_eq!(s.permissions().len(), 5);
+        let assigned = TenantSetup { assigned_users_only: true, ..setup() };
+        assert!(assigned.graph_permissions().contains(&"AppRoleAssignment.ReadWrite.All"));
+        assert_eq!(entra_tenant_spec(&assigned)["permissions"]["assignedUsersOnly"], true);
+        assert_eq!(entra_tenant_spec(&assigned)["connect"]["tenantHosts"][0], "contoso.us.webexconnect.io");
         let wider = TenantSetup { application_permissions: true, adopt: true, ..setup() };
         assert!(wider.graph_permissions().contains(&"AppRoleAssignment.ReadWrite.All"));
         assert!(wider.graph_permissions().contains(&"Application.ReadWrite.All"));

@@ -752,3 +752,53 @@ async fn a_second_channel_for_a_claimed_mailbox_in_another_namespace_is_refused_
     h.finish().await;
     second.delete().await;
 }
+
+/// With `permissions.assignedUsersOnly`, a channel's application requires assignment and only
+/// the mailbox's user is assigned: another employee cannot sign in even where the tenant lets
+/// users consent for themselves (which, without the setting, is what stays open).
+#[tokio::test]
+async fn with_assigned_users_only_nobody_but_the_mailboxs_user_signs_in_even_by_consenting() {
+    let h = Harness::start("sec-assigned").await;
+    let assigned = format!("{}-assigned", h.ns.name);
+    apply_tenant(
+        &h,
+        &assigned,
+        json!({"namespaceSelector": only(&h.ns.name), "mailboxes": ["*@contoso.com"],
+               "permissions": {"assignedUsersOnly": true}}),
+    )
+    .await;
+    mailboxes(&h, &["support@contoso.com", "sales@contoso.com"]);
+    h.sim.set_user_consent_allowed(TENANT, true);
+    let other = h.sim.add_user(TENANT, "employee@contoso.com", false);
+    let (callback, scope) =
+        ("https://acme.us.webexconnect.io/callback", "offline_access https://outlook.office.com/SMTP.Send");
+    let registrations: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+
+    apply_channel(&h, &channel("support", &assigned, "support@contoso.com", CONNECT_ADDRESS)).await;
+    channel_reason(&h, "support", ch_cond::APP_REGISTRATION_READY, "True", reason::RECONCILED).await;
+    let status = registrations.get("support").await.unwrap().status.unwrap();
+    let (app_id, sp_id) = (status.app_id.unwrap(), status.service_principal_id.unwrap());
+    let user = h.sim.exchange().mailbox(TENANT, "support@contoso.com").unwrap().external_directory_object_id;
+    let sp = h.sim.service_principals(TENANT).into_iter().find(|s| s.id == sp_id).unwrap();
+    assert!(sp.app_role_assignment_required, "assignment is required");
+    let on_app: Vec<String> = h
+        .sim
+        .app_role_assignments(TENANT)
+        .into_iter()
+        .filter(|a| a.resource_id == sp_id)
+        .map(|a| a.principal_id.to_lowercase())
+        .collect();
+    assert_eq!(on_app, [user.to_lowercase()], "exactly the mailbox's user is assigned");
+    assert!(h.sim.sign_in(TENANT, &app_id, &user, callback, scope).is_ok(), "the mailbox's user signs in");
+    let refused = h.sim.sign_in(TENANT, &app_id, &other, callback, scope).unwrap_err();
+    assert_eq!(refused.code, 50105, "{}", refused.message);
+
+    // Without the setting (the shared test tenant), the same employee consents for themselves:
+    // the gap the README names, closed by this setting or the tenant's user-consent policy.
+    apply_channel(&h, &channel("sales", TENANT_REF, "sales@contoso.com", CONNECT_ADDRESS)).await;
+    channel_reason(&h, "sales", ch_cond::APP_REGISTRATION_READY, "True", reason::RECONCILED).await;
+    let sales = registrations.get("sales").await.unwrap().status.unwrap().app_id.unwrap();
+    assert!(h.sim.sign_in(TENANT, &sales, &other, callback, scope).is_ok(), "self-consent where the tenant allows it");
+    drop_tenant(&h, &assigned).await;
+    h.finish().await;
+}

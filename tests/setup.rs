@@ -37,6 +37,8 @@ fn spec() -> TenantSetup {
         exchange: true,
         adopt: false,
         application_permissions: false,
+        assigned_users_only: false,
+        connect_hosts: vec!["contoso.us.webexconnect.io".into()],
         policy_read: true,
         entra_tenant: "contoso".into(),
     }

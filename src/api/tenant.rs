@@ -211,6 +211,14 @@ pub struct PermissionPolicy {
     /// mailbox's user), so no one else can use the application without consenting themselves.
     #[serde(default)]
     pub tenant_wide_consent: bool,
+    /// Sign-in by assigned users only: the service principal of each application consented for
+    /// named users gets "Assignment required?" and an assignment of exactly those users, so no
+    /// one else can sign in even by consenting themselves. Costs the operator Graph's
+    /// `AppRoleAssignment.ReadWrite.All` (Microsoft lists no narrower permission for assigning a
+    /// user), which can also grant any application permission: `setup tenant --assigned-users-only`.
+    /// Default false.
+    #[serde(default)]
+    pub assigned_users_only: bool,
     /// Permissions applications may request, by resource application ID. Default: exactly what an
     /// EmailChannel needs (delegated `SMTP.Send` on Office 365 Exchange Online, delegated
     /// `offline_access` on Microsoft Graph). Application permissions are allowed only when listed.
@@ -221,7 +229,12 @@ pub struct PermissionPolicy {
 
 impl Default for PermissionPolicy {
     fn default() -> Self {
-        Self { admin_consent: true, tenant_wide_consent: false, allowed: default_allowed_permissions() }
+        Self {
+            admin_consent: true,
+            tenant_wide_consent: false,
+            assigned_users_only: false,
+            allowed: default_allowed_permissions(),
+        }
     }
 }
 

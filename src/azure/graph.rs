@@ -56,6 +56,12 @@ pub trait Directory: Send + Sync {
         app_role_id: &str,
     ) -> Result<(), AzureError>;
     async fn unassign_app_role(&self, tenant: &str, principal_id: &str, assignment_id: &str) -> Result<(), AzureError>;
+    /// Who is assigned to the service principal `sp_id` (users and groups, `appRoleAssignedTo`).
+    async fn assigned_to(&self, tenant: &str, sp_id: &str) -> Result<Vec<AppRoleAssignment>, AzureError>;
+    /// Removes an assignment to the service principal `sp_id`.
+    async fn unassign_from(&self, tenant: &str, sp_id: &str, assignment_id: &str) -> Result<(), AzureError>;
+    /// Sets "Assignment required?" (`appRoleAssignmentRequired`) on a service principal.
+    async fn set_assignment_required(&self, tenant: &str, sp_id: &str, required: bool) -> Result<(), AzureError>;
     async fn delegated_grants(&self, tenant: &str, client_id: &str) -> Result<Vec<OAuth2PermissionGrant>, AzureError>;
     /// A delegated grant for one user (`principal_id`, consent type `Principal`) or, without
     /// one, for every user of the tenant (`AllPrincipals`).
@@ -613,6 +619,25 @@ impl Directory for GraphClient {
         ok_if_not_found(
             self.request("unassignAppRole", tenant, reqwest::Method::DELETE, &path, Body::None, false).await,
         )
+    }
+
+    async fn assigned_to(&self, tenant: &str, sp_id: &str) -> Result<Vec<AppRoleAssignment>, AzureError> {
+        self.list("listAppRoleAssignedTo", tenant, &format!("servicePrincipals/{sp_id}/appRoleAssignedTo")).await
+    }
+
+    async fn unassign_from(&self, tenant: &str, sp_id: &str, assignment_id: &str) -> Result<(), AzureError> {
+        let path = format!("servicePrincipals/{sp_id}/appRoleAssignedTo/{assignment_id}");
+        ok_if_not_found(self.request("unassignFrom", tenant, reqwest::Method::DELETE, &path, Body::None, false).await)
+    }
+
+    async fn set_assignment_required(&self, tenant: &str, sp_id: &str, required: bool) -> Result<(), AzureError> {
+        let body = serde_json::json!({ "appRoleAssignmentRequired": required });
+        let path = format!("servicePrincipals/{sp_id}");
+        self.write_with_lag_retry(|| {
+            self.request("updateServicePrincipal", tenant, reqwest::Method::PATCH, &path, Body::Json(&body), false)
+        })
+        .await
+        .map(drop)
     }
 
     async fn delegated_grants(&self, tenant: &str, client_id: &str) -> Result<Vec<OAuth2PermissionGrant>, AzureError> {

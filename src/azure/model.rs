@@ -117,6 +117,9 @@ pub struct ServicePrincipal {
     pub app_roles: Vec<AppRole>,
     #[serde(default)]
     pub oauth2_permission_scopes: Vec<PermissionScope>,
+    /// "Assignment required?": only users (or groups) assigned to the application can sign in.
+    #[serde(default)]
+    pub app_role_assignment_required: bool,
 }
 
 #[derive(Deserialize, Clone, Debug, PartialEq)]

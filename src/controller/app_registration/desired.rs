@@ -386,6 +386,38 @@ pub fn consent_plan(
     plan
 }
 
+/// The default access role: what a user is assigned to on an application that defines no roles.
+pub const DEFAULT_ACCESS_ROLE_ID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// Restricting sign-in to the consented users ("Assignment required?" plus their assignments).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AssignmentPlan {
+    /// Users to assign, first: the mailbox's user never loses access when assignment turns on.
+    pub assign: Vec<String>,
+    /// Turn "Assignment required?" on.
+    pub require: bool,
+    /// (assignment id, principal id) of anyone else, removed last.
+    pub unassign: Vec<(String, String)>,
+}
+
+impl AssignmentPlan {
+    pub fn is_empty(&self) -> bool {
+        self.assign.is_empty() && !self.require && self.unassign.is_empty()
+    }
+}
+
+/// On the operator's own application, when the EntraTenant asks for sign-in by assigned users
+/// only: exactly `users` assigned, assignment required. (With the policy off nothing is changed:
+/// an assignment requirement already there only restricts more.)
+pub fn assignment_plan(users: &[String], required_now: bool, assigned: &[AppRoleAssignment]) -> AssignmentPlan {
+    let is_user = |id: &str| users.iter().any(|u| u.eq_ignore_ascii_case(id));
+    let assign =
+        users.iter().filter(|u| !assigned.iter().any(|a| a.principal_id.eq_ignore_ascii_case(u))).cloned().collect();
+    let unassign =
+        assigned.iter().filter(|a| !is_user(&a.principal_id)).map(|a| (a.id.clone(), a.principal_id.clone())).collect();
+    AssignmentPlan { assign, require: !required_now && !users.is_empty(), unassign }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,6 +447,7 @@ mod tests {
                 value: Some("SMTP.Send".into()),
                 is_enabled: true,
             }],
+            app_role_assignment_required: false,
         }
     }
 
@@ -562,6 +595,25 @@ mod tests {
         // On an adopted application a person's grant for someone else stays.
         let adopted = consent_plan(&resolved, ConsentFor::Users(&users), &[], &grants, Some(&[]));
         assert!(adopted.delete_grants.is_empty(), "{adopted:?}");
+    }
+
+    #[test]
+    fn sign_in_is_restricted_to_the_users_assigned_first_then_required_then_others_removed() {
+        let assignment = |id: &str, user: &str| AppRoleAssignment {
+            id: id.into(),
+            principal_id: user.into(),
+            resource_id: "sp".into(),
+            app_role_id: DEFAULT_ACCESS_ROLE_ID.into(),
+        };
+        let users = vec!["user-a".to_string()];
+        let plan = assignment_plan(&users, false, &[assignment("x", "user-b")]);
+        assert_eq!(plan.assign, ["user-a"]);
+        assert!(plan.require);
+        assert_eq!(plan.unassign, [("x".to_string(), "user-b".to_string())]);
+        let done = assignment_plan(&users, true, &[assignment("y", "USER-A")]);
+        assert!(done.is_empty(), "{done:?}");
+        // Nobody named: nothing to restrict to (an application nobody may sign in to).
+        assert!(!assignment_plan(&[], false, &[]).require);
     }
 
     #[test]

@@ -377,7 +377,10 @@ async fn apply_steps(run: &mut Run<'_>, resources: &policy::ResourceIds) -> Resu
     // Consent (errors reported, and returned after status is written).
     let consent = match &resolved {
         Ok(resolved) => match consent_users(run, &clients).await {
-            Ok(Some(users)) => manage_consent(run, &clients, resolved, ConsentFor::Users(&users), &sp.id).await,
+            Ok(Some(users)) => match manage_consent(run, &clients, resolved, ConsentFor::Users(&users), &sp.id).await {
+                Ok(()) => restrict_sign_in(run, &clients, &sp, &users).await,
+                Err(e) => Err(e),
+            },
             Ok(None) => manage_consent(run, &clients, resolved, ConsentFor::Everyone, &sp.id).await,
             Err(e) => Err(e),
         },
@@ -475,6 +478,73 @@ async fn consent_users(run: &mut Run<'_>, clients: &CloudClients) -> Result<Opti
     users.sort();
     users.dedup();
     Ok(Some(users))
+}
+
+/// Sign-in by the consented users only, where the EntraTenant asks for it
+/// (`permissions.assignedUsersOnly`): assign them, then require assignment, then remove anyone
+/// else's assignment. Only on the operator's own application.
+async fn restrict_sign_in(
+    run: &mut Run<'_>,
+    clients: &CloudClients,
+    sp: &crate::azure::model::ServicePrincipal,
+    users: &[String],
+) -> Result<(), Error> {
+    let wanted = run.admitted.as_ref().is_some_and(|t| t.spec.permissions.assigned_users_only);
+    let spec = &run.obj.spec;
+    if !wanted || spec.adopt.is_some() || !spec.admin_consent || users.is_empty() {
+        return Ok(());
+    }
+    let tenant = run.tenant.clone();
+    let tenant = tenant.as_str();
+    let step = async {
+        let assigned = clients.directory.assigned_to(tenant, &sp.id).await?;
+        let plan = desired::assignment_plan(users, sp.app_role_assignment_required, &assigned);
+        for user in &plan.assign {
+            clients.directory.assign_app_role(tenant, user, &sp.id, desired::DEFAULT_ACCESS_ROLE_ID).await?;
+        }
+        if plan.require {
+            clients.directory.set_assignment_required(tenant, &sp.id, true).await?;
+        }
+        for (assignment, _) in &plan.unassign {
+            clients.directory.unassign_from(tenant, &sp.id, assignment).await?;
+        }
+        Ok::<_, AzureError>(plan)
+    };
+    match step.await {
+        Ok(plan) => {
+            if let Some(c) = run.status.conditions.iter_mut().find(|c| c.type_ == cond::CONSENT_GRANTED)
+                && !c.message.contains("sign-in by assigned users only")
+            {
+                c.message.push_str("; sign-in by assigned users only");
+            }
+            if !plan.is_empty() {
+                run.event(
+                    EventType::Normal,
+                    "SignInRestricted",
+                    "Consent",
+                    format!(
+                        "sign-in restricted to assigned users: {} assigned, assignment {}, {} other assignment(s) removed",
+                        plan.assign.len(),
+                        if plan.require { "now required" } else { "already required" },
+                        plan.unassign.len()
+                    ),
+                )
+                .await;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let error = Error::Azure(e);
+            if !error.is_deferred() {
+                let (why, message) = describe_failure(&error);
+                let message = format!(
+                    "restricting sign-in to the assigned users (EntraTenant permissions.assignedUsersOnly, which needs the operator's AppRoleAssignment.ReadWrite.All): {message}"
+                );
+                run.condition(cond::CONSENT_GRANTED, false, why, message);
+            }
+            Err(error)
+        }
+    }
 }
 
 async fn manage_consent(
