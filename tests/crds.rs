@@ -118,6 +118,7 @@ fn entra_tenant() -> Value {
             "namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "In", "values": ["support"]}]},
             "mailboxes": ["*@contoso.com", "ops@fabrikam.com", "*@*.contoso.net"],
             "forwarding": {"allowedDestinations": ["*@partner.example"]},
+            "connect": {"tenantHosts": ["contoso.us.webexconnect.io", "Contoso.EU.webexconnect.io."]},
         }
     })
 }
@@ -241,6 +242,27 @@ fn cases() -> Vec<Case> {
             on_update: false,
             change: |o| set(o, "/spec/mailboxes", json!(["*contoso.com"])),
             expected: "mailboxes entries must be an address",
+        },
+        Case {
+            name: "tenant-connect-host-with-scheme",
+            base: entra_tenant,
+            on_update: false,
+            change: |o| set(o, "/spec/connect", json!({"tenantHosts": ["https://contoso.us.webexconnect.io"]})),
+            expected: "connect.tenantHosts entries must be host names",
+        },
+        Case {
+            name: "tenant-connect-host-with-port",
+            base: entra_tenant,
+            on_update: false,
+            change: |o| set(o, "/spec/connect", json!({"tenantHosts": ["contoso.us.webexconnect.io:443"]})),
+            expected: "connect.tenantHosts entries must be host names",
+        },
+        Case {
+            name: "tenant-connect-host-wildcard",
+            base: entra_tenant,
+            on_update: false,
+            change: |o| set(o, "/spec/connect", json!({"tenantHosts": ["*.us.webexconnect.io"]})),
+            expected: "connect.tenantHosts entries must be host names",
         },
         Case {
             name: "tenant-mailbox-wildcard-in-the-middle",
