@@ -10,7 +10,7 @@ use crate::api::email_channel::ConnectMode;
 use crate::api::{ANNOTATION_CONNECT_SECRET_APPLIED, ANNOTATION_ROTATE, AzureAppRegistration, EmailChannel};
 use crate::clients::MicrosoftClients;
 use crate::controller::app_registration::credential::{self, Retire, Step};
-use crate::controller::app_registration::reconcile::{consumers, key_of, verify};
+use crate::controller::app_registration::reconcile::{adopted_key, consumers, own_application, verify};
 use crate::controller::app_registration::rotation::{self, Revocation, SecretPolicy};
 use crate::controller::app_registration::{desired, secret};
 use crate::controller::email_channel::desired as channel_desired;
@@ -82,25 +82,24 @@ pub async fn plan(
         changes.push(format!("blocked: {problem}"));
     }
     let uid = registration.uid().unwrap_or_default();
-    let app = match &spec.adopt {
-        Some(a) => clients.directory.app_by_app_id(tenant, &a.app_id).await?,
-        None => clients.directory.app_by_unique_name(tenant, &key_of(&registration, instance)).await?,
+    let (key, app) = match &spec.adopt {
+        Some(a) => {
+            let app = clients.directory.app_by_app_id(tenant, &a.app_id).await?;
+            let key = app.as_ref().map(|app| adopted_key(app, &registration, instance)).unwrap_or_default();
+            (key, app)
+        }
+        None => own_application(clients.directory.as_ref(), tenant, &registration, instance).await?,
     };
     let desired_app = desired::desired_application(spec, resolved.as_deref().unwrap_or_default(), String::new());
     let Some(app) = app else {
         changes.push(format!(
             "create application {:?} (uniqueName {}), its service principal, consent and a client secret",
-            spec.display_name,
-            key_of(&registration, instance)
+            spec.display_name, key
         ));
         return Ok(changes);
     };
     if spec.adopt.is_some() && app.unique_name.is_none() {
-        changes.push(format!(
-            "claim the adopted application {} with uniqueName {}",
-            app.app_id,
-            key_of(&registration, instance)
-        ));
+        changes.push(format!("claim the adopted application {} with uniqueName {}", app.app_id, key));
     }
     let drift = desired::application_drift(&app, &desired_app);
     if !drift.is_empty() && resolved.is_ok() {

@@ -881,3 +881,38 @@ async fn one_reconcile_does_exactly_what_plan_printed() {
     }
     h.finish().await;
 }
+
+/// Deleted and created again under the same name (a `kubectl replace --force`, an Argo CD
+/// replace sync), repeatedly: the deleted application still holds the uniqueName, so the operator
+/// restores it (same appId) instead of failing on the name forever; a deleted application never
+/// keeps an operator password.
+#[tokio::test]
+async fn a_registration_deleted_and_created_again_restores_its_application_with_the_same_app_id() {
+    let h = Harness::start("ar-recreate").await;
+    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    apply_registration(&h, &support::resources::smtp_registration("again", "Again")).await;
+    registration_condition(&h, "again", app_cond::READY, "True").await;
+    let app_id = h.sim.applications(TENANT).remove(0).app_id;
+    for round in 0..3 {
+        api.delete("again", &DeleteParams::default()).await.unwrap();
+        eventually(Duration::from_secs(30), || async {
+            match api.get_opt("again").await.map_err(|e| e.to_string())? {
+                None => Ok(()),
+                Some(_) => Err("still there".to_string()),
+            }
+        })
+        .await;
+        let deleted = h.sim.deleted_applications(TENANT);
+        assert_eq!(deleted.len(), 1, "round {round}: {deleted:?}");
+        assert!(deleted[0].passwords.is_empty(), "round {round}: a deleted application kept a password");
+        apply_registration(&h, &support::resources::smtp_registration("again", "Again")).await;
+        let ready = registration_condition(&h, "again", app_cond::READY, "True").await;
+        assert_eq!(ready.status.unwrap().app_id.as_deref(), Some(app_id.as_str()), "round {round}: same appId");
+        let live = h.sim.applications(TENANT);
+        assert_eq!(live.len(), 1, "round {round}: one live application");
+        assert!(live[0].passwords.len() <= 2, "round {round}: {} passwords", live[0].passwords.len());
+        assert!(h.sim.deleted_applications(TENANT).is_empty(), "round {round}: restored, not left in deleted items");
+    }
+    h.assert_no_secret_leaked().await;
+    h.finish().await;
+}

@@ -802,3 +802,97 @@ async fn with_assigned_users_only_nobody_but_the_mailboxs_user_signs_in_even_by_
     drop_tenant(&h, &assigned).await;
     h.finish().await;
 }
+
+/// A namespace user who can write the channel's status records a forwarding destination of
+/// their own as the mailbox's "earlier" forwarding, then deletes the channel: the operator
+/// restores only what the EntraTenant allows today, so the mailbox is never forwarded there.
+#[tokio::test]
+async fn a_forged_earlier_forwarding_in_status_is_never_restored_on_deletion() {
+    let h = Harness::start("sec-forged-restore").await;
+    let mailbox = "support@contoso.com";
+    mailboxes(&h, &[mailbox]);
+    apply_channel(&h, &channel("support", TENANT_REF, mailbox, CONNECT_ADDRESS)).await;
+    channel_reason(&h, "support", ch_cond::MAILBOX_CONFIGURED, "True", reason::RECONCILED).await;
+    let api: Api<EmailChannel> = Api::namespaced(h.client.clone(), &h.ns.name);
+    let mut record = api.get("support").await.unwrap().status.unwrap().mailbox.expect("record");
+    record.previous_forwarding =
+        Some(serde_json::from_value(json!({"smtpAddress": "thief@evil.example", "keepCopy": false})).unwrap());
+    let forged = json!({"status": {"mailbox": record}});
+    api.patch_status("support", &PatchParams::default(), &Patch::Merge(&forged)).await.unwrap();
+    api.delete("support", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(60), || async {
+        match api.get_opt("support").await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(_) => Err("the channel still exists".to_string()),
+        }
+    })
+    .await;
+    let sent: Vec<String> = h
+        .sim
+        .exchange()
+        .received_parameters(TENANT, "Set-Mailbox")
+        .iter()
+        .filter_map(|p| p.get("ForwardingSmtpAddress").and_then(|v| v.as_str()).map(str::to_string))
+        .collect();
+    assert!(sent.iter().all(|a| !a.contains("evil.example")), "forwarded to the forged address: {sent:?}");
+    let m = h.sim.exchange().mailbox(TENANT, mailbox).unwrap();
+    assert!(m.forwarding_smtp_address.is_none(), "forwarding switched off: {:?}", m.forwarding_smtp_address);
+    // The forged record reached the deletion, and was refused (not merely overwritten first).
+    eventually(Duration::from_secs(30), || async {
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(h.client.clone(), &h.ns.name);
+        let list = events.list(&Default::default()).await.map_err(|e| e.to_string())?;
+        let notes: Vec<String> = list
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("MailboxNotRestored"))
+            .filter_map(|e| e.note.clone())
+            .collect();
+        if notes.iter().any(|n| n.contains("not one EntraTenant")) { Ok(()) } else { Err(format!("{notes:?}")) }
+    })
+    .await;
+    h.finish().await;
+}
+
+/// A namespace user writes another resource's application key (computable from its namespace
+/// and name) into their own registration's status, then deletes it: the operator uses a
+/// recorded key only for an application carrying this resource's owner stamp, so the other
+/// application is never rewritten, given a password or deleted.
+#[tokio::test]
+async fn a_forged_unique_name_in_status_never_reaches_another_resources_application() {
+    let h = Harness::start("sec-forged-key").await;
+    let api: Api<AzureAppRegistration> = Api::namespaced(h.client.clone(), &h.ns.name);
+    apply_registration(&h, &registration("victim", TENANT_REF, json!({"displayName": "Victim"}))).await;
+    registration_reason(&h, "victim", app_cond::READY, "True", reason::RECONCILED).await;
+    apply_registration(&h, &registration("attacker", TENANT_REF, json!({"displayName": "Attacker"}))).await;
+    registration_reason(&h, "attacker", app_cond::READY, "True", reason::RECONCILED).await;
+    let victim = api.get("victim").await.unwrap().status.unwrap();
+    let (victim_key, victim_app) = (victim.unique_name.clone().unwrap(), victim.app_id.clone().unwrap());
+    let passwords = |h: &Harness| {
+        h.sim
+            .applications(TENANT)
+            .into_iter()
+            .find(|a| a.app_id == victim_app)
+            .map(|a| (a.display_name, a.passwords.len()))
+    };
+    let before = passwords(&h);
+    let forged = json!({"status": {"uniqueName": victim_key}});
+    api.patch_status("attacker", &PatchParams::default(), &Patch::Merge(&forged)).await.unwrap();
+    // A forced rotation makes the attacker's registration issue a password on "its" application.
+    let rotate = json!({"metadata": {"annotations": {"connectemail.dev/rotate": "now"}}});
+    api.patch("attacker", &PatchParams::default(), &Patch::Merge(&rotate)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(passwords(&h), before, "the victim's application was rewritten or given a password");
+    let attacker = api.get("attacker").await.unwrap().status.unwrap();
+    assert_ne!(attacker.app_id.as_deref(), Some(victim_app.as_str()));
+    api.delete("attacker", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(30), || async {
+        match api.get_opt("attacker").await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(_) => Err("still there".to_string()),
+        }
+    })
+    .await;
+    assert!(passwords(&h).is_some(), "the victim's application was deleted");
+    assert_eq!(passwords(&h), before);
+    h.finish().await;
+}

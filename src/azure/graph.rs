@@ -27,6 +27,14 @@ pub trait Directory: Send + Sync {
     ) -> Result<Application, AzureError>;
     async fn update_app(&self, tenant: &str, object_id: &str, update: &ApplicationUpdate) -> Result<(), AzureError>;
     async fn delete_app(&self, tenant: &str, object_id: &str) -> Result<(), AzureError>;
+    /// A deleted application (kept 30 days in `directory/deletedItems`) holding `unique_name`.
+    async fn deleted_app_by_unique_name(
+        &self,
+        tenant: &str,
+        unique_name: &str,
+    ) -> Result<Option<Application>, AzureError>;
+    /// Restores a deleted application (same object ID and appId).
+    async fn restore_deleted_app(&self, tenant: &str, object_id: &str) -> Result<Application, AzureError>;
     async fn add_password(
         &self,
         tenant: &str,
@@ -471,6 +479,33 @@ impl Directory for GraphClient {
         })
         .await
         .map(drop)
+    }
+
+    async fn deleted_app_by_unique_name(
+        &self,
+        tenant: &str,
+        unique_name: &str,
+    ) -> Result<Option<Application>, AzureError> {
+        // Read whole: whether deletedItems filters on uniqueName is not documented, and this is
+        // only asked when a create found the name taken.
+        let deleted: Vec<Application> =
+            self.list("listDeletedApplications", tenant, "directory/deletedItems/microsoft.graph.application").await?;
+        Ok(deleted.into_iter().find(|a| a.unique_name.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(unique_name))))
+    }
+
+    async fn restore_deleted_app(&self, tenant: &str, object_id: &str) -> Result<Application, AzureError> {
+        let path = format!("directory/deletedItems/{object_id}/restore");
+        let response = self
+            .request(
+                "restoreDeletedItem",
+                tenant,
+                reqwest::Method::POST,
+                &path,
+                Body::Json(&serde_json::json!({})),
+                false,
+            )
+            .await?;
+        decode("restoreDeletedItem", &response)
     }
 
     async fn delete_app(&self, tenant: &str, object_id: &str) -> Result<(), AzureError> {

@@ -24,6 +24,9 @@ pub struct Application {
     /// Tags; `connectemail.dev/adopt:<namespace>/<name>` lets that resource adopt the application.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The operator's owner stamp (`Managed by connect-email-operator from <namespace>/<name>`).
+    #[serde(default)]
+    pub notes: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

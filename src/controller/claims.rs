@@ -72,6 +72,12 @@ pub async fn claim(ctx: &Context, channel: &EmailChannel, mailbox: &str) -> Resu
             return Ok(Claim::Ours);
         }
         Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            return Err(Error::InvalidSpec(format!(
+                "the operator's namespace {} does not exist: mailbox claims are Leases there (run the operator in its namespace, or set POD_NAMESPACE / --operator-namespace to one that exists)",
+                ctx.azure.operator_namespace()
+            )));
+        }
         Err(e) => return Err(e.into()),
     }
     let existing = leases.get(&name).await?;

@@ -55,14 +55,57 @@ pub fn application_key(instance: &str, namespace: &str, name: &str) -> String {
     format!("{UNIQUE_NAME_PREFIX}{hex}")
 }
 
-/// The uniqueName a resource's application has: the one its status records (resources created by
-/// earlier versions keep their UID-derived name), else [`application_key`].
-pub fn key_of(obj: &AzureAppRegistration, instance: &str) -> String {
+/// The owner stamp the operator writes on every application it creates or claims (its `notes`):
+/// the resource's namespace and name. Namespace users cannot write an Entra application, so the
+/// stamp, unlike anything in the resource's status, is proof of whom the application serves.
+pub fn owner_stamp(namespace: &str, name: &str) -> String {
+    format!("Managed by connect-email-operator from {namespace}/{name}")
+}
+
+fn stamped(app: &Application, namespace: &str, name: &str) -> bool {
+    app.notes.as_deref() == Some(owner_stamp(namespace, name).as_str())
+}
+
+/// The uniqueName a resource's status records, when it differs from [`application_key`]
+/// (resources created by earlier versions keep their UID-derived name). A hint only: status is
+/// writable by namespace users, so it is used only for an application carrying this resource's
+/// [`owner_stamp`].
+fn recorded_key(obj: &AzureAppRegistration, derived: &str) -> Option<String> {
     obj.status
         .as_ref()
         .and_then(|s| s.unique_name.clone())
-        .filter(|u| u.starts_with(UNIQUE_NAME_PREFIX))
-        .unwrap_or_else(|| application_key(instance, &obj.namespace().unwrap_or_default(), &obj.name_any()))
+        .filter(|u| u.starts_with(UNIQUE_NAME_PREFIX) && u != derived)
+}
+
+/// The resource's own application (not adopted) and the uniqueName it goes by: the one status
+/// records if the application holding it carries this resource's stamp, else [`application_key`].
+pub async fn own_application(
+    directory: &dyn crate::azure::Directory,
+    tenant: &str,
+    obj: &AzureAppRegistration,
+    instance: &str,
+) -> Result<(String, Option<Application>), AzureError> {
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let derived = application_key(instance, &ns, &name);
+    if let Some(recorded) = recorded_key(obj, &derived)
+        && let Some(app) = directory.app_by_unique_name(tenant, &recorded).await?
+        && stamped(&app, &ns, &name)
+    {
+        return Ok((recorded, Some(app)));
+    }
+    let app = directory.app_by_unique_name(tenant, &derived).await?;
+    Ok((derived, app))
+}
+
+/// The uniqueName an adopted application goes by once claimed: the one status records if the
+/// application already holds it and carries this resource's stamp, else [`application_key`].
+pub fn adopted_key(app: &Application, obj: &AzureAppRegistration, instance: &str) -> String {
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let derived = application_key(instance, &ns, &name);
+    match recorded_key(obj, &derived) {
+        Some(recorded) if app.unique_name.as_deref() == Some(recorded.as_str()) && stamped(app, &ns, &name) => recorded,
+        _ => derived,
+    }
 }
 
 /// The prefix of every uniqueName the operator gives an application.
@@ -299,11 +342,10 @@ async fn apply_steps(run: &mut Run<'_>, resources: &policy::ResourceIds) -> Resu
     };
 
     // Application.
-    let key = key_of(obj, &run.ctx.settings.instance);
-    let notes =
-        format!("Managed by connect-email-operator from {}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    let notes = owner_stamp(&obj.namespace().unwrap_or_default(), &obj.name_any());
     let mut desired = desired::desired_application(spec, resolved.as_deref().unwrap_or_default(), notes);
-    let existing = match &spec.adopt {
+    let instance = run.ctx.settings.instance.clone();
+    let (key, existing) = match &spec.adopt {
         Some(adopt) => {
             let app = clients.directory.app_by_app_id(tenant, &adopt.app_id).await?.ok_or_else(|| {
                 Error::InvalidSpec(format!(
@@ -311,13 +353,14 @@ async fn apply_steps(run: &mut Run<'_>, resources: &policy::ResourceIds) -> Resu
                     adopt.app_id
                 ))
             })?;
+            let key = adopted_key(&app, obj, &instance);
             let ns = obj.namespace().unwrap_or_default();
             if let Err(message) = desired::may_adopt(&app, &key, &ns, &obj.name_any()) {
                 return Err(Error::Refused { reason: reason::ADOPTION_REFUSED, message });
             }
-            Some(app)
+            (key, Some(app))
         }
-        None => clients.directory.app_by_unique_name(tenant, &key).await?,
+        None => own_application(clients.directory.as_ref(), tenant, obj, &instance).await?,
     };
     let app = match (existing, &resolved) {
         (None, Err(_)) if resolve_error.is_some() => return Err(resolve_error.take().expect("checked")),
@@ -326,17 +369,53 @@ async fn apply_steps(run: &mut Run<'_>, resources: &policy::ResourceIds) -> Resu
                 "the application is not created until permissions resolve: {problem}"
             )));
         }
-        (None, Ok(_)) => {
-            let app = clients.directory.upsert_app(tenant, &key, &desired).await?;
-            run.event(
-                EventType::Normal,
-                "ApplicationCreated",
-                "Create",
-                format!("Created Entra application {} (appId {})", spec.display_name, app.app_id),
-            )
-            .await;
-            app
-        }
+        (None, Ok(_)) => match clients.directory.upsert_app(tenant, &key, &desired).await {
+            Ok(app) => {
+                run.event(
+                    EventType::Normal,
+                    "ApplicationCreated",
+                    "Create",
+                    format!("Created Entra application {} (appId {})", spec.display_name, app.app_id),
+                )
+                .await;
+                app
+            }
+            // The uniqueName is taken although no live application has it: a deleted one (Entra
+            // keeps them 30 days) of a resource of the same namespace/name, deleted and created
+            // again. Restored when its stamp names this resource: the same appId, so Connect keeps
+            // its client ID; anything else holding the name is never touched.
+            Err(e) if e.has_graph_code("Request_MultipleObjectsWithSameKeyValue") => {
+                let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+                match clients.directory.deleted_app_by_unique_name(tenant, &key).await? {
+                    Some(deleted) if stamped(&deleted, &ns, &name) => {
+                        let app = clients.directory.restore_deleted_app(tenant, &deleted.id).await?;
+                        run.event(
+                            EventType::Normal,
+                            "ApplicationRestored",
+                            "Create",
+                            format!(
+                                "Restored Entra application {} (appId {}) from deleted items: this resource was deleted and created again under the same name",
+                                spec.display_name, app.app_id
+                            ),
+                        )
+                        .await;
+                        clients.directory.update_app(tenant, &app.id, &desired).await?;
+                        app
+                    }
+                    Some(deleted) => {
+                        return Err(Error::Refused {
+                            reason: reason::ADOPTION_REFUSED,
+                            message: format!(
+                                "uniqueName {key} is held by deleted application {} (appId {}), which another resource created: restore or permanently delete it in the Entra admin center (Deleted applications)",
+                                deleted.id, deleted.app_id
+                            ),
+                        });
+                    }
+                    None => return Err(Error::Azure(e)),
+                }
+            }
+            Err(e) => return Err(Error::Azure(e)),
+        },
         (Some(app), Ok(_)) => {
             let drift = desired::application_drift(&app, &desired);
             // Adopting: claim the app with our uniqueName when it has none (it can be set only once).
@@ -1265,14 +1344,26 @@ async fn cleanup_entra(
     let spec = &obj.spec;
     let uid = obj.uid().ok_or(Error::MissingObjectKey("uid"))?;
     let clients = ctx.microsoft_recorded(&spec.tenant_ref.name, tenant, cloud).await?;
+    // Only an application this resource can prove is its own: adopted by it (its appId, claimed
+    // with its stamp), or its own found by a uniqueName that is derived or stamped.
     let app = match &spec.adopt {
-        Some(adopt) => clients.directory.app_by_app_id(tenant, &adopt.app_id).await?,
-        None => clients.directory.app_by_unique_name(tenant, &key_of(obj, &ctx.settings.instance)).await?,
+        Some(adopt) => clients.directory.app_by_app_id(tenant, &adopt.app_id).await?.filter(|app| {
+            let key = adopted_key(app, obj, &ctx.settings.instance);
+            desired::may_adopt(app, &key, &obj.namespace().unwrap_or_default(), &obj.name_any()).is_ok()
+        }),
+        None => own_application(clients.directory.as_ref(), tenant, obj, &ctx.settings.instance).await?.1,
     };
     let Some(app) = app else {
         return Ok(());
     };
     if deletes_app {
+        // The operator's passwords go first: a deleted application stays restorable for 30 days,
+        // and must not carry a working secret meanwhile.
+        for p in
+            app.password_credentials.iter().filter(|p| rotation::is_operator_password(p.display_name.as_deref(), &uid))
+        {
+            clients.directory.remove_password(tenant, &app.id, &p.key_id).await?;
+        }
         clients.directory.delete_app(tenant, &app.id).await?;
     } else {
         // Orphaned or adopted: leave the application, take back only our own passwords.

@@ -62,14 +62,49 @@ async fn restore_mailbox(cached: &EmailChannel, ctx: &Context) -> Result<Action,
             "{ANNOTATION_PAUSED} is set: remove it to let deletion restore the mailbox settings"
         )));
     }
-    // The credential of the EntraTenant that admitted the channel, while it still names that tenant.
-    let admitted_by = obj.status.as_ref().and_then(|s| admitted_by(&s.conditions)).unwrap_or_default();
-    let exchange = ctx.azure.for_recorded(&ctx.client, &admitted_by, &record.tenant_id, record.cloud).await?.mailboxes;
+    // The record is status, which namespace users can write: it is acted on only as far as the
+    // channel's EntraTenant allows today — the tenant it names, a mailbox it lists, and (for
+    // forwarding) a destination it allows; otherwise nothing is restored and deletion goes on.
+    let policy = match restore_policy(&obj, ctx, &ns, &record).await? {
+        Ok(policy) => policy,
+        Err(refusal) => {
+            let note = format!("Mailbox {} not restored: {refusal}", record.address);
+            report::event(&ctx.recorder, &obj, EventType::Warning, "MailboxNotRestored", "Delete", note).await;
+            return Ok(Action::await_change());
+        }
+    };
+    let exchange = ctx.microsoft(&policy).await?.mailboxes;
     let (tenant, mailbox) = (record.tenant_id.as_str(), record.address.as_str());
     // Exchange's own classification: a 503 while restoring backs off like any transient error.
     let exchange_error = Error::Exchange;
     let mut restored = Vec::new();
-    if let (Some(applied), Some(previous)) = (&record.applied_forwarding, &record.previous_forwarding) {
+    let allowed_forwarding = |previous: &ForwardingValue| match &previous.smtp_address {
+        // An allowed destination, or a mailbox of the organisation the EntraTenant lists (the
+        // archive address someone had set before the channel).
+        Some(to) => {
+            let to = to.strip_prefix("smtp:").or_else(|| to.strip_prefix("SMTP:")).unwrap_or(to);
+            policy::admit_forwarding(&policy.name, &policy.spec, to).is_ok()
+                || policy::admit_mailbox(&policy.name, &policy.spec, to).is_ok()
+        }
+        None => true,
+    };
+    if let (Some(applied), Some(previous)) = (&record.applied_forwarding, &record.previous_forwarding)
+        && !allowed_forwarding(previous)
+    {
+        let note = format!(
+            "Mailbox {mailbox}: the recorded earlier forwarding destination is not one EntraTenant {} allows today: forwarding is switched off instead of restored",
+            policy.name
+        );
+        report::event(&ctx.recorder, &obj, EventType::Warning, "MailboxNotRestored", "Delete", note).await;
+        let now = exchange.forwarding(tenant, mailbox).await.map_err(exchange_error)?;
+        let still_ours = now.address.is_none()
+            && now.smtp_address.as_deref().map(str::to_lowercase)
+                == applied.smtp_address.as_deref().map(str::to_lowercase);
+        if still_ours {
+            exchange.set_forwarding(tenant, mailbox, None, false).await.map_err(exchange_error)?;
+            restored.push("no forwarding".to_string());
+        }
+    } else if let (Some(applied), Some(previous)) = (&record.applied_forwarding, &record.previous_forwarding) {
         let now = exchange.forwarding(tenant, mailbox).await.map_err(exchange_error)?;
         let still_ours = now.address.is_none()
             && now.smtp_address.as_deref().map(str::to_lowercase)
@@ -100,6 +135,49 @@ async fn restore_mailbox(cached: &EmailChannel, ctx: &Context) -> Result<Action,
         report::event(&ctx.recorder, &obj, EventType::Normal, "MailboxRestored", "Delete", note).await;
     }
     Ok(Action::await_change())
+}
+
+/// The EntraTenant that governs a channel's deletion: the one its spec names (or its shared
+/// registration's), if it still admits the namespace, names the recorded tenant and lists the
+/// recorded mailbox.
+async fn restore_policy(
+    obj: &EmailChannel,
+    ctx: &Context,
+    ns: &str,
+    record: &MailboxStatus,
+) -> Result<Result<admission::Tenant, Refusal>, Error> {
+    let tenant_ref = match (&obj.spec.azure.tenant_ref, &obj.spec.azure.app_registration_ref) {
+        (Some(t), _) => t.clone(),
+        (None, Some(r)) => {
+            let registrations: Api<AzureAppRegistration> = Api::namespaced(ctx.client.clone(), ns);
+            match registrations.get_opt(&r.name).await? {
+                Some(reg) => reg.spec.tenant_ref,
+                None => {
+                    return Ok(Err(Refusal {
+                        rule: "azure.appRegistrationRef",
+                        message: format!("AzureAppRegistration {} is gone: its EntraTenant cannot be read", r.name),
+                    }));
+                }
+            }
+        }
+        (None, None) => return Ok(Err(Refusal { rule: "azure", message: "no EntraTenant named".into() })),
+    };
+    let tenant = match admission::tenant(ctx, ns, &tenant_ref).await? {
+        Ok(t) => t,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    if !tenant.tenant_id().eq_ignore_ascii_case(&record.tenant_id) {
+        return Ok(Err(Refusal {
+            rule: "status.mailbox.tenantId",
+            message: format!(
+                "EntraTenant {} names tenant {}, not the recorded {}",
+                tenant.name,
+                tenant.tenant_id(),
+                record.tenant_id
+            ),
+        }));
+    }
+    Ok(policy::admit_mailbox(&tenant.name, &tenant.spec, &record.address).map(|()| tenant))
 }
 
 struct Run<'a> {
