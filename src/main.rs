@@ -433,7 +433,8 @@ fn init_tracing(json: bool, otlp_endpoint: Option<&str>) -> anyhow::Result<Telem
     };
     #[cfg(not(feature = "telemetry"))]
     let otel = Option::<tracing_subscriber::layer::Identity>::None;
-    let fmt = tracing_subscriber::fmt::layer();
+    // Colour only on a terminal: log files and collectors get plain text.
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let fmt = if json {
         #[cfg(feature = "telemetry")]
         let fmt = fmt

@@ -50,6 +50,8 @@ async fn a_crash_at_every_rotation_step_converges_without_leaks_duplicates_or_ou
         let first = registration_settled(&h, "crashy", None, Duration::from_secs(90)).await;
         let first_key = first.status.unwrap().credential.unwrap().key_id;
         op.kill();
+        // Logs written to a file carry no terminal colour codes.
+        assert!(!op.logs().contains('\u{1b}'), "ANSI escape codes in a log file");
 
         // 2. A rotation that dies at the failpoint.
         let mut op = OperatorProcess::spawn(&h.ns.name, &h.sim, &[point], "2-crash");
