@@ -103,6 +103,9 @@ impl OperatorProcess {
             .arg("--extra-ca-file")
             .arg(&ca)
             .env("KUBECONFIG", kubeconfig_path())
+            // The operator's own namespace (mailbox claims, EntraTenant credentials): the test's,
+            // as for the in-process harness.
+            .env("POD_NAMESPACE", namespace.split(',').next().unwrap_or(namespace))
             .env("AZURE_CLIENT_ID", OPERATOR_CLIENT_ID)
             .env("AZURE_CLIENT_SECRET", OPERATOR_SECRET)
             .env_remove("AZURE_FEDERATED_TOKEN_FILE")
