@@ -10,7 +10,7 @@ use crate::api::email_channel::ConnectMode;
 use crate::api::{ANNOTATION_CONNECT_SECRET_APPLIED, ANNOTATION_ROTATE, AzureAppRegistration, EmailChannel};
 use crate::clients::MicrosoftClients;
 use crate::controller::app_registration::credential::{self, Retire, Step};
-use crate::controller::app_registration::reconcile::{adopted_key, consumers, own_application, verify};
+use crate::controller::app_registration::reconcile::{adopted_key, consumers, own_application, user_ids, verify};
 use crate::controller::app_registration::rotation::{self, Revocation, SecretPolicy};
 use crate::controller::app_registration::{desired, secret};
 use crate::controller::email_channel::desired as channel_desired;
@@ -111,16 +111,13 @@ pub async fn plan(
             let assignments = clients.directory.app_role_assignments(tenant, &sp.id).await?;
             let grants = clients.directory.delegated_grants(tenant, &sp.id).await?;
             let owned = spec.adopt.is_some().then_some(status.granted_consent.as_slice());
-            let mut users = Vec::new();
-            for mailbox in &spec.consent_for {
-                match clients.mailboxes.user_object_id(tenant, mailbox).await {
-                    Ok(id) => users.push(id),
-                    Err(e) => {
-                        changes.push(format!("no consent change: the Entra user of {mailbox} is not found ({e})"));
-                        return Ok(changes);
-                    }
+            let users = match user_ids(clients.mailboxes.as_ref(), tenant, &spec.consent_for, None).await {
+                Ok(users) => users,
+                Err((mailbox, e)) => {
+                    changes.push(format!("no consent change: the Entra user of {mailbox} is not found ({e})"));
+                    return Ok(changes);
                 }
-            }
+            };
             let consent_for = if spec.consent_for.is_empty() {
                 desired::ConsentFor::Everyone
             } else {

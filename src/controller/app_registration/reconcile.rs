@@ -509,8 +509,9 @@ async fn resolve(
     Ok(desired::resolve_permissions(permissions, &resources))
 }
 
-/// The users delegated consent is for: the Entra users of `consentFor`'s mailboxes (looked up in
-/// Exchange on every pass, never taken from status, which a namespace user can write), or None
+/// The users delegated consent is for: the Entra users of `consentFor`'s mailboxes (read from
+/// Exchange, at most once an hour per mailbox; never taken from status, which a namespace user
+/// can write), or None
 /// for every user (admitted only where the EntraTenant allows tenant-wide consent). A mailbox
 /// without a user stops consent: nothing is granted, nothing withdrawn.
 async fn consent_users(run: &mut Run<'_>, clients: &CloudClients) -> Result<Option<Vec<String>>, Error> {
@@ -521,42 +522,55 @@ async fn consent_users(run: &mut Run<'_>, clients: &CloudClients) -> Result<Opti
     if !spec.admin_consent {
         return Ok(Some(Vec::new()));
     }
+    match user_ids(clients.mailboxes.as_ref(), &run.tenant, &spec.consent_for, Some(run.ctx)).await {
+        Ok(users) => Ok(Some(users)),
+        Err((mailbox, crate::exchange::ExchangeError::MailboxNotFound(_))) => {
+            let message = format!(
+                "consentFor: Exchange Online has no mailbox {mailbox} with an Entra user in tenant {}: check the address; no consent is granted until it resolves",
+                run.tenant
+            );
+            run.condition(cond::CONSENT_GRANTED, false, reason::PRINCIPAL_NOT_FOUND, message.clone());
+            Err(Error::Refused { reason: reason::PRINCIPAL_NOT_FOUND, message })
+        }
+        Err((mailbox, e)) => {
+            let error = Error::Exchange(e);
+            if !error.is_deferred() {
+                run.condition(
+                    cond::CONSENT_GRANTED,
+                    false,
+                    reason::EXTERNAL_ERROR,
+                    format!("looking up the Entra user of {mailbox}: {error}"),
+                );
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The Entra object IDs of the users of `mailboxes`, sorted and without repeats: read from
+/// Exchange, or from the reconciles' in-memory cache when `known` is given. On failure, the first
+/// mailbox that failed and why. (`plan` calls it without the cache.)
+pub async fn user_ids(
+    exchange: &dyn crate::exchange::MailboxAdmin,
+    tenant: &str,
+    mailboxes: &[String],
+    known: Option<&Context>,
+) -> Result<Vec<String>, (String, crate::exchange::ExchangeError)> {
     let mut users = Vec::new();
-    for mailbox in &spec.consent_for {
-        if let Some(id) = run.ctx.known_principal(&run.tenant, mailbox) {
+    for mailbox in mailboxes {
+        if let Some(id) = known.and_then(|ctx| ctx.known_principal(tenant, mailbox)) {
             users.push(id);
             continue;
         }
-        match clients.mailboxes.user_object_id(&run.tenant, mailbox).await {
-            Ok(id) => {
-                run.ctx.principal_read(&run.tenant, mailbox, &id);
-                users.push(id)
-            }
-            Err(crate::exchange::ExchangeError::MailboxNotFound(_)) => {
-                let message = format!(
-                    "consentFor: Exchange Online has no mailbox {mailbox} with an Entra user in tenant {}: check the address; no consent is granted until it resolves",
-                    run.tenant
-                );
-                run.condition(cond::CONSENT_GRANTED, false, reason::PRINCIPAL_NOT_FOUND, message.clone());
-                return Err(Error::Refused { reason: reason::PRINCIPAL_NOT_FOUND, message });
-            }
-            Err(e) => {
-                let error = Error::Exchange(e);
-                if !error.is_deferred() {
-                    run.condition(
-                        cond::CONSENT_GRANTED,
-                        false,
-                        reason::EXTERNAL_ERROR,
-                        format!("looking up the Entra user of {mailbox}: {error}"),
-                    );
-                }
-                return Err(error);
-            }
+        let id = exchange.user_object_id(tenant, mailbox).await.map_err(|e| (mailbox.clone(), e))?;
+        if let Some(ctx) = known {
+            ctx.principal_read(tenant, mailbox, &id);
         }
+        users.push(id);
     }
     users.sort();
     users.dedup();
-    Ok(Some(users))
+    Ok(users)
 }
 
 /// Sign-in by the consented users only, where the EntraTenant asks for it

@@ -88,37 +88,29 @@ async fn restore_mailbox(cached: &EmailChannel, ctx: &Context) -> Result<Action,
         }
         None => true,
     };
-    if let (Some(applied), Some(previous)) = (&record.applied_forwarding, &record.previous_forwarding)
-        && !allowed_forwarding(previous)
-    {
-        let note = format!(
-            "Mailbox {mailbox}: the recorded earlier forwarding destination is not one EntraTenant {} allows today: forwarding is switched off instead of restored",
-            policy.name
-        );
-        report::event(&ctx.recorder, &obj, EventType::Warning, "MailboxNotRestored", "Delete", note).await;
-        let now = exchange.forwarding(tenant, mailbox).await.map_err(exchange_error)?;
-        let still_ours = now.address.is_none()
-            && now.smtp_address.as_deref().map(str::to_lowercase)
-                == applied.smtp_address.as_deref().map(str::to_lowercase);
-        if still_ours {
-            exchange.set_forwarding(tenant, mailbox, None, false).await.map_err(exchange_error)?;
-            restored.push("no forwarding".to_string());
+    if let (Some(applied), Some(previous)) = (&record.applied_forwarding, &record.previous_forwarding) {
+        // A recorded destination today's EntraTenant does not allow: switched off, not restored.
+        let allowed = allowed_forwarding(previous);
+        if !allowed {
+            let note = format!(
+                "Mailbox {mailbox}: the recorded earlier forwarding destination is not one EntraTenant {} allows today: forwarding is switched off instead of restored",
+                policy.name
+            );
+            report::event(&ctx.recorder, &obj, EventType::Warning, "MailboxNotRestored", "Delete", note).await;
         }
-    } else if let (Some(applied), Some(previous)) = (&record.applied_forwarding, &record.previous_forwarding) {
+        let (target, keep_copy) =
+            if allowed { (previous.smtp_address.as_deref(), previous.keep_copy) } else { (None, false) };
         let now = exchange.forwarding(tenant, mailbox).await.map_err(exchange_error)?;
         let still_ours = now.address.is_none()
             && now.smtp_address.as_deref().map(str::to_lowercase)
                 == applied.smtp_address.as_deref().map(str::to_lowercase);
         if still_ours {
-            exchange
-                .set_forwarding(tenant, mailbox, previous.smtp_address.as_deref(), previous.keep_copy)
-                .await
-                .map_err(exchange_error)?;
-            restored.push(match &previous.smtp_address {
+            exchange.set_forwarding(tenant, mailbox, target, keep_copy).await.map_err(exchange_error)?;
+            restored.push(match target {
                 Some(a) => format!("forwarding to {a}"),
                 None => "no forwarding".to_string(),
             });
-            if let Some(internal) = &previous.internal_address {
+            if let (true, Some(internal)) = (allowed, &previous.internal_address) {
                 restored.push(format!("(forwarding to the internal recipient {internal} must be restored by hand)"));
             }
         }
