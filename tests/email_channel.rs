@@ -173,6 +173,9 @@ async fn blocked_forwarding_and_missing_exchange_rights_are_explained_without_bl
     assert!(m.contains("AutoForwardingMode Automatic"), "{m}");
     assert!(m.contains("Set-HostedOutboundSpamFilterPolicy -Identity 'Default' -AutoForwardingMode On"), "{m}");
 
+    // The registration has read the mailbox user's object ID for its consent (Exchange, once
+    // an hour) before the operator's Exchange role goes away.
+    channel_condition(&h, "blocked", ch_cond::APP_REGISTRATION_READY, "True").await;
     h.sim.exchange().set_role_missing(TENANT, true);
     let obj = channel_condition(&h, "blocked", ch_cond::MAILBOX_CONFIGURED, "False").await;
     let c = obj
