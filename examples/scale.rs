@@ -66,6 +66,8 @@ impl Operator {
             .arg(&ca)
             .args(args)
             .env("KUBECONFIG", support::kubeconfig_path())
+            // Its own namespace (mailbox claims): the benchmark's.
+            .env("POD_NAMESPACE", &h.ns.name)
             .env("AZURE_CLIENT_ID", OPERATOR_CLIENT_ID)
             .env("AZURE_CLIENT_SECRET", OPERATOR_SECRET)
             .env_remove("AZURE_FEDERATED_TOKEN_FILE")
